@@ -1,0 +1,96 @@
+"""The adapter contract: ``start(sink)`` / ``stop()``, the ``EventSink`` they feed, and stats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from gateway.model import Event
+
+__all__ = ["Adapter", "EventSink", "CommitCallback", "Counters", "RateLimitedLog"]
+
+#: Called on the event loop thread once the event's batch is committed (``True``)
+#: or could not be committed (``False``).
+CommitCallback = Callable[[bool], None]
+
+
+class EventSink(Protocol):
+    """Where adapters put events. Implemented by the pipeline.
+
+    All methods must be called on the event loop's thread; adapters that receive on
+    threads of their own hop with ``loop.call_soon_threadsafe``.
+    """
+
+    def offer(self, event: Event) -> bool:
+        """Enqueue without waiting. ``False`` means the bounded queue was full and the
+        event was shed (the sink counts it)."""
+        ...
+
+    def offer_many(self, events: Iterable[Event]) -> int:
+        """Enqueue several; returns how many were accepted (the rest are counted as shed)."""
+        ...
+
+    def submit(self, event: Event, on_commit: CommitCallback) -> bool:
+        """Enqueue an event whose sender waits for durability (SNMP INFORM, MQTT QoS 1).
+
+        ``on_commit`` runs after the store transaction holding the event's effects has
+        committed. Returns ``False`` (and never calls back) when the event was shed.
+        """
+        ...
+
+    def lookup_device(self, key: str) -> str | None:
+        """Map an address, alias or id to an inventory device id; ``None`` when unknown."""
+        ...
+
+
+class Adapter(Protocol):
+    """A protocol adapter: turns bytes from devices into Events.
+
+    ``start`` returns once the adapter is listening (or, for clients, once its
+    connection loop is running: a broker that is down must not stop the gateway).
+    ``stop`` stops receiving and hands over anything already received.
+    """
+
+    name: str
+
+    async def start(self, sink: EventSink) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def stats(self) -> dict[str, int]:
+        """Counters by name (e.g. ``received``, ``rejected.bad_community``) for /metrics."""
+        ...
+
+
+class Counters(dict[str, int]):
+    """A tiny counter map: ``c.inc("rejected.bad_community")``."""
+
+    def inc(self, name: str, n: int = 1) -> None:
+        self[name] = self.get(name, 0) + n
+
+
+class RateLimitedLog:
+    """Logs at most ``per_minute`` lines per reason, then one summary of what was held back,
+    so a flood of bad input cannot fill the disk."""
+
+    def __init__(self, logger: Any, per_minute: int = 10, clock: Callable[[], float] | None = None) -> None:
+        import time as _time
+
+        self._log = logger
+        self._per_minute = per_minute
+        self._clock = clock or _time.monotonic
+        self._windows: dict[str, list[float]] = {}  # reason -> [window start, lines, suppressed]
+
+    def warning(self, reason: str, msg: str, *args: Any) -> None:
+        now = self._clock()
+        w = self._windows.get(reason)
+        if w is None or now - w[0] >= 60.0:
+            if w is not None and w[2]:
+                self._log.warning("%d more '%s' messages suppressed in the last minute", int(w[2]), reason)
+            w = [now, 0, 0]
+            self._windows[reason] = w
+        if w[1] < self._per_minute:
+            w[1] += 1
+            self._log.warning(msg, *args)
+        else:
+            w[2] += 1

@@ -1,0 +1,372 @@
+"""SNMP trap/INFORM listener: a receiver thread owns the UDP socket, decodes and hands
+batches of Events to the event loop; INFORMs are answered only after their commit."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from adapters.base import Counters, EventSink, RateLimitedLog
+from adapters.snmp import ber
+from adapters.snmp.config import SnmpListenerConfig
+from adapters.snmp.rfc3584 import v1_trap_oid
+from adapters.snmp.storm import StormGuard
+from gateway.clock import Clock
+from gateway.errors import DecodeError
+from gateway.model import Event
+
+__all__ = ["SnmpAdapter", "EventBuilder"]
+
+log = logging.getLogger("adapters.snmp")
+
+SYS_UPTIME_0 = "1.3.6.1.2.1.1.3.0"
+SNMP_TRAP_OID_0 = "1.3.6.1.6.3.1.1.4.1.0"
+SNMP_TRAP_ADDRESS_0 = "1.3.6.1.6.3.18.1.3.0"
+SNMP_TRAP_ENTERPRISE_0 = "1.3.6.1.6.3.1.1.4.3.0"
+
+_DRAIN_MAX = 512
+_NAME_CACHE_MAX = 65_536
+
+
+def _text(v: Any) -> Any:
+    """OCTET STRINGs become text when they are printable UTF-8, else ``0x``-hex."""
+    if type(v) is bytes:
+        try:
+            s = v.decode("utf-8")
+        except UnicodeDecodeError:
+            return "0x" + v.hex()
+        if s.isprintable() or not s:
+            return s
+        stripped = s.rstrip("\x00")
+        if stripped.isprintable():
+            return stripped
+        return "0x" + v.hex()
+    return v
+
+
+class EventBuilder:
+    """Turns a decoded trap into an Event with MIB names. Names are memoised per OID so a
+    packet costs dictionary hits, never a MIB tree walk."""
+
+    def __init__(self, resolver: Any, source: str) -> None:
+        self.resolver = resolver
+        self.source = source
+        self._trap_names: dict[str, str] = {}
+        self._attr_names: dict[str, str] = {}
+
+    def trap_name(self, oid: str) -> str:
+        n = self._trap_names.get(oid)
+        if n is None:
+            n = self.resolver.name(oid) if self.resolver is not None else oid
+            if len(self._trap_names) < _NAME_CACHE_MAX:
+                self._trap_names[oid] = n
+        return n
+
+    def attr_name(self, oid: str) -> str:
+        n = self._attr_names.get(oid)
+        if n is None:
+            if self.resolver is None:
+                n = oid
+            else:
+                module, symbol, index = self.resolver.split(oid)
+                n = symbol if module else oid
+                if module and index and symbol in ("sysUpTime", "snmpTrapAddress", "snmpTrapCommunity"):
+                    n = symbol
+            if len(self._attr_names) < _NAME_CACHE_MAX:
+                self._attr_names[oid] = n
+        return n
+
+    def build(self, msg: Any, peer_ip: str, now: float) -> Event:
+        attrs: dict[str, Any] = {}
+        device = peer_ip
+        if msg.version == ber.V1:
+            trap_oid = v1_trap_oid(msg.enterprise or "", msg.generic_trap or 0, msg.specific_trap or 0)
+            attrs["sysUpTime"] = msg.timestamp
+            attrs["enterprise"] = self.trap_name(msg.enterprise or "")
+            if msg.agent_addr and msg.agent_addr != "0.0.0.0":
+                attrs["agentAddress"] = msg.agent_addr
+                device = msg.agent_addr
+            varbinds = msg.varbinds
+        else:
+            vbs = msg.varbinds
+            trap_oid = ""
+            start = 0
+            if len(vbs) >= 2 and vbs[0][0] == SYS_UPTIME_0 and vbs[1][0] == SNMP_TRAP_OID_0:
+                attrs["sysUpTime"] = vbs[0][1]
+                trap_oid = vbs[1][1] if isinstance(vbs[1][1], str) else ""
+                start = 2
+            else:
+                for i, (oid, val) in enumerate(vbs):
+                    if oid == SNMP_TRAP_OID_0 and isinstance(val, str):
+                        trap_oid = val
+                        break
+                start = 0
+            if not trap_oid:
+                raise DecodeError("no_trap_oid", "notification without snmpTrapOID.0", peer_ip)
+            varbinds = vbs[start:]
+        attr_name = self.attr_name
+        for oid, val in varbinds:
+            if oid == SNMP_TRAP_OID_0:
+                continue
+            if oid == SNMP_TRAP_ADDRESS_0 and isinstance(val, str):
+                device = val  # a relay forwarded it: the originator is named here
+            key = attr_name(oid)
+            if key in attrs:
+                key = oid
+            attrs[key] = _text(val)
+        return Event(now, self.source, device, self.trap_name(trap_oid), attrs, peer_ip)
+
+
+class SnmpAdapter:
+    """One listener. ``start`` binds (so a port conflict fails the start loudly)."""
+
+    def __init__(
+        self,
+        config: SnmpListenerConfig,
+        clock: Clock,
+        resolver: Any = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        v3: Any = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.clock = clock
+        self.builder = EventBuilder(resolver, config.name)
+        self.v3 = v3 if v3 is not None else _build_v3(config, state_dir)
+        self.counters = Counters()
+        self.granted_rcvbuf = 0
+        self.address: tuple[str, int] = (config.host, config.port)
+        self._communities = frozenset(c.encode() for c in config.communities)
+        self._nets = [ipaddress.ip_network(n, strict=False) for n in config.allowed_sources]
+        self._allowed_cache: dict[str, bool] = {}
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sink: EventSink | None = None
+        self._rlog = RateLimitedLog(log)
+        self.storm = StormGuard(config.storm, config.name) if config.storm.enabled else None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.config.receive_buffer)
+        except OSError as e:
+            log.warning("%s: could not set SO_RCVBUF=%d: %s", self.name, self.config.receive_buffer, e)
+        try:
+            sock.bind((self.config.host, self.config.port))
+        except OSError as e:
+            sock.close()
+            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if self.config.port < 1024 else ""
+            raise OSError(e.errno, f"{self.name}: cannot listen on {self.config.host}:{self.config.port}: {e.strerror}{hint}") from e
+        self.granted_rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        self.address = sock.getsockname()[:2]
+        self._sock = sock
+        log.info(
+            "%s: listening for traps on udp://%s:%d (receive buffer %d bytes granted, %d asked)",
+            self.name, self.address[0], self.address[1], self.granted_rcvbuf, self.config.receive_buffer,
+        )
+        self._thread = threading.Thread(target=self._recv_loop, name=f"snmp-{self.name}", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stop.set()
+        sock = self._sock
+        if sock is not None:
+            # Wake the blocking recv with a datagram of our own.
+            try:
+                with socket.socket(sock.family, socket.SOCK_DGRAM) as s:
+                    s.sendto(b"", self.address)
+            except OSError:
+                pass
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5.0)
+        if sock is not None:
+            sock.close()
+        self._sock = None
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counters)
+        out["receive_buffer_bytes"] = self.granted_rcvbuf
+        return out
+
+    # -- the receiver thread -------------------------------------------------------------
+    def _recv_loop(self) -> None:
+        sock = self._sock
+        assert sock is not None and self._loop is not None
+        recvfrom = sock.recvfrom
+        handle = self._handle
+        dontwait = socket.MSG_DONTWAIT
+        loop = self._loop
+        deliver = self._deliver
+        stop = self._stop
+        while not stop.is_set():
+            try:
+                data, peer = recvfrom(65535)
+            except OSError:
+                if stop.is_set():
+                    break
+                continue
+            if stop.is_set():
+                break
+            now = self.clock.now()
+            plain: list[Event] = []
+            informs: list[tuple[Event, Callable[[], bytes], Any]] = []
+            handle(data, peer, now, plain, informs)
+            for _ in range(_DRAIN_MAX):
+                try:
+                    data, peer = recvfrom(65535, dontwait)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                handle(data, peer, now, plain, informs)
+            if plain or informs:
+                try:
+                    loop.call_soon_threadsafe(deliver, plain, informs)
+                except RuntimeError:  # loop closed during shutdown
+                    break
+
+    def _allowed(self, ip: str) -> bool:
+        ok = self._allowed_cache.get(ip)
+        if ok is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                ok = any(addr in n for n in self._nets)
+            except ValueError:
+                ok = False
+            if len(self._allowed_cache) < 65_536:
+                self._allowed_cache[ip] = ok
+        return ok
+
+    def _reject(self, reason: str, peer_ip: str, detail: str = "") -> None:
+        self.counters.inc("rejected." + reason)
+        self._rlog.warning(reason, "%s: rejected packet from %s: %s%s", self.name, peer_ip, reason, f" ({detail})" if detail else "")
+
+    def _handle(
+        self,
+        data: bytes,
+        peer: tuple[Any, ...],
+        now: float,
+        plain: list[Event],
+        informs: list[tuple[Event, Callable[[], bytes], Any]],
+    ) -> None:
+        c = self.counters
+        c["received"] = c.get("received", 0) + 1
+        peer_ip = peer[0]
+        if not data:
+            c.inc("rejected.empty")
+            return
+        if self._nets and not self._allowed(peer_ip):
+            self._reject("source_not_allowed", peer_ip)
+            return
+        try:
+            version = ber.peek_version(data)
+            if version == ber.V3:
+                if self.v3 is None:
+                    raise DecodeError("v3_not_configured", "no SNMPv3 users on this listener")
+                result = self.v3.process(data, peer)
+                msg = result.message
+                respond = result.respond
+                if msg is None:  # discovery or report: answer at once, nothing to record
+                    if respond is not None:
+                        self._send(respond(), peer)
+                    c.inc("v3.discovery")
+                    return
+            else:
+                if self.config.v3_only:
+                    raise DecodeError("v1v2c_disabled", "listener accepts SNMPv3 only")
+                msg = ber.decode(data)
+                if msg.community not in self._communities:
+                    raise DecodeError("bad_community", repr(msg.community[:32]))
+                respond = None
+                if msg.pdu_type == ber.PDU_INFORM:
+                    m = msg
+                    respond = lambda m=m: ber.encode_response(m)  # noqa: E731
+            if msg.pdu_type not in (ber.PDU_TRAP_V1, ber.PDU_TRAP_V2, ber.PDU_INFORM):
+                raise DecodeError("unsupported_pdu", hex(msg.pdu_type))
+            ev = self.builder.build(msg, peer_ip, now)
+        except DecodeError as e:
+            self._reject(e.reason, peer_ip, e.detail)
+            return
+        except Exception as e:  # noqa: BLE001 - nothing that arrives may stop the receiver
+            self._reject("malformed", peer_ip, f"{type(e).__name__}: {e}")
+            return
+        c["decoded"] = c.get("decoded", 0) + 1
+        if self.storm is not None:
+            passes, summary = self.storm.check(ev.device, now)
+            if summary is not None:
+                plain.append(summary)
+            if not passes:
+                c.inc("storm.suppressed")
+                if respond is not None:  # still answer: the sender must not retry into the storm
+                    self._send(respond(), peer)
+                return
+        if respond is not None:
+            informs.append((ev, respond, peer))
+        else:
+            plain.append(ev)
+
+    # -- on the event loop ---------------------------------------------------------------
+    def _deliver(self, plain: list[Event], informs: list[tuple[Event, Callable[[], bytes], Any]]) -> None:
+        sink = self._sink
+        assert sink is not None
+        if self.config.unknown_devices == "drop":
+            kept = [e for e in plain if sink.lookup_device(e.device) is not None]
+            if len(kept) != len(plain):
+                self.counters.inc("dropped.unknown_device", len(plain) - len(kept))
+            plain = kept
+            kept_i = [x for x in informs if sink.lookup_device(x[0].device) is not None]
+            self.counters.inc("dropped.unknown_device", len(informs) - len(kept_i)) if len(kept_i) != len(informs) else None
+            informs = kept_i
+        if plain:
+            accepted = sink.offer_many(plain)
+            if accepted < len(plain):
+                self.counters.inc("shed", len(plain) - accepted)
+        for ev, respond, peer in informs:
+            if not sink.submit(ev, self._inform_ack(respond, peer)):
+                self.counters.inc("shed")  # no response: the sender will retry
+
+    def _inform_ack(self, respond: Callable[[], bytes], peer: Any) -> Callable[[bool], None]:
+        def on_commit(ok: bool) -> None:
+            if ok:
+                try:
+                    self._send(respond(), peer)
+                    self.counters.inc("informs.acknowledged")
+                except Exception as e:  # noqa: BLE001
+                    self._rlog.warning("inform_response", "%s: could not answer INFORM from %s: %s", self.name, peer[0], e)
+
+        return on_commit
+
+    def _send(self, data: bytes, peer: Any) -> None:
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.sendto(data, peer)
+            except OSError as e:
+                self._rlog.warning("send", "%s: send to %s failed: %s", self.name, peer[0], e)
+
+
+def _build_v3(config: SnmpListenerConfig, state_dir: str | os.PathLike[str] | None) -> Any:
+    """The SNMPv3 USM processor for a listener that has users (pysnmp does the crypto)."""
+    if not config.users:
+        return None
+    from adapters.snmp.v3 import V3Processor
+
+    return V3Processor.from_config(config, engine_id_path(state_dir or ".", config.name))
+
+
+def engine_id_path(state_dir: str | os.PathLike[str], name: str) -> Path:
+    """Where a listener's local SNMP engine ID is kept (stable across restarts)."""
+    return Path(state_dir) / f"snmp-{name}.engineid"

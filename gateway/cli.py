@@ -1,0 +1,214 @@
+"""The ``gateway`` command: parses arguments and calls into the app; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from gateway import __version__
+from gateway.errors import ConfigError, GatewayError
+
+__all__ = ["main"]
+
+DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "config.toml")
+
+
+def _print_config_errors(e: ConfigError) -> None:
+    for err in getattr(e, "errors", [e]):
+        print(f"error: {err}", file=sys.stderr)
+
+
+def _load(path: str) -> Any:
+    from gateway.config import load_config
+
+    return load_config(path)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    if fmt == "json":
+        class _Json(logging.Formatter):
+            def format(self, r: logging.LogRecord) -> str:
+                d = {"ts": self.formatTime(r, "%Y-%m-%dT%H:%M:%S"), "level": r.levelname, "logger": r.name, "msg": r.getMessage()}
+                if r.exc_info:
+                    d["exc"] = self.formatException(r.exc_info)
+                return json.dumps(d, ensure_ascii=False)
+
+        h = logging.StreamHandler()
+        h.setFormatter(_Json())
+        logging.basicConfig(level=level, handlers=[h], force=True)
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+
+
+# -- commands ---------------------------------------------------------------------------------
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.rulebook import load_rules
+
+    cfg = _load(args.config)
+    engine = load_rules(cfg)
+    print(
+        f"OK: {args.config}: {len(cfg.adapters.snmp)} SNMP listener(s), "
+        f"{len(cfg.policies)} policies ({', '.join(cfg.policies)}), {len(cfg.devices)} devices, "
+        f"{len(engine.rules)} rules from packs {', '.join(engine.packs) or '-'}"
+    )
+    for s in cfg.adapters.snmp:
+        print(f"  snmp {s.name}: udp://{s.host}:{s.port} communities={len(s.communities)} v3 users={len(s.users)}")
+    print(f"  store: {cfg.data_path(cfg.store.path)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    _setup_logging(cfg.gateway.log_level, cfg.gateway.log_format)
+    if args.record:
+        cfg.pipeline.record = args.record
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    return int(runner(_run(cfg)) or 0)
+
+
+async def _run(cfg: Any) -> int:
+    from gateway.app import Gateway
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Gateway(cfg) as gw:
+        if hasattr(gw, "reload"):
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gw.reload()))
+        await stop.wait()
+        logging.getLogger("gateway").info("stopping: adapters first, then the queue is drained")
+    logging.getLogger("gateway").info("stopped")
+    return 0
+
+
+def _open_store(cfg: Any) -> Any:
+    from gateway.store.sqlite import SqliteStore
+
+    path = cfg.data_path(cfg.store.path)
+    if not path.exists():
+        return None
+    return SqliteStore(path, readonly=True)
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    from gateway.views import alarm_view, table
+
+    cfg = _load(args.config)
+    store = _open_store(cfg)
+    rows = [alarm_view(a) for a in (store.list_alarms(state=args.state, limit=args.limit) if store else [])]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        print(table(rows, ["id", "level", "state", "count", "device", "key", "last_seen", "ticket_id", "title"]))
+    return 0
+
+
+def cmd_tickets(args: argparse.Namespace) -> int:
+    from gateway.views import ticket_view, table
+
+    cfg = _load(args.config)
+    store = _open_store(cfg)
+    rows = [ticket_view(t) for t in (store.list_tickets(status=args.status, limit=args.limit) if store else [])]
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        flat = []
+        for r in rows:
+            due = {c["kind"]: f"{c['due_at'] or '-'} ({c['state']})" for c in r["clocks"]}
+            flat.append({**r, "clocks": "; ".join(f"{k}: {v}" for k, v in due.items())})
+        print(table(flat, ["id", "level", "status", "device", "alarm_key", "opened_at", "clocks"]))
+    return 0
+
+
+def cmd_ticket_show(args: argparse.Namespace) -> int:
+    from gateway.views import iso, ticket_view
+
+    cfg = _load(args.config)
+    store = _open_store(cfg)
+    t = store.get_ticket(args.id) if store else None
+    if t is None:
+        print(f"error: no ticket {args.id}", file=sys.stderr)
+        return 1
+    view = ticket_view(t)
+    view["timeline"] = [{**e, "ts": iso(e["ts"])} for e in store.timeline(args.id)]
+    if args.json:
+        print(json.dumps(view, indent=2, ensure_ascii=False))
+    else:
+        print(f"Ticket {view['id']}  level {view['level']} ({view['level_name']})  {view['status']}")
+        print(f"  {view['title']}")
+        print(f"  device {view['device']}  key {view['alarm_key']}  policy {view['policy']}  opened {view['opened_at']}")
+        for c in view["clocks"]:
+            print(f"  clock {c['kind']:<9} due {c['due_at'] or '-':<26} {c['state']}")
+        for e in view["timeline"]:
+            print(f"  {e['ts']}  {e['actor']:<16} {e['kind']:<12} {e['note']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway", description="Device telemetry and auto-alarm gateway")
+    p.add_argument("--version", action="version", version=f"gateway {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+        return sp
+
+    r = with_config(sub.add_parser("run", help="run the gateway daemon"))
+    r.add_argument("--record", default="", help="record every ingested event to this JSON-lines file")
+    r.set_defaults(func=cmd_run)
+
+    with_config(sub.add_parser("check-config", help="validate a config file")).set_defaults(func=cmd_check_config)
+
+    a = with_config(sub.add_parser("alarms", help="list alarms"))
+    a.add_argument("--json", action="store_true")
+    a.add_argument("--state", choices=["active", "pending", "cleared", "suppressed"])
+    a.add_argument("--limit", type=int, default=1000)
+    a.set_defaults(func=cmd_alarms)
+
+    t = with_config(sub.add_parser("tickets", help="list tickets"))
+    t.add_argument("--json", action="store_true")
+    t.add_argument("--status")
+    t.add_argument("--limit", type=int, default=1000)
+    t.set_defaults(func=cmd_tickets)
+
+    tk = sub.add_parser("ticket", help="one ticket: show it or act on it")
+    tsub = tk.add_subparsers(dest="action", required=True)
+    show = with_config(tsub.add_parser("show", help="show a ticket with its clocks and timeline"))
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_ticket_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        _print_config_errors(e)
+        return 2
+    except GatewayError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""Configuration: TOML → pydantic models (extra="forbid"); errors read "file: dotted.key: problem"."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from adapters.snmp.config import SnmpListenerConfig
+from gateway.errors import ConfigError
+from gateway.model import Device
+from gateway.sla import CLOCK_KINDS, ClockTarget, Policy
+
+__all__ = ["Config", "load_config", "parse_duration", "format_loc", "build_policies", "build_devices"]
+
+_DUR = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.I)
+_UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(v: Any) -> float:
+    """``"1h"``, ``"90m"``, ``"1h30m"``, ``"2d"``, ``"45s"`` or a number of seconds."""
+    if isinstance(v, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '1h30m'")
+    if isinstance(v, (int, float)):
+        if v < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(v)
+    if not isinstance(v, str):
+        raise ValueError("a duration must be a number of seconds or a string like '1h30m'")
+    s = v.strip().replace(" ", "")
+    pos, total = 0, 0.0
+    for m in _DUR.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT[m.group(2).lower()]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(f"not a duration: {v!r} (use e.g. '30m', '1h30m', '2d' or seconds)")
+    return total
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class GatewaySection(_Strict):
+    #: Identifies this gateway in idempotency keys and help-desk tickets.
+    instance: str = "gw1"
+    #: Where the SQLite database and state files live (relative to the config file).
+    data_dir: str = "var"
+    #: Time zone for calendars, reports and the board.
+    timezone: str = "Asia/Shanghai"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+
+class PipelineSection(_Strict):
+    #: Bound of the ingest queue; events beyond it are shed and counted.
+    queue_size: int = Field(default=100_000, ge=10)
+    #: Most events folded into one store transaction.
+    batch_max: int = Field(default=4096, ge=1)
+    #: Record every ingested event to this JSON-lines file (for `rules replay`); empty = off.
+    record: str = ""
+
+
+class StoreSection(_Strict):
+    backend: Literal["sqlite"] = "sqlite"
+    #: SQLite file, relative to data_dir.
+    path: str = "gateway.db"
+    #: SQLite synchronous mode: "full" survives power loss, "normal" survives process crashes.
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class AdaptersSection(_Strict):
+    snmp: list[SnmpListenerConfig] = Field(default_factory=list)
+
+
+class RulesSection(_Strict):
+    #: Built-in packs by name (network, mine, medical) or paths to pack files.
+    packs: list[str] = Field(default_factory=lambda: ["network", "mine", "medical"])
+    #: Directories whose *.toml files are loaded as packs too.
+    dirs: list[str] = Field(default_factory=list)
+    #: Level for events no rule matches (none = they are only counted as unclassified).
+    default_level: int | None = Field(default=None, ge=1, le=4)
+
+
+class TargetTable(_Strict):
+    target: Duration
+    calendar: str | None = None
+
+
+Target = Duration | TargetTable
+
+
+class LevelTargets(_Strict):
+    response: Target | None = None
+    solution: Target | None = None
+    on_site: Target | None = None
+    restore: Target | None = None
+    report: Target | None = None
+
+
+class PolicySection(_Strict):
+    description: str = ""
+    #: Calendar the clocks run on unless a target names its own: "24x7", "business-cn", ...
+    calendar: str = "24x7"
+    #: Levels whose alarms open tickets.
+    ticket_levels: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=lambda: [1, 2, 3, 4])
+    #: Fractions of a target at which warnings fire.
+    warn_at: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.5, 0.8])
+    levels: dict[Literal["1", "2", "3", "4"], LevelTargets] = Field(default_factory=dict)
+    regions: dict[str, dict[Literal["1", "2", "3", "4"], LevelTargets]] = Field(default_factory=dict)
+
+
+class DeviceSection(_Strict):
+    id: str = Field(min_length=1)
+    name: str = ""
+    device_class: str = Field(default="unknown", alias="class")
+    site: str = ""
+    region: str = ""
+    policy: str = ""
+    parent: str | None = None
+    addresses: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    heartbeat_interval: Duration | None = None
+
+
+class InventorySection(_Strict):
+    #: Policy for devices that name none (and for unknown devices).
+    default_policy: str = "mine-monitoring"
+
+
+class CalendarsSection(_Strict):
+    #: Directories with holiday data files (one <year>.toml per year) that extend the shipped ones.
+    holiday_dirs: list[str] = Field(default_factory=list)
+
+
+class ApiToken(_Strict):
+    token: SecretStr
+    role: Literal["viewer", "operator"] = "viewer"
+    name: str = ""
+
+
+class ApiSection(_Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    tokens: list[ApiToken] = Field(default_factory=list)
+
+
+class Config(_Strict):
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    pipeline: PipelineSection = Field(default_factory=PipelineSection)
+    store: StoreSection = Field(default_factory=StoreSection)
+    adapters: AdaptersSection = Field(default_factory=AdaptersSection)
+    rules: RulesSection = Field(default_factory=RulesSection)
+    inventory: InventorySection = Field(default_factory=InventorySection)
+    calendars: CalendarsSection = Field(default_factory=CalendarsSection)
+    api: ApiSection = Field(default_factory=ApiSection)
+    policies: dict[str, PolicySection] = Field(default_factory=dict)
+    devices: list[DeviceSection] = Field(default_factory=list)
+
+    #: Set by load_config: the file it came from and its directory (for relative paths).
+    source: str = Field(default="<memory>", exclude=True)
+    base_dir: str = Field(default=".", exclude=True)
+
+    @field_validator("policies")
+    @classmethod
+    def _some_policy(cls, v: dict[str, PolicySection]) -> dict[str, PolicySection]:
+        return v
+
+    def data_path(self, *parts: str) -> Path:
+        base = Path(self.gateway.data_dir)
+        if not base.is_absolute():
+            base = Path(self.base_dir) / base
+        return base.joinpath(*parts)
+
+    def resolve_path(self, p: str) -> Path:
+        path = Path(p)
+        return path if path.is_absolute() else Path(self.base_dir) / path
+
+
+def format_loc(loc: tuple[Any, ...]) -> str:
+    """``('adapters', 'snmp', 0, 'port')`` → ``adapters.snmp[0].port``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            s = str(part)
+            if s.startswith(("function-", "tagged-union")) or s in ("float", "TargetTable", "constrained-float"):
+                continue
+            out += ("." if out else "") + s
+    return out
+
+
+def _errors_from_validation(file: str, e: ValidationError) -> list[ConfigError]:
+    out = []
+    seen = set()
+    for err in e.errors():
+        key = format_loc(tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        msg = msg.removeprefix("Value error, ")
+        if (key, msg) in seen:
+            continue
+        seen.add((key, msg))
+        out.append(ConfigError(file, key, msg))
+    return out
+
+
+def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
+    errs: list[ConfigError] = []
+    if cfg.inventory.default_policy not in cfg.policies:
+        errs.append(ConfigError(file, "inventory.default_policy", f"no policy named {cfg.inventory.default_policy!r}"))
+    ids: dict[str, int] = {}
+    for i, d in enumerate(cfg.devices):
+        if d.id in ids:
+            errs.append(ConfigError(file, f"devices[{i}].id", f"duplicate device id {d.id!r}"))
+        ids[d.id] = i
+        if d.policy and d.policy not in cfg.policies:
+            errs.append(ConfigError(file, f"devices[{i}].policy", f"no policy named {d.policy!r}"))
+    for i, d in enumerate(cfg.devices):
+        if d.parent is not None and d.parent not in ids:
+            errs.append(ConfigError(file, f"devices[{i}].parent", f"no device with id {d.parent!r}"))
+    # parent cycles
+    parents = {d.id: d.parent for d in cfg.devices}
+    for i, d in enumerate(cfg.devices):
+        seen, cur = {d.id}, d.parent
+        while cur is not None and cur in parents:
+            if cur in seen:
+                errs.append(ConfigError(file, f"devices[{i}].parent", f"parent chain of {d.id!r} loops"))
+                break
+            seen.add(cur)
+            cur = parents[cur]
+    known_cals = {"24x7", "workdays-cn", "business-cn", "business-weekdays"}
+    for pname, p in cfg.policies.items():
+        if p.calendar not in known_cals:
+            errs.append(ConfigError(file, f"policies.{pname}.calendar", f"unknown calendar {p.calendar!r}; known: {', '.join(sorted(known_cals))}"))
+        tables = [(f"policies.{pname}.levels.{lvl}", lt) for lvl, lt in p.levels.items()]
+        tables += [(f"policies.{pname}.regions.{r}.{lvl}", lt) for r, m in p.regions.items() for lvl, lt in m.items()]
+        for where, lt in tables:
+            for kind in CLOCK_KINDS:
+                t = getattr(lt, kind)
+                if isinstance(t, TargetTable) and t.calendar is not None and t.calendar not in known_cals:
+                    errs.append(ConfigError(file, f"{where}.{kind}.calendar", f"unknown calendar {t.calendar!r}"))
+    names = [s.name for s in cfg.adapters.snmp]
+    for i, n in enumerate(names):
+        if names.index(n) != i:
+            errs.append(ConfigError(file, f"adapters.snmp[{i}].name", f"duplicate adapter name {n!r}"))
+    return errs
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file. Raises ConfigError (``.errors`` holds all problems)."""
+    p = Path(path)
+    file = str(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(file, "", f"cannot read: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(file, "", "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(file, "", f"TOML syntax error: {e}") from None
+    return config_from_dict(data, file, str(p.resolve().parent))
+
+
+def config_from_dict(data: dict[str, Any], file: str = "<memory>", base_dir: str = ".") -> Config:
+    for k in ("source", "base_dir"):
+        if k in data:
+            raise ConfigError(file, k, "unknown key")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        errs = _errors_from_validation(file, e)
+        first = errs[0]
+        first.errors = errs  # type: ignore[attr-defined]
+        raise first from None
+    cfg.source = file
+    cfg.base_dir = base_dir
+    errs = _cross_check(cfg, file)
+    if errs:
+        errs[0].errors = errs  # type: ignore[attr-defined]
+        raise errs[0]
+    return cfg
+
+
+def _target(t: Any, default_cal: str) -> ClockTarget | None:
+    if t is None:
+        return None
+    if isinstance(t, TargetTable):
+        return ClockTarget(t.target, t.calendar or default_cal)
+    return ClockTarget(float(t), default_cal)
+
+
+def _level_map(levels: dict[str, LevelTargets], cal: str) -> dict[int, dict[str, ClockTarget]]:
+    out: dict[int, dict[str, ClockTarget]] = {}
+    for lvl, lt in levels.items():
+        m = {}
+        for kind in CLOCK_KINDS:
+            tgt = _target(getattr(lt, kind), cal)
+            if tgt is not None:
+                m[kind] = tgt
+        out[int(lvl)] = m
+    return out
+
+
+def build_policies(cfg: Config) -> dict[str, Policy]:
+    """Turn the policy sections into pure ``Policy`` values."""
+    out = {}
+    for name, p in cfg.policies.items():
+        out[name] = Policy(
+            name=name,
+            calendar=p.calendar,
+            ticket_levels=frozenset(p.ticket_levels),
+            levels=_level_map(p.levels, p.calendar),
+            regions={r.lower(): _level_map(m, p.calendar) for r, m in p.regions.items()},
+            warn_at=tuple(sorted(p.warn_at)),
+            description=p.description,
+        )
+    return out
+
+
+def build_devices(cfg: Config) -> list[Device]:
+    return [
+        Device(
+            id=d.id,
+            device_class=d.device_class,
+            site=d.site,
+            region=d.region,
+            policy=d.policy or cfg.inventory.default_policy,
+            parent=d.parent,
+            addresses=tuple(d.addresses),
+            aliases=tuple(d.aliases),
+            heartbeat_interval=d.heartbeat_interval,
+            name=d.name,
+        )
+        for d in cfg.devices
+    ]

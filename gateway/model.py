@@ -1,0 +1,80 @@
+"""Shared vocabulary: fault levels, events and devices (leaf module, stdlib only)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+__all__ = ["FaultLevel", "Event", "Device", "UNKNOWN_CLASS"]
+
+UNKNOWN_CLASS = "unknown"
+
+
+class FaultLevel(IntEnum):
+    """The four contractual fault levels (DESIGN §2). Lower number = more severe."""
+
+    CRITICAL = 1
+    MAJOR = 2
+    MINOR = 3
+    WARNING = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def label_zh(self) -> str:
+        return ("一级故障", "二级故障", "三级故障", "四级故障")[self.value - 1]
+
+    @classmethod
+    def parse(cls, value: int | str | FaultLevel) -> FaultLevel:
+        """Accept 1..4, "1".."4" or a name such as "critical"."""
+        if isinstance(value, FaultLevel):
+            return value
+        if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+            return cls(int(value))
+        try:
+            return cls[str(value).upper()]
+        except KeyError:
+            raise ValueError(f"unknown fault level {value!r} (use 1-4 or critical/major/minor/warning)") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One observation from a device. Cheap and immutable: the hot path makes many.
+
+    Attributes:
+        ts: when it happened (epoch seconds, UTC); the receive time unless the
+            source carried a sane timestamp of its own.
+        source: the adapter instance that produced it (e.g. ``snmp``, ``mqtt``).
+        device: device id (inventory id, or ``unknown:<address>`` / the raw id).
+        name: what happened, e.g. ``IF-MIB::linkDown``, ``heartbeat``, ``heartbeat.lost``.
+        attrs: named values (varbinds by name, payload fields).
+        peer: network address of the sender, when there is one.
+    """
+
+    ts: float
+    source: str
+    device: str
+    name: str
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    peer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """An inventory entry. Devices not in the inventory are represented with ``known=False``."""
+
+    id: str
+    device_class: str = UNKNOWN_CLASS
+    site: str = ""
+    region: str = ""
+    policy: str = ""
+    parent: str | None = None
+    addresses: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    heartbeat_interval: float | None = None
+    name: str = ""
+    known: bool = True

@@ -1,0 +1,362 @@
+"""The single writer: bounded ingest queue → batch → classify → alarms → tickets → ONE store
+transaction (outbox rows included) → commit callbacks (INFORM/QoS 1 acks) → change listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.base import CommitCallback
+from gateway.alarms import CLEARED_CHANGE, ESCALATED, RAISED, REPEATED, Alarm, AlarmBook
+from gateway.clock import Clock
+from gateway.errors import StoreError
+from gateway.inventory import Inventory
+from gateway.model import Event
+from gateway.sla import Policy
+from gateway.store import BatchWrite, OutboxRow, Store
+from gateway.tickets import Ticket, TicketDesk
+from rules.engine import RuleEngine
+
+__all__ = ["Pipeline", "PipelineStats", "Command"]
+
+log = logging.getLogger("gateway.pipeline")
+
+#: A command runs inside the writer task with ``now``; its return value resolves the future.
+Command = Callable[[float], Any]
+
+_RETRY_MIN, _RETRY_MAX = 0.05, 5.0
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    received: int = 0
+    shed: int = 0
+    classified: int = 0
+    unclassified: int = 0
+    batches: int = 0
+    committed_events: int = 0
+    store_errors: int = 0
+    commands: int = 0
+    alarms_raised: int = 0
+    alarms_cleared: int = 0
+    tickets_opened: int = 0
+    sla_warnings: int = 0
+    sla_breaches: int = 0
+    max_batch: int = 0
+    latency_buckets: dict[float, int] = field(default_factory=lambda: dict.fromkeys((0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, float("inf")), 0))
+    latency_sum: float = 0.0
+    latency_count: int = 0
+
+
+class _Pending:
+    __slots__ = ("event", "on_commit")
+
+    def __init__(self, event: Event, on_commit: CommitCallback) -> None:
+        self.event = event
+        self.on_commit = on_commit
+
+
+class _Cmd:
+    __slots__ = ("fn", "future")
+
+    def __init__(self, fn: Command, future: asyncio.Future[Any]) -> None:
+        self.fn = fn
+        self.future = future
+
+
+class Pipeline:
+    """Implements ``EventSink`` for adapters and owns alarm and ticket state (one task)."""
+
+    def __init__(
+        self,
+        *,
+        engine: RuleEngine,
+        inventory: Inventory,
+        book: AlarmBook,
+        desk: TicketDesk,
+        policies: Mapping[str, Policy],
+        store: Store,
+        clock: Clock,
+        queue_size: int = 100_000,
+        batch_max: int = 4096,
+        instance: str = "gw1",
+        connectors: Iterable[str] = (),
+    ) -> None:
+        self.engine = engine
+        self.inventory = inventory
+        self.book = book
+        self.desk = desk
+        self.policies = policies
+        self.store = store
+        self.clock = clock
+        self.queue_size = queue_size
+        self.batch_max = batch_max
+        self.instance = instance
+        self.connectors = list(connectors)
+        self.stats = PipelineStats()
+        self.healthy = True
+        self.last_error = ""
+        self.listeners: list[Callable[[list[Alarm], list[Ticket], list[Any]], None]] = []
+        self.recorder: Callable[[Event], None] | None = None
+        self._q: deque[Any] = deque()
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._exec = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.paused_commit = False  # a test seam: hold commits (INFORMs then stay unanswered)
+
+    # -- EventSink -----------------------------------------------------------------------
+    def _signal(self) -> None:
+        w = self._wake
+        if w is not None and not w.is_set():
+            w.set()
+
+    def offer(self, event: Event) -> bool:
+        self.stats.received += 1
+        if len(self._q) >= self.queue_size or self._stopping:
+            self.stats.shed += 1
+            return False
+        self._q.append(event)
+        self._signal()
+        return True
+
+    def offer_many(self, events: Iterable[Event]) -> int:
+        q = self._q
+        n = 0
+        room = self.queue_size - len(q)
+        for ev in events:
+            self.stats.received += 1
+            if n >= room or self._stopping:
+                self.stats.shed += 1
+                continue
+            q.append(ev)
+            n += 1
+        if n:
+            self._signal()
+        return n
+
+    def submit(self, event: Event, on_commit: CommitCallback) -> bool:
+        self.stats.received += 1
+        if len(self._q) >= self.queue_size or self._stopping:
+            self.stats.shed += 1
+            return False
+        self._q.append(_Pending(event, on_commit))
+        self._signal()
+        return True
+
+    def lookup_device(self, key: str) -> str | None:
+        return self.inventory.lookup(key)
+
+    @property
+    def depth(self) -> int:
+        return len(self._q)
+
+    # -- commands (NOC actions, timer ticks) -----------------------------------------------
+    async def execute(self, fn: Command) -> Any:
+        """Run ``fn(now)`` in the writer task; returns its result once its effects are committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._q.append(_Cmd(fn, fut))  # commands are never shed
+        self._signal()
+        return await fut
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="pipeline")
+
+    async def stop(self) -> None:
+        """Drain what is queued, commit it, then stop."""
+        self._stopping = True
+        self._signal()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=30)
+            except asyncio.TimeoutError:
+                log.error("pipeline did not drain within 30 s; %d items left", len(self._q))
+                self._task.cancel()
+        self._exec.shutdown(wait=True)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._q:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                timeout = self._next_timer()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except asyncio.TimeoutError:
+                    pass
+            try:
+                await self._batch()
+            except Exception:  # a bug must not kill the single writer silently
+                log.exception("pipeline batch failed")
+                await asyncio.sleep(0.1)
+
+    def _next_timer(self) -> float:
+        nxt = self.desk.next_check()
+        if nxt is None:
+            return 1.0
+        return min(1.0, max(0.0, nxt - self.clock.now()))
+
+    # -- the batch -------------------------------------------------------------------------
+    async def _batch(self) -> None:
+        q = self._q
+        n = min(len(q), self.batch_max)
+        items = [q.popleft() for _ in range(n)]
+        now = self.clock.now()
+        t0 = time.perf_counter()
+        callbacks: list[CommitCallback] = []
+        cmds: list[tuple[_Cmd, Any, BaseException | None]] = []
+        changes: list[Any] = []
+        inv_resolve = self.inventory.resolve
+        classify = self.engine.classify
+        apply = self.book.apply
+        rec = self.recorder
+        for item in items:
+            if isinstance(item, Event):
+                ev = item
+            elif isinstance(item, _Pending):
+                ev = item.event
+                callbacks.append(item.on_commit)
+            else:
+                try:
+                    cmds.append((item, item.fn(now), None))
+                except Exception as e:  # noqa: BLE001 - handed back to the caller
+                    cmds.append((item, None, e))
+                continue
+            if rec is not None:
+                rec(ev)
+            dev = inv_resolve(ev.device)
+            cs = classify(ev, dev)
+            if not cs:
+                self.stats.unclassified += 1
+                continue
+            self.stats.classified += 1
+            for c in cs:
+                ch = apply(c, ev, dev.id, ev.ts)
+                if ch is not None:
+                    self._on_change(ch, dev, changes)
+        for t, notice in self.desk.tick(now):
+            if notice.fraction >= 1.0:
+                self.stats.sla_breaches += 1
+            else:
+                self.stats.sla_warnings += 1
+            changes.append((t, notice))
+        batch = self._collect()
+        await self._commit(batch)
+        self.stats.batches += 1
+        self.stats.committed_events += n - len(cmds)
+        self.stats.max_batch = max(self.stats.max_batch, n)
+        dt = time.perf_counter() - t0
+        self._observe(dt)
+        for cb in callbacks:
+            try:
+                cb(True)
+            except Exception:  # noqa: BLE001
+                log.exception("commit callback failed")
+        for cmd, result, err in cmds:
+            if not cmd.future.done():
+                if err is not None:
+                    cmd.future.set_exception(err)
+                else:
+                    cmd.future.set_result(result)
+        if self.listeners and (batch.alarms or batch.tickets or changes):
+            for fn in self.listeners:
+                try:
+                    fn(batch.alarms, batch.tickets, changes)
+                except Exception:  # noqa: BLE001
+                    log.exception("change listener failed")
+
+    def _on_change(self, ch: Any, dev: Any, changes: list[Any]) -> None:
+        if ch.kind == REPEATED:
+            return
+        alarm = ch.alarm
+        if ch.kind == RAISED:
+            self.stats.alarms_raised += 1
+            policy = self.policies.get(dev.policy) or self.policies.get(self.inventory.default_policy)
+            if policy is not None and policy.opens_ticket(int(alarm.level)):
+                self.desk.open_for(alarm, dev, policy, alarm.first_seen)
+                self.stats.tickets_opened += 1
+        elif ch.kind == ESCALATED:
+            if alarm.ticket_id is not None:
+                self.desk.on_alarm_escalated(alarm.ticket_id, alarm.level, alarm.last_seen, "rule:" + alarm.rule_id)
+            else:
+                policy = self.policies.get(dev.policy) or self.policies.get(self.inventory.default_policy)
+                if policy is not None and policy.opens_ticket(int(alarm.level)):
+                    self.desk.open_for(alarm, dev, policy, alarm.last_seen)
+                    self.stats.tickets_opened += 1
+        elif ch.kind == CLEARED_CHANGE:
+            self.stats.alarms_cleared += 1
+            if alarm.ticket_id is not None:
+                self.desk.on_alarm_cleared(alarm.ticket_id, alarm.last_seen, "device")
+        changes.append(ch)
+
+    def _observe(self, dt: float) -> None:
+        s = self.stats
+        s.latency_sum += dt
+        s.latency_count += 1
+        for b in s.latency_buckets:
+            if dt <= b:
+                s.latency_buckets[b] += 1
+                break
+
+    def _collect(self) -> BatchWrite:
+        tickets = self.desk.take_dirty()
+        outbox: list[OutboxRow] = []
+        by_id = {t.id: t for t in tickets}
+        for tid, kind, extra in self.desk.take_outbox():
+            if not self.connectors:
+                break
+            t = by_id.get(tid) or self.desk.open.get(tid)
+            snapshot = t.to_dict() if t is not None else {"id": tid}
+            alarm = self.book.open.get(snapshot.get("alarm_key", "")) if t is not None else None
+            if alarm is not None:
+                snapshot["count"] = alarm.count
+                snapshot["first_event"] = alarm.event
+                snapshot["first_seen"] = alarm.first_seen
+            snapshot.update(extra)
+            for conn in self.connectors:
+                key = f"{self.instance}-t{tid}" if kind == "open" else f"{self.instance}-t{tid}-{uuid.uuid4().hex[:16]}"
+                outbox.append(OutboxRow(conn, tid, key, kind, snapshot))
+        return BatchWrite(
+            alarms=self.book.take_dirty(),
+            tickets=tickets,
+            timeline=self.desk.take_timeline(),
+            outbox=outbox,
+        )
+
+    async def _commit(self, batch: BatchWrite) -> None:
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        delay = _RETRY_MIN
+        while True:
+            while self.paused_commit:
+                await asyncio.sleep(0.02)
+            try:
+                await loop.run_in_executor(self._exec, self.store.commit, batch)
+                if not self.healthy:
+                    log.warning("store recovered; commits succeed again")
+                self.healthy = True
+                self.last_error = ""
+                return
+            except StoreError as e:
+                self.stats.store_errors += 1
+                if self.healthy or str(e) != self.last_error:
+                    log.error("store commit failed (will retry, events are held in memory): %s", e)
+                self.healthy = False
+                self.last_error = str(e)
+                await asyncio.sleep(delay)
+                delay = min(_RETRY_MAX, delay * 2)

@@ -1,0 +1,240 @@
+"""SQLite store (WAL): alarms, tickets, timeline and outbox, one transaction per batch."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from gateway.alarms import Alarm
+from gateway.errors import StoreError
+from gateway.model import FaultLevel
+from gateway.store import BatchWrite
+from gateway.tickets import Ticket
+
+__all__ = ["SqliteStore"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    device TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    title TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    cleared_at REAL,
+    ticket_id INTEGER,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS alarms_state ON alarms(state);
+CREATE INDEX IF NOT EXISTS alarms_key ON alarms(key);
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY,
+    alarm_id INTEGER NOT NULL,
+    alarm_key TEXT NOT NULL,
+    device TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    closed_at REAL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tickets_status ON tickets(status);
+CREATE TABLE IF NOT EXISTS timeline (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ticket_id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS timeline_ticket ON timeline(ticket_id, id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    connector TEXT NOT NULL,
+    ticket_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    remote_id TEXT,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, connector, ticket_id, id);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def _json(v: Any) -> str:
+    return json.dumps(v, default=str, separators=(",", ":"), ensure_ascii=False)
+
+
+class SqliteStore:
+    """The embedded default store. Thread-safe by a lock; the pipeline writes from one thread."""
+
+    def __init__(self, path: str | Path, synchronous: str = "normal", readonly: bool = False) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        try:
+            if readonly:
+                uri = f"file:{Path(self.path).resolve()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0)
+            else:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+                self._db.execute("PRAGMA foreign_keys=ON")
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StoreError(f"{self.path}: schema version {version} is newer than this gateway ({SCHEMA_VERSION})")
+                self._db.executescript(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as e:
+            raise StoreError(f"{self.path}: {e}") from e
+        self._db.row_factory = sqlite3.Row
+
+    # -- writes --------------------------------------------------------------------------
+    def commit(self, batch: BatchWrite) -> None:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                if batch.alarms:
+                    db.executemany(
+                        "INSERT INTO alarms(id,key,device,level,state,rule,title,count,first_seen,last_seen,"
+                        "cleared_at,ticket_id,data) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                        "level=excluded.level,state=excluded.state,title=excluded.title,count=excluded.count,"
+                        "last_seen=excluded.last_seen,cleared_at=excluded.cleared_at,ticket_id=excluded.ticket_id,"
+                        "data=excluded.data",
+                        [
+                            (
+                                a.id, a.key, a.device, int(a.level), a.state, a.rule_id, a.title, a.count,
+                                a.first_seen, a.last_seen, a.cleared_at, a.ticket_id,
+                                _json({"event": a.event, "attrs": dict(a.attrs), "labels": dict(a.labels), "acked": a.acked}),
+                            )
+                            for a in batch.alarms
+                        ],
+                    )
+                if batch.tickets:
+                    db.executemany(
+                        "INSERT INTO tickets(id,alarm_id,alarm_key,device,level,status,policy,opened_at,updated_at,"
+                        "closed_at,data) VALUES(?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                        "level=excluded.level,status=excluded.status,updated_at=excluded.updated_at,"
+                        "closed_at=excluded.closed_at,data=excluded.data",
+                        [
+                            (
+                                t.id, t.alarm_id, t.alarm_key, t.device, int(t.level), t.status, t.policy,
+                                t.opened_at, t.updated_at, t.closed_at, _json(t.to_dict()),
+                            )
+                            for t in batch.tickets
+                        ],
+                    )
+                if batch.timeline:
+                    db.executemany(
+                        "INSERT INTO timeline(ticket_id,ts,actor,kind,note) VALUES(?,?,?,?,?)",
+                        [(e.ticket_id, e.ts, e.actor, e.kind, e.note) for e in batch.timeline],
+                    )
+                if batch.outbox:
+                    db.executemany(
+                        "INSERT INTO outbox(connector,ticket_id,key,kind,payload,created_at) VALUES(?,?,?,?,?,"
+                        "strftime('%s','now'))",
+                        [(o.connector, o.ticket_id, o.key, o.kind, _json(o.payload)) for o in batch.outbox],
+                    )
+                for k, v in batch.meta.items():
+                    db.execute("INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (k, v))
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise StoreError(f"{self.path}: commit failed: {e}") from e
+
+    # -- reads ---------------------------------------------------------------------------
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from e
+
+    @staticmethod
+    def _alarm(r: sqlite3.Row) -> Alarm:
+        data = json.loads(r["data"])
+        return Alarm(
+            id=r["id"], key=r["key"], device=r["device"], level=FaultLevel(r["level"]), state=r["state"],
+            rule_id=r["rule"], title=r["title"], count=r["count"], first_seen=r["first_seen"],
+            last_seen=r["last_seen"], cleared_at=r["cleared_at"], ticket_id=r["ticket_id"],
+            event=data.get("event", ""), attrs=data.get("attrs", {}), labels=data.get("labels", {}),
+            acked=data.get("acked", False),
+        )
+
+    def load_open_alarms(self) -> list[Alarm]:
+        return [self._alarm(r) for r in self._rows("SELECT * FROM alarms WHERE state != 'cleared' ORDER BY id")]
+
+    def load_open_tickets(self) -> list[Ticket]:
+        return [
+            Ticket.from_dict(json.loads(r["data"]))
+            for r in self._rows("SELECT data FROM tickets WHERE status != 'closed' ORDER BY id")
+        ]
+
+    def next_ids(self) -> tuple[int, int]:
+        a = self._rows("SELECT COALESCE(MAX(id),0)+1 FROM alarms")[0][0]
+        t = self._rows("SELECT COALESCE(MAX(id),0)+1 FROM tickets")[0][0]
+        return int(a), int(t)
+
+    def list_alarms(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        if state:
+            rows = self._rows("SELECT * FROM alarms WHERE state=? ORDER BY id DESC LIMIT ?", (state, limit))
+        else:
+            rows = self._rows("SELECT * FROM alarms ORDER BY id DESC LIMIT ?", (limit,))
+        return [self._alarm(r).to_dict() for r in rows]
+
+    def list_tickets(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        if status:
+            rows = self._rows("SELECT data FROM tickets WHERE status=? ORDER BY id DESC LIMIT ?", (status, limit))
+        else:
+            rows = self._rows("SELECT data FROM tickets ORDER BY id DESC LIMIT ?", (limit,))
+        return [json.loads(r["data"]) for r in rows]
+
+    def get_ticket(self, ticket_id: int) -> dict[str, Any] | None:
+        rows = self._rows("SELECT data FROM tickets WHERE id=?", (ticket_id,))
+        return json.loads(rows[0]["data"]) if rows else None
+
+    def get_alarm(self, alarm_id: int) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM alarms WHERE id=?", (alarm_id,))
+        return self._alarm(rows[0]).to_dict() if rows else None
+
+    def timeline(self, ticket_id: int) -> list[dict[str, Any]]:
+        return [
+            dict(r) for r in self._rows("SELECT ticket_id,ts,actor,kind,note FROM timeline WHERE ticket_id=? ORDER BY id", (ticket_id,))
+        ]
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error:
+                pass

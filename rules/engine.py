@@ -1,0 +1,206 @@
+"""The rule engine: classify(event, device) → Classification, rules indexed by event name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.model import Device, Event, FaultLevel
+from rules.keys import Template, compile_template
+from rules.match import Predicate, compile_conditions, compile_glob, is_glob
+from rules.schema import PackModel, RuleModel
+
+__all__ = ["Classification", "CompiledRule", "RuleEngine"]
+
+_NAME_CACHE_MAX = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What the engine says an event means."""
+
+    rule_id: str
+    action: str  # "raise" | "clear"
+    key: str
+    level: FaultLevel | None
+    title: str = ""
+    hold_for: float = 0.0
+    hold_count: int = 0
+    escalate: tuple[tuple[float, FaultLevel], ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CompiledRule:
+    id: str
+    pack: str
+    order: tuple[int, int]
+    action: str
+    level: FaultLevel | None
+    key: Template
+    title: Template
+    cond: Predicate | None
+    device_class: Callable[[str], bool] | None
+    site: Callable[[str], bool] | None
+    region: Callable[[str], bool] | None
+    hold_for: float
+    hold_count: int
+    escalate: tuple[tuple[float, FaultLevel], ...]
+    labels: Mapping[str, str]
+    events: tuple[str, ...]
+    source: RuleModel
+    cont: bool = False
+
+    def matches(self, event: Event, device: Device) -> bool:
+        if self.device_class is not None and not self.device_class(device.device_class):
+            return False
+        if self.site is not None and not self.site(device.site):
+            return False
+        if self.region is not None and not self.region(device.region):
+            return False
+        return self.cond is None or self.cond(event.attrs)
+
+
+def _compile(rule: RuleModel, pack: str, order: tuple[int, int]) -> list[CompiledRule]:
+    key = compile_template(rule.key)
+    title = compile_template(rule.title or rule.id)
+    escalate = tuple(sorted((float(s), FaultLevel(lvl)) for s, lvl in rule.escalate))
+    events = (rule.event,) if isinstance(rule.event, str) else tuple(rule.event)
+    common = dict(
+        pack=pack,
+        key=key,
+        title=title,
+        device_class=compile_glob(rule.device_class),
+        site=compile_glob(rule.site),
+        region=compile_glob(rule.region),
+        labels=dict(rule.labels),
+        source=rule,
+        cont=rule.continue_,
+    )
+    out = [
+        CompiledRule(
+            id=rule.id,
+            order=order,
+            action=rule.action,
+            level=FaultLevel(rule.level) if rule.level is not None else None,
+            cond=compile_conditions(rule.when),
+            hold_for=rule.hold_for,
+            hold_count=rule.hold_count,
+            escalate=escalate,
+            events=events,
+            **common,  # type: ignore[arg-type]
+        )
+    ]
+    if rule.clear_on:
+        out.append(
+            CompiledRule(
+                id=rule.id,  # the clear acts on the same rule's fault
+                order=order,
+                action="clear",
+                level=None,
+                cond=compile_conditions(rule.clear_when),
+                hold_for=0.0,
+                hold_count=0,
+                escalate=(),
+                events=tuple(rule.clear_on),
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    return out
+
+
+class RuleEngine:
+    """Classifies events. Rules are compiled once; candidates per event name are cached,
+    so the cost for one event does not grow with the number of rules for other events.
+
+    Order: lower ``priority`` first, then pack order, then order in the pack; first match wins.
+    """
+
+    def __init__(self, packs: Iterable[PackModel] = (), default_level: FaultLevel | None = None) -> None:
+        self.default_level = default_level
+        self.rules: list[CompiledRule] = []
+        self.packs: list[str] = []
+        seq = 0
+        for pack in packs:
+            self.packs.append(pack.pack.name)
+            for r in pack.rules:
+                self.rules.extend(_compile(r, pack.pack.name, (r.priority, seq)))
+                seq += 1
+        self._exact: dict[str, list[CompiledRule]] = {}
+        self._wild: list[tuple[Callable[[str], bool], CompiledRule]] = []
+        for cr in self.rules:
+            for ev in cr.events:
+                if is_glob(ev):
+                    g = compile_glob(ev)
+                    assert g is not None
+                    self._wild.append((g, cr))
+                else:
+                    self._exact.setdefault(ev, []).append(cr)
+        self._by_name: dict[str, tuple[CompiledRule, ...]] = {}
+        self.unclassified = 0
+
+    def candidates(self, name: str) -> tuple[CompiledRule, ...]:
+        cands = self._by_name.get(name)
+        if cands is None:
+            found = list(self._exact.get(name, ()))
+            found.extend(cr for g, cr in self._wild if g(name))
+            found.sort(key=lambda cr: cr.order)
+            cands = tuple(found)
+            if len(self._by_name) < _NAME_CACHE_MAX:
+                self._by_name[name] = cands
+        return cands
+
+    def classify(self, event: Event, device: Device) -> list[Classification]:
+        """What the event means: the first matching rule's classification — and, for
+        rules marked ``continue``, later matches on other fault keys too."""
+        out: list[Classification] = []
+        for cr in self.candidates(event.name):
+            if cr.matches(event, device):
+                c = self._classification(cr, event, device)
+                if out and any(o.key == c.key for o in out):
+                    continue
+                out.append(c)
+                if not cr.cont:
+                    break
+        if out:
+            return out
+        self.unclassified += 1
+        if self.default_level is not None:
+            return [
+                Classification(
+                    rule_id="unclassified",
+                    action="raise",
+                    key=f"{device.id}/unclassified/{event.name}",
+                    level=self.default_level,
+                    title=f"Unclassified event {event.name}",
+                    labels={"unclassified": "true"},
+                )
+            ]
+        return out
+
+    def explain(self, event: Event, device: Device) -> list[tuple[CompiledRule, bool]]:
+        """Every candidate rule and whether it matched, in evaluation order (dry runs)."""
+        return [(cr, cr.matches(event, device)) for cr in self.candidates(event.name)]
+
+    @staticmethod
+    def _classification(cr: CompiledRule, event: Event, device: Device) -> Classification:
+        fields: dict[str, Any] = {
+            "device": device.id,
+            "rule": cr.id,
+            "event": event.name,
+            "site": device.site,
+            "region": device.region,
+            "class": device.device_class,
+        }
+        return Classification(
+            rule_id=cr.id,
+            action=cr.action,
+            key=cr.key(fields, event.attrs),
+            level=cr.level,
+            title=cr.title(fields, event.attrs),
+            hold_for=cr.hold_for,
+            hold_count=cr.hold_count,
+            escalate=cr.escalate,
+            labels=cr.labels,
+        )

@@ -1,0 +1,118 @@
+"""Rule-pack schema: the pydantic models a TOML rule pack must satisfy."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["Cond", "RuleModel", "PackInfo", "PackModel"]
+
+Scalar = int | float | str | bool
+
+
+class Cond(BaseModel):
+    """Conditions on one attribute; every operator given must hold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eq: Scalar | None = None
+    ne: Scalar | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    not_in: list[Scalar] | None = None
+    regex: str | None = None
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    exists: bool | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            import re
+
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise ValueError(f"invalid regular expression: {e}") from None
+        return v
+
+
+class RuleModel(BaseModel):
+    """One rule: which events, under which conditions, mean which fault."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    id: str = Field(min_length=1)
+    #: Event name, exact (``IF-MIB::linkDown``) or a glob (``IF-MIB::*``); or a list of them.
+    event: str | list[str]
+    action: Literal["raise", "clear"] = "raise"
+    level: int | None = Field(default=None, ge=1, le=4)
+    #: Fault key template, e.g. ``{device}/if/{ifIndex}``; events with the same key are one fault.
+    key: str = "{device}/{rule}"
+    title: str = ""
+    description: str = ""
+    priority: int = 100
+    #: Keep evaluating later rules after this one matched (Alertmanager's ``continue``):
+    #: one message can then raise or clear several faults. A later rule never acts on a
+    #: key an earlier match already produced (first match wins per fault key).
+    continue_: bool = Field(default=False, alias="continue")
+    device_class: str | list[str] | None = None
+    site: str | list[str] | None = None
+    region: str | list[str] | None = None
+    when: dict[str, Cond | Scalar] = Field(default_factory=dict)
+    #: Events that clear this rule's fault (same key template).
+    clear_on: list[str] = Field(default_factory=list)
+    #: Attribute conditions on a clear_on event (e.g. gas back under the lower threshold: hysteresis).
+    clear_when: dict[str, Cond | Scalar] = Field(default_factory=dict)
+    #: Seconds a fault must persist before it becomes active (hold-for); 0 = at once.
+    hold_for: float = Field(default=0.0, ge=0)
+    #: Alternatively: at least this many occurrences within ``hold_for`` seconds.
+    hold_count: int = Field(default=0, ge=0)
+    #: Escalation over time: [[seconds, level], ...] — unresolved after seconds → level.
+    escalate: list[tuple[float, int]] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _level_needed(self) -> RuleModel:
+        if self.action == "raise" and self.level is None:
+            raise ValueError("a raise rule needs a level (1-4)")
+        if self.action == "clear" and self.clear_on:
+            raise ValueError("clear_on belongs on a raise rule")
+        for _, lvl in self.escalate:
+            if not 1 <= lvl <= 4:
+                raise ValueError("escalate levels must be 1-4")
+        return self
+
+
+class PackInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    version: str = "1"
+
+
+class PackModel(BaseModel):
+    """A rule pack file: ``[pack]`` then ``[[rules]]``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pack: PackInfo
+    rules: list[RuleModel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PackModel:
+        seen: set[str] = set()
+        for r in self.rules:
+            if r.id in seen:
+                raise ValueError(f"duplicate rule id {r.id!r}")
+            seen.add(r.id)
+        return self
+
+
+def parse_pack(data: dict[str, Any]) -> PackModel:
+    """Validate a parsed TOML document as a rule pack (raises pydantic.ValidationError)."""
+    return PackModel.model_validate(data)
