@@ -1,0 +1,43 @@
+"""Help-desk connectors: the contract, the connectors and the static table of them.
+
+``CONNECTORS`` maps the ``type`` of a ``[[helpdesk]]`` config entry to its config model
+and connector class; the composition root validates the entry with the model and
+builds the connector with ``cls(config)``. Nothing registers itself on import.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from gateway.helpdesk.base import (
+    DeliveryResult,
+    HelpDesk,
+    OutboxMessage,
+    RemoteChange,
+    classify_http_error,
+)
+from gateway.helpdesk.django_helpdesk import DjangoHelpdesk, DjangoHelpdeskConfig
+from gateway.helpdesk.pagerduty import PagerDuty, PagerDutyConfig
+from gateway.helpdesk.webhook import Webhook, WebhookConfig, verify_signature
+
+__all__ = [
+    "CONNECTORS",
+    "HelpDesk",
+    "OutboxMessage",
+    "DeliveryResult",
+    "RemoteChange",
+    "classify_http_error",
+    "DjangoHelpdesk",
+    "DjangoHelpdeskConfig",
+    "Webhook",
+    "WebhookConfig",
+    "verify_signature",
+    "PagerDuty",
+    "PagerDutyConfig",
+]
+
+CONNECTORS: dict[str, tuple[type[BaseModel], type]] = {
+    "django-helpdesk": (DjangoHelpdeskConfig, DjangoHelpdesk),
+    "webhook": (WebhookConfig, Webhook),
+    "pagerduty": (PagerDutyConfig, PagerDuty),
+}

@@ -1,0 +1,111 @@
+"""Helpers shared by tests: small configs built in code, waiting for conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.toml"
+
+
+def example_dict() -> dict[str, Any]:
+    return tomllib.loads(EXAMPLE.read_text("utf-8"))
+
+
+def base_config(data_dir: Path, snmp_port: int | None = None, **sections: Any) -> dict[str, Any]:
+    """The example's policies with a test's own data dir, listener port and devices."""
+    ex = example_dict()
+    cfg: dict[str, Any] = {
+        "gateway": {"instance": "test", "data_dir": str(data_dir), "log_level": "INFO"},
+        "policies": copy.deepcopy(ex["policies"]),
+        "inventory": {"default_policy": "mine-monitoring"},
+        "api": {"enabled": False},
+        "devices": [
+            {"id": "sw-1", "class": "network.switch", "site": "hq", "region": "shanxi",
+             "policy": "mine-monitoring", "addresses": ["127.0.0.1"]},
+        ],
+    }
+    if snmp_port is not None:
+        cfg["adapters"] = {"snmp": [{"name": "snmp", "host": "127.0.0.1", "port": snmp_port, "communities": ["public"]}]}
+    for k, v in sections.items():
+        cfg[k] = v
+    return cfg
+
+
+def to_toml(d: dict[str, Any]) -> str:
+    """A minimal TOML writer for test configs (tables, arrays of tables, scalars, lists)."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f'"{k}" = {scalar(x)}' for k, x in v.items()) + " }"
+        raise TypeError(type(v))
+
+    def emit(prefix: str, table: dict[str, Any]) -> None:
+        simple = {k: v for k, v in table.items() if not isinstance(v, dict) and not (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))}
+        nested = {k: v for k, v in table.items() if k not in simple}
+        if prefix and simple:
+            lines.append(f"[{prefix}]")
+        for k, v in simple.items():
+            lines.append(f'"{k}" = {scalar(v)}')
+        for k, v in nested.items():
+            name = f'{prefix}."{k}"' if prefix else f'"{k}"'
+            if isinstance(v, dict):
+                if not v:
+                    lines.append(f"[{name}]")
+                emit(name, v)
+            else:
+                for item in v:
+                    lines.append(f"[[{name}]]")
+                    for ik, iv in item.items():
+                        if isinstance(iv, dict):
+                            continue
+                        lines.append(f'"{ik}" = {scalar(iv)}')
+                    for ik, iv in item.items():
+                        if isinstance(iv, dict):
+                            emit(f'{name}."{ik}"', iv)
+
+    emit("", d)
+    return "\n".join(lines) + "\n"
+
+
+def write_config(path: Path, d: dict[str, Any]) -> Path:
+    path.write_text(to_toml(d), "utf-8")
+    return path
+
+
+async def eventually(cond: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
+    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

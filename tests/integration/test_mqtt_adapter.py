@@ -1,0 +1,590 @@
+"""Integration tests of the MQTT adapter against a real Mosquitto (plus its edge decoding tables).
+
+Every test uses its own topic prefix (a uuid), so tests never see each other's messages on
+the shared broker. Restart, redelivery and ``$SYS`` tests use a private broker of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import aiomqtt
+import pytest
+from pydantic import ValidationError
+
+from adapters.base import CommitCallback
+from adapters.mqtt import MqttAdapter, MqttConfig, PayloadDecoder, Rejected, TopicTemplate, parse_ts
+from gateway.clock import ManualClock
+from gateway.model import Event
+from tests.fixtures.mqtt_broker import MosquittoProcess, free_port
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+class ListSink:
+    """In-memory EventSink: the one seam where the tests replace the real pipeline.
+
+    The adapter's contract ends at the ``EventSink`` protocol (offer / offer_many /
+    submit(on_commit) / lookup_device), so recording what crosses it is exactly what these
+    tests need to check; everything on the broker side stays real. ``commit`` decides what
+    happens to ``submit``: ``"auto"`` commits on the next loop turn (as the pipeline does
+    after its transaction), ``"defer"`` keeps the callbacks in ``pending``, and
+    ``"fail_first"`` reports the first commit as failed and the rest as done.
+    """
+
+    def __init__(self, inventory: dict[str, str] | None = None, commit: str = "auto") -> None:
+        self.events: list[Event] = []
+        self.submitted: list[Event] = []
+        self.pending: list[CommitCallback] = []
+        self.inventory = inventory or {}
+        self.commit = commit
+        self._failed_once = False
+
+    def offer(self, event: Event) -> bool:
+        self.events.append(event)
+        return True
+
+    def offer_many(self, events: Iterable[Event]) -> int:
+        n = 0
+        for e in events:
+            n += self.offer(e)
+        return n
+
+    def submit(self, event: Event, on_commit: CommitCallback) -> bool:
+        self.events.append(event)
+        self.submitted.append(event)
+        if self.commit == "defer":
+            self.pending.append(on_commit)
+        elif self.commit == "fail_first" and not self._failed_once:
+            self._failed_once = True
+            asyncio.get_running_loop().call_soon(on_commit, False)
+        else:
+            asyncio.get_running_loop().call_soon(on_commit, True)
+        return True
+
+    def lookup_device(self, key: str) -> str | None:
+        return self.inventory.get(key)
+
+    def named(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.name == name]
+
+    async def wait_for(self, pred: Callable[[list[Event]], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not pred(self.events):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; events so far: {self.events}")
+            await asyncio.sleep(0.01)
+
+
+def make_config(url: str, subs: list[dict[str, Any]], **kw: Any) -> MqttConfig:
+    kw.setdefault("reconnect_min_s", 0.1)
+    kw.setdefault("reconnect_max_s", 0.4)
+    return MqttConfig(url=url, subscriptions=subs, **kw)
+
+
+async def publish(host: str, port: int, msgs: list[tuple[str, bytes | str]], qos: int = 0) -> None:
+    async with aiomqtt.Client(host, port) as pub:
+        for topic, payload in msgs:
+            await pub.publish(topic, payload, qos=qos)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def running() -> Any:
+    """Starts adapters and stops them all at teardown, even when the test failed."""
+    adapters: list[MqttAdapter] = []
+
+    async def start(adapter: MqttAdapter, sink: ListSink) -> MqttAdapter:
+        adapters.append(adapter)
+        await adapter.start(sink)
+        return adapter
+
+    yield start
+    for a in reversed(adapters):
+        await a.stop()
+
+
+# ====================================================================== against a broker
+
+
+async def test_heartbeats_flow_with_identity_from_topic(mqtt_broker, prefix, running):
+    host, port = mqtt_broker
+    cfg = make_config(
+        f"mqtt://{host}:{port}",
+        [
+            {"topic": f"{prefix}/site/{{site}}/device/{{device}}/heartbeat"},
+            {"topic": f"{prefix}/+/{{device}}/status", "kind": "status"},
+            {"topic": f"{prefix}/alarms/{{device}}/#", "kind": "alarm", "shared_group": "gw"},
+        ],
+    )
+    sink = ListSink(inventory={"pump-7": "INV-pump-7"})
+    adapter = await running(MqttAdapter(cfg), sink)
+    assert adapter.connected
+    t0 = time.time() - 30
+    await publish(
+        host,
+        port,
+        [
+            (
+                f"{prefix}/site/bj-01/device/pump-7/heartbeat",
+                json.dumps({"ts": t0, "battery": 81, "fw": "1.2"}),
+            ),
+            (f"{prefix}/site/sh-02/device/gas-3/heartbeat", b""),
+            (f"{prefix}/room4/gas-3/status", json.dumps({"state": "ok", "temp": {"c": 21.5}})),
+            (f"{prefix}/alarms/gas-3/ch4/high", json.dumps({"code": "E17", "level": 2, "active": True})),
+        ],
+    )
+    await sink.wait_for(lambda ev: len(ev) == 4)
+    hb1, hb2, st, al = sink.events
+    assert (hb1.name, hb1.device, hb1.source) == ("heartbeat", "INV-pump-7", "mqtt")
+    assert hb1.attrs == {"site": "bj-01", "battery": 81, "fw": "1.2"}
+    assert hb1.ts == pytest.approx(t0)
+    assert (hb2.device, hb2.attrs) == ("gas-3", {"site": "sh-02"})
+    assert (st.name, st.attrs) == ("status", {"state": "ok", "temp.c": 21.5})
+    assert (al.name, al.device, al.attrs) == ("alarm", "gas-3", {"code": "E17", "level": 2, "active": True})
+    stats = adapter.stats()
+    assert stats["received"] == stats["accepted"] == 4
+    assert stats["unknown_device"] == 3
+
+
+async def test_bad_payloads_are_counted_per_reason_and_good_ones_still_flow(
+    mqtt_broker, prefix, running, caplog
+):
+    host, port = mqtt_broker
+    cfg = make_config(
+        f"mqtt://{host}:{port}",
+        [{"topic": f"{prefix}/{{device}}/hb"}, {"topic": f"{prefix}/{{device}}/status", "kind": "status"}],
+        max_payload_bytes=256,
+        log_samples_per_minute=2,
+    )
+    sink = ListSink()
+    adapter = await running(MqttAdapter(cfg), sink)
+    bad: list[tuple[str, bytes | str]] = [
+        (f"{prefix}/d1/hb", b"not json at all"),
+        (f"{prefix}/d1/hb", b"[1, 2, 3]"),
+        (f"{prefix}/d1/hb", b"{" + b'"x": "' + b"a" * 300 + b'"}'),
+        (f"{prefix}/d1/hb", b'{"list": [1, 2]}'),
+        (f"{prefix}/d1/hb", b'{"a": {"b": {"c": 1}}}'),
+        (f"{prefix}/d1/hb", b'{"t": NaN}'),
+        (f"{prefix}/d1/hb", b"\xff\xfe garbage"),
+        (f"{prefix}/d1/status", b""),
+        (f"{prefix}//hb", b"{}"),
+    ]
+    good = [(f"{prefix}/d{i}/hb", json.dumps({"seq": i})) for i in range(5)]
+    insane = [(f"{prefix}/d9/hb", json.dumps({"ts": 12345, "seq": 99}))]
+    msgs = [m for pair in zip(bad, good) for m in pair] + bad[len(good) :] + insane
+    await publish(host, port, msgs)
+    await sink.wait_for(lambda ev: len(ev) == 6)
+    stats = adapter.stats()
+    assert stats["received"] == len(msgs)
+    assert {k: v for k, v in stats.items() if k.startswith("rejected.")} == {
+        "rejected.not_json": 3,
+        "rejected.not_object": 1,
+        "rejected.oversized": 1,
+        "rejected.bad_type": 2,
+        "rejected.empty": 1,
+        "rejected.bad_topic": 1,
+    }
+    assert stats["ts_insane"] == 1
+    assert [e.attrs["seq"] for e in sink.events] == [0, 1, 2, 3, 4, 99]
+    assert sink.events[-1].ts != 12345
+    not_json_lines = [r for r in caplog.records if "(not_json)" in r.getMessage()]
+    assert len(not_json_lines) == 2  # rate limited: 2 per minute per reason
+    assert prefix in not_json_lines[0].getMessage() and "sample" in not_json_lines[0].getMessage()
+    assert adapter.connected
+
+
+async def test_unknown_devices_ignored_when_configured(mqtt_broker, prefix, running):
+    host, port = mqtt_broker
+    cfg = make_config(
+        f"mqtt://{host}:{port}", [{"topic": f"{prefix}/{{device}}/hb"}], unknown_devices="ignore"
+    )
+    sink = ListSink(inventory={"known": "INV-1"})
+    adapter = await running(MqttAdapter(cfg), sink)
+    await publish(host, port, [(f"{prefix}/stranger/hb", b"{}"), (f"{prefix}/known/hb", b"{}")])
+    await sink.wait_for(lambda ev: len(ev) == 1)
+    await asyncio.sleep(0.05)
+    assert [e.device for e in sink.events] == ["INV-1"]
+    assert adapter.stats()["ignored.unknown_device"] == 1
+
+
+async def test_last_will_of_a_killed_client_is_an_immediate_loss(mqtt_broker, prefix, running):
+    host, port = mqtt_broker
+    cfg = make_config(
+        f"mqtt://{host}:{port}",
+        [
+            {"topic": f"{prefix}/{{device}}/lwt", "kind": "lwt", "qos": 1},
+            {"topic": f"{prefix}/{{device}}/status", "kind": "status"},
+        ],
+    )
+    sink = ListSink()
+    await running(MqttAdapter(cfg), sink)
+    device = subprocess.Popen(
+        [
+            "mosquitto_pub",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-i",
+            f"{prefix}-dev",
+            "-k",
+            "5",
+            "-t",
+            f"{prefix}/cam-1/status",
+            "-l",
+            "--will-topic",
+            f"{prefix}/cam-1/lwt",
+            "--will-payload",
+            "offline",
+            "--will-qos",
+            "1",
+        ],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert device.stdin is not None
+        device.stdin.write(b'{"state": "online"}\n')
+        device.stdin.flush()
+        await sink.wait_for(lambda ev: any(e.name == "status" for e in ev))
+        t_kill = time.monotonic()
+        os.kill(device.pid, signal.SIGKILL)  # no DISCONNECT: the broker must publish the will
+        await sink.wait_for(lambda ev: any(e.name == "heartbeat.lost" for e in ev), timeout=3)
+        assert time.monotonic() - t_kill < 2  # immediate, not after keepalive * 1.5
+    finally:
+        device.kill()
+        device.wait()
+        if device.stdin is not None:
+            device.stdin.close()
+    (lost,) = sink.named("heartbeat.lost")
+    assert (lost.device, lost.attrs["reason"], lost.source) == ("cam-1", "lwt", "mqtt")
+
+
+async def test_qos1_is_acknowledged_only_after_commit(private_broker, prefix, running):
+    broker: MosquittoProcess = private_broker()
+    cid = f"{prefix}-gw"
+    subs = [{"topic": f"{prefix}/{{device}}/hb", "qos": 1}]
+    topic = f"{prefix}/meter-1/hb"
+
+    # 1. The commit never comes: the message must stay unacknowledged at the broker.
+    held = ListSink(commit="defer")
+    first = MqttAdapter(make_config(broker.url, subs, client_id=cid, clean_session=False, stop_timeout_s=0))
+    await first.start(held)
+    await publish(broker.host, broker.port, [(topic, json.dumps({"seq": 1}))], qos=1)
+    await held.wait_for(lambda ev: len(ev) == 1)
+    assert first.stats()["inflight"] == 1 and "acked" not in first.stats()
+    await first.stop()
+
+    # 2. Same session again: the broker redelivers; this time the commit acknowledges it.
+    sink = ListSink(commit="auto")
+    second = await running(
+        MqttAdapter(make_config(broker.url, subs, client_id=cid, clean_session=False)), sink
+    )
+    await sink.wait_for(lambda ev: len(ev) == 1)
+    assert sink.submitted[0].attrs == {"seq": 1}
+    await asyncio.sleep(0.1)
+    assert second.stats()["acked"] == 1
+    await second.stop()
+
+    # 3. Acknowledged means gone: a third connection gets nothing.
+    after = ListSink()
+    await running(MqttAdapter(make_config(broker.url, subs, client_id=cid, clean_session=False)), after)
+    await asyncio.sleep(0.5)
+    assert after.events == []
+
+
+async def test_failed_commit_makes_the_broker_redeliver(private_broker, prefix, running):
+    broker: MosquittoProcess = private_broker()
+    cfg = make_config(
+        broker.url,
+        [{"topic": f"{prefix}/{{device}}/hb", "qos": 1}],
+        client_id=f"{prefix}-gw",
+        clean_session=False,
+    )
+    sink = ListSink(commit="fail_first")
+    adapter = await running(MqttAdapter(cfg), sink)
+    await publish(broker.host, broker.port, [(f"{prefix}/m1/hb", b'{"seq": 1}')], qos=1)
+    await sink.wait_for(lambda ev: len(ev) == 2)
+    await asyncio.sleep(0.1)
+    stats = adapter.stats()
+    assert (stats["commit_failed"], stats["redeliveries"], stats["acked"]) == (1, 1, 1)
+    assert "disconnects" not in stats  # a redelivery is not an outage
+    assert [e.attrs["seq"] for e in sink.events] == [1, 1]
+
+
+async def test_unreachable_broker_start_returns_fast_and_reports_once(running):
+    port = free_port()
+    cfg = make_config(f"mqtt://127.0.0.1:{port}", [{"topic": "x/{device}/hb"}])
+    downs: list[float] = []
+    ups: list[float] = []
+    sink = ListSink()
+    adapter = MqttAdapter(cfg, on_disconnected=downs.append, on_connected=ups.append)
+    t0 = time.monotonic()
+    await running(adapter, sink)
+    assert time.monotonic() - t0 < 1.0
+    await asyncio.sleep(1.2)  # several retries at 0.1 .. 0.4 s
+    assert adapter.stats()["connect_failures"] >= 3
+    (ev,) = sink.events
+    assert (ev.name, ev.device, ev.source) == ("mqtt.broker_unreachable", f"broker:127.0.0.1:{port}", "mqtt")
+    assert len(downs) == 1 and ups == []
+    assert not adapter.connected
+
+
+async def test_broker_restart_reconnects_and_restores_subscriptions(private_broker, prefix, running):
+    broker: MosquittoProcess = private_broker()
+    cfg = make_config(broker.url, [{"topic": f"{prefix}/{{device}}/hb"}])
+    downs: list[float] = []
+    ups: list[float] = []
+    sink = ListSink()
+    adapter = await running(MqttAdapter(cfg, on_disconnected=downs.append, on_connected=ups.append), sink)
+    await publish(broker.host, broker.port, [(f"{prefix}/d1/hb", b'{"n": 1}')])
+    await sink.wait_for(lambda ev: len(ev) == 1)
+
+    broker.stop()
+    await sink.wait_for(lambda ev: any(e.name == "mqtt.broker_unreachable" for e in ev))
+    assert not adapter.connected
+    broker.start()
+    assert await adapter.wait_connected(5)
+    await publish(broker.host, broker.port, [(f"{prefix}/d1/hb", b'{"n": 2}')])
+    await sink.wait_for(lambda ev: any(e.attrs.get("n") == 2 for e in ev))
+
+    assert [e.name for e in sink.events] == [
+        "heartbeat",
+        "mqtt.broker_unreachable",
+        "mqtt.broker_restored",
+        "heartbeat",
+    ]
+    stats = adapter.stats()
+    assert (stats["disconnects"], stats["reconnects"]) == (1, 1)
+    assert stats["connect_failures"] >= 1
+    assert len(downs) == 1 and len(ups) == 2
+
+
+async def test_broker_drops_are_reported_from_sys(private_broker, prefix, running):
+    broker: MosquittoProcess = private_broker(["sys_interval 1", "max_queued_messages 2"])
+    cfg = make_config(broker.url, [{"topic": f"{prefix}/{{device}}/hb"}], watch_sys=True)
+    sink = ListSink()
+    await running(MqttAdapter(cfg), sink)
+    # A persistent subscriber that goes away: its queue holds 2 messages, the rest are dropped.
+    async with aiomqtt.Client(
+        broker.host, broker.port, identifier=f"{prefix}-slow", clean_session=False
+    ) as slow:
+        await slow.subscribe(f"{prefix}/slow", qos=1)
+    await publish(broker.host, broker.port, [(f"{prefix}/slow", b"x")] * 10, qos=1)
+    await sink.wait_for(lambda ev: any(e.name == "mqtt.broker_dropping" for e in ev), timeout=4)
+    (ev,) = sink.named("mqtt.broker_dropping")
+    assert ev.device == f"broker:{broker.host}:{broker.port}"
+    assert ev.attrs["dropped"] >= 8 and ev.attrs["delta"] == ev.attrs["dropped"]
+
+
+async def test_client_queue_overflow_is_counted_not_silent():
+    cfg = make_config("mqtt://127.0.0.1:1", [{"topic": "x/{device}/hb"}], queue_limit=2)
+    adapter = MqttAdapter(cfg)
+    queue = adapter._queue_class(maxsize=2)  # the class handed to aiomqtt.Client(queue_type=...)
+    for mid in range(5):
+        queue.put_nowait(aiomqtt.Message("x/d/hb", b"{}", qos=0, retain=False, mid=mid, properties=None))
+    assert queue.qsize() == 2
+    assert adapter.stats()["shed.client_queue"] == 3
+
+
+# ====================================================================== edge decoding, no broker
+
+
+def _decoder(subs: list[dict[str, Any]] | None = None, **kw: Any) -> PayloadDecoder:
+    cfg = MqttConfig(
+        subscriptions=subs
+        or [
+            {"topic": "s/{site}/d/{device}/hb"},
+            {"topic": "+/{device}/status", "kind": "status"},
+            {"topic": "lwt/{device}", "kind": "lwt"},
+            {"topic": "bus/#", "kind": "alarm"},
+        ],
+        **kw,
+    )
+    return PayloadDecoder(cfg, lambda raw: {"known": "INV-known"}.get(raw))
+
+
+DECODE_OK = [
+    pytest.param("s/a/d/known/hb", b"", ("heartbeat", "INV-known", {"site": "a"}), id="empty-heartbeat"),
+    pytest.param(
+        "s/a/d/x/hb",
+        b'{"site": "payload", "v": 1}',
+        ("heartbeat", "x", {"site": "a", "v": 1}),
+        id="topic-wins-over-payload",
+    ),
+    pytest.param(
+        "s/a/d/x/hb",
+        b'{"b": {"lvl": 3, "ok": true}, "n": null}',
+        ("heartbeat", "x", {"site": "a", "b.lvl": 3, "b.ok": True}),
+        id="flatten-one-level-drop-null",
+    ),
+    pytest.param(
+        "r1/x/status",
+        b'{"state": "offline"}',
+        ("heartbeat.lost", "x", {"reason": "lwt", "state": "offline"}),
+        id="status-offline-object",
+    ),
+    pytest.param(
+        "r1/x/status", b"OFFLINE", ("heartbeat.lost", "x", {"reason": "lwt"}), id="status-offline-text"
+    ),
+    pytest.param("lwt/x", b"", ("heartbeat.lost", "x", {"reason": "lwt"}), id="lwt-empty"),
+    pytest.param(
+        "lwt/x", b'{"state":"offline"}', ("heartbeat.lost", "x", {"reason": "lwt"}), id="lwt-configured"
+    ),
+    pytest.param("lwt/x", b"Online", ("status", "x", {"state": "online"}), id="lwt-birth-text"),
+    pytest.param(
+        "bus/a/b",
+        b'{"device": "x", "code": 7}',
+        ("alarm", "x", {"device": "x", "code": 7}),
+        id="device-from-payload",
+    ),
+    pytest.param("bus", b'{"device": "x"}', ("alarm", "x", {"device": "x"}), id="hash-matches-parent"),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "want"), DECODE_OK)
+def test_decode_accepts(topic: str, payload: bytes, want: tuple[str, str, dict[str, Any]]) -> None:
+    ev = _decoder().decode(topic, payload, NOW)
+    assert ev is not None
+    assert (ev.name, ev.device, dict(ev.attrs)) == want
+    assert ev.ts == NOW
+
+
+DECODE_REJECT = [
+    pytest.param("s/a/d/x/hb", b"nope", "not_json", id="not-json"),
+    pytest.param("s/a/d/x/hb", b"1.5", "not_object", id="number"),
+    pytest.param("s/a/d/x/hb", b'{"a": Infinity}', "not_json", id="infinity"),
+    pytest.param("s/a/d/x/hb", b'{"a": [1]}', "bad_type", id="array"),
+    pytest.param("s/a/d/x/hb", b'{"a": {"b": {}}}', "bad_type", id="too-deep"),
+    pytest.param(
+        "s/a/d/x/hb",
+        b"{" + b",".join(b'"k%d": 1' % i for i in range(65)) + b"}",
+        "too_many_fields",
+        id="too-many-fields",
+    ),
+    pytest.param("s/a/d/x/hb", b'{"a": "' + b"x" * 70_000 + b'"}', "oversized", id="oversized"),
+    pytest.param("s/a/d//hb", b"{}", "bad_topic", id="empty-device"),
+    pytest.param("other/topic/entirely/x", b"{}", "bad_topic", id="no-template"),
+    pytest.param("bus/a", b'{"code": 1}', "no_device", id="no-device"),
+    pytest.param("r1/x/status", b"", "empty", id="empty-status"),
+    pytest.param("lwt/x", b"some words here", "not_json", id="lwt-free-text"),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), DECODE_REJECT)
+def test_decode_rejects(topic: str, payload: bytes, reason: str) -> None:
+    with pytest.raises(Rejected) as err:
+        _decoder().decode(topic, payload, NOW)
+    assert err.value.reason == reason
+
+
+TS_CASES = [
+    pytest.param(NOW - 10, NOW - 10, id="seconds"),
+    pytest.param((NOW - 10) * 1000, NOW - 10, id="milliseconds"),
+    pytest.param(int((NOW - 10) * 1_000_000), NOW - 10, id="microseconds"),
+    pytest.param("2025-12-31T23:59:50Z", NOW - 10, id="iso-z"),
+    pytest.param("2026-01-01T07:59:50+08:00", NOW - 10, id="iso-offset"),
+    pytest.param("2025-12-31T23:59:50", NOW - 10, id="iso-naive-is-utc"),
+    pytest.param(str(NOW - 10), NOW - 10, id="numeric-string"),
+    pytest.param(NOW + 600, None, id="future"),
+    pytest.param(NOW - 2 * 86_400, None, id="too-old"),
+    pytest.param("yesterday", None, id="garbage"),
+    pytest.param(True, None, id="bool"),
+]
+
+
+@pytest.mark.parametrize(("raw", "want"), TS_CASES)
+def test_device_timestamp(raw: object, want: float | None) -> None:
+    dec = _decoder()
+    ev = dec.decode("s/a/d/x/hb", json.dumps({"ts": raw}).encode(), NOW)
+    assert ev is not None and "ts" not in ev.attrs
+    if want is None:
+        assert ev.ts == NOW and dec.ts_insane == 1
+    else:
+        assert ev.ts == pytest.approx(want) and dec.ts_insane == 0
+
+
+def test_parse_ts_rejects_non_finite() -> None:
+    assert parse_ts(float("nan")) is None
+    assert parse_ts([1]) is None
+
+
+TEMPLATES = [
+    pytest.param("site/{site}/device/{device}/heartbeat", "site/+/device/+/heartbeat", id="named"),
+    pytest.param("+/{device}/status", "+/+/status", id="anonymous-plus"),
+    pytest.param("fleet/{device}/#", "fleet/+/#", id="tail"),
+]
+
+
+@pytest.mark.parametrize(("template", "mqtt_filter"), TEMPLATES)
+def test_template_compiles_to_filter(template: str, mqtt_filter: str) -> None:
+    assert TopicTemplate.compile(template).filter == mqtt_filter
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param("a/#/b", id="hash-not-last"),
+        pytest.param("a/x{device}", id="partial-placeholder"),
+        pytest.param("a/{device}/{device}", id="duplicate"),
+        pytest.param("a/{1bad}", id="bad-name"),
+        pytest.param("$SYS/{device}", id="dollar"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_template_errors(template: str) -> None:
+    with pytest.raises(ValueError):
+        TopicTemplate.compile(template)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        pytest.param({"tls": {"insecure": True}}, "mqtts", id="tls-on-plain-url"),
+        pytest.param({"clean_session": False}, "client_id", id="persistent-needs-id"),
+        pytest.param({"url": "http://x"}, "mqtt://", id="scheme"),
+        pytest.param({"bogus": 1}, "bogus", id="extra-forbidden"),
+        pytest.param({"reconnect_min_s": 5, "reconnect_max_s": 1}, "reconnect", id="backoff-order"),
+        pytest.param({"subscriptions": [{"topic": "a/{device}", "qos": 2}]}, "qos", id="qos2"),
+        pytest.param(
+            {"subscriptions": [{"topic": "a/{device}", "shared_group": "a/b"}]},
+            "shared_group",
+            id="bad-group",
+        ),
+    ],
+)
+def test_config_errors_name_the_key(extra: dict[str, Any], needle: str) -> None:
+    data: dict[str, Any] = {"subscriptions": [{"topic": "a/{device}"}], **extra}
+    with pytest.raises(ValidationError) as err:
+        MqttConfig(**data)
+    assert needle in str(err.value)
+
+
+def test_config_defaults_and_share_prefix() -> None:
+    cfg = MqttConfig(
+        url="mqtts://broker.example",
+        subscriptions=[{"topic": "s/{device}/hb", "qos": 1, "shared_group": "gw"}],
+        password="s3cret",
+    )
+    assert (cfg.host, cfg.port, cfg.tls_enabled) == ("broker.example", 8883, True)
+    assert cfg.subscriptions[0].subscribe_filter == "$share/gw/s/+/hb"
+    assert "s3cret" not in repr(cfg)
+
+
+def test_manual_clock_drives_receive_time() -> None:
+    clock = ManualClock(NOW)
+    adapter = MqttAdapter(make_config("mqtt://127.0.0.1:1", [{"topic": "x/{device}"}]), clock)
+    assert adapter.stats()["connected"] == 0
+    assert adapter.name == "mqtt"
