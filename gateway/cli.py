@@ -189,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_ticket_show)
+
+    # Commands owned by their feature modules register themselves here, in one place.
+    from gateway import cli_rules, cli_sla
+
+    cli_rules.register(sub, with_config)
+    cli_sla.register(sub, tsub, with_config)
     return p
 
 

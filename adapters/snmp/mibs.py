@@ -63,7 +63,7 @@ class MibResolver:
     MIB modules are loaded once, in the constructor (a few hundred milliseconds: do it
     at start-up, off the event loop). After that, :meth:`split` and :meth:`name` cost
     a dictionary hit for every OID seen before; the first sighting of an OID walks the
-    MIB tree once and the answer is memoised. The memo is bounded: when it holds
+    MIB tree once and the answer is memoised. The memos are bounded: when one holds
     ``memo_size`` entries it is cleared and refills with the OIDs still in use.
 
     Lookups may run on several threads: memo hits take no lock, first sightings
@@ -106,6 +106,7 @@ class MibResolver:
 
         started = time.perf_counter()
         self._memo: dict[str, tuple[str, str, str]] = {}
+        self._names: dict[str, str] = {}
         self._memo_size = max(1, memo_size)
         self._reverse: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -178,13 +179,19 @@ class MibResolver:
             ``"IF-MIB::linkDown"``, ``"IF-MIB::ifIndex.15"``,
             ``"SNMPv2-SMI::enterprises.9.9.1"``, or the OID unchanged when unknown.
         """
-        hit = self._memo.get(oid)
-        if hit is None:
-            hit = self._resolve(oid)
-        mod, sym, suffix = hit
+        text = self._names.get(oid)
+        if text is not None:
+            return text
+        mod, sym, suffix = self.split(oid)
         if not mod:
-            return sym
-        return f"{mod}::{sym}.{suffix}" if suffix else f"{mod}::{sym}"
+            text = sym
+        else:
+            text = f"{mod}::{sym}.{suffix}" if suffix else f"{mod}::{sym}"
+        names = self._names
+        if len(names) >= self._memo_size:
+            names.clear()
+        names[oid] = text
+        return text
 
     def _resolve(self, oid: str) -> tuple[str, str, str]:
         from pysnmp.smi.error import SmiError

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import shutil
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -231,43 +230,30 @@ async def test_last_will_of_a_killed_client_is_an_immediate_loss(mqtt_broker, pr
     )
     sink = ListSink()
     await running(MqttAdapter(cfg), sink)
-    device = subprocess.Popen(
-        [
-            "mosquitto_pub",
-            "-h",
-            host,
-            "-p",
-            str(port),
-            "-i",
-            f"{prefix}-dev",
-            "-k",
-            "5",
-            "-t",
-            f"{prefix}/cam-1/status",
-            "-l",
-            "--will-topic",
-            f"{prefix}/cam-1/lwt",
-            "--will-payload",
-            "offline",
-            "--will-qos",
-            "1",
-        ],
-        stdin=subprocess.PIPE,
-    )
+    pub = shutil.which("mosquitto_pub")
+    if pub is None:
+        pytest.skip("mosquitto_pub is not installed (Debian: apt-get install mosquitto-clients)")
+    # A real device stand-in: a client with a last will, reading lines to publish from stdin.
+    will = ["--will-topic", f"{prefix}/cam-1/lwt", "--will-payload", "offline", "--will-qos", "1"]
+    device = await asyncio.create_subprocess_exec(
+        pub, "-h", host, "-p", str(port), "-i", f"{prefix}-dev", "-k", "5",
+        "-t", f"{prefix}/cam-1/status", "-l", *will,
+        stdin=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert device.stdin is not None
     try:
-        assert device.stdin is not None
         device.stdin.write(b'{"state": "online"}\n')
-        device.stdin.flush()
+        await device.stdin.drain()
         await sink.wait_for(lambda ev: any(e.name == "status" for e in ev))
         t_kill = time.monotonic()
-        os.kill(device.pid, signal.SIGKILL)  # no DISCONNECT: the broker must publish the will
+        device.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker must publish the will
         await sink.wait_for(lambda ev: any(e.name == "heartbeat.lost" for e in ev), timeout=3)
         assert time.monotonic() - t_kill < 2  # immediate, not after keepalive * 1.5
     finally:
-        device.kill()
-        device.wait()
-        if device.stdin is not None:
-            device.stdin.close()
+        if device.returncode is None:
+            device.kill()
+        await device.wait()
+        device.stdin.close()
     (lost,) = sink.named("heartbeat.lost")
     assert (lost.device, lost.attrs["reason"], lost.source) == ("cam-1", "lwt", "mqtt")
 
