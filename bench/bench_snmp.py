@@ -1,0 +1,194 @@
+"""Loss-free v2c trap rate: net-snmp's snmptrapd vs the gateway's full pipeline, same run.
+
+Both receivers run pinned to one core (``taskset``), the load generator (bench/loadgen.py)
+to another. For each receiver the highest rate with ≤ 0.1 % loss over ``--seconds`` is
+found by stepping then bisecting. snmptrapd logs each trap to a file (numeric OIDs); the
+gateway runs its whole pipeline (decode → classify → alarm fold → SQLite commit) and what
+it received is read back from its store (sum of alarm counts).
+
+    .venv/bin/python bench/bench_snmp.py --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+LOSS_MAX = 0.001
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def taskset(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") and os.cpu_count() and os.cpu_count() > 1 else []  # type: ignore[operator]
+
+
+def run_load(port: int, rate: float, seconds: float) -> dict[str, float]:
+    out = subprocess.run(
+        [*taskset(0), PY, str(ROOT / "bench" / "loadgen.py"), "--port", str(port), "--rate", str(rate), "--seconds", str(seconds)],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def settle(count: Callable[[], int], quiet: float = 1.0, limit: float = 60.0) -> int:
+    last, since, start = -1, time.monotonic(), time.monotonic()
+    while time.monotonic() - start < limit:
+        c = count()
+        if c != last:
+            last, since = c, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return c
+        time.sleep(0.1)
+    return last
+
+
+class Snmptrapd:
+    name = "net-snmp snmptrapd"
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.log = work / "snmptrapd.log"
+        conf = work / "snmptrapd.conf"
+        conf.write_text("authCommunity log public\ndoNotRetainNotificationLogs yes\n[snmp] serverRecvBuf 8388608\n")
+        exe = shutil.which("snmptrapd") or "/usr/sbin/snmptrapd"
+        self.proc = subprocess.Popen(
+            [*taskset(1), exe, "-f", "-n", "-On", "-C", "-m", "", "-c", str(conf), "-Lf", str(self.log),
+             "-F", "TRAP %B %V; %v\\n",
+             f"udp:127.0.0.1:{self.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
+
+    def count(self) -> int:
+        try:
+            with self.log.open("rb") as f:
+                return sum(1 for line in f if line.startswith(b"TRAP"))
+        except FileNotFoundError:
+            return 0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(10)
+
+
+class GatewayProc:
+    name = "gateway (full pipeline)"
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        data = work / "gw"
+        cfg = work / "gateway.toml"
+        example = (ROOT / "config.example.toml").read_text()
+        policies = example[example.index("[policies.mine-monitoring]"): example.index("# ----", example.index("[policies.mine-monitoring]"))]
+        cfg.write_text(
+            f'[gateway]\ndata_dir = "{data}"\nlog_level = "WARNING"\n[api]\nenabled = false\n'
+            f'[inventory]\ndefault_policy = "mine-monitoring"\n'
+            f'[[adapters.snmp]]\nport = {self.port}\n'
+            f'[[devices]]\nid = "sw-bench"\nclass = "network.switch"\naddresses = ["127.0.0.1"]\n' + policies
+        )
+        self.db = data / "gateway.db"
+        self.log = (work / "gateway.log").open("wb")
+        self.proc = subprocess.Popen([*taskset(1), PY, "-m", "gateway", "run", "-c", str(cfg)], cwd=ROOT,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not self.db.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)
+
+    def count(self) -> int:
+        try:
+            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as db:
+                return int(db.execute("SELECT COALESCE(SUM(count),0) FROM alarms").fetchone()[0])
+        except sqlite3.Error:
+            return -1
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+        self.log.close()
+
+
+def trial(rx: object, rate: float, seconds: float) -> tuple[float, dict[str, float]]:
+    before = settle(rx.count, quiet=0.5)  # type: ignore[attr-defined]
+    sent = run_load(rx.port, rate, seconds)  # type: ignore[attr-defined]
+    after = settle(rx.count)  # type: ignore[attr-defined]
+    got = after - before
+    loss = 1 - got / sent["sent"]
+    return loss, {**sent, "received": got, "loss": loss}
+
+
+def find_max(rx: object, rates: list[float], seconds: float, bisect_steps: int) -> tuple[float, list[dict[str, float]]]:
+    log: list[dict[str, float]] = []
+    best, fail = 0.0, None
+    for r in rates:
+        loss, info = trial(rx, r, seconds)
+        log.append(info)
+        print(f"  {rx.name:<26} {r:>8.0f}/s sent {info['sent']:>7.0f} got {info['received']:>7.0f} loss {loss * 100:6.3f} %", flush=True)  # type: ignore[attr-defined]
+        if loss <= LOSS_MAX:
+            best = r
+        else:
+            fail = r
+            break
+    if fail is not None:
+        lo, hi = best, fail
+        for _ in range(bisect_steps):
+            mid = round((lo + hi) / 2, -2)
+            if mid in (lo, hi):
+                break
+            loss, info = trial(rx, mid, seconds)
+            log.append(info)
+            print(f"  {rx.name:<26} {mid:>8.0f}/s sent {info['sent']:>7.0f} got {info['received']:>7.0f} loss {loss * 100:6.3f} %", flush=True)  # type: ignore[attr-defined]
+            if loss <= LOSS_MAX:
+                lo = mid
+            else:
+                hi = mid
+        best = lo
+    return best, log
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--rates", default="5000,10000,15000,20000,25000,30000,40000,50000,65000,80000")
+    ap.add_argument("--bisect", type=int, default=3)
+    ap.add_argument("--only", choices=["snmptrapd", "gateway"])
+    a = ap.parse_args()
+    rates = [float(r) for r in a.rates.split(",")]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for cls in (Snmptrapd, GatewayProc):
+            if a.only and cls.__name__.lower().find(a.only[:4]) < 0:
+                continue
+            rx = cls(work)
+            try:
+                best, _ = find_max(rx, rates, a.seconds, a.bisect)
+            finally:
+                rx.stop()
+            results[cls.name] = best
+            print(f"{cls.name}: highest loss-free rate (≤ 0.1 % over {a.seconds:.0f} s): {best:.0f} traps/s", flush=True)
+    if len(results) == 2:
+        t, g = results["net-snmp snmptrapd"], results["gateway (full pipeline)"]
+        print(f"ratio gateway / snmptrapd: {g / t:.2f}" if t else "snmptrapd rate 0")
+
+
+if __name__ == "__main__":
+    main()
