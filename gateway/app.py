@@ -76,9 +76,12 @@ class Gateway:
             queue_size=cfg.pipeline.queue_size,
             batch_max=cfg.pipeline.batch_max,
             instance=cfg.gateway.instance,
+            connectors=[h.name for h in cfg.helpdesk],
         )
         await self.pipeline.start()
         self._stack.push_async_callback(self.pipeline.stop)
+
+        await self._start_helpdesk()
 
         # Adapters start last and stop first, so nothing arrives at a stopped pipeline.
         resolver = None
@@ -96,6 +99,68 @@ class Gateway:
             len(self.engine.rules), len(self.inventory), len(self.policies), len(self.book.open),
             len(self.desk.open), Path(self.store.path),
         )
+
+
+    async def _start_helpdesk(self) -> None:
+        """Outbox worker and two-way sync for the configured help desks (none: nothing runs)."""
+        cfg = self.cfg
+        self.outbox = None
+        if not cfg.helpdesk:
+            return
+        from gateway.helpdesk import CONNECTORS
+        from gateway.outbox import OutboxWorker, SyncPoller
+
+        connectors = {h.name: CONNECTORS[h.type][1](h) for h in cfg.helpdesk}
+        self.outbox = OutboxWorker(
+            self.store, connectors, self.clock,
+            base_delay=cfg.outbox.retry_base, max_delay=cfg.outbox.retry_max,
+            concurrency=cfg.outbox.concurrency, on_failed=self._delivery_failed,
+        )
+        await self.outbox.start()
+        self._stack.push_async_callback(self.outbox.stop)
+        self.pipeline.listeners.append(lambda alarms, tickets, changes: self.outbox.kick() if tickets else None)
+        self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote, interval=cfg.outbox.poll_interval)
+        await self.sync.start()
+        self._stack.push_async_callback(self.sync.stop)
+
+    def _delivery_failed(self, connector: str, ticket_id: int, err: Any) -> None:
+        from gateway.model import Event
+
+        self.pipeline.offer(Event(
+            self.clock.now(), "outbox", f"helpdesk:{connector}", "helpdesk.delivery_failed",
+            {"reason": err.reason, "ticket": ticket_id, "detail": str(err)[:200]},
+        ))
+
+    async def _apply_remote(self, connector: str, ticket_id: int, change: Any) -> None:
+        """A change made in the help desk moves the ticket (through the single writer).
+        Closing there while the fault is still active here is a conflict: recorded and
+        shown on the ticket, not silently applied."""
+        from gateway.alarms import ACTIVE
+        from gateway.outbox import SyncPoller
+        from gateway.tickets import TicketError
+
+        action = SyncPoller.action_for(change)
+        if action is None:
+            return
+        actor = f"helpdesk:{connector}"
+
+        def apply(now: float) -> None:
+            t = self.desk.open.get(ticket_id)
+            if t is None:
+                return
+            at = min(max(change.at, t.opened_at), now)
+            alarm = self.book.open.get(t.alarm_key)
+            if action in ("restore", "close") and alarm is not None and alarm.state == ACTIVE:
+                self.desk.act(ticket_id, "comment", at, actor,
+                              f"conflict: {change.status} in the help desk while the fault is still active here; "
+                              f"not applied. {change.note}".strip())
+                return
+            try:
+                self.desk.act(ticket_id, action, at, actor, change.note)
+            except TicketError as e:
+                log.info("help-desk change for ticket %d not applied: %s", ticket_id, e)
+
+        await self.pipeline.execute(apply)
 
 
 def _load_mibs(extra_dirs: list[str]) -> Any:

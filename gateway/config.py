@@ -10,6 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from adapters.snmp.config import SnmpListenerConfig
+from gateway.helpdesk.django_helpdesk import DjangoHelpdeskConfig
+from gateway.helpdesk.pagerduty import PagerDutyConfig
+from gateway.helpdesk.webhook import WebhookConfig
 from gateway.errors import ConfigError
 from gateway.model import Device
 from gateway.sla import CLOCK_KINDS, ClockTarget, Policy
@@ -141,6 +144,20 @@ class CalendarsSection(_Strict):
     holiday_dirs: list[str] = Field(default_factory=list)
 
 
+HelpdeskEntry = Annotated[DjangoHelpdeskConfig | WebhookConfig | PagerDutyConfig, Field(discriminator="type")]
+
+
+class OutboxSection(_Strict):
+    #: First retry delay after a retryable failure; doubles per attempt (with jitter).
+    retry_base: Duration = 1.0
+    #: Longest delay between retries.
+    retry_max: Duration = 300.0
+    #: Deliveries in flight at once (different tickets; one ticket's messages stay in order).
+    concurrency: int = Field(default=8, ge=1, le=256)
+    #: How often changes made in the help desk are read back (two-way sync).
+    poll_interval: Duration = 30.0
+
+
 class ApiToken(_Strict):
     token: SecretStr
     role: Literal["viewer", "operator"] = "viewer"
@@ -163,6 +180,8 @@ class Config(_Strict):
     inventory: InventorySection = Field(default_factory=InventorySection)
     calendars: CalendarsSection = Field(default_factory=CalendarsSection)
     api: ApiSection = Field(default_factory=ApiSection)
+    outbox: OutboxSection = Field(default_factory=OutboxSection)
+    helpdesk: list[HelpdeskEntry] = Field(default_factory=list)
     policies: dict[str, PolicySection] = Field(default_factory=dict)
     devices: list[DeviceSection] = Field(default_factory=list)
 
@@ -186,10 +205,18 @@ class Config(_Strict):
         return path if path.is_absolute() else Path(self.base_dir) / path
 
 
+_UNION_TAGS = {"django-helpdesk", "webhook", "pagerduty"}
+
+
 def format_loc(loc: tuple[Any, ...]) -> str:
     """``('adapters', 'snmp', 0, 'port')`` → ``adapters.snmp[0].port``."""
     out = ""
+    prev: Any = None
     for part in loc:
+        skip_tag = isinstance(prev, int) and part in _UNION_TAGS
+        prev = part
+        if skip_tag:
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         else:
@@ -251,6 +278,10 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
                 t = getattr(lt, kind)
                 if isinstance(t, TargetTable) and t.calendar is not None and t.calendar not in known_cals:
                     errs.append(ConfigError(file, f"{where}.{kind}.calendar", f"unknown calendar {t.calendar!r}"))
+    hd = [h.name for h in cfg.helpdesk]
+    for i, n in enumerate(hd):
+        if hd.index(n) != i:
+            errs.append(ConfigError(file, f"helpdesk[{i}].name", f"duplicate help-desk name {n!r}"))
     names = [s.name for s in cfg.adapters.snmp]
     for i, n in enumerate(names):
         if names.index(n) != i:

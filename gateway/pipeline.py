@@ -327,8 +327,11 @@ class Pipeline:
                 snapshot["first_event"] = alarm.event
                 snapshot["first_seen"] = alarm.first_seen
             snapshot.update(extra)
+            snapshot["ticket_key"] = f"gw-{self.instance}-t{tid}"
             for conn in self.connectors:
-                key = f"{self.instance}-t{tid}" if kind == "open" else f"{self.instance}-t{tid}-{uuid.uuid4().hex[:16]}"
+                if extra.get("actor") == f"helpdesk:{conn}":
+                    continue  # it came from that help desk: don't echo it back
+                key = snapshot["ticket_key"] if kind == "open" else f"{snapshot['ticket_key']}-m{uuid.uuid4().hex[:12]}"
                 outbox.append(OutboxRow(conn, tid, key, kind, snapshot))
         return BatchWrite(
             alarms=self.book.take_dirty(),

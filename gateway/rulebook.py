@@ -49,7 +49,10 @@ def load_rules(cfg: Config) -> RuleEngine:
     """Build the engine from the config's ``[rules]`` section (raises ConfigError)."""
     packs: list[PackModel] = []
     builtin = builtin_packs()
-    for i, name in enumerate(cfg.rules.packs):
+    names = list(cfg.rules.packs)
+    if "gateway" not in names:
+        names.append("gateway")  # the gateway's own faults are always classified
+    for i, name in enumerate(names):
         if name in builtin:
             res = resources.files("rules").joinpath("packs", f"{name}.toml")
             packs.append(_parse(res.read_text("utf-8"), f"rules/packs/{name}.toml"))

@@ -75,6 +75,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(state, connector, ticket_id, id);
+CREATE TABLE IF NOT EXISTS helpdesk_links (
+    connector TEXT NOT NULL,
+    ticket_id INTEGER NOT NULL,
+    remote_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (connector, ticket_id)
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -228,9 +236,124 @@ class SqliteStore:
             dict(r) for r in self._rows("SELECT ticket_id,ts,actor,kind,note FROM timeline WHERE ticket_id=? ORDER BY id", (ticket_id,))
         ]
 
+    def find_alarms(
+        self,
+        *,
+        states: list[str] | None = None,
+        levels: list[int] | None = None,
+        devices: list[str] | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Alarms matching every given filter (each a list of accepted values), newest first."""
+        where, args = _filters((("state", states), ("level", levels), ("device", devices)))
+        rows = self._rows(f"SELECT * FROM alarms{where} ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [self._alarm(r).to_dict() for r in rows]
+
+    def find_tickets(
+        self,
+        *,
+        statuses: list[str] | None = None,
+        levels: list[int] | None = None,
+        devices: list[str] | None = None,
+        sites: list[str] | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Tickets matching every given filter (each a list of accepted values), newest first."""
+        where, args = _filters((
+            ("status", statuses), ("level", levels), ("device", devices), ("json_extract(data,'$.site')", sites),
+        ))
+        rows = self._rows(f"SELECT data FROM tickets{where} ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [json.loads(r["data"]) for r in rows]
+
     def get_meta(self, key: str) -> str | None:
         rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
         return rows[0][0] if rows else None
+
+    # -- help-desk outbox (written by the pipeline in its batch; worked by the outbox worker) --
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> None:
+        with self._lock:
+            try:
+                self._db.execute(sql, args)
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from e
+
+    def outbox_due(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        """The head message of each (connector, ticket) queue, if it is due: per-ticket
+        order is kept by never handing out a message while an older one is pending."""
+        rows = self._rows(
+            "SELECT o.* FROM outbox o JOIN (SELECT connector, ticket_id, MIN(id) AS id FROM outbox "
+            "WHERE state IN ('pending','sending') GROUP BY connector, ticket_id) h ON o.id = h.id "
+            "WHERE o.next_attempt <= ? ORDER BY o.id LIMIT ?",
+            (now, limit),
+        )
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["payload"] = json.loads(d["payload"])
+            out.append(d)
+        return out
+
+    def outbox_attempt(self, msg_id: int, now: float, lease: float) -> None:
+        """Record that a delivery is about to be tried, before the request goes out: after
+        a crash, ``attempts > 0`` tells the worker to look the ticket up before re-creating."""
+        self._exec("UPDATE outbox SET state='sending', attempts=attempts+1, next_attempt=? WHERE id=?", (now + lease, msg_id))
+
+    def outbox_delivered(self, msg_id: int, now: float, remote_id: str | None, connector: str, ticket_id: int, key: str) -> None:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("UPDATE outbox SET state='delivered', delivered_at=?, remote_id=?, last_error=NULL WHERE id=?",
+                           (now, remote_id, msg_id))
+                if remote_id:
+                    db.execute("INSERT INTO helpdesk_links(connector,ticket_id,remote_id,key,created_at) VALUES(?,?,?,?,?) "
+                               "ON CONFLICT(connector,ticket_id) DO NOTHING", (connector, ticket_id, remote_id, key, now))
+                db.execute("COMMIT")
+            except sqlite3.Error as e:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                raise StoreError(f"{self.path}: {e}") from e
+
+    def outbox_retry_later(self, msg_id: int, next_attempt: float, error: str) -> None:
+        self._exec("UPDATE outbox SET state='pending', next_attempt=?, last_error=? WHERE id=?", (next_attempt, error[:500], msg_id))
+
+    def outbox_failed(self, msg_id: int, error: str) -> None:
+        self._exec("UPDATE outbox SET state='failed', last_error=? WHERE id=?", (error[:500], msg_id))
+
+    def outbox_requeue(self, msg_id: int) -> bool:
+        """An operator retries a failed message."""
+        with self._lock:
+            cur = self._db.execute("UPDATE outbox SET state='pending', next_attempt=0 WHERE id=? AND state='failed'", (msg_id,))
+            return cur.rowcount == 1
+
+    def outbox_discard(self, msg_id: int) -> bool:
+        with self._lock:
+            cur = self._db.execute("UPDATE outbox SET state='discarded' WHERE id=? AND state='failed'", (msg_id,))
+            return cur.rowcount == 1
+
+    def outbox_list(self, state: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        if state:
+            rows = self._rows("SELECT * FROM outbox WHERE state=? ORDER BY id DESC LIMIT ?", (state, limit))
+        else:
+            rows = self._rows("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
+        return [dict(r) | {"payload": json.loads(r["payload"])} for r in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self._rows("SELECT state, COUNT(*) FROM outbox GROUP BY state")}
+
+    def outbox_reset_leases(self) -> None:
+        """At start: messages left 'sending' by a crash become due again (attempts kept)."""
+        self._exec("UPDATE outbox SET state='pending', next_attempt=0 WHERE state='sending'")
+
+    def remote_id(self, connector: str, ticket_id: int) -> str | None:
+        rows = self._rows("SELECT remote_id FROM helpdesk_links WHERE connector=? AND ticket_id=?", (connector, ticket_id))
+        return rows[0][0] if rows else None
+
+    def remote_links(self, connector: str) -> dict[str, int]:
+        """remote id → ticket id for a connector (two-way sync)."""
+        return {r[0]: int(r[1]) for r in self._rows("SELECT remote_id, ticket_id FROM helpdesk_links WHERE connector=?", (connector,))}
 
     def close(self) -> None:
         with self._lock:
@@ -238,3 +361,18 @@ class SqliteStore:
                 self._db.close()
             except sqlite3.Error:
                 pass
+
+
+def _filters(pairs: tuple[tuple[str, list[Any] | None], ...]) -> tuple[str, list[Any]]:
+    """`` WHERE col IN (?,..) AND ...`` for the filters that are given (column names are ours)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for col, values in pairs:
+        if values is None:
+            continue
+        if not values:
+            clauses.append("0")
+            continue
+        clauses.append(f"{col} IN ({','.join('?' * len(values))})")
+        args.extend(values)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
