@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.netsnmp import LINK_DOWN, LINK_UP, NetSnmp, free_udp_port, link_varbinds
+from tests.fixtures.daemon import Daemon
 from tests.helpers import ROOT, base_config, wait_until, write_config
 
 H = 3600
@@ -28,24 +28,6 @@ def _cli(cfg: Path, *args: str) -> Any:
     return json.loads(r.stdout)
 
 
-class Daemon:
-    def __init__(self, cfg: Path, log: Path) -> None:
-        self.cfg, self.log = cfg, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(self.cfg)],
-                                         stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
-        wait_until(lambda: "gateway ready" in self.log.read_text(errors="replace") or self.proc.poll() is not None, 30)
-        assert self.proc.poll() is None, self.log.read_text()
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(30)
-
-
 @pytest.fixture
 def daemon(tmp_path: Path):  # type: ignore[no-untyped-def]
     port = free_udp_port()
@@ -54,9 +36,7 @@ def daemon(tmp_path: Path):  # type: ignore[no-untyped-def]
     d.port = port  # type: ignore[attr-defined]
     d.start()
     yield d
-    if d.proc and d.proc.poll() is None:
-        d.proc.kill()
-        d.proc.wait()
+    d.cleanup()
 
 
 def _ts(iso: str) -> float:
