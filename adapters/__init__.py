@@ -18,6 +18,13 @@ def _snmp(cfg: Any, *, clock: Any, resolver: Any = None, state_dir: Any = None) 
     return SnmpAdapter(cfg, clock, resolver=resolver, state_dir=state_dir)
 
 
+def _mqtt(cfg: Any, *, clock: Any, **_: Any) -> Any:
+    from adapters.mqtt import MqttAdapter
+
+    return MqttAdapter(cfg, clock)
+
+
 REGISTRY: dict[str, Callable[..., Any]] = {
     "snmp": _snmp,
+    "mqtt": _mqtt,
 }

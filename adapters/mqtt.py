@@ -25,7 +25,11 @@ Decisions worth knowing (each one has a counter in :meth:`MqttAdapter.stats`):
   arrays, deeper nesting, ``NaN``/``Infinity`` reject the message (``rejected.bad_type``,
   ``rejected.not_json``): the rule engine matches on flat scalars, and a vendor format we
   do not understand should be loud, not half-read. An empty payload is a plain heartbeat on
-  a ``heartbeat`` subscription.
+  a ``heartbeat`` subscription. The size check runs after paho has read the packet: the
+  broker's ``max_packet_size`` is what protects memory from a huge one.
+* **Retained messages** (replayed by the broker on subscribe) are old news: a retained
+  heartbeat without a trustworthy device ``ts`` is dropped (``ignored.retained_heartbeat``),
+  other retained messages are passed on with ``retained=True`` in their attributes.
 * **Device time**: a ``ts`` field (epoch s/ms/us, or ISO-8601; naive = UTC) is used when it
   is at most ``ts_max_future_s`` ahead and ``ts_max_age_s`` behind the receive time;
   otherwise the receive time is used and ``ts_insane`` counted.
@@ -76,6 +80,7 @@ from gateway.model import Event
 
 __all__ = [
     "SYS_DROPPED_TOPIC",
+    "Ignored",
     "MqttAdapter",
     "MqttConfig",
     "MqttSubscription",
@@ -382,11 +387,22 @@ class Rejected(Exception):
         self.detail = detail
 
 
+class Ignored(Exception):
+    """A well-formed message the adapter drops on purpose; counted as ``ignored.<reason>``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _no_constants(token: str) -> Any:
     raise ValueError(f"{token} is not a number")
 
 
-_SCALARS = (str, int, float)  # bool is an int
+# One decoder for all messages: json.loads(..., parse_constant=...) would build a new one
+# per call, which costs as much as the parse of a small heartbeat.
+_JSON = json.JSONDecoder(parse_constant=_no_constants)
+_SCALARS = frozenset((str, int, float, bool))
 
 
 def parse_ts(value: object) -> float | None:
@@ -395,7 +411,7 @@ def parse_ts(value: object) -> float | None:
         return None
     if isinstance(value, str):
         try:
-            value = float(value)
+            t = float(value)
         except ValueError:
             try:
                 dt = datetime.fromisoformat(value)
@@ -404,9 +420,10 @@ def parse_ts(value: object) -> float | None:
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)
             return dt.timestamp()
-    if not isinstance(value, (int, float)):
+    elif isinstance(value, (int, float)):
+        t = float(value)
+    else:
         return None
-    t = float(value)
     if not math.isfinite(t):
         return None
     # 1e11 s is the year 5138 while 1e11 ms is 1973: magnitude tells the unit apart.
@@ -439,15 +456,24 @@ class PayloadDecoder:
         self.ts_insane = 0
         self.unknown = 0
 
-    def decode(self, topic: str, payload: bytes, now: float) -> Event | None:
+    def decode(self, topic: str, payload: bytes, now: float, retained: bool = False) -> Event:
         """Decode one message received at ``now``.
 
+        Args:
+            topic: the message's topic.
+            payload: the message's payload.
+            now: receive time, epoch seconds.
+            retained: the broker replayed it from its retained store (on subscribe).
+
         Returns:
-            The event, or ``None`` when the device is unknown and ``unknown_devices`` is
-            ``ignore``.
+            The event. Events from retained messages carry ``retained=True``.
 
         Raises:
             Rejected: the message is bad; ``reason`` says why.
+            Ignored: the device is unknown and ``unknown_devices`` is ``ignore``
+                (``unknown_device``), or it is a retained heartbeat without a trustworthy
+                device timestamp (``retained_heartbeat``): it says the device was alive at
+                some unknown past time, which is no liveness signal now.
         """
         cfg = self._cfg
         if len(payload) > cfg.max_payload_bytes:
@@ -466,6 +492,7 @@ class PayloadDecoder:
                 raise Rejected("bad_topic", "empty device level")
         name = _EVENT_NAME[kind]
         ts = now
+        device_time = False
         body = payload.strip()
 
         if (kind == "lwt" or kind == "status") and (
@@ -477,8 +504,8 @@ class PayloadDecoder:
             body = b""
         if body:
             try:
-                obj = json.loads(body, parse_constant=_no_constants)
-            except ValueError:
+                obj = _JSON.decode(body.decode())
+            except ValueError:  # UnicodeDecodeError included
                 if kind == "lwt" and len(body) <= _LWT_TEXT_MAX and body.isascii() and body.isalnum():
                     obj = {"state": body.decode().lower()}
                 else:
@@ -489,13 +516,13 @@ class PayloadDecoder:
                 raise Rejected("too_many_fields", str(len(obj)))
             ts_field = cfg.ts_field
             for k, v in obj.items():
-                if isinstance(v, _SCALARS):
+                if type(v) in _SCALARS:
                     attrs[k] = v
                 elif v is None:
                     continue
-                elif isinstance(v, dict):
+                elif type(v) is dict:
                     for k2, v2 in v.items():
-                        if isinstance(v2, _SCALARS):
+                        if type(v2) in _SCALARS:
                             attrs[f"{k}.{k2}"] = v2
                         elif v2 is not None:
                             raise Rejected("bad_type", f"{k}.{k2} is {type(v2).__name__}")
@@ -507,6 +534,7 @@ class PayloadDecoder:
                 t = parse_ts(attrs.pop(ts_field))
                 if t is not None and now - cfg.ts_max_age_s <= t <= now + cfg.ts_max_future_s:
                     ts = t
+                    device_time = True
                 else:
                     self.ts_insane += 1
             if name != _LOST and (kind == "status" or kind == "lwt") and attrs.get("state") == "offline":
@@ -520,12 +548,16 @@ class PayloadDecoder:
             raise Rejected("empty", f"empty {kind} payload")
         if raw_device is None:
             raise Rejected("no_device", "no {device} level and no device field")
+        if retained:
+            if name == "heartbeat" and not device_time:
+                raise Ignored("retained_heartbeat")
+            attrs["retained"] = True
         for pos, cap in tmpl.captures:
             attrs[cap] = parts[pos]
         device = self.lookup(raw_device)
         if device is None:
             if cfg.unknown_devices == "ignore":
-                return None
+                raise Ignored("unknown_device")
             self.unknown += 1
             device = raw_device
         return Event(ts, self._source, device, name, attrs)
@@ -556,6 +588,21 @@ class _RateLimitedLog:
             log.warning(msg, *args)
         else:
             w[2] += 1
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails.
+
+    paho 2.2 leaves the socket of a failed handshake open (an untrusted broker certificate
+    on every reconnect attempt would hold a descriptor until garbage collection).
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
 
 
 class _Redeliver(Exception):
@@ -639,6 +686,7 @@ class MqttAdapter:
         self._sink = sink
         self._decoder = PayloadDecoder(self.config, sink.lookup_device)
         self._stopping = False
+        self._first_attempt = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"mqtt:{self.name}")
         try:
             await asyncio.wait_for(self._first_attempt.wait(), timeout=self.config.start_wait_s)
@@ -651,8 +699,11 @@ class MqttAdapter:
             )
 
     async def stop(self) -> None:
-        """Stop receiving, hand queued messages to the sink, wait briefly for their commits,
-        and disconnect cleanly."""
+        """Stop receiving and disconnect cleanly, handing over what was already received.
+
+        Messages still in the client queue go to the sink, and pending QoS 1 commits get up
+        to ``stop_timeout_s`` to arrive so their PUBACKs can still be sent.
+        """
         self._stopping = True
         task, self._task = self._task, None
         if task is None:
@@ -661,10 +712,14 @@ class MqttAdapter:
         await asyncio.wait([task])
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``received``, ``accepted``, ``rejected.<reason>``, ``shed.client_queue``,
-        ``shed.sink``, ``acked``, ``commit_failed``, ``ts_insane``, ``unknown_device``,
-        ``ignored.unknown_device``, ``disconnects``, ``connect_failures``, ``reconnects``,
-        ``redeliveries``, ``lost_signals``; plus gauges ``connected`` and ``inflight``."""
+        """Counters by name for /metrics (a counter appears once it is non-zero).
+
+        ``received``, ``accepted``, ``rejected.<reason>``, ``shed.client_queue``,
+        ``shed.sink``, ``acked``, ``commit_failed``, ``lost.uncommitted``, ``ack.stale``,
+        ``ts_insane``, ``unknown_device``, ``ignored.<reason>``, ``lost_signals``,
+        ``connects``, ``disconnects``, ``connect_failures``, ``reconnects``,
+        ``redeliveries``; plus the gauges ``connected`` and ``inflight``.
+        """
         out = dict(self._counters)
         if self._decoder is not None:
             if self._decoder.ts_insane:
@@ -719,6 +774,7 @@ class MqttAdapter:
     def _tls_context(self) -> ssl.SSLContext:
         tls = self.config.tls or MqttTls()
         ctx = ssl.create_default_context(cafile=tls.ca_file)
+        ctx.sslsocket_class = _ClosingSSLSocket
         if tls.cert_file:
             ctx.load_cert_chain(tls.cert_file, tls.key_file)
         if tls.insecure:
@@ -728,7 +784,7 @@ class MqttAdapter:
 
     def _backoff(self, attempt: int) -> float:
         cfg = self.config
-        cap = min(cfg.reconnect_max_s, cfg.reconnect_min_s * (2 ** min(attempt, 30)))
+        cap = min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2.0 ** min(attempt, 30))
         # "Equal jitter": never less than half the step, so a fleet of gateways restarted
         # together spreads out without any of them hammering a recovering broker.
         return cap / 2 + self._rng.uniform(0, cap / 2)
@@ -869,7 +925,12 @@ class MqttAdapter:
         decoder = self._decoder
         assert decoder is not None and self._sink is not None
         try:
-            event = decoder.decode(topic, bytes(payload), self._clock.now())
+            event = decoder.decode(topic, bytes(payload), self._clock.now(), message.retain)
+        except Ignored as ign:
+            self._inc(f"ignored.{ign.reason}")
+            if qos1:
+                self._ack(message.mid)
+            return
         except Rejected as rej:
             self._inc(f"rejected.{rej.reason}")
             self._log_reject(
@@ -887,11 +948,6 @@ class MqttAdapter:
         except Exception:  # a decoder bug must cost one message, not the adapter
             self._inc("rejected.internal")
             log.exception("mqtt %s: internal error decoding %r", self.name, topic)
-            if qos1:
-                self._ack(message.mid)
-            return
-        if event is None:
-            self._inc("ignored.unknown_device")
             if qos1:
                 self._ack(message.mid)
             return

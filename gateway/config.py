@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from adapters.mqtt import MqttConfig
 from adapters.snmp.config import SnmpListenerConfig
 from gateway.helpdesk.django_helpdesk import DjangoHelpdeskConfig
 from gateway.helpdesk.pagerduty import PagerDutyConfig
 from gateway.helpdesk.webhook import WebhookConfig
 from gateway.errors import ConfigError
 from gateway.model import Device
-from gateway.sla import CLOCK_KINDS, ClockTarget, Policy
+from gateway.timeseries import TimeseriesConfig
+from gateway.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 
 __all__ = ["Config", "load_config", "parse_duration", "format_loc", "build_policies", "build_devices"]
 
@@ -82,6 +94,24 @@ class StoreSection(_Strict):
 
 class AdaptersSection(_Strict):
     snmp: list[SnmpListenerConfig] = Field(default_factory=list)
+    mqtt: list[MqttConfig] = Field(default_factory=list)
+
+
+class LivenessSection(_Strict):
+    #: Expected heartbeat interval for devices that name none and whose class has none.
+    default_interval: Duration = 60.0
+    #: Missed intervals before a device counts as lost (deadline = last seen + interval × tolerance).
+    tolerance: int = Field(default=3, ge=1, le=100)
+    #: After a restart, devices get this long before a loss can fire (default: one full deadline).
+    grace: Duration | None = None
+    #: Learn each device's interval from its observed cadence when none is configured.
+    learn: bool = False
+    #: Interval per device class, e.g. { "mine.gas-sensor" = "30s" }.
+    class_intervals: dict[str, Duration] = Field(default_factory=dict)
+    #: Event names that count as a sign of life.
+    events: list[str] = Field(default_factory=lambda: ["heartbeat", "status"])
+    #: Devices not in the inventory seen on a heartbeat: "track" them with the default interval, or "ignore".
+    unknown_devices: Literal["track", "ignore"] = "track"
 
 
 class RulesSection(_Strict):
@@ -109,6 +139,21 @@ class LevelTargets(_Strict):
     report: Target | None = None
 
 
+class PenaltySection(_Strict):
+    """A contract's penalty clause: percentages of the contract value."""
+
+    #: The amount the percentages apply to.
+    contract_value: float = Field(ge=0)
+    #: Currency of contract_value (shown in reports).
+    currency: str = "CNY"
+    #: Percent of the contract value per ticket not responded to in time.
+    response_missed_pct: float = Field(default=0.0, ge=0, le=100)
+    #: Percent of the contract value per started day beyond the restore deadline.
+    restore_per_started_day_pct: float = Field(default=0.0, ge=0, le=100)
+    #: Upper bound of one contract's penalties per month, percent of the contract value.
+    cap_pct: float | None = Field(default=None, gt=0, le=100)
+
+
 class PolicySection(_Strict):
     description: str = ""
     #: Calendar the clocks run on unless a target names its own: "24x7", "business-cn", ...
@@ -117,8 +162,44 @@ class PolicySection(_Strict):
     ticket_levels: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=lambda: [1, 2, 3, 4])
     #: Fractions of a target at which warnings fire.
     warn_at: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.5, 0.8])
+    #: Levels whose tickets are urgent: their response target is urgent_response.
+    urgent_levels: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=list)
+    #: Response target of urgent tickets (replaces the level's response).
+    urgent_response: Target | None = None
     levels: dict[Literal["1", "2", "3", "4"], LevelTargets] = Field(default_factory=dict)
     regions: dict[str, dict[Literal["1", "2", "3", "4"], LevelTargets]] = Field(default_factory=dict)
+    #: Penalty terms; none = the contract has no penalties.
+    penalties: PenaltySection | None = None
+    #: A fault that comes back after its ticket was restored: "new" ticket, or "reopen" the previous one.
+    reraise: Literal["new", "reopen"] = "new"
+    #: With reraise = "reopen": only a ticket restored less than this long ago is reopened.
+    reopen_within: Duration = 3600.0
+
+
+class MaintenanceSection(_Strict):
+    """A planned maintenance window: alarms of devices in scope are recorded, no tickets."""
+
+    #: Unique id (alarms name it in suppressed_by); empty = "cfg-<n>".
+    id: str = ""
+    #: Scope: device-id, site and device-class globs; every list given must match.
+    devices: list[str] = Field(default_factory=list)
+    sites: list[str] = Field(default_factory=list)
+    classes: list[str] = Field(default_factory=list)
+    #: Start and end: TOML date-times (without an offset: gateway.timezone) or epoch seconds.
+    start: datetime
+    end: datetime
+    author: str = ""
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _window(self) -> MaintenanceSection:
+        if not (self.devices or self.sites or self.classes):
+            raise ValueError("give at least one of devices, sites, classes (devices = [\"*\"] for everything)")
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            raise ValueError("start and end must both have a UTC offset or both be local times")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
 
 
 class DeviceSection(_Strict):
@@ -181,9 +262,12 @@ class Config(_Strict):
     calendars: CalendarsSection = Field(default_factory=CalendarsSection)
     api: ApiSection = Field(default_factory=ApiSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
+    liveness: LivenessSection = Field(default_factory=LivenessSection)
+    timeseries: TimeseriesConfig = Field(default_factory=TimeseriesConfig)
     helpdesk: list[HelpdeskEntry] = Field(default_factory=list)
     policies: dict[str, PolicySection] = Field(default_factory=dict)
     devices: list[DeviceSection] = Field(default_factory=list)
+    maintenance: list[MaintenanceSection] = Field(default_factory=list)
 
     #: Set by load_config: the file it came from and its directory (for relative paths).
     source: str = Field(default="<memory>", exclude=True)
@@ -271,6 +355,11 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
     for pname, p in cfg.policies.items():
         if p.calendar not in known_cals:
             errs.append(ConfigError(file, f"policies.{pname}.calendar", f"unknown calendar {p.calendar!r}; known: {', '.join(sorted(known_cals))}"))
+        if p.urgent_levels and p.urgent_response is None:
+            errs.append(ConfigError(file, f"policies.{pname}.urgent_levels", "urgent levels need an urgent_response target"))
+        u = p.urgent_response
+        if isinstance(u, TargetTable) and u.calendar is not None and u.calendar not in known_cals:
+            errs.append(ConfigError(file, f"policies.{pname}.urgent_response.calendar", f"unknown calendar {u.calendar!r}"))
         tables = [(f"policies.{pname}.levels.{lvl}", lt) for lvl, lt in p.levels.items()]
         tables += [(f"policies.{pname}.regions.{r}.{lvl}", lt) for r, m in p.regions.items() for lvl, lt in m.items()]
         for where, lt in tables:
@@ -282,7 +371,7 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
     for i, n in enumerate(hd):
         if hd.index(n) != i:
             errs.append(ConfigError(file, f"helpdesk[{i}].name", f"duplicate help-desk name {n!r}"))
-    names = [s.name for s in cfg.adapters.snmp]
+    names = [s.name for s in cfg.adapters.snmp] + [m.name for m in cfg.adapters.mqtt]
     for i, n in enumerate(names):
         if names.index(n) != i:
             errs.append(ConfigError(file, f"adapters.snmp[{i}].name", f"duplicate adapter name {n!r}"))
@@ -346,6 +435,18 @@ def _level_map(levels: dict[str, LevelTargets], cal: str) -> dict[int, dict[str,
     return out
 
 
+def _penalties(p: PenaltySection | None) -> PenaltyTerms | None:
+    if p is None:
+        return None
+    return PenaltyTerms(
+        contract_value=p.contract_value,
+        currency=p.currency,
+        response_missed_pct=p.response_missed_pct,
+        restore_per_started_day_pct=p.restore_per_started_day_pct,
+        cap_pct=p.cap_pct,
+    )
+
+
 def build_policies(cfg: Config) -> dict[str, Policy]:
     """Turn the policy sections into pure ``Policy`` values."""
     out = {}
@@ -356,8 +457,13 @@ def build_policies(cfg: Config) -> dict[str, Policy]:
             ticket_levels=frozenset(p.ticket_levels),
             levels=_level_map(p.levels, p.calendar),
             regions={r.lower(): _level_map(m, p.calendar) for r, m in p.regions.items()},
-            warn_at=tuple(sorted(p.warn_at)),
+            warn_at=tuple(sorted(set(p.warn_at))),
             description=p.description,
+            urgent_levels=frozenset(p.urgent_levels),
+            urgent_response=_target(p.urgent_response, p.calendar),
+            penalties=_penalties(p.penalties),
+            reraise=p.reraise,
+            reopen_within=p.reopen_within,
         )
     return out
 

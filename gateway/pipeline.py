@@ -14,8 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.base import CommitCallback
-from gateway.alarms import CLEARED_CHANGE, ESCALATED, RAISED, REPEATED, Alarm, AlarmBook
+from gateway.alarms import (
+    CLEARED_CHANGE,
+    FLAPPING,
+    PENDING_CHANGE,
+    RAISED,
+    REPEATED,
+    SUPPRESSED_CHANGE,
+    Alarm,
+    AlarmBook,
+    AlarmChange,
+)
 from gateway.clock import Clock
+from gateway.dispatch import dispatch
 from gateway.errors import StoreError
 from gateway.inventory import Inventory
 from gateway.model import Event
@@ -46,6 +57,9 @@ class PipelineStats:
     commands: int = 0
     alarms_raised: int = 0
     alarms_cleared: int = 0
+    alarms_pending: int = 0
+    alarms_suppressed: int = 0
+    alarms_flapping: int = 0
     tickets_opened: int = 0
     sla_warnings: int = 0
     sla_breaches: int = 0
@@ -105,6 +119,8 @@ class Pipeline:
         self.last_error = ""
         self.listeners: list[Callable[[list[Alarm], list[Ticket], list[Any]], None]] = []
         self.recorder: Callable[[Event], None] | None = None
+        #: Called with (event, resolved device) for every event before classification; must be O(1).
+        self.telemetry: Callable[[Event, Any], object] | None = None
         self._q: deque[Any] = deque()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -112,6 +128,9 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.paused_commit = False  # a test seam: hold commits (INFORMs then stay unanswered)
+        self.watchdog: Any = None  # gateway.watchdog.Watchdog, when liveness is watched
+        self.liveness_events: frozenset[str] = frozenset({"heartbeat", "status"})
+        self.track_unknown = True
 
     # -- EventSink -----------------------------------------------------------------------
     def _signal(self) -> None:
@@ -204,8 +223,34 @@ class Pipeline:
                 log.exception("pipeline batch failed")
                 await asyncio.sleep(0.1)
 
+    def _liveness(self, ev: Event, dev: Any) -> Event | None:
+        """Feed the watchdog; returns a ``heartbeat.restored`` to process, if any."""
+        wd = self.watchdog
+        if ev.name == "heartbeat.lost":
+            if ev.source != "watchdog":  # a last will: the device is lost now, not at its deadline
+                wd.lost_now(dev.id, ev.ts, reason=str(ev.attrs.get("reason", "lwt")))
+            return None
+        if dev.id not in wd:
+            if not dev.known and not self.track_unknown:
+                return None
+            wd.track(dev.id, interval=dev.heartbeat_interval, device_class=dev.device_class, now=ev.ts)
+        restored: Event | None = wd.heartbeat(dev.id, ev.ts)
+        return restored
+
+    def command_nowait(self, fn: Command) -> None:
+        """Queue ``fn(now)`` for the writer task without waiting (hooks from adapters)."""
+        loop = self._loop or asyncio.get_event_loop()
+        self._q.append(_Cmd(fn, loop.create_future()))
+        self._signal()
+
     def _next_timer(self) -> float:
         nxt = self.desk.next_check()
+        wd_next = self.watchdog.next_deadline() if self.watchdog is not None else None
+        if wd_next is not None and (nxt is None or wd_next < nxt):
+            nxt = wd_next
+        due = self.book.next_deadline()  # hold-for expiry, escalation over time, flaps, windows
+        if due is not None and (nxt is None or due < nxt):
+            nxt = due
         if nxt is None:
             return 1.0
         return min(1.0, max(0.0, nxt - self.clock.now()))
@@ -217,13 +262,17 @@ class Pipeline:
         items = [q.popleft() for _ in range(n)]
         now = self.clock.now()
         t0 = time.perf_counter()
+        if self.watchdog is not None:
+            # Losses due by now join this batch; capped so a mass loss cannot stall the loop.
+            items.extend(self.watchdog.due(now, limit=20_000))
         callbacks: list[CommitCallback] = []
         cmds: list[tuple[_Cmd, Any, BaseException | None]] = []
         changes: list[Any] = []
         inv_resolve = self.inventory.resolve
         classify = self.engine.classify
-        apply = self.book.apply
+        fold = self.book.fold
         rec = self.recorder
+        tel = self.telemetry
         for item in items:
             if isinstance(item, Event):
                 ev = item
@@ -239,15 +288,23 @@ class Pipeline:
             if rec is not None:
                 rec(ev)
             dev = inv_resolve(ev.device)
+            if tel is not None:
+                tel(ev, dev)
+            if self.watchdog is not None and (ev.name in self.liveness_events or ev.name == "heartbeat.lost"):
+                sign = self._liveness(ev, dev)
+                if sign is not None:
+                    items.append(sign)  # heartbeat.restored: handled in this same batch
             cs = classify(ev, dev)
             if not cs:
                 self.stats.unclassified += 1
                 continue
             self.stats.classified += 1
             for c in cs:
-                ch = apply(c, ev, dev.id, ev.ts)
-                if ch is not None:
+                for ch in fold(c, ev, dev, ev.ts):
                     self._on_change(ch, dev, changes)
+        # Alarm timers before SLA timers: a hold-for that expired opens its ticket first.
+        for ch in self.book.tick(now):
+            self._on_change(ch, inv_resolve(ch.alarm.device), changes)
         for t, notice in self.desk.tick(now):
             if notice.fraction >= 1.0:
                 self.stats.sla_breaches += 1
@@ -279,28 +336,29 @@ class Pipeline:
                 except Exception:  # noqa: BLE001
                     log.exception("change listener failed")
 
-    def _on_change(self, ch: Any, dev: Any, changes: list[Any]) -> None:
-        if ch.kind == REPEATED:
+    def _on_change(self, ch: AlarmChange, dev: Any, changes: list[Any]) -> None:
+        """React to one alarm change (see gateway.dispatch for what each kind does)."""
+        kind = ch.kind
+        if kind == REPEATED:
             return
-        alarm = ch.alarm
-        if ch.kind == RAISED:
-            self.stats.alarms_raised += 1
-            policy = self.policies.get(dev.policy) or self.policies.get(self.inventory.default_policy)
-            if policy is not None and policy.opens_ticket(int(alarm.level)):
-                self.desk.open_for(alarm, dev, policy, alarm.first_seen)
-                self.stats.tickets_opened += 1
-        elif ch.kind == ESCALATED:
-            if alarm.ticket_id is not None:
-                self.desk.on_alarm_escalated(alarm.ticket_id, alarm.level, alarm.last_seen, "rule:" + alarm.rule_id)
-            else:
-                policy = self.policies.get(dev.policy) or self.policies.get(self.inventory.default_policy)
-                if policy is not None and policy.opens_ticket(int(alarm.level)):
-                    self.desk.open_for(alarm, dev, policy, alarm.last_seen)
-                    self.stats.tickets_opened += 1
-        elif ch.kind == CLEARED_CHANGE:
-            self.stats.alarms_cleared += 1
-            if alarm.ticket_id is not None:
-                self.desk.on_alarm_cleared(alarm.ticket_id, alarm.last_seen, "device")
+        try:
+            out = dispatch(ch, dev, self.desk, self.policies, self.inventory.default_policy)
+        except Exception:  # a ticket-side bug must not lose the batch: the alarm is still recorded
+            log.exception("ticket reaction to alarm %d (%s) failed", ch.alarm.id, kind)
+            out = None
+        s = self.stats
+        if kind == RAISED:
+            s.alarms_raised += 1
+        elif kind == CLEARED_CHANGE:
+            s.alarms_cleared += 1
+        elif kind == PENDING_CHANGE:
+            s.alarms_pending += 1
+        elif kind == SUPPRESSED_CHANGE:
+            s.alarms_suppressed += 1
+        elif kind == FLAPPING:
+            s.alarms_flapping += 1
+        if out is not None and out.action == "opened":
+            s.tickets_opened += 1
         changes.append(ch)
 
     def _observe(self, dt: float) -> None:

@@ -1,20 +1,68 @@
-"""Tickets: opened for alarms that need people, with SLA clocks, timeline and transitions (pure)."""
+"""Tickets: opened for alarms that need people, with SLA clocks, timeline and transitions (pure).
+
+Lifecycle (status only moves forward, except ``reopen``)::
+
+    open ──acknowledge──> acknowledged ──propose_solution──> solution_proposed
+      ──arrive──> on_site ──restore──> restored ──close──> closed ──reopen──> open
+
+Any step may be skipped. Besides the status moves: ``pause``/``resume`` (waiting on the
+customer, access or parts: no clock counts meanwhile), ``set_level`` (re-targets the
+clocks from the ticket's start), ``comment`` and ``set_report`` (the post-incident
+report's free-text parts). Each action is a :class:`TimelineEntry` with its time, actor
+(``user:NAME``, ``rule:ID``, ``helpdesk:NAME``, ``device``, ``sla``) and note.
+
+Which clock each action stops:
+
+* ``acknowledge`` stops ``response`` only: acknowledging is the response; the other
+  clocks keep running.
+* ``propose_solution`` stops ``solution``; ``arrive`` stops ``on_site``.
+* ``restore`` stops ``restore`` and, when still running, ``response`` and ``solution``
+  (restoring answers them); ``on_site`` becomes ``not_needed`` unless already late;
+  ``report`` starts.
+* ``close`` does what ``restore`` does if service was not restored yet, then stops
+  ``report`` (close a ticket once the written report is delivered); a ``report`` clock
+  that never started becomes ``not_needed``.
+* ``reopen`` (of a restored or closed ticket) runs again every clock that ``restore``
+  or ``close`` stopped, with the business time it had used (the restored span does not
+  count); a ``report`` clock that was not breached waits for the next restore.
+
+SLA warnings and breaches (see :meth:`TicketDesk.tick`) become timeline entries
+``sla_warning`` / ``sla_breach`` and outbox ``update`` messages whose payload carries
+``event`` (``"sla_warning"`` / ``"sla_breach"``) and ``sla`` (``clock``, ``fraction``,
+``at``, ``due_at``, ``target``). Each threshold fires once; when several were crossed at
+once (after downtime or a level change) only the highest is announced. A deadline
+computed without holiday data gets a ``provisional`` timeline entry and a logged warning.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.alarms import Alarm
 from gateway.model import Device, FaultLevel
-from gateway.sla import ClockNotice, Policy, SlaClock
+from gateway.sla import GOAL_ACTIONS, ClockNotice, ClockTarget, Policy, SlaClock, kind_order
 
-__all__ = ["Ticket", "TimelineEntry", "TicketDesk", "TicketError", "STATUSES", "ACTIONS"]
+__all__ = [
+    "Ticket",
+    "TimelineEntry",
+    "TicketDesk",
+    "TicketError",
+    "STATUSES",
+    "ACTIONS",
+    "VERBS",
+    "REPORT_FIELDS",
+    "OUTBOX_KINDS",
+    "canonical_action",
+]
+
+log = logging.getLogger("gateway.tickets")
 
 STATUSES = ("open", "acknowledged", "solution_proposed", "on_site", "restored", "closed")
 
-#: action → (clock it stops, status it moves to)
+#: action → (clock whose goal it reaches, status it moves to)
 ACTIONS: dict[str, tuple[str | None, str | None]] = {
     "acknowledge": ("response", "acknowledged"),
     "propose_solution": ("solution", "solution_proposed"),
@@ -29,15 +77,74 @@ ACTIONS: dict[str, tuple[str | None, str | None]] = {
     "set_report": (None, None),
 }
 
+#: Short names (CLI verbs, API path segments, help-desk statuses) → actions.
+VERBS: dict[str, str] = {
+    "ack": "acknowledge",
+    "acknowledged": "acknowledge",
+    "propose": "propose_solution",
+    "arrived": "arrive",
+    "resolve": "restore",
+    "resolved": "restore",
+    "restored": "restore",
+    "closed": "close",
+    "reopened": "reopen",
+    "level": "set_level",
+    "report": "set_report",
+}
+
+#: The post-incident report's free-text parts a person supplies.
+REPORT_FIELDS = ("symptoms", "cause", "solution", "follow_up")
+
+#: Outbox message kind per action (``set_report`` writes none).
+OUTBOX_KINDS: dict[str, str] = {
+    "acknowledge": "update",
+    "propose_solution": "update",
+    "arrive": "update",
+    "restore": "resolve",
+    "close": "close",
+    "reopen": "reopen",
+    "pause": "update",
+    "resume": "update",
+    "comment": "comment",
+    "set_level": "level",
+}
+
 _RANK = {s: i for i, s in enumerate(STATUSES)}
+# Actions that only record the moment their goal was first reached.
+_MILESTONE_ONCE = ("acknowledge", "propose_solution", "arrive")
+# What may still be done to a closed ticket.
+_ON_CLOSED = ("reopen", "comment", "set_report")
+
+
+def canonical_action(name: str) -> str:
+    """Return the action for an action name or a short verb (``ack`` → ``acknowledge``).
+
+    Raises:
+        TicketError: The name is neither.
+    """
+    action = VERBS.get(name, name)
+    if action not in ACTIONS:
+        known = ", ".join(sorted(set(ACTIONS) | set(VERBS)))
+        raise TicketError(f"unknown action {name!r}; known: {known}")
+    return action
 
 
 class TicketError(ValueError):
-    """An action that does not apply (unknown ticket, closed ticket, bad level)."""
+    """An action that does not apply (unknown ticket, closed ticket, bad level, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
+    """One line of a ticket's history.
+
+    Attributes:
+        ticket_id: The ticket.
+        ts: When it happened (epoch seconds).
+        actor: Who did it: ``user:NAME``, ``rule:ID``, ``helpdesk:NAME``, ``device``, ``sla``.
+        kind: The action (``opened``, ``acknowledge``, ``paused``, ``sla_breach``, ...).
+        note: Free text.
+    """
+
     ticket_id: int
     ts: float
     actor: str
@@ -45,11 +152,31 @@ class TimelineEntry:
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ticket_id": self.ticket_id, "ts": self.ts, "actor": self.actor, "kind": self.kind, "note": self.note}
+        """Return a JSON-ready dict."""
+        return {
+            "ticket_id": self.ticket_id,
+            "ts": self.ts,
+            "actor": self.actor,
+            "kind": self.kind,
+            "note": self.note,
+        }
 
 
 @dataclass(slots=True)
 class Ticket:
+    """A fault that needs people, with its SLA clocks.
+
+    Attributes:
+        milestones: Action → when: the first ``acknowledge``, ``propose_solution`` and
+            ``arrive``; the latest ``restore``, ``close`` and ``reopen`` (a reopen drops
+            ``restore`` and ``close``).
+        pauses: ``[start, end]`` spans during which no clock counted (``end`` is ``None``
+            while paused).
+        urgent: The contract calls this ticket's level urgent (urgent response target).
+        report: The post-incident report's free-text parts (see :data:`REPORT_FIELDS`).
+        remote: Help-desk ids by connector.
+    """
+
     id: int
     alarm_id: int
     alarm_key: str
@@ -67,14 +194,24 @@ class Ticket:
     paused: bool = False
     report: dict[str, str] = field(default_factory=dict)
     remote: dict[str, str] = field(default_factory=dict)
+    milestones: dict[str, float] = field(default_factory=dict)
+    pauses: list[list[float | None]] = field(default_factory=list)
+    urgent: bool = False
 
     def clock(self, kind: str) -> SlaClock | None:
+        """Return the clock of ``kind``, or ``None`` if the contract defines none."""
         for c in self.clocks:
             if c.kind == kind:
                 return c
         return None
 
+    @property
+    def provisional(self) -> bool:
+        """Some deadline was computed with fallback holiday data."""
+        return any(c.provisional for c in self.clocks)
+
     def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (the store's ``data`` column)."""
         return {
             "id": self.id,
             "alarm_id": self.alarm_id,
@@ -90,13 +227,18 @@ class Ticket:
             "updated_at": self.updated_at,
             "closed_at": self.closed_at,
             "paused": self.paused,
+            "urgent": self.urgent,
+            "provisional": self.provisional,
             "clocks": [c.to_dict() for c in self.clocks],
+            "milestones": dict(self.milestones),
+            "pauses": [list(p) for p in self.pauses],
             "report": dict(self.report),
             "remote": dict(self.remote),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Ticket:
+        """Rebuild a ticket from :meth:`to_dict` output (older rows lack some keys)."""
         return cls(
             id=d["id"],
             alarm_id=d["alarm_id"],
@@ -115,56 +257,122 @@ class Ticket:
             paused=d.get("paused", False),
             report=dict(d.get("report", {})),
             remote=dict(d.get("remote", {})),
+            milestones={str(k): float(v) for k, v in d.get("milestones", {}).items()},
+            pauses=[list(p) for p in d.get("pauses", [])],
+            urgent=d.get("urgent", False),
         )
 
 
-class TicketDesk:
-    """Owns the tickets that are not closed. Pure: the caller passes ``now`` and persists
-    ``take_dirty()``, ``take_timeline()`` and ``take_outbox()`` in one transaction."""
+#: Loads any ticket (closed ones too) by id; ``None`` when there is none.
+TicketLoader = Callable[[int], "Ticket | None"]
 
-    def __init__(self, policies: Mapping[str, Policy], calendars: Mapping[str, Any], next_id: int = 1) -> None:
+
+class TicketDesk:
+    """Owns the tickets that are not closed.
+
+    Pure: the caller passes ``now`` and persists ``take_dirty()``, ``take_timeline()``
+    and ``take_outbox()`` in one transaction.
+
+    Args:
+        policies: Contracts by name.
+        calendars: Calendars by name (every name a target refers to).
+        next_id: The id the next ticket gets.
+        loader: Loads a closed ticket, so that it can be reopened, commented on or get
+            its report parts set; without one those actions on closed tickets fail.
+    """
+
+    def __init__(
+        self,
+        policies: Mapping[str, Policy],
+        calendars: Mapping[str, Any],
+        next_id: int = 1,
+        loader: TicketLoader | None = None,
+    ) -> None:
         self.policies = policies
         self.calendars = calendars
+        self.loader = loader
         self.open: dict[int, Ticket] = {}
         self._next_id = next_id
         self._dirty: dict[int, Ticket] = {}
         self._timeline: list[TimelineEntry] = []
         self._outbox: list[tuple[int, str, dict[str, Any]]] = []
-        self.notices: list[tuple[Ticket, ClockNotice]] = []
+        self._fired: list[tuple[Ticket, ClockNotice]] = []
 
     # -- persistence hand-off ------------------------------------------------------------
     def load(self, tickets: list[Ticket], next_id: int) -> None:
+        """Adopt the open tickets read from the store."""
         for t in tickets:
             if t.status != "closed":
                 self.open[t.id] = t
         self._next_id = max(self._next_id, next_id)
 
     def take_dirty(self) -> list[Ticket]:
+        """Return (and forget) the tickets changed since the last call."""
         out = list(self._dirty.values())
         self._dirty.clear()
         return out
 
     def take_timeline(self) -> list[TimelineEntry]:
+        """Return (and forget) the timeline entries written since the last call."""
         out, self._timeline = self._timeline, []
         return out
 
     def take_outbox(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """Return (and forget) ``(ticket id, outbox kind, payload fields)`` since the last call."""
         out, self._outbox = self._outbox, []
         return out
 
     def _cal(self, name: str) -> Any:
         return self.calendars[name]
 
-    def _note(self, t: Ticket, now: float, actor: str, kind: str, note: str = "", outbox: str | None = None) -> None:
-        t.updated_at = now
+    def _warn_at(self, t: Ticket) -> tuple[float, ...]:
+        policy = self.policies.get(t.policy)
+        return policy.warn_at if policy else (0.5, 0.8)
+
+    def _note(
+        self,
+        t: Ticket,
+        ts: float,
+        actor: str,
+        kind: str,
+        note: str = "",
+        outbox: str | None = None,
+        **extra: Any,
+    ) -> None:
+        t.updated_at = max(t.updated_at, ts)
         self._dirty[t.id] = t
-        self._timeline.append(TimelineEntry(t.id, now, actor, kind, note))
+        self._timeline.append(TimelineEntry(t.id, ts, actor, kind, note))
         if outbox:
-            self._outbox.append((t.id, outbox, {"note": note, "actor": actor, "event": kind}))
+            self._outbox.append((t.id, outbox, {"note": note, "actor": actor, "event": kind, **extra}))
+
+    def _provisional_check(self, t: Ticket, before: Mapping[str, bool], now: float) -> None:
+        """Warn loudly (log and timeline) when a deadline just became provisional."""
+        for c in t.clocks:
+            if c.provisional and not before.get(c.kind, False) and not c.deferred:
+                msg = (
+                    f"{c.kind} deadline computed without holiday data for its dates "
+                    f"(Mon-Fri minus fixed-date holidays): provisional, verify it"
+                )
+                log.warning("ticket %d: %s", t.id, msg)
+                self._note(t, now, "sla", "provisional", msg)
+
+    @staticmethod
+    def _prov(t: Ticket) -> dict[str, bool]:
+        return {c.kind: c.provisional for c in t.clocks}
 
     # -- opening -------------------------------------------------------------------------
     def open_for(self, alarm: Alarm, device: Device, policy: Policy, now: float) -> Ticket:
-        """Open a ticket for an alarm and start the clocks the contract defines for its level."""
+        """Open a ticket for an alarm and start the clocks the contract defines for its level.
+
+        Args:
+            alarm: The alarm; its ``ticket_id`` is set.
+            device: The alarm's device (its region selects region variants).
+            policy: The device's contract.
+            now: When the clocks start (normally the alarm's first event).
+
+        Returns:
+            The new ticket.
+        """
         clocks: list[SlaClock] = []
         for kind, target in policy.targets(int(alarm.level), device.region).items():
             if kind == "report":
@@ -185,104 +393,310 @@ class TicketDesk:
             opened_at=now,
             updated_at=now,
             clocks=clocks,
+            urgent=policy.is_urgent(int(alarm.level)),
         )
         self._next_id += 1
         self.open[t.id] = t
         alarm.ticket_id = t.id
-        self._note(t, now, "rule:" + alarm.rule_id, "opened", f"{alarm.title} (level {int(alarm.level)})", "open")
+        urgent = ", urgent" if t.urgent else ""
+        note = f"{alarm.title} (level {int(alarm.level)}{urgent})"
+        self._note(t, now, "rule:" + alarm.rule_id, "opened", note, "open")
+        self._provisional_check(t, {}, now)
         return t
 
     # -- transitions ---------------------------------------------------------------------
     def get(self, ticket_id: int) -> Ticket:
+        """Return an open ticket.
+
+        Raises:
+            TicketError: It is unknown or closed.
+        """
         t = self.open.get(ticket_id)
         if t is None:
             raise TicketError(f"ticket {ticket_id} is not open (unknown or closed)")
         return t
 
+    def _find(self, ticket_id: int, action: str) -> Ticket:
+        t = self.open.get(ticket_id)
+        if t is not None:
+            return t
+        loaded = self.loader(ticket_id) if self.loader is not None else None
+        if loaded is None:
+            if self.loader is None:
+                raise TicketError(f"ticket {ticket_id} is not open (unknown or closed)")
+            raise TicketError(f"no ticket {ticket_id}")
+        if loaded.status != "closed":  # open in the store but not here: adopt it
+            self.open[loaded.id] = loaded
+            return loaded
+        if action not in _ON_CLOSED:
+            raise TicketError(f"ticket {ticket_id} is closed; reopen it first")
+        return loaded
+
     def act(self, ticket_id: int, action: str, now: float, actor: str, note: str = "", **kw: Any) -> Ticket:
-        """Apply an operator, help-desk or rule action to an open ticket."""
-        if action not in ACTIONS:
-            raise TicketError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-        t = self.get(ticket_id)
-        clock_kind, status = ACTIONS[action]
+        """Apply an operator, help-desk or rule action to a ticket.
+
+        Warnings and breaches due by ``now`` fire first, so the timeline keeps time order
+        and a late action finds its clock already breached.
+
+        Args:
+            ticket_id: The ticket.
+            action: An action of :data:`ACTIONS` or a verb of :data:`VERBS`.
+            now: When it happened.
+            actor: Who did it.
+            note: Free text for the timeline and the help desk.
+            **kw: ``level`` (1-4 or a name) for ``set_level``; ``fields`` (a mapping of
+                :data:`REPORT_FIELDS`) for ``set_report``.
+
+        Returns:
+            The ticket.
+
+        Raises:
+            TicketError: The action does not apply. Nothing changed, except that SLA
+                notices already due by ``now`` may have fired (as a tick would).
+        """
+        action = canonical_action(action)
+        t = self._find(ticket_id, action)
+        if t.status != "closed":
+            self._fire(t, now)
         if action == "pause":
-            changed = [c.pause(now, self._cal(c.calendar)) for c in t.clocks]
-            if not any(changed):
-                raise TicketError(f"ticket {ticket_id}: no running clock to pause")
-            t.paused = True
-            self._note(t, now, actor, "paused", note, "update")
-            return t
+            return self._pause(t, now, actor, note)
         if action == "resume":
-            changed = [c.resume(now, self._cal(c.calendar)) for c in t.clocks]
-            if not any(changed):
-                raise TicketError(f"ticket {ticket_id}: no paused clock to resume")
-            t.paused = False
-            self._note(t, now, actor, "resumed", note, "update")
-            return t
+            return self._resume(t, now, actor, note)
         if action == "comment":
+            if not note.strip():
+                raise TicketError("a comment needs a note")
             self._note(t, now, actor, "comment", note, "comment")
             return t
         if action == "set_level":
-            self._set_level(t, FaultLevel.parse(kw["level"]), now, actor, note)
+            if kw.get("level") is None:
+                raise TicketError("set_level needs a level (1-4)")
+            try:
+                level = FaultLevel.parse(kw["level"])
+            except ValueError:
+                raise TicketError(
+                    f"unknown fault level {kw['level']!r} (use 1-4 or critical/major/minor/warning)"
+                ) from None
+            if level == t.level:
+                raise TicketError(f"ticket {t.id} is already level {int(level)}")
+            self._set_level(t, level, now, actor, note)
             return t
         if action == "set_report":
-            for k, v in kw.get("fields", {}).items():
-                t.report[k] = str(v)
-            self._note(t, now, actor, "report", ", ".join(sorted(kw.get("fields", {}))))
-            return t
+            return self._set_report(t, now, actor, note, kw.get("fields") or {})
         if action == "reopen":
-            t.status = "open"
-            self._note(t, now, actor, "reopened", note, "reopen")
-            return t
-        if t.paused and action != "close":
-            for c in t.clocks:
-                c.resume(now, self._cal(c.calendar))
-            t.paused = False
-        stops = [clock_kind] if clock_kind else []
-        if action == "restore":
-            # Restoring service answers and solves the fault too; on-site is moot.
-            stops = ["response", "solution", "restore"]
-            on_site = t.clock("on_site")
-            if on_site is not None and not on_site.done:
-                on_site.stop(now, self._cal(on_site.calendar))
-                if on_site.state == "met":
-                    on_site.state = "not_needed"
+            return self._reopen(t, now, actor, note)
+        return self._progress(t, action, now, actor, note)
+
+    def _progress(self, t: Ticket, action: str, now: float, actor: str, note: str) -> Ticket:
+        """acknowledge, propose_solution, arrive, restore, close."""
+        if action in _MILESTONE_ONCE and action in t.milestones:
+            raise TicketError(f"ticket {t.id}: {action} was already recorded")
+        if action == "restore" and t.status == "restored":
+            raise TicketError(f"ticket {t.id} is already restored")
+        before = self._prov(t)
+        if t.paused:
+            if action == "close":
+                self._end_pause(t, now)
+            else:
+                self._resume_clocks(t, now)
+                self._note(t, now, actor, "resumed", f"resumed by {action}")
+        cal = self._cal
+        if action in ("acknowledge", "propose_solution", "arrive"):
+            c = t.clock(ACTIONS[action][0] or "")
+            if c is not None:
+                c.stop(now, cal(c.calendar), action)
+        elif action == "restore" or (action == "close" and "restore" not in t.milestones):
+            self._stop_for_restore(t, now, action)
         if action == "close":
-            stops = ["response", "solution", "restore", "report"]
-        for kind in stops:
-            c = t.clock(kind)
-            if c is not None and not c.deferred:
-                c.stop(now, self._cal(c.calendar))
-        if action in ("restore", "close"):
             rep = t.clock("report")
-            if rep is not None and rep.deferred and action == "restore":
-                rep.begin(now, self._cal(rep.calendar))
-            if action == "close" and rep is not None and rep.deferred:
-                rep.state = "not_needed"
-                rep.deferred = False
-                rep.stopped_at = now
-        if status is not None and (_RANK.get(status, 0) > _RANK.get(t.status, 0) or action == "close"):
-            t.status = status
-        if action == "close":
+            if rep is not None:
+                if rep.deferred:
+                    rep.skip(now, cal(rep.calendar), "close")
+                else:
+                    rep.stop(now, cal(rep.calendar), "close")
             t.closed_at = now
-            del self.open[t.id]
-        outbox = {"acknowledge": "update", "restore": "resolve", "close": "close"}.get(action, "update")
-        self._note(t, now, actor, action, note, outbox)
+            self.open.pop(t.id, None)
+        if action in _MILESTONE_ONCE:
+            t.milestones.setdefault(action, now)
+        else:
+            t.milestones[action] = now
+        status = ACTIONS[action][1]
+        if status is not None and (_RANK[status] > _RANK.get(t.status, 0) or action == "close"):
+            t.status = status
+        extra: dict[str, Any] = {}
+        if action == "restore":
+            extra["resolution"] = note or t.report.get("solution", "") or "service restored"
+        self._note(t, now, actor, action, note, OUTBOX_KINDS[action], **extra)
+        self._provisional_check(t, before, now)
+        return t
+
+    def _stop_for_restore(self, t: Ticket, now: float, action: str) -> None:
+        for c in t.clocks:
+            cal = self._cal(c.calendar)
+            if c.kind in ("response", "solution", "restore"):
+                c.stop(now, cal, action)
+            elif c.kind == "on_site":
+                c.skip(now, cal, action)
+            elif c.kind == "report" and action == "restore":
+                c.begin(now, cal)
+
+    def _pause(self, t: Ticket, now: float, actor: str, note: str) -> Ticket:
+        if t.paused:
+            raise TicketError(f"ticket {t.id} is already paused")
+        changed = [c.pause(now, self._cal(c.calendar)) for c in t.clocks]
+        if not any(changed):
+            raise TicketError(f"ticket {t.id}: no running clock to pause")
+        t.paused = True
+        t.pauses.append([now, None])
+        self._note(t, now, actor, "paused", note, "update")
+        return t
+
+    def _resume(self, t: Ticket, now: float, actor: str, note: str) -> Ticket:
+        if not t.paused:
+            raise TicketError(f"ticket {t.id} is not paused")
+        before = self._prov(t)
+        self._resume_clocks(t, now)
+        self._note(t, now, actor, "resumed", note, "update")
+        self._provisional_check(t, before, now)
+        return t
+
+    def _resume_clocks(self, t: Ticket, now: float) -> None:
+        for c in t.clocks:
+            c.resume(now, self._cal(c.calendar))
+        self._end_pause(t, now)
+
+    @staticmethod
+    def _end_pause(t: Ticket, now: float) -> None:
+        t.paused = False
+        if t.pauses and t.pauses[-1][1] is None:
+            t.pauses[-1][1] = now
+
+    def _reopen(self, t: Ticket, now: float, actor: str, note: str) -> Ticket:
+        if t.status not in ("restored", "closed"):
+            raise TicketError(
+                f"ticket {t.id} is {t.status}; only a restored or closed ticket can be reopened"
+            )
+        before = self._prov(t)
+        for c in t.clocks:
+            cal = self._cal(c.calendar)
+            if c.kind == "report":
+                if not c.breached:
+                    c.rewind()
+            elif c.stopped_by in ("restore", "close"):
+                c.reopen(now, cal)
+        t.milestones.pop("restore", None)
+        t.milestones.pop("close", None)
+        t.milestones["reopen"] = now
+        t.status = "open"
+        t.closed_at = None
+        self.open[t.id] = t
+        self._note(t, now, actor, "reopened", note, "reopen")
+        self._provisional_check(t, before, now)
+        return t
+
+    def _set_report(self, t: Ticket, now: float, actor: str, note: str, fields: Mapping[str, Any]) -> Ticket:
+        if not fields:
+            raise TicketError(f"set_report needs at least one of {', '.join(REPORT_FIELDS)}")
+        unknown = sorted(set(fields) - set(REPORT_FIELDS))
+        if unknown:
+            raise TicketError(f"unknown report field {unknown[0]!r}; known: {', '.join(REPORT_FIELDS)}")
+        for k, v in fields.items():
+            text = str(v).strip()
+            if text:
+                t.report[k] = text
+            else:
+                t.report.pop(k, None)
+        what = ", ".join(k for k in REPORT_FIELDS if k in fields)
+        self._note(t, now, actor, "report", f"report: {what} set" + (f". {note}" if note else ""))
         return t
 
     def _set_level(self, t: Ticket, level: FaultLevel, now: float, actor: str, note: str) -> None:
-        if level == t.level:
-            return
-        policy = self.policies[t.policy]
-        targets = policy.targets(int(level), t.region)
+        """Re-target the clocks for ``level`` from the ticket's start.
+
+        Clocks the new level defines are re-targeted (or created as if they had run
+        since the start); clocks it does not define that are still open become
+        ``not_needed``. Finished clocks keep their result.
+        """
         old = t.level
         t.level = level
-        for c in t.clocks:
-            tgt = targets.get(c.kind)
-            if tgt is not None:
-                c.retarget(tgt.seconds, self._cal(c.calendar))
-        self._note(t, now, actor, "level", f"level {int(old)} → {int(level)}. {note}".strip(), "level")
+        policy = self.policies.get(t.policy)
+        before = self._prov(t)
+        withdrawn: list[str] = []
+        if policy is not None:
+            t.urgent = policy.is_urgent(int(level))
+            targets = policy.targets(int(level), t.region)
+            for c in t.clocks:
+                tgt = targets.get(c.kind)
+                if tgt is None:
+                    c.skip(now, self._cal(c.calendar), "set_level")
+                    continue
+                cal = self._cal(tgt.calendar)
+                consumed = None
+                if tgt.calendar != c.calendar and not c.deferred and not c.done:
+                    consumed = self._business_since(t, c.started_at, now, cal)
+                if c.retarget(tgt, now, cal, consumed):
+                    withdrawn.append(c.kind)
+            for kind, tgt in targets.items():
+                if t.clock(kind) is None:
+                    t.clocks.append(self._replay(t, kind, tgt, now))
+            t.clocks.sort(key=lambda c: kind_order(c.kind))
+        text = f"level {int(old)} → {int(level)}"
+        if withdrawn:
+            text += f"; breach withdrawn ({', '.join(withdrawn)}): the new target is not exceeded"
+        if note:
+            text += f". {note}"
+        self._note(t, now, actor, "level", text, "level")
+        self._provisional_check(t, before, now)
 
+    def _business_since(self, t: Ticket, start: float, end: float, cal: Any) -> float:
+        """Business seconds in ``[start, end]`` on ``cal``, paused spans excluded."""
+        total = float(cal.elapsed(start, end))
+        for ps, pe in t.pauses:
+            assert ps is not None
+            lo, hi = max(ps, start), min(end if pe is None else pe, end)
+            if hi > lo:
+                total -= cal.elapsed(lo, hi)
+        return max(0.0, total)
+
+    def _replay(self, t: Ticket, kind: str, tgt: ClockTarget, now: float) -> SlaClock:
+        """A clock the new level adds, as if it had run since the ticket's start."""
+        cal = self._cal(tgt.calendar)
+        if kind == "report":
+            restored = t.milestones.get("restore")
+            if restored is None:
+                return SlaClock.deferred_clock(kind, tgt, t.opened_at)
+            start = restored
+        else:
+            start = t.opened_at
+        c = SlaClock.start(kind, tgt, start, cal)
+        goal = t.milestones.get(GOAL_ACTIONS[kind])
+        ends = [goal] if goal is not None else []
+        if kind != "report":
+            ends += [t.milestones[a] for a in ("restore", "close") if a in t.milestones]
+        stop_at = min(ends) if ends else None
+        events: list[tuple[float, int]] = []
+        for ps, pe in t.pauses:
+            assert ps is not None
+            if pe is not None and pe <= start:
+                continue
+            events.append((max(ps, start), 0))
+            if pe is not None:
+                events.append((pe, 1))
+        for ts, ev in sorted(events):
+            if ts > now or (stop_at is not None and ts >= stop_at):
+                break
+            if ev == 0:
+                c.pause(ts, cal)
+            else:
+                c.resume(ts, cal)
+        if stop_at is not None:
+            if goal is not None and stop_at == goal:
+                c.stop(stop_at, cal, GOAL_ACTIONS[kind])
+            else:
+                by = "restore" if "restore" in t.milestones else "close"
+                (c.skip if kind == "on_site" else c.stop)(stop_at, cal, by)
+        return c
+
+    # -- alarm hooks ---------------------------------------------------------------------
     def on_alarm_cleared(self, ticket_id: int, now: float, actor: str) -> Ticket | None:
         """The device recovered: service is restored (the restore clock stops)."""
         t = self.open.get(ticket_id)
@@ -291,31 +705,50 @@ class TicketDesk:
         return self.act(ticket_id, "restore", now, actor, "fault cleared by the device")
 
     def on_alarm_escalated(self, ticket_id: int, level: FaultLevel, now: float, actor: str) -> None:
+        """The alarm's level rose: re-target the ticket (a lower level is ignored)."""
         t = self.open.get(ticket_id)
         if t is not None and level < t.level:
+            self._fire(t, now)
             self._set_level(t, level, now, actor, "escalated")
 
     # -- time ----------------------------------------------------------------------------
+    def _fire(self, t: Ticket, now: float) -> None:
+        """Record the warnings and breaches of one ticket due by ``now``."""
+        warn_at = self._warn_at(t)
+        for c in t.clocks:
+            for n in c.notices(now, self._cal(c.calendar), warn_at):
+                self._fired.append((t, n))
+                sla = {
+                    "clock": c.kind,
+                    "fraction": n.fraction,
+                    "at": n.at,
+                    "due_at": c.due_at,
+                    "target": c.target,
+                }
+                if n.fraction >= 1.0:
+                    self._note(t, n.at, "sla", "sla_breach", f"{c.kind} deadline breached", "update", sla=sla)
+                else:
+                    pct = round(n.fraction * 100)
+                    note = f"{c.kind} at {pct} % of its target"
+                    self._note(t, n.at, "sla", "sla_warning", note, "update", sla=sla)
+
     def tick(self, now: float) -> list[tuple[Ticket, ClockNotice]]:
-        """Fire SLA warnings and breaches due by ``now`` (each once) onto the timeline."""
-        fired: list[tuple[Ticket, ClockNotice]] = []
-        for t in self.open.values():
-            policy = self.policies.get(t.policy)
-            warn_at = policy.warn_at if policy else (0.5, 0.8)
-            for c in t.clocks:
-                for n in c.notices(now, self._cal(c.calendar), warn_at):
-                    fired.append((t, n))
-                    if n.fraction >= 1.0:
-                        self._note(t, now, "sla", "breach", f"{c.kind} deadline breached", "update")
-                    else:
-                        self._note(t, now, "sla", "warning", f"{c.kind} at {int(n.fraction * 100)} % of its target")
-        return fired
+        """Fire SLA warnings and breaches due by ``now`` (each once).
+
+        Returns:
+            The notices fired since the last call, including those an action fired
+            first, with their tickets.
+        """
+        for t in list(self.open.values()):
+            self._fire(t, now)
+        out, self._fired = self._fired, []
+        return out
 
     def next_check(self) -> float | None:
+        """Return when :meth:`tick` next has something to fire (``None``: nothing pending)."""
         best: float | None = None
         for t in self.open.values():
-            policy = self.policies.get(t.policy)
-            warn_at = policy.warn_at if policy else (0.5, 0.8)
+            warn_at = self._warn_at(t)
             for c in t.clocks:
                 n = c.next_check(self._cal(c.calendar), warn_at)
                 if n is not None and (best is None or n < best):

@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.model import FaultLevel
 
-__all__ = ["iso", "alarm_view", "ticket_view", "table"]
+__all__ = ["iso", "alarm_view", "clock_view", "ticket_view", "clock_line", "table"]
 
 
 def iso(ts: float | None) -> str | None:
@@ -37,25 +37,40 @@ def alarm_view(a: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def clock_view(c: Mapping[str, Any]) -> dict[str, Any]:
+    """One SLA clock for people and programs.
+
+    ``state`` is one of ``waiting``, ``running``, ``paused``, ``met``, ``breached``,
+    ``not_needed``; ``breached`` stays true once the deadline passed (also while the
+    clock is paused or after it stopped). ``provisional`` marks a due time computed
+    without holiday data for its dates: show it, it may move.
+    """
+    deferred = bool(c.get("deferred"))
+    stopped = c.get("stopped_at") is not None
     return {
         "kind": c["kind"],
         "target_seconds": c["target"],
         "calendar": c["calendar"],
-        "started_at": iso(c.get("started_at")) if not c.get("deferred") else None,
-        "due_at": iso(c.get("due_at")),
+        "started_at": iso(c.get("started_at")) if not deferred else None,
+        "due_at": iso(c.get("due_at")) if not deferred else None,
         "state": c["state"],
+        "paused": not deferred and not stopped and c.get("run_since") is None,
+        "breached": c.get("breached_at") is not None,
         "provisional": c.get("provisional", False),
         "stopped_at": iso(c.get("stopped_at")),
+        "stopped_by": c.get("stopped_by", ""),
         "breached_at": iso(c.get("breached_at")),
         "business_seconds": c.get("business_elapsed"),
     }
 
 
 def ticket_view(t: Mapping[str, Any]) -> dict[str, Any]:
+    """One ticket for people and programs (times ISO-8601 UTC)."""
+    clocks = [clock_view(c) for c in t.get("clocks", [])]
     return {
         "id": t["id"],
         "level": t["level"],
         "level_name": FaultLevel(t["level"]).label,
+        "urgent": t.get("urgent", False),
         "status": t["status"],
         "device": t["device"],
         "site": t.get("site", ""),
@@ -68,10 +83,23 @@ def ticket_view(t: Mapping[str, Any]) -> dict[str, Any]:
         "updated_at": iso(t["updated_at"]),
         "closed_at": iso(t.get("closed_at")),
         "paused": t.get("paused", False),
-        "clocks": [clock_view(c) for c in t.get("clocks", [])],
+        "provisional": any(c["provisional"] for c in clocks),
+        "clocks": clocks,
+        "milestones": {k: iso(v) for k, v in t.get("milestones", {}).items()},
+        "pauses": [[iso(a), iso(b)] for a, b in t.get("pauses", [])],
         "report": t.get("report", {}),
         "remote": t.get("remote", {}),
     }
+
+
+def clock_line(c: Mapping[str, Any]) -> str:
+    """A one-line summary of a :func:`clock_view`, e.g. ``on_site due 2026-…Z running (provisional)``."""
+    flags = [c["state"].replace("_", " ")]
+    if c["paused"] and c["state"] != "paused":
+        flags.append("paused")
+    if c["provisional"]:
+        flags.append("PROVISIONAL")
+    return f"{c['kind']:<9} due {c['due_at'] or '-':<25} {', '.join(flags)}"
 
 
 def table(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:

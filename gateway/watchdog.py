@@ -8,15 +8,20 @@ a day of silence is tested in microseconds.
 Scale (one gateway watching up to ~1,000,000 devices) decides the data layout:
 
 * Per-device state lives in parallel ``array('d')`` / ``bytearray`` columns indexed by a
-  small integer, not in one object per device: about 40 bytes of state per device, no
-  objects for the garbage collector to walk.
-* ONE binary heap of ``(deadline, device)`` tuples serves every device. A heap key is only
+  small integer (the device's slot), not in one object per device: about 50 bytes of
+  columns per device and no objects for the garbage collector to walk. All in (id string,
+  id index, heap entry) a device costs about 340 bytes: ~320 MiB for a million
+  (``bench/bench_watchdog.py``).
+* ONE binary heap of ``(deadline, slot)`` tuples serves every device. A heap key is only
   a *lower bound* of the device's true deadline: a heartbeat merely stores ``last_seen``
   (O(1), no heap work), and when the stale key reaches the top of the heap the true
   deadline is recomputed and the device is pushed again. So each device causes at most one
   heap operation per deadline period, not one per heartbeat, and the heap holds about one
   entry per device. A device's live entry is the one whose key equals its ``hkey`` column;
-  any other entry for it is stale and skipped when popped (lazy invalidation).
+  any other entry for it is stale and skipped when popped (lazy invalidation). Slots, not
+  ids, break ties between equal deadlines (a restart or a reconnect gives thousands of
+  devices the same one): integer comparison halves the cost of a mass re-arm, and the
+  slot's int object is the one the id index already holds.
 * Restart grace and broker re-arm are two global floors applied when a deadline is
   computed, so neither walks a million devices.
 
@@ -162,7 +167,7 @@ class Watchdog:
         self._hkey = array("d")
         self._lost_at = array("d")
         self._lost = bytearray()
-        self._heap: list[tuple[float, str]] = []
+        self._heap: list[tuple[float, int]] = []
 
         self._grace_until = 0.0
         self._rearm_from = 0.0
@@ -205,7 +210,7 @@ class Watchdog:
             return
         if explicit and explicit != self._explicit[i]:
             self._explicit[i] = explicit
-            self._reschedule(i, device)
+            self._reschedule(i)
 
     def untrack(self, device: str) -> bool:
         """Stop watching ``device``; returns whether it was tracked.
@@ -253,7 +258,7 @@ class Watchdog:
         if self._lost[i]:
             self._lost[i] = 0
             lost_at = self._lost_at[i]
-            self._push(i, device, self._deadline(i))
+            self._push(i, self._deadline(i))
             return Event(
                 ts=now,
                 source=SOURCE,
@@ -271,11 +276,11 @@ class Watchdog:
         # lag behind (it is a lower bound). Learning can shorten the interval, which can
         # move the deadline earlier than the key: then a fresh, earlier entry is needed.
         if hk == 0.0:
-            self._push(i, device, self._deadline(i))
+            self._push(i, self._deadline(i))
         elif self._learn:
             d = self._deadline(i)
             if d < hk:
-                self._push(i, device, d)
+                self._push(i, d)
         return None
 
     def lost_now(self, device: str, now: float, reason: str = "lwt") -> Event | None:
@@ -296,15 +301,18 @@ class Watchdog:
             return None
         return self._mark_lost(i, device, now, now, reason)
 
-    def due(self, now: float) -> list[Event]:
+    def due(self, now: float, limit: int | None = None) -> list[Event]:
         """Return a ``heartbeat.lost`` event for every device whose deadline is ``<= now``.
 
         Each device fires once and stays lost until it heartbeats again. Events come in
-        deadline order (ties by device id) with ``ts`` = the deadline. While the broker is
-        down (:meth:`broker_down`) nothing fires.
+        deadline order with ``ts`` = the deadline. While the broker is down
+        (:meth:`broker_down`) nothing fires.
 
         Args:
             now: current time, epoch seconds.
+            limit: handle at most this many heap entries in this call, so one call after
+                a restart or a reconnect cannot hold the event loop for long; the
+                scheduler calls again while :meth:`next_deadline` is ``<= now``.
 
         Returns:
             The new ``heartbeat.lost`` events (possibly empty).
@@ -313,19 +321,26 @@ class Watchdog:
             return []
         heap = self._heap
         out: list[Event] = []
-        index = self._index
+        ids = self._ids
         hkey = self._hkey
         pop = heapq.heappop
-        while heap and heap[0][0] <= now:
-            key, device = pop(heap)
-            i = index.get(device)
-            if i is None or hkey[i] != key:
+        replace = heapq.heapreplace
+        budget = -1 if limit is None else limit
+        while heap and heap[0][0] <= now and budget != 0:
+            budget -= 1
+            key, i = heap[0]
+            device = ids[i]
+            if device is None or hkey[i] != key:
+                pop(heap)
                 continue
             d = self._deadline(i)
             if d > now:
-                # A heartbeat (or a floor) moved the deadline after this entry was pushed.
-                self._push(i, device, d)
+                # A heartbeat (or a floor) moved the deadline after this entry was pushed:
+                # one sift-down instead of a pop and a push.
+                hkey[i] = d
+                replace(heap, (d, i))
                 continue
+            pop(heap)
             out.append(self._mark_lost(i, device, d, now, "timeout"))
         return out
 
@@ -338,20 +353,19 @@ class Watchdog:
         if self._outage_since is not None:
             return None
         heap = self._heap
-        index = self._index
+        ids = self._ids
         hkey = self._hkey
         while heap:
-            key, device = heap[0]
-            i = index.get(device)
-            if i is None or hkey[i] != key:
+            key, i = heap[0]
+            if ids[i] is None or hkey[i] != key:
                 heapq.heappop(heap)
                 continue
             d = self._deadline(i)
             if d == key:
                 return key
             # Normalise the lazy key so the scheduler does not wake early for nothing.
-            heapq.heappop(heap)
-            self._push(i, device, d)
+            hkey[i] = d
+            heapq.heapreplace(heap, (d, i))
         return None
 
     # ------------------------------------------------------------------ outages and restarts
@@ -438,7 +452,7 @@ class Watchdog:
         self._hkey = array("d")
         self._lost_at = array("d")
         self._lost = bytearray()
-        heap: list[tuple[float, str]] = []
+        heap: list[tuple[float, int]] = []
         for device, last, explicit, learned, lost_at in zip(ids, *cols, strict=True):
             i = len(self._ids)
             self._index[device] = i
@@ -451,7 +465,7 @@ class Watchdog:
             if lost_at is None:
                 d = self._deadline(i)
                 self._hkey.append(d)
-                heap.append((d, device))
+                heap.append((d, i))
             else:
                 self._hkey.append(0.0)
         heapq.heapify(heap)
@@ -518,7 +532,7 @@ class Watchdog:
             self._lost_at.append(0.0)
             self._lost.append(0)
         self._index[device] = i
-        self._push(i, device, self._deadline(i))
+        self._push(i, self._deadline(i))
         return i
 
     def _interval(self, i: int) -> float:
@@ -530,17 +544,17 @@ class Watchdog:
         d = last + self._interval(i) * self._tol
         return max(d, self._grace_until)
 
-    def _push(self, i: int, device: str, deadline: float) -> None:
+    def _push(self, i: int, deadline: float) -> None:
         self._hkey[i] = deadline
-        heapq.heappush(self._heap, (deadline, device))
+        heapq.heappush(self._heap, (deadline, i))
 
-    def _reschedule(self, i: int, device: str) -> None:
+    def _reschedule(self, i: int) -> None:
         if self._lost[i]:
             return
         d = self._deadline(i)
         hk = self._hkey[i]
         if hk == 0.0 or d < hk:
-            self._push(i, device, d)
+            self._push(i, d)
 
     def _learn_gap(self, i: int, gap: float) -> None:
         est = self._learned[i] or self._default

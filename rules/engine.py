@@ -29,6 +29,8 @@ class Classification:
     hold_count: int = 0
     escalate: tuple[tuple[float, FaultLevel], ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
+    flap_count: int = 0
+    flap_window: float = 0.0
 
 
 @dataclass(slots=True)
@@ -51,6 +53,8 @@ class CompiledRule:
     events: tuple[str, ...]
     source: RuleModel
     cont: bool = False
+    flap_count: int = 0
+    flap_window: float = 0.0
 
     def matches(self, event: Event, device: Device) -> bool:
         if self.device_class is not None and not self.device_class(device.device_class):
@@ -89,6 +93,8 @@ def _compile(rule: RuleModel, pack: str, order: tuple[int, int]) -> list[Compile
             hold_count=rule.hold_count,
             escalate=escalate,
             events=events,
+            flap_count=rule.flap_count,
+            flap_window=rule.flap_window,
             **common,  # type: ignore[arg-type]
         )
     ]
@@ -203,4 +209,6 @@ class RuleEngine:
             hold_count=cr.hold_count,
             escalate=cr.escalate,
             labels=cr.labels,
+            flap_count=cr.flap_count,
+            flap_window=cr.flap_window,
         )

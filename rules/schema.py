@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Cond", "RuleModel", "PackInfo", "PackModel"]
+__all__ = ["Cond", "RuleModel", "PackInfo", "PackModel", "parse_seconds"]
 
 Scalar = int | float | str | bool
+
+_DUR = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)", re.I)
+_UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_seconds(v: Any) -> float:
+    """A duration as a number of seconds or a string such as ``"90s"``, ``"10m"``, ``"1h30m"``.
+
+    Rule packs are data written by people, so they get the same duration syntax as the
+    config file (``rules/`` must not import the daemon's config module, hence this copy).
+    """
+    if isinstance(v, bool):
+        raise ValueError("a duration must be a number of seconds or a string like '10m'")
+    if isinstance(v, (int, float)):
+        if v < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(v)
+    if not isinstance(v, str):
+        raise ValueError("a duration must be a number of seconds or a string like '10m'")
+    s = v.strip().replace(" ", "")
+    try:
+        plain = float(s)  # "90" means seconds, as a bare number does
+    except ValueError:
+        pass
+    else:
+        if plain >= 0 and s.replace(".", "", 1).isdigit():
+            return plain
+    pos, total = 0, 0.0
+    for m in _DUR.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT[m.group(2).lower()]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError(f"not a duration: {v!r} (use e.g. '30s', '10m', '1h30m' or seconds)")
+    return total
+
+
+Seconds = Annotated[float, BeforeValidator(parse_seconds)]
 
 
 class Cond(BaseModel):
@@ -67,12 +107,19 @@ class RuleModel(BaseModel):
     clear_on: list[str] = Field(default_factory=list)
     #: Attribute conditions on a clear_on event (e.g. gas back under the lower threshold: hysteresis).
     clear_when: dict[str, Cond | Scalar] = Field(default_factory=dict)
-    #: Seconds a fault must persist before it becomes active (hold-for); 0 = at once.
-    hold_for: float = Field(default=0.0, ge=0)
-    #: Alternatively: at least this many occurrences within ``hold_for`` seconds.
+    #: How long a fault must persist (not cleared) before it becomes active (hold-for);
+    #: 0 = at once. Until then the alarm is *pending*: recorded, no ticket.
+    hold_for: Seconds = 0.0
+    #: Alternatively: at least this many occurrences (within ``hold_for``, when given).
     hold_count: int = Field(default=0, ge=0)
-    #: Escalation over time: [[seconds, level], ...] — unresolved after seconds → level.
-    escalate: list[tuple[float, int]] = Field(default_factory=list)
+    #: Escalation over time: [[after, level], ...] — still not cleared ``after`` (seconds or
+    #: a duration string) from its first occurrence → the alarm's level becomes ``level``.
+    escalate: list[tuple[Seconds, int]] = Field(default_factory=list)
+    #: Flap detection: this many raise/clear transitions of one fault key within
+    #: ``flap_window`` turn it into ONE level-4 "intermittent" alarm; 0 = off.
+    flap_count: int = Field(default=0, ge=0)
+    #: The flap window; the intermittent alarm holds until the key is quiet this long.
+    flap_window: Seconds = 0.0
     labels: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -84,6 +131,14 @@ class RuleModel(BaseModel):
         for _, lvl in self.escalate:
             if not 1 <= lvl <= 4:
                 raise ValueError("escalate levels must be 1-4")
+            if self.level is not None and lvl >= self.level:
+                raise ValueError(f"escalate level {lvl} is not more severe than the rule's level {self.level}")
+        if self.action == "clear" and (self.hold_for or self.hold_count or self.escalate or self.flap_count):
+            raise ValueError("hold_for, hold_count, escalate and flap_count belong on a raise rule")
+        if self.flap_count == 1:
+            raise ValueError("flap_count must be 0 (off) or at least 2 transitions")
+        if self.flap_count and self.flap_window <= 0:
+            raise ValueError("flap_count needs a flap_window (e.g. '10m')")
         return self
 
 

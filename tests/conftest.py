@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.netsnmp",
     "tests.fixtures.mqtt_broker",
     "tests.fixtures.helpdesk",
+    "tests.fixtures.tsdb",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from adapters.snmp.rfc3584 import v1_trap_oid
 
-__all__ = ["DEFAULT_MODULES", "MibResolver", "v1_trap_oid", "pysmi_available"]
+__all__ = ["DEFAULT_MODULES", "MibResolver", "pysmi_available", "v1_trap_oid"]
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class MibResolver:
 
         import pysnmp_mibs
         from pysnmp.smi import builder, view
+        from pysnmp.smi.error import SmiError
 
         started = time.perf_counter()
         self._memo: dict[str, tuple[str, str, str]] = {}
@@ -130,14 +131,12 @@ class MibResolver:
             for mod in wanted:
                 try:
                     mib_builder.load_modules(mod)
-                except Exception as exc:  # pysnmp raises MibNotFoundError/MibLoadError
+                except SmiError as exc:  # MibNotFoundError, or MibLoadError wrapping any failure
                     self.failed[mod] = str(exc).splitlines()[0][:300]
                     log.warning("MIB module %s not loaded: %s", mod, self.failed[mod])
             self._view = view.MibViewController(mib_builder)
         self._builder = mib_builder
-        self.loaded: tuple[str, ...] = tuple(
-            m for m in wanted if m not in self.failed
-        )
+        self.loaded: tuple[str, ...] = tuple(m for m in wanted if m not in self.failed)
         self.load_seconds = time.perf_counter() - started
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GENERIC_TRAP_NAMES", "SNMP_TRAPS", "ENTERPRISE_SPECIFIC", "v1_trap_oid"]
+__all__ = ["ENTERPRISE_SPECIFIC", "GENERIC_TRAP_NAMES", "SNMP_TRAPS", "v1_trap_oid"]
 
 #: ``snmpTraps`` (SNMPv2-MIB): the parent of the generic trap OIDs.
 SNMP_TRAPS = "1.3.6.1.6.3.1.1.5"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -10,13 +11,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import univ
+from pysnmp.carrier.base import AbstractTransportDispatcher
+from pysnmp.entity import config as pconfig
+from pysnmp.entity.engine import SnmpEngine
+from pysnmp.proto import errind, rfc1902
+from pysnmp.proto import error as perror
+from pysnmp.proto.api import v2c
+from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel
+
 from adapters.snmp.ber import PDU_INFORM, PDU_TRAP_V2, TrapMessage
 from gateway.errors import DecodeError
 
 __all__ = [
+    "AUTH_PROTOCOLS",
     "PDU_INFORM",
     "PDU_TRAP_V2",
-    "AUTH_PROTOCOLS",
     "PRIV_PROTOCOLS",
     "TrapMessage",
     "UsmUser",
@@ -179,9 +190,7 @@ def parse_engine_id(value: str | bytes) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         raw = bytes(value)
     else:
-        text = value.strip().lower()
-        if text.startswith("0x"):
-            text = text[2:]
+        text = value.strip().lower().removeprefix("0x")
         text = text.replace(":", "").replace(" ", "")
         try:
             raw = bytes.fromhex(text)
@@ -297,55 +306,60 @@ def _parse_header(data: bytes) -> _Header:
 # -- value mapping ------------------------------------------------------------------
 
 
-def _make_converter() -> Callable[[Any], Any]:
-    from pyasn1.type import univ
-    from pysnmp.proto import rfc1902
+def _convert(v: Any) -> Any:
+    """pysnmp value → the codec's Python value (see the v1/v2c codec's mapping table)."""
+    if isinstance(v, rfc1902.IpAddress):
+        return ".".join(str(b) for b in v.asOctets())
+    if isinstance(v, univ.Null):  # before OCTET STRING: pyasn1's Null derives from it
+        return None
+    if isinstance(v, univ.OctetString):
+        return v.asOctets()
+    if isinstance(v, univ.Integer):
+        return int(v)
+    if isinstance(v, univ.ObjectIdentifier):
+        return ".".join(map(str, v.asTuple()))
+    return v.prettyPrint()  # pragma: no cover - no other SMI types exist
 
-    ip_address = rfc1902.IpAddress
-    null = univ.Null
-    oid_t = univ.ObjectIdentifier
-    int_t = univ.Integer
-    octets_t = univ.OctetString
 
-    def convert(v: Any) -> Any:
-        if isinstance(v, ip_address):
-            return ".".join(str(b) for b in v.asOctets())
-        if isinstance(v, null):  # before OCTET STRING: pyasn1's Null derives from it
-            return None
-        if isinstance(v, octets_t):
-            return v.asOctets()
-        if isinstance(v, int_t):
-            return int(v)
-        if isinstance(v, oid_t):
-            return ".".join(map(str, v.asTuple()))
-        return v.prettyPrint()  # pragma: no cover - no other SMI types exist
-
-    return convert
+_REASONS: tuple[tuple[type, str], ...] = (
+    (errind.UnknownEngineID, "unknown_engine_id"),
+    (errind.EngineIDMismatch, "unknown_engine_id"),
+    (errind.UnknownSecurityName, "unknown_user"),
+    (errind.UnknownUserName, "unknown_user"),
+    (errind.WrongDigest, "wrong_digest"),
+    (errind.AuthenticationFailure, "wrong_digest"),
+    (errind.AuthenticationError, "auth_failure"),
+    (errind.UnsupportedAuthProtocol, "auth_failure"),
+    (errind.DecryptionError, "decryption_error"),
+    (errind.UnsupportedPrivProtocol, "decryption_error"),
+    (errind.NotInTimeWindow, "not_in_time_window"),
+    (errind.UnsupportedSecurityLevel, "unsupported_security_level"),
+    (errind.UnsupportedSecurityModel, "unsupported_security_model"),
+    (errind.UnsupportedPDUtype, "unsupported_pdu"),
+)
 
 
 def _reason(indication: Any) -> str:
-    from pysnmp.proto import errind
-
-    table: tuple[tuple[type, str], ...] = (
-        (errind.UnknownEngineID, "unknown_engine_id"),
-        (errind.EngineIDMismatch, "unknown_engine_id"),
-        (errind.UnknownSecurityName, "unknown_user"),
-        (errind.UnknownUserName, "unknown_user"),
-        (errind.WrongDigest, "wrong_digest"),
-        (errind.AuthenticationFailure, "wrong_digest"),
-        (errind.AuthenticationError, "auth_failure"),
-        (errind.UnsupportedAuthProtocol, "auth_failure"),
-        (errind.DecryptionError, "decryption_error"),
-        (errind.UnsupportedPrivProtocol, "decryption_error"),
-        (errind.NotInTimeWindow, "not_in_time_window"),
-        (errind.UnsupportedSecurityLevel, "unsupported_security_level"),
-        (errind.UnsupportedSecurityModel, "unsupported_security_model"),
-        (errind.UnsupportedPDUtype, "unsupported_pdu"),
-    )
-    for cls, label in table:
+    for cls, label in _REASONS:
         if isinstance(indication, cls):
             return label
     return "malformed"
+
+
+class _CaptureDispatcher(AbstractTransportDispatcher):
+    """A transport dispatcher that never touches the network: what pysnmp sends is kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+
+    def send_message(self, outgoingMessage: Any, transportDomain: Any, transportAddress: Any) -> None:
+        self.sent.append(bytes(outgoingMessage))
+
+
+_UDP_DOMAIN = (1, 3, 6, 1, 6, 1, 1)
+_INFORM_TAG = v2c.InformRequestPDU.tagSet
+_TRAP_TAG = v2c.SNMPv2TrapPDU.tagSet
 
 
 # -- the processor ------------------------------------------------------------------
@@ -435,19 +449,11 @@ class V3Processor:
             RuntimeError: a privacy protocol is configured but the ``cryptography``
                 package (which pysnmp needs for DES/AES) is not installed.
         """
-        from pysnmp.carrier.base import AbstractTransportDispatcher
-        from pysnmp.entity import config as pconfig
-        from pysnmp.entity.engine import SnmpEngine
-        from pysnmp.proto import rfc1902
-        from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel
-
-        self._pconfig = pconfig
         self._learn = learn_engine_ids
         self._max_learned = max_learned
         # pysnmp forgets request state after 600 timer ticks (60 s at the earliest).
         self._ttl = min(max(response_ttl, 0.0), 50.0)
         self._lock = threading.RLock()
-        self._convert = _make_converter()
         self.stats = _Stats()
 
         # Validate every user before touching the engine ID file or building the engine.
@@ -467,7 +473,9 @@ class V3Processor:
                 raise ValueError(f"user {u.user!r} repeated without engine_ids")
             for eid in engines:
                 if (eid, name) in seen:
-                    raise ValueError(f"user {u.user!r} listed twice for engine ID {eid.hex() if eid else 'local'}")
+                    raise ValueError(
+                        f"user {u.user!r} listed twice for engine ID {eid.hex() if eid else 'local'}"
+                    )
                 seen.add((eid, name))
                 rows.append((eid, name, cred))
         if any(c.level == 3 for _, _, c in rows):
@@ -477,16 +485,6 @@ class V3Processor:
                 raise RuntimeError("SNMPv3 privacy (DES/AES) needs the 'cryptography' package") from None
 
         self.engine_id, self.engine_boots = load_or_create_engine_id(engine_id_path)
-
-        class _CaptureDispatcher(AbstractTransportDispatcher):
-            """Transport dispatcher that never touches the network: sends are kept."""
-
-            def __init__(self) -> None:
-                super().__init__()
-                self.sent: list[bytes] = []
-
-            def send_message(self, outgoingMessage: Any, transportDomain: Any, transportAddress: Any) -> None:
-                self.sent.append(bytes(outgoingMessage))
 
         engine = SnmpEngine()
         mib = engine.get_mib_builder()
@@ -500,7 +498,6 @@ class V3Processor:
         self._engine = engine
         self._mp = engine.message_processing_subsystems[3]
         self._sm = engine.security_models[3]
-        self._octets = rfc1902.OctetString
 
         self._creds: dict[tuple[bytes, bytes], _Cred] = {}  # (engine ID, user) → cred
         self._templates = templates  # user → first entry
@@ -529,8 +526,6 @@ class V3Processor:
 
     @staticmethod
     def _cred(u: UsmUser, auth_services: dict, priv_services: dict) -> _Cred:
-        from pysnmp.entity import config as pconfig
-
         try:
             auth = getattr(pconfig, AUTH_PROTOCOLS[u.auth_protocol.lower()])
         except KeyError:
@@ -559,22 +554,21 @@ class V3Processor:
         return _Cred(u, auth, priv, auth_master, priv_master, level)
 
     def _register(self, eid: bytes, name: bytes, cred: _Cred) -> None:
-        pc = self._pconfig
-        self._pconfig.add_v3_user(
+        pconfig.add_v3_user(
             self._engine,
             name,
             cred.auth,
             cred.auth_master,
             cred.priv,
             cred.priv_master,
-            securityEngineId=self._octets(eid),
-            authKeyType=pc.USM_KEY_TYPE_MASTER,
-            privKeyType=pc.USM_KEY_TYPE_MASTER,
+            securityEngineId=rfc1902.OctetString(eid),
+            authKeyType=pconfig.USM_KEY_TYPE_MASTER,
+            privKeyType=pconfig.USM_KEY_TYPE_MASTER,
         )
         self._creds[(eid, name)] = cred
 
     def _unregister(self, eid: bytes, name: bytes) -> None:
-        self._pconfig.delete_v3_user(self._engine, name, securityEngineId=self._octets(eid))
+        pconfig.delete_v3_user(self._engine, name, securityEngineId=rfc1902.OctetString(eid))
         self._creds.pop((eid, name), None)
 
     @property
@@ -611,9 +605,6 @@ class V3Processor:
                 raise
 
     def _process(self, data: bytes, peer: tuple[Any, ...] | None) -> V3Result:
-        from pyasn1.error import PyAsn1Error
-        from pysnmp.proto import error as perror
-
         peer_s = _peer_str(peer)
         now = time.monotonic()
         self._dispatcher.handle_timer_tick(time.time())
@@ -641,9 +632,13 @@ class V3Processor:
                 if template is None:
                     raise V3DecodeError("unknown_user", _user_str(name), peer_s)
                 if not self._learn:
-                    raise V3DecodeError("unknown_engine_id", f"{eid.hex()} for user {_user_str(name)}", peer_s)
+                    raise V3DecodeError(
+                        "unknown_engine_id", f"{eid.hex()} for user {_user_str(name)}", peer_s
+                    )
                 if len(self._learned) >= self._max_learned:
-                    raise V3DecodeError("unknown_engine_id", f"{eid.hex()}: learned engine ID limit reached", peer_s)
+                    raise V3DecodeError(
+                        "unknown_engine_id", f"{eid.hex()}: learned engine ID limit reached", peer_s
+                    )
                 if not 5 <= len(eid) <= 32:
                     raise V3DecodeError("malformed", f"engine ID of {len(eid)} octets", peer_s)
                 cred = template
@@ -674,7 +669,7 @@ class V3Processor:
                 max_size_response,
                 _status,
                 state_ref,
-            ) = self._mp.prepare_data_elements(self._engine, (1, 3, 6, 1, 6, 1, 1), peer or ("", 0), data)
+            ) = self._mp.prepare_data_elements(self._engine, _UDP_DOMAIN, peer or ("", 0), data)
         except perror.StatusInformation as exc:
             if tentative:
                 self._unregister(eid, name)
@@ -690,27 +685,26 @@ class V3Processor:
             if tentative:
                 self._unregister(eid, name)
             sent.clear()
-            raise V3DecodeError("malformed", str(exc).splitlines()[0][:200] if str(exc) else "", peer_s) from None
+            raise V3DecodeError(
+                "malformed", str(exc).splitlines()[0][:200] if str(exc) else "", peer_s
+            ) from None
 
         if tentative:
             self._learned.add((eid, name))
             self.stats.learned += 1
 
-        from pysnmp.proto.api import v2c
-
         tag = pdu.tagSet
         api = v2c.apiPDU
-        if tag == v2c.InformRequestPDU.tagSet:
+        if tag == _INFORM_TAG:
             pdu_type = PDU_INFORM
-        elif tag == v2c.SNMPv2TrapPDU.tagSet:
+        elif tag == _TRAP_TAG:
             pdu_type = PDU_TRAP_V2
         else:
             if state_ref is not None:
                 self._release(state_ref)
             raise V3DecodeError("unsupported_pdu", f"PDU {pdu.__class__.__name__}", peer_s)
 
-        convert = self._convert
-        varbinds = [(".".join(map(str, o.asTuple())), convert(v)) for o, v in api.get_varbinds(pdu)]
+        varbinds = [(".".join(map(str, o.asTuple())), _convert(v)) for o, v in api.get_varbinds(pdu)]
         message = TrapMessage(
             version=3,
             community=name,
@@ -739,7 +733,7 @@ class V3Processor:
                 api.set_error_status(rsp, 0)
                 api.set_error_index(rsp, 0)
                 api.set_varbinds(rsp, api.get_varbinds(pdu))
-                self._dispatcher.sent.clear()
+                sent.clear()
                 try:
                     engine.message_dispatcher.return_response_pdu(
                         engine,
@@ -756,10 +750,10 @@ class V3Processor:
                         {},
                     )
                 except (perror.StatusInformation, perror.ProtocolError):
+                    sent.clear()
                     return None
-                finally:
-                    out = self._dispatcher.sent[-1] if self._dispatcher.sent else None
-                    self._dispatcher.sent.clear()
+                out = sent[-1] if sent else None
+                sent.clear()
                 return out
 
             pending = _Pending(now + self._ttl, build)
@@ -777,10 +771,12 @@ class V3Processor:
             return pending.response
 
     def _expire(self, now: float) -> None:
-        for ref, p in list(self._pending.items()):
-            if p.deadline > now:
+        pending = self._pending  # insertion order is deadline order
+        while pending:
+            ref = next(iter(pending))
+            if pending[ref].deadline > now:
                 break
-            del self._pending[ref]
+            del pending[ref]
             self._release(ref)
             self.stats.expired_responses += 1
 
@@ -788,14 +784,12 @@ class V3Processor:
         """Drop the message-processing and USM state kept for an unanswered request."""
         try:
             cached = self._mp._cache.pop_by_state_reference(state_ref)
-        except Exception:  # already expired by pysnmp's own clock
+        except perror.ProtocolError:  # already expired by pysnmp's own clock
             return
         ssr = cached.get("securityStateReference")
         if ssr is not None:
-            try:
+            with contextlib.suppress(perror.ProtocolError):
                 self._sm.release_state_information(ssr)
-            except Exception:
-                pass
 
 
 def _peer_str(peer: tuple[Any, ...] | None) -> str | None:

@@ -22,18 +22,18 @@ from gateway.helpdesk.webhook import Webhook, WebhookConfig, verify_signature
 
 __all__ = [
     "CONNECTORS",
-    "HelpDesk",
-    "OutboxMessage",
     "DeliveryResult",
-    "RemoteChange",
-    "classify_http_error",
     "DjangoHelpdesk",
     "DjangoHelpdeskConfig",
-    "Webhook",
-    "WebhookConfig",
-    "verify_signature",
+    "HelpDesk",
+    "OutboxMessage",
     "PagerDuty",
     "PagerDutyConfig",
+    "RemoteChange",
+    "Webhook",
+    "WebhookConfig",
+    "classify_http_error",
+    "verify_signature",
 ]
 
 CONNECTORS: dict[str, tuple[type[BaseModel], type]] = {

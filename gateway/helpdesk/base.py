@@ -8,6 +8,7 @@ label (as Alertmanager's ``notify/util.go`` does for its notifiers).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,16 +22,17 @@ from gateway.errors import DeliveryError
 __all__ = [
     "KINDS",
     "REMOTE_STATUSES",
-    "OutboxMessage",
     "DeliveryResult",
-    "RemoteChange",
     "HelpDesk",
+    "OutboxMessage",
+    "RemoteChange",
     "classify_http_error",
+    "due_of",
+    "epoch_of",
+    "iso_utc",
     "send",
     "ticket_key_of",
-    "iso_utc",
-    "epoch_of",
-    "due_of",
+    "to_json",
 ]
 
 #: Message kinds the outbox produces. ``ack`` (the NOC acknowledged) is accepted too.
@@ -171,24 +173,28 @@ class HelpDesk(Protocol):
 def classify_http_error(status: int | None, exc: Exception | None) -> DeliveryError:
     """Map an HTTP status or a transport exception to a :class:`DeliveryError`.
 
-    ==============================================  =============  =========
-    cause                                           reason         retryable
-    ==============================================  =============  =========
-    ``httpx.TimeoutException`` (any phase)          ``timeout``    yes
-    ``httpx.ConnectError``, ``httpx.ProxyError``    ``connect``    yes
-    other ``httpx.TransportError``                  ``network``    yes
-    ``httpx.UnsupportedProtocol``, ``InvalidURL``   ``config``     no
-    ``httpx.TooManyRedirects``                      ``redirect``   no
-    other ``httpx.HTTPError`` (decoding, …)         ``bad_response``  yes
-    ``KeyError`` / ``TypeError`` / ``ValueError``   ``mapping``    no
-    HTTP 408                                        ``http_408``   yes
-    HTTP 429                                        ``http_429``   yes
-    HTTP 5xx                                        ``http_5xx``   yes
-    HTTP 401, 403                                   ``http_auth``  no
-    other HTTP 4xx                                  ``http_4xx``   no
-    HTTP 1xx-3xx (not a success here)               ``http_3xx`` … no
-    nothing known                                   ``unknown``    yes
-    ==============================================  =============  =========
+    ==============================================  ================  =========
+    cause                                           reason            retryable
+    ==============================================  ================  =========
+    ``httpx.TimeoutException`` (any phase)          ``timeout``       yes
+    ``httpx.ConnectError``, ``httpx.ProxyError``    ``connect``       yes
+    other ``httpx.TransportError``                  ``network``       yes
+    ``httpx.UnsupportedProtocol``, ``InvalidURL``   ``config``        no
+    ``httpx.TooManyRedirects``                      ``redirect``      no
+    other ``httpx.HTTPError`` (decoding, ...)       ``bad_response``  yes
+    ``KeyError`` / ``TypeError`` / ``ValueError``   ``mapping``       no
+    HTTP 408                                        ``http_408``      yes
+    HTTP 429                                        ``http_429``      yes
+    HTTP 5xx                                        ``http_5xx``      yes
+    HTTP 401, 403                                   ``http_auth``     no
+    other HTTP 4xx                                  ``http_4xx``      no
+    HTTP 1xx-3xx (not a success here)               ``http_3xx`` ...  no
+    nothing known                                   ``unknown``       yes
+    ==============================================  ================  =========
+
+    Connectors add ``config`` (the help desk is set up wrong, e.g. the key field is
+    missing), ``bad_response`` (an unreadable success) and ``no_remote_id``
+    (an update before its ticket exists remotely; retryable) themselves.
 
     Args:
         status: the HTTP status received, or ``None`` if no response arrived.
@@ -247,16 +253,45 @@ async def send(
     """
     try:
         response = await client.request(method, url, **kwargs)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise classify_http_error(None, exc) from exc
     if response.status_code not in ok:
         err = classify_http_error(response.status_code, None)
         body = response.text[:300].strip()
         retry_after = response.headers.get("Retry-After")
-        extra = "; ".join(p for p in (f"{method} {response.request.url.path}", body,
-                                      f"retry-after={retry_after}" if retry_after else "") if p)
+        extra = "; ".join(
+            p
+            for p in (
+                f"{method} {response.request.url.path}",
+                body,
+                f"retry-after={retry_after}" if retry_after else "",
+            )
+            if p
+        )
         raise DeliveryError(err.reason, err.retryable, f"{err.detail}: {extra}")
     return response
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def to_json(document: Any) -> bytes:
+    """Compact UTF-8 JSON of a document built from a payload (nested mappings allowed).
+
+    Raises:
+        DeliveryError: ``mapping`` (permanent) when something in it is not JSON.
+    """
+    try:
+        return json.dumps(
+            document, default=_jsonable, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+    except (TypeError, ValueError) as exc:
+        raise DeliveryError("mapping", False, f"payload is not JSON: {exc}") from exc
 
 
 _MESSAGE_SUFFIX = re.compile(r"-m\d+$")
@@ -295,7 +330,9 @@ def iso_utc(value: Any) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def due_of(payload: Mapping[str, Any], kinds: Sequence[str] = ("restore", "solution", "on_site", "response")) -> str | None:
+def due_of(
+    payload: Mapping[str, Any], kinds: Sequence[str] = ("restore", "solution", "on_site", "response")
+) -> str | None:
     """Due time (ISO UTC) of the first clock in ``kinds`` order that has one."""
     by_kind = {c.get("kind"): c for c in payload.get("clocks") or () if isinstance(c, Mapping)}
     for kind in kinds:

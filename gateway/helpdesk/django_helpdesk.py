@@ -33,7 +33,10 @@ Our follow-ups start with ``marker`` (``[gateway]``), which is how
 follow-up (written by the help desk when we created the ticket) is ours as well.
 Status changes made with a follow-up carry their time and author; a status changed
 by ``PATCH`` leaves no follow-up, so it is reported once per process when noticed,
-with ``actor`` ``unknown`` and the time it was noticed.
+with ``actor`` ``unknown`` and the time it was noticed. django-helpdesk has no
+"acknowledged" status: taking the ticket counts, i.e. a follow-up titled like an
+assignment (the web UI's) or, failing that, ``assigned_to`` becoming set (noticed once
+per process, at the time noticed).
 
 django-helpdesk renders follow-up comments as Django templates, so ``{{``, ``{%`` and
 ``{#`` in our text are broken up with an invisible U+2060 before sending.
@@ -47,7 +50,7 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -67,8 +70,15 @@ from gateway.helpdesk.base import (
 )
 from gateway.model import FaultLevel
 
-__all__ = ["DjangoHelpdeskConfig", "DjangoHelpdesk", "STATUS_OPEN", "STATUS_REOPENED",
-           "STATUS_RESOLVED", "STATUS_CLOSED", "STATUS_DUPLICATE"]
+__all__ = [
+    "STATUS_CLOSED",
+    "STATUS_DUPLICATE",
+    "STATUS_OPEN",
+    "STATUS_REOPENED",
+    "STATUS_RESOLVED",
+    "DjangoHelpdesk",
+    "DjangoHelpdeskConfig",
+]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +131,9 @@ class DjangoHelpdeskConfig(BaseModel):
     priority: dict[int, int] = Field(default_factory=lambda: {1: 1, 2: 2, 3: 3, 4: 4})
     marker: str = Field(default="[gateway]", min_length=1)
     public_followups: bool = False
-    page_size: int = Field(default=100, ge=1, le=1000)
+    # django-helpdesk loads the custom fields of every matching ticket for each list
+    # page it serves, whatever the page size: fewer, larger pages cost it far less.
+    page_size: int = Field(default=500, ge=1, le=5000)
     lookup_on_first_attempt: bool = True
     poll_concurrency: int = Field(default=4, ge=1, le=64)
     ack_titles: tuple[str, ...] = ("Assigned to", "Ticket Opened & Assigned")
@@ -160,7 +172,9 @@ def _level(payload: Mapping[str, Any]) -> FaultLevel:
 class DjangoHelpdesk:
     """Pushes tickets to django-helpdesk and reads people's changes back (see the module doc)."""
 
-    def __init__(self, config: DjangoHelpdeskConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self, config: DjangoHelpdeskConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.config = config
         self.name = config.name
         self._field = f"custom_{config.key_field}"
@@ -175,8 +189,10 @@ class DjangoHelpdesk:
         )
         # remote id -> status last reported as changed without a follow-up
         self._drift: dict[str, int] = {}
+        # remote id -> assignee last reported as an acknowledgement
+        self._assigned: dict[str, Any] = {}
 
-    async def __aenter__(self) -> DjangoHelpdesk:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -196,6 +212,8 @@ class DjangoHelpdesk:
         if remote_id is None:
             # The open has not reached the help desk yet; it is ordered before this one.
             raise DeliveryError("no_remote_id", True, f"no remote ticket for {ticket_key_of(msg)}")
+        if not remote_id.isdigit():
+            raise DeliveryError("mapping", False, f"remote id {remote_id!r} is not a django-helpdesk id")
         try:
             before, comment, new_status, after = self._plan(msg)
         except (KeyError, TypeError, ValueError) as exc:
@@ -237,10 +255,17 @@ class DjangoHelpdesk:
             remote_id = str(created["id"])
         except (ValueError, KeyError, TypeError) as exc:
             # Created, but we cannot tell its id: the retry finds it by key.
-            raise DeliveryError("bad_response", True, f"ticket created but response unreadable: {exc}") from exc
+            raise DeliveryError(
+                "bad_response", True, f"ticket created but response unreadable: {exc}"
+            ) from exc
         if created.get(self._field) != msg.key:
-            log.warning("%s: ticket %s does not echo %s; is the custom field %r defined in the help desk?",
-                        self.name, remote_id, self._field, self.config.key_field)
+            log.warning(
+                "%s: ticket %s does not echo %s; is the custom field %r defined in the help desk?",
+                self.name,
+                remote_id,
+                self._field,
+                self.config.key_field,
+            )
         return DeliveryResult(remote_id, "created")
 
     def ticket_body(self, msg: OutboxMessage) -> dict[str, Any]:
@@ -300,7 +325,9 @@ class DjangoHelpdesk:
         if kind == "update":
             if due:
                 before["due_date"] = due
-            comment = note or f"Ticket updated: status {p.get('status', '-')}, occurrences {p.get('count', '-')}"
+            comment = (
+                note or f"Ticket updated: status {p.get('status', '-')}, occurrences {p.get('count', '-')}"
+            )
         elif kind == "comment":
             if not note:
                 raise ValueError("comment message without note/comment")
@@ -328,7 +355,11 @@ class DjangoHelpdesk:
         return before, comment, _NEW_STATUS.get(kind), after
 
     async def _has_followup(self, remote_id: str, ref: str) -> bool:
-        ticket = (await send(self._client, "GET", f"tickets/{remote_id}/", ok=(200,))).json()
+        response = await send(self._client, "GET", f"tickets/{remote_id}/", ok=(200,))
+        try:
+            ticket = response.json()
+        except ValueError as exc:
+            raise DeliveryError("bad_response", True, f"ticket {remote_id} is not JSON: {exc}") from exc
         return any(ref in (f.get("comment") or "") for f in ticket.get("followup_set") or ())
 
     # -- find_remote ---------------------------------------------------------------------
@@ -348,9 +379,12 @@ class DjangoHelpdesk:
             page = first if number == 1 else await self._page(params, number)
             results = page.get("results") or []
             if results and self._field not in results[0]:
-                raise DeliveryError("config", False,
-                                    f"the help desk returns no {self._field}: define custom field "
-                                    f"{self.config.key_field!r} (varchar)")
+                raise DeliveryError(
+                    "config",
+                    False,
+                    f"the help desk returns no {self._field}: define custom field "
+                    f"{self.config.key_field!r} (varchar)",
+                )
             for ticket in reversed(results):
                 if ticket.get(self._field) == key:
                     return str(ticket["id"])
@@ -398,9 +432,12 @@ class DjangoHelpdesk:
         changes.sort(key=lambda c: c.at)
         return changes
 
-    def _changes_of(self, remote_id: str, ticket: Mapping[str, Any], since: float, now: float) -> list[RemoteChange]:
+    def _changes_of(
+        self, remote_id: str, ticket: Mapping[str, Any], since: float, now: float
+    ) -> list[RemoteChange]:
         out: list[RemoteChange] = []
-        implied = STATUS_OPEN
+        implied = STATUS_OPEN  # the status the follow-ups account for
+        ack_in_history = False
         followups = sorted(ticket.get("followup_set") or (), key=lambda f: f.get("date") or "")
         for index, fu in enumerate(followups):
             new_status = fu.get("new_status")
@@ -409,24 +446,39 @@ class DjangoHelpdesk:
             comment = (fu.get("comment") or "").strip()
             if index == 0 or comment.startswith(self.config.marker):
                 continue
+            title = fu.get("title") or ""
+            acked = any(title.startswith(t) for t in self.config.ack_titles)
+            ack_in_history = ack_in_history or acked
             at = epoch_of(fu.get("date")) or now
             if at <= since:
                 continue
             actor = f"user:{fu['user']}" if fu.get("user") is not None else "unknown"
-            title = fu.get("title") or ""
-            acked = any(title.startswith(t) for t in self.config.ack_titles)
             if acked:
                 out.append(RemoteChange(remote_id, "acknowledged", at, actor, comment))
             if new_status:
-                out.append(RemoteChange(remote_id, _REMOTE_STATUS.get(int(new_status), "comment"), at, actor, comment))
+                changed_to = _REMOTE_STATUS.get(int(new_status), "comment")
+                out.append(RemoteChange(remote_id, changed_to, at, actor, comment))
             elif comment and not acked:
                 out.append(RemoteChange(remote_id, "comment", at, actor, comment))
+        # Changes made by PATCH leave no follow-up: report each once, when first noticed.
+        assignee = ticket.get("assigned_to")
+        if assignee is not None and self._assigned.get(remote_id) != assignee:
+            self._assigned[remote_id] = assignee
+            if not ack_in_history:
+                out.append(RemoteChange(remote_id, "acknowledged", now, f"user:{assignee}", "assigned"))
         status = int(ticket.get("status") or STATUS_OPEN)
         if status == implied:
             self._drift.pop(remote_id, None)
         elif self._drift.get(remote_id) != status:
             self._drift[remote_id] = status
             note = str(ticket.get("resolution") or "") if status == STATUS_RESOLVED else ""
-            out.append(RemoteChange(remote_id, _REMOTE_STATUS.get(status, "comment"), now, "unknown",
-                                    note or "status changed without a follow-up"))
+            out.append(
+                RemoteChange(
+                    remote_id,
+                    _REMOTE_STATUS.get(status, "comment"),
+                    now,
+                    "unknown",
+                    note or "status changed without a follow-up",
+                )
+            )
         return out

@@ -23,7 +23,7 @@ permanent, 429 and 5xx are retried.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -38,10 +38,11 @@ from gateway.helpdesk.base import (
     iso_utc,
     send,
     ticket_key_of,
+    to_json,
 )
 from gateway.model import FaultLevel
 
-__all__ = ["PagerDutyConfig", "PagerDuty", "SEVERITY", "SUMMARY_MAX", "DEDUP_KEY_MAX"]
+__all__ = ["DEDUP_KEY_MAX", "SEVERITY", "SUMMARY_MAX", "PagerDuty", "PagerDutyConfig"]
 
 #: Fault level -> PagerDuty severity.
 SEVERITY = {1: "critical", 2: "error", 3: "warning", 4: "info"}
@@ -89,7 +90,7 @@ class PagerDuty:
         self.name = config.name
         self._client = httpx.AsyncClient(timeout=config.timeout, transport=transport)
 
-    async def __aenter__(self) -> PagerDuty:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -176,13 +177,22 @@ class PagerDuty:
             raise classify_http_error(None, exc) from exc
         if body is None:
             return DeliveryResult(msg.remote_id or ticket_key_of(msg), f"{msg.kind}: nothing to send")
-        response = await send(self._client, "POST", self.config.url, json=body, ok=(200, 201, 202))
+        response = await send(
+            self._client,
+            "POST",
+            self.config.url,
+            content=to_json(body),
+            headers={"Content-Type": "application/json"},
+            ok=(200, 201, 202),
+        )
         try:
             answer = response.json()
         except ValueError:
             answer = {}
         dedup_key = answer.get("dedup_key") if isinstance(answer, Mapping) else None
-        return DeliveryResult(str(dedup_key or body["dedup_key"]), f"{body['event_action']}: HTTP {response.status_code}")
+        return DeliveryResult(
+            str(dedup_key or body["dedup_key"]), f"{body['event_action']}: HTTP {response.status_code}"
+        )
 
     async def find_remote(self, key: str) -> str | None:
         """The Events API cannot be queried; ``dedup_key`` makes repeats harmless instead."""

@@ -29,7 +29,8 @@ Headers:
   treat a repeated key as already done and answer 2xx.
 
 Answer: any 2xx is delivered. A JSON answer may carry ``{"remote_id": "..."}`` (or
-``"id"``), the receiver's ticket id, which later messages then carry as ``remote_id``.
+``"id"``), the receiver's ticket id, which later messages then carry as ``remote_id``;
+without one the ticket key stands in for it.
 3xx and 4xx other than 408/429 are permanent; timeouts, 408, 429 and 5xx are retried.
 """
 
@@ -37,26 +38,33 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.errors import DeliveryError
-from gateway.helpdesk.base import KINDS, DeliveryResult, OutboxMessage, RemoteChange, send, ticket_key_of
+from gateway.helpdesk.base import (
+    KINDS,
+    DeliveryResult,
+    OutboxMessage,
+    RemoteChange,
+    send,
+    ticket_key_of,
+    to_json,
+)
 
 __all__ = [
-    "WebhookConfig",
-    "Webhook",
-    "WEBHOOK_SCHEMA",
-    "SCHEMA_ID",
-    "TIMESTAMP_HEADER",
-    "SIGNATURE_HEADER",
     "IDEMPOTENCY_HEADER",
+    "SCHEMA_ID",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WEBHOOK_SCHEMA",
+    "Webhook",
+    "WebhookConfig",
     "sign",
     "verify_signature",
 ]
@@ -73,8 +81,18 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
     "$id": SCHEMA_ID,
     "title": "Device alarm gateway help-desk message",
     "type": "object",
-    "required": ["schema", "idempotency_key", "message_id", "ticket_id", "ticket_key", "kind",
-                 "remote_id", "attempt", "sent_at", "ticket"],
+    "required": [
+        "schema",
+        "idempotency_key",
+        "message_id",
+        "ticket_id",
+        "ticket_key",
+        "kind",
+        "remote_id",
+        "attempt",
+        "sent_at",
+        "ticket",
+    ],
     "additionalProperties": False,
     "properties": {
         "schema": {"const": SCHEMA_ID},
@@ -220,7 +238,7 @@ class Webhook:
             transport=transport,
         )
 
-    async def __aenter__(self) -> Webhook:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -248,11 +266,7 @@ class Webhook:
         if msg.kind not in KINDS:
             raise DeliveryError("mapping", False, f"unknown message kind {msg.kind!r}")
         now = self._clock()
-        try:
-            body = json.dumps(self.document(msg, now), separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode()
-        except (TypeError, ValueError) as exc:
-            raise DeliveryError("mapping", False, f"payload is not JSON: {exc}") from exc
+        body = to_json(self.document(msg, now))
         timestamp = str(int(now))
         headers = {
             "Content-Type": "application/json",
@@ -260,8 +274,9 @@ class Webhook:
             SIGNATURE_HEADER: sign(self.config.secret, timestamp, body),
             IDEMPOTENCY_HEADER: msg.key,
         }
-        response = await send(self._client, "POST", self.config.url, content=body, headers=headers,
-                              ok=tuple(range(200, 300)))
+        response = await send(
+            self._client, "POST", self.config.url, content=body, headers=headers, ok=tuple(range(200, 300))
+        )
         remote_id = msg.remote_id or ticket_key_of(msg)
         if response.content and response.headers.get("content-type", "").startswith("application/json"):
             try:

@@ -83,6 +83,12 @@ CREATE TABLE IF NOT EXISTS helpdesk_links (
     created_at REAL NOT NULL,
     PRIMARY KEY (connector, ticket_id)
 );
+CREATE TABLE IF NOT EXISTS maintenance (
+    id TEXT PRIMARY KEY,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -136,7 +142,8 @@ class SqliteStore:
                             (
                                 a.id, a.key, a.device, int(a.level), a.state, a.rule_id, a.title, a.count,
                                 a.first_seen, a.last_seen, a.cleared_at, a.ticket_id,
-                                _json({"event": a.event, "attrs": dict(a.attrs), "labels": dict(a.labels), "acked": a.acked}),
+                                _json({"event": a.event, "attrs": dict(a.attrs), "labels": dict(a.labels), "acked": a.acked,
+                                       **a.extra()}),
                             )
                             for a in batch.alarms
                         ],
@@ -187,13 +194,15 @@ class SqliteStore:
     @staticmethod
     def _alarm(r: sqlite3.Row) -> Alarm:
         data = json.loads(r["data"])
-        return Alarm(
+        a = Alarm(
             id=r["id"], key=r["key"], device=r["device"], level=FaultLevel(r["level"]), state=r["state"],
             rule_id=r["rule"], title=r["title"], count=r["count"], first_seen=r["first_seen"],
             last_seen=r["last_seen"], cleared_at=r["cleared_at"], ticket_id=r["ticket_id"],
             event=data.get("event", ""), attrs=data.get("attrs", {}), labels=data.get("labels", {}),
             acked=data.get("acked", False),
         )
+        a.restore_extra(data)  # hold, escalation, suppression and flap state
+        return a
 
     def load_open_alarms(self) -> list[Alarm]:
         return [self._alarm(r) for r in self._rows("SELECT * FROM alarms WHERE state != 'cleared' ORDER BY id")]
@@ -226,6 +235,19 @@ class SqliteStore:
     def get_ticket(self, ticket_id: int) -> dict[str, Any] | None:
         rows = self._rows("SELECT data FROM tickets WHERE id=?", (ticket_id,))
         return json.loads(rows[0]["data"]) if rows else None
+
+    def load_ticket(self, ticket_id: int) -> Ticket | None:
+        """Return one ticket (closed ones too), or ``None`` if there is none."""
+        rows = self._rows("SELECT data FROM tickets WHERE id=?", (ticket_id,))
+        return Ticket.from_dict(json.loads(rows[0]["data"])) if rows else None
+
+    def tickets_opened(self, policy: str, start: float, end: float) -> list[Ticket]:
+        """Return a policy's tickets opened in ``[start, end)``, oldest first."""
+        rows = self._rows(
+            "SELECT data FROM tickets WHERE policy=? AND opened_at>=? AND opened_at<? ORDER BY opened_at, id",
+            (policy, start, end),
+        )
+        return [Ticket.from_dict(json.loads(r["data"])) for r in rows]
 
     def get_alarm(self, alarm_id: int) -> dict[str, Any] | None:
         rows = self._rows("SELECT * FROM alarms WHERE id=?", (alarm_id,))
@@ -354,6 +376,27 @@ class SqliteStore:
     def remote_links(self, connector: str) -> dict[str, int]:
         """remote id → ticket id for a connector (two-way sync)."""
         return {r[0]: int(r[1]) for r in self._rows("SELECT remote_id, ticket_id FROM helpdesk_links WHERE connector=?", (connector,))}
+
+    # -- maintenance windows (written by the API helper and the CLI; read at start and reload) --
+    def save_maintenance(self, window: dict[str, Any]) -> None:
+        """Insert or replace one maintenance window (``gateway.maintenance.Window.to_dict()``)."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO maintenance(id,start,end,data) VALUES(?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "start=excluded.start,end=excluded.end,data=excluded.data",
+                    (window["id"], float(window["start"]), float(window["end"]), _json(window)),
+                )
+            except sqlite3.Error as e:
+                raise StoreError(f"{self.path}: {e}") from e
+
+    def list_maintenance(self, ending_after: float | None = None) -> list[dict[str, Any]]:
+        """Stored windows by start time; with ``ending_after``, only those ending later."""
+        if ending_after is None:
+            rows = self._rows("SELECT data FROM maintenance ORDER BY start, id")
+        else:
+            rows = self._rows("SELECT data FROM maintenance WHERE end > ? ORDER BY start, id", (ending_after,))
+        return [json.loads(r["data"]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -53,7 +53,9 @@ class Ticket:
         self.key = f"gw-{self.instance}-t{ticket_id}"
         self._next = 1
 
-    def msg(self, kind: str, remote_id: str | None = None, attempts: int = 0, **payload: Any) -> OutboxMessage:
+    def msg(
+        self, kind: str, remote_id: str | None = None, attempts: int = 0, **payload: Any
+    ) -> OutboxMessage:
         mid = self._next
         self._next += 1
         key = self.key if kind == "open" else f"{self.key}-m{mid}"
@@ -61,7 +63,12 @@ class Ticket:
 
 
 def config(server: HelpdeskServer, **over: Any) -> DjangoHelpdeskConfig:
-    base: dict[str, Any] = {"url": server.url, "token": server.token, "queue": server.queue_id, "timeout": 5.0}
+    base: dict[str, Any] = {
+        "url": server.url,
+        "token": server.token,
+        "queue": server.queue_id,
+        "timeout": 5.0,
+    }
     base.update(over)
     return DjangoHelpdeskConfig(**base)
 
@@ -141,7 +148,9 @@ async def test_repeated_open_finds_a_ticket_closed_meanwhile(
 
 
 async def test_find_remote_pages_through_the_list(helpdesk_server: HelpdeskServer) -> None:
-    async with DjangoHelpdesk(config(helpdesk_server, page_size=2)) as small_pages:
+    async with DjangoHelpdesk(
+        config(helpdesk_server, page_size=2, lookup_on_first_attempt=False)
+    ) as small_pages:
         tickets = [Ticket(i) for i in range(1, 6)]
         remote = [(await small_pages.deliver(t.msg("open"))).remote_id for t in tickets]
 
@@ -185,7 +194,9 @@ async def test_level_change_sets_priority_and_due_date(
     assert "Fault level changed to 3 (minor)" in ours(got["followup_set"])[-1]["comment"]
 
 
-async def test_resolve_close_reopen_set_the_status(desk: DjangoHelpdesk, helpdesk_server: HelpdeskServer) -> None:
+async def test_resolve_close_reopen_set_the_status(
+    desk: DjangoHelpdesk, helpdesk_server: HelpdeskServer
+) -> None:
     t = Ticket()
     rid = (await desk.deliver(t.msg("open"))).remote_id
 
@@ -209,7 +220,9 @@ async def test_message_without_remote_id_finds_the_ticket_by_key(
     assert result.remote_id == rid
 
 
-async def test_changes_made_in_the_help_desk_come_back(desk: DjangoHelpdesk, helpdesk_server: HelpdeskServer) -> None:
+async def test_changes_made_in_the_help_desk_come_back(
+    desk: DjangoHelpdesk, helpdesk_server: HelpdeskServer
+) -> None:
     t = Ticket()
     since = time.time() - 1
     rid = (await desk.deliver(t.msg("open"))).remote_id or ""
@@ -238,6 +251,20 @@ async def test_status_patched_without_followup_is_reported_once(
 
     first = await desk.poll_changes([rid], time.time())
     assert [(c.status, c.actor) for c in first] == [("closed", "unknown")]
+    assert await desk.poll_changes([rid], time.time()) == []
+
+
+async def test_assignment_is_an_acknowledgement(
+    desk: DjangoHelpdesk, helpdesk_server: HelpdeskServer
+) -> None:
+    t = Ticket()
+    rid = (await desk.deliver(t.msg("open"))).remote_id or ""
+    helpdesk_server.patch_ticket(rid, assigned_to=helpdesk_server.agent_user_id)
+
+    changes = await desk.poll_changes([rid], time.time())
+    assert [(c.status, c.actor) for c in changes] == [
+        ("acknowledged", f"user:{helpdesk_server.agent_user_id}")
+    ]
     assert await desk.poll_changes([rid], time.time()) == []
 
 

@@ -7,12 +7,16 @@ the shared broker. Restart, redelivery and ``$SYS`` tests use a private broker o
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import shutil
 import signal
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -20,7 +24,7 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.base import CommitCallback
-from adapters.mqtt import MqttAdapter, MqttConfig, PayloadDecoder, Rejected, TopicTemplate, parse_ts
+from adapters.mqtt import Ignored, MqttAdapter, MqttConfig, PayloadDecoder, Rejected, TopicTemplate, parse_ts
 from gateway.clock import ManualClock
 from gateway.model import Event
 from tests.fixtures.mqtt_broker import MosquittoProcess, free_port
@@ -211,12 +215,43 @@ async def test_unknown_devices_ignored_when_configured(mqtt_broker, prefix, runn
         f"mqtt://{host}:{port}", [{"topic": f"{prefix}/{{device}}/hb"}], unknown_devices="ignore"
     )
     sink = ListSink(inventory={"known": "INV-1"})
-    adapter = await running(MqttAdapter(cfg), sink)
+    clock = ManualClock(NOW)
+    adapter = await running(MqttAdapter(cfg, clock), sink)
     await publish(host, port, [(f"{prefix}/stranger/hb", b"{}"), (f"{prefix}/known/hb", b"{}")])
     await sink.wait_for(lambda ev: len(ev) == 1)
     await asyncio.sleep(0.05)
-    assert [e.device for e in sink.events] == ["INV-1"]
+    assert [(e.device, e.ts) for e in sink.events] == [("INV-1", NOW)]  # receive time from the clock
     assert adapter.stats()["ignored.unknown_device"] == 1
+
+
+async def test_retained_heartbeats_are_not_liveness(mqtt_broker, prefix, running):
+    host, port = mqtt_broker
+    retained = [
+        (f"{prefix}/old-1/hb", b"{}"),
+        (f"{prefix}/old-2/status", b'{"state": "offline"}'),
+    ]
+    async with aiomqtt.Client(host, port) as pub:
+        for topic, payload in retained:
+            await pub.publish(topic, payload, qos=1, retain=True)
+    try:
+        cfg = make_config(
+            f"mqtt://{host}:{port}",
+            [
+                {"topic": f"{prefix}/{{device}}/hb"},
+                {"topic": f"{prefix}/{{device}}/status", "kind": "status"},
+            ],
+        )
+        sink = ListSink()
+        adapter = await running(MqttAdapter(cfg), sink)
+        await sink.wait_for(lambda ev: len(ev) == 1)
+        await asyncio.sleep(0.05)
+        (ev,) = sink.events
+        assert (ev.name, ev.device, ev.attrs["retained"]) == ("heartbeat.lost", "old-2", True)
+        assert adapter.stats()["ignored.retained_heartbeat"] == 1
+    finally:
+        async with aiomqtt.Client(host, port) as pub:  # clear the retained store again
+            for topic, _ in retained:
+                await pub.publish(topic, b"", qos=1, retain=True)
 
 
 async def test_last_will_of_a_killed_client_is_an_immediate_loss(mqtt_broker, prefix, running):
@@ -289,6 +324,53 @@ async def test_qos1_is_acknowledged_only_after_commit(private_broker, prefix, ru
     await running(MqttAdapter(make_config(broker.url, subs, client_id=cid, clean_session=False)), after)
     await asyncio.sleep(0.5)
     assert after.events == []
+
+
+async def test_stop_waits_for_pending_commits_before_disconnecting(private_broker, prefix):
+    broker: MosquittoProcess = private_broker()
+    cid = f"{prefix}-gw"
+    subs = [{"topic": f"{prefix}/{{device}}/hb", "qos": 1}]
+    sink = ListSink(commit="defer")
+    adapter = MqttAdapter(make_config(broker.url, subs, client_id=cid, clean_session=False, stop_timeout_s=2))
+    await adapter.start(sink)
+    await publish(broker.host, broker.port, [(f"{prefix}/m/hb", b"{}")], qos=1)
+    await sink.wait_for(lambda ev: len(ev) == 1)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.2, sink.pending[0], True)  # the pipeline commits while we are stopping
+    t0 = time.monotonic()
+    await adapter.stop()
+    assert 0.15 < time.monotonic() - t0 < 1.5
+    assert adapter.stats()["acked"] == 1
+
+    again = ListSink()
+    other = MqttAdapter(make_config(broker.url, subs, client_id=cid, clean_session=False))
+    await other.start(again)
+    await asyncio.sleep(0.4)
+    await other.stop()
+    assert again.events == []  # acknowledged before the disconnect: nothing redelivered
+
+
+async def test_shed_qos1_on_a_clean_session_is_counted_and_never_jams_the_window(
+    mqtt_broker, prefix, running
+):
+    host, port = mqtt_broker
+
+    class RefusingSink(ListSink):
+        def submit(self, event: Event, on_commit: CommitCallback) -> bool:
+            return False
+
+    sink = RefusingSink()
+    adapter = await running(
+        MqttAdapter(make_config(f"mqtt://{host}:{port}", [{"topic": f"{prefix}/{{device}}/hb", "qos": 1}])),
+        sink,
+    )
+    n = 50  # more than Mosquitto's default 20 in-flight messages per client
+    await publish(host, port, [(f"{prefix}/d/hb", b"{}")] * n, qos=1)
+    deadline = time.monotonic() + 5
+    while adapter.stats().get("received", 0) < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    stats = adapter.stats()
+    assert (stats["received"], stats["shed.sink"], stats["lost.uncommitted"]) == (n, n, n)
 
 
 async def test_failed_commit_makes_the_broker_redeliver(private_broker, prefix, running):
@@ -476,6 +558,29 @@ def test_decode_rejects(topic: str, payload: bytes, reason: str) -> None:
     assert err.value.reason == reason
 
 
+IGNORED = [
+    pytest.param("s/a/d/x/hb", b"{}", True, {}, "retained_heartbeat", id="retained-heartbeat"),
+    pytest.param(
+        "s/a/d/x/hb", b"{}", False, {"unknown_devices": "ignore"}, "unknown_device", id="unknown-device"
+    ),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "retained", "cfg", "reason"), IGNORED)
+def test_decode_ignores(topic: str, payload: bytes, retained: bool, cfg: dict[str, Any], reason: str) -> None:
+    with pytest.raises(Ignored) as err:
+        _decoder(**cfg).decode(topic, payload, NOW, retained)
+    assert err.value.reason == reason
+
+
+def test_retained_messages_with_device_time_or_state_are_marked() -> None:
+    dec = _decoder()
+    hb = dec.decode("s/a/d/x/hb", json.dumps({"ts": NOW - 5}).encode(), NOW, retained=True)
+    assert (hb.ts, hb.attrs["retained"]) == (NOW - 5, True)
+    st = dec.decode("r/x/status", b'{"state": "online"}', NOW, retained=True)
+    assert st.attrs == {"state": "online", "retained": True}
+
+
 TS_CASES = [
     pytest.param(NOW - 10, NOW - 10, id="seconds"),
     pytest.param((NOW - 10) * 1000, NOW - 10, id="milliseconds"),
@@ -569,8 +674,94 @@ def test_config_defaults_and_share_prefix() -> None:
     assert "s3cret" not in repr(cfg)
 
 
-def test_manual_clock_drives_receive_time() -> None:
-    clock = ManualClock(NOW)
-    adapter = MqttAdapter(make_config("mqtt://127.0.0.1:1", [{"topic": "x/{device}"}]), clock)
-    assert adapter.stats()["connected"] == 0
-    assert adapter.name == "mqtt"
+# ====================================================================== TLS
+
+
+def _make_pki(d: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1; returns (ca, cert, key)."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str) -> Any:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("test ca"))
+        .issuer_name(name("test ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    d.mkdir(parents=True, exist_ok=True)
+    paths = d / "ca.pem", d / "server.pem", d / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    for p in paths:  # the broker may drop root privileges before it reads them
+        p.chmod(0o644)
+    d.chmod(0o755)
+    return paths
+
+
+@pytest.fixture
+def pki_dir() -> Iterator[Path]:
+    """A directory the broker can read after dropping root (pytest's tmp_path is private to root)."""
+    with tempfile.TemporaryDirectory(prefix="mqtt-pki-") as d:
+        yield Path(d)
+
+
+async def test_mqtts_verifies_the_broker_with_the_configured_ca(private_broker, prefix, running, pki_dir):
+    ca, cert, key = _make_pki(pki_dir)
+    broker: MosquittoProcess = private_broker(
+        [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"], ready="tcp"
+    )
+    subs = [{"topic": f"{prefix}/{{device}}/hb"}]
+    url = f"mqtts://{broker.host}:{broker.port}"
+    sink = ListSink()
+    adapter = await running(MqttAdapter(make_config(url, subs, tls={"ca_file": str(ca)})), sink)
+    assert adapter.connected
+
+    tls = aiomqtt.TLSParameters(ca_certs=str(ca))
+    async with aiomqtt.Client(broker.host, broker.port, tls_params=tls) as pub:
+        await pub.publish(f"{prefix}/secure-1/hb", b'{"ok": true}')
+    await sink.wait_for(lambda ev: len(ev) == 1)
+    assert sink.events[0].device == "secure-1"
+
+    # Without the CA the broker's certificate is not trusted: counted as unreachable, not fatal.
+    untrusting = ListSink()
+    other = await running(MqttAdapter(make_config(url, subs, name="mqtt-untrusting")), untrusting)
+    assert not other.connected
+    assert [e.name for e in untrusting.events] == ["mqtt.broker_unreachable"]

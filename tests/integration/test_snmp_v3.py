@@ -62,7 +62,15 @@ def make_user(level: str, auth: str | None, priv: str | None, **kw: object) -> U
     )
 
 
-def usm_args(user: str, level: str, auth: str | None, priv: str | None, *, auth_key: str = AUTH_KEY, priv_key: str = PRIV_KEY) -> list[str]:
+def usm_args(
+    user: str,
+    level: str,
+    auth: str | None,
+    priv: str | None,
+    *,
+    auth_key: str = AUTH_KEY,
+    priv_key: str = PRIV_KEY,
+) -> list[str]:
     args = ["-v", "3", "-u", user, "-l", level]
     if auth:
         args += ["-a", auth, "-A", auth_key]
@@ -307,12 +315,18 @@ def test_unknown_engine_id_without_learning(receiver: Receiver, all_users: V3Pro
 
 def test_learning_engine_ids(receiver: Receiver, tmp_path: Path) -> None:
     proc = V3Processor(
-        [UsmUser("learner", "SHA-256", AUTH_KEY, "AES-256", PRIV_KEY)], tmp_path / "eid", learn_engine_ids=True
+        [UsmUser("learner", "SHA-256", AUTH_KEY, "AES-256", PRIV_KEY)],
+        tmp_path / "eid",
+        learn_engine_ids=True,
     )
     args = usm_args("learner", "authPriv", "SHA-256", "AES-256")
     engine = "0x800000000105060708"
     # A wrong key from a new engine ID teaches nothing.
-    bad = receiver.exchange(proc, "snmptrap", usm_args("learner", "authPriv", "SHA-256", "AES-256", auth_key="wrongpass99") + ["-e", engine])
+    bad = receiver.exchange(
+        proc,
+        "snmptrap",
+        usm_args("learner", "authPriv", "SHA-256", "AES-256", auth_key="wrongpass99") + ["-e", engine],
+    )
     assert [e.reason for e in bad.errors] == ["wrong_digest"]
     assert proc.learned == frozenset()
     first = receiver.exchange(proc, "snmptrap", [*args, "-e", engine])
@@ -326,7 +340,9 @@ def test_learning_engine_ids(receiver: Receiver, tmp_path: Path) -> None:
 
 
 def test_learning_limit(receiver: Receiver, tmp_path: Path) -> None:
-    proc = V3Processor([UsmUser("l", "SHA", AUTH_KEY)], tmp_path / "eid", learn_engine_ids=True, max_learned=1)
+    proc = V3Processor(
+        [UsmUser("l", "SHA", AUTH_KEY)], tmp_path / "eid", learn_engine_ids=True, max_learned=1
+    )
     args = usm_args("l", "authNoPriv", "SHA", None)
     assert receiver.exchange(proc, "snmptrap", [*args, "-e", "0x8000000001AAAAAA"]).results[0].learned
     err = trap_error(receiver, proc, [*args, "-e", "0x8000000001BBBBBB"])
@@ -341,11 +357,21 @@ def test_several_users_same_name_per_engine(receiver: Receiver, tmp_path: Path) 
         ],
         tmp_path / "eid",
     )
-    a = receiver.exchange(proc, "snmptrap", usm_args("ops", "authNoPriv", "SHA", None, auth_key="firstpass11") + ["-e", "0x8000000001111111"])
-    b = receiver.exchange(proc, "snmptrap", usm_args("ops", "authNoPriv", "MD5", None, auth_key="secondpass22") + ["-e", "0x8000000001222222"])
+    a = receiver.exchange(
+        proc,
+        "snmptrap",
+        usm_args("ops", "authNoPriv", "SHA", None, auth_key="firstpass11") + ["-e", "0x8000000001111111"],
+    )
+    b = receiver.exchange(
+        proc,
+        "snmptrap",
+        usm_args("ops", "authNoPriv", "MD5", None, auth_key="secondpass22") + ["-e", "0x8000000001222222"],
+    )
     assert len(a.messages) == len(b.messages) == 1
     # The first entry's credentials answer INFORMs.
-    ex = receiver.exchange(proc, "snmpinform", usm_args("ops", "authNoPriv", "SHA", None, auth_key="firstpass11"))
+    ex = receiver.exchange(
+        proc, "snmpinform", usm_args("ops", "authNoPriv", "SHA", None, auth_key="firstpass11")
+    )
     assert ex.rc == 0, ex.stderr
 
 
@@ -353,7 +379,9 @@ def test_several_users_same_name_per_engine(receiver: Receiver, tmp_path: Path) 
 
 
 def test_inform_answered_only_when_respond_is_called(receiver: Receiver, tmp_path: Path) -> None:
-    proc = V3Processor([UsmUser("late", "SHA", AUTH_KEY, "AES", PRIV_KEY)], tmp_path / "eid", response_ttl=0.0)
+    proc = V3Processor(
+        [UsmUser("late", "SHA", AUTH_KEY, "AES", PRIV_KEY)], tmp_path / "eid", response_ttl=0.0
+    )
     held: list[V3Result] = []
 
     def hold(result: V3Result) -> bytes | None:
@@ -421,15 +449,21 @@ def tlv(tag: int, body: bytes) -> bytes:
 
 def v3_message(flags: int, model: int = 3, sec: bytes | None = None) -> bytes:
     if sec is None:
-        sec = tlv(0x30, tlv(4, b"") + tlv(2, b"\x00") + tlv(2, b"\x00") + tlv(4, b"") + tlv(4, b"") + tlv(4, b""))
-    header = tlv(0x30, tlv(2, b"\x01") + tlv(2, b"\x00\x80\x00") + tlv(4, bytes([flags])) + tlv(2, bytes([model])))
+        sec = tlv(
+            0x30, tlv(4, b"") + tlv(2, b"\x00") + tlv(2, b"\x00") + tlv(4, b"") + tlv(4, b"") + tlv(4, b"")
+        )
+    header = tlv(
+        0x30, tlv(2, b"\x01") + tlv(2, b"\x00\x80\x00") + tlv(4, bytes([flags])) + tlv(2, bytes([model]))
+    )
     pdu = tlv(0xA7, tlv(2, b"\x01") + tlv(2, b"\x00") + tlv(2, b"\x00") + tlv(0x30, b""))
     return tlv(0x30, tlv(2, b"\x03") + header + tlv(4, sec) + tlv(0x30, tlv(4, b"") + tlv(4, b"") + pdu))
 
 
 V2C_TRAP = tlv(
     0x30,
-    tlv(2, b"\x01") + tlv(4, b"public") + tlv(0xA7, tlv(2, b"\x01") + tlv(2, b"\x00") + tlv(2, b"\x00") + tlv(0x30, b"")),
+    tlv(2, b"\x01")
+    + tlv(4, b"public")
+    + tlv(0xA7, tlv(2, b"\x01") + tlv(2, b"\x00") + tlv(2, b"\x00") + tlv(0x30, b"")),
 )
 
 
@@ -445,7 +479,16 @@ V2C_TRAP = tlv(
         (v3_message(0x00, sec=b"\x30\x02\x04\x00"), "malformed"),
         (v3_message(0x00), "unknown_engine_id"),  # empty engine ID on an unreportable trap
     ],
-    ids=["empty", "truncated", "garbage", "v2c", "sec-model-1", "priv-without-auth", "short-usm", "trap-no-engine"],
+    ids=[
+        "empty",
+        "truncated",
+        "garbage",
+        "v2c",
+        "sec-model-1",
+        "priv-without-auth",
+        "short-usm",
+        "trap-no-engine",
+    ],
 )
 def test_malformed(all_users: V3Processor, data: bytes, reason: str) -> None:
     with pytest.raises(V3DecodeError) as info:
@@ -495,7 +538,10 @@ def test_duplicate_users(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         V3Processor([UsmUser("d"), UsmUser("d")], tmp_path / "eid")
     with pytest.raises(ValueError):
-        V3Processor([UsmUser("d", engine_ids=(SENDER_ENGINE,)), UsmUser("d", engine_ids=(SENDER_ENGINE,))], tmp_path / "eid")
+        V3Processor(
+            [UsmUser("d", engine_ids=(SENDER_ENGINE,)), UsmUser("d", engine_ids=(SENDER_ENGINE,))],
+            tmp_path / "eid",
+        )
 
 
 def test_from_config_reads_secret_values(tmp_path: Path) -> None:
@@ -512,10 +558,10 @@ def test_from_config_reads_secret_values(tmp_path: Path) -> None:
         auth_key = Secret(AUTH_KEY)
         priv_protocol = "AES-128"
         priv_key = Secret(PRIV_KEY)
-        engine_ids = [SENDER_ENGINE]
+        engine_ids = (SENDER_ENGINE,)
 
     class Listener:
-        users = [Cfg()]
+        users = (Cfg(),)
         learn_engine_ids = True
 
     proc = V3Processor.from_config(Listener(), tmp_path / "eid")

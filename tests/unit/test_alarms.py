@@ -1,10 +1,15 @@
-"""AlarmBook: one alarm per key, exact counts, clear, re-raise, escalation (pure, manual clock)."""
+"""AlarmBook: one alarm per key, exact counts, clear, re-raise, escalation (pure, manual clock),
+and property tests of any raise/clear/tick interleaving against small reference models."""
 
 from __future__ import annotations
 
-from gateway.alarms import ACTIVE, CLEARED, AlarmBook
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, Alarm, AlarmBook
 from gateway.clock import ManualClock
-from gateway.model import Event, FaultLevel
+from gateway.inventory import Inventory
+from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
 
 
@@ -67,3 +72,132 @@ def test_load_restores_open_alarms_and_ids() -> None:
     assert ch is not None and ch.kind == "repeated" and ch.alarm.count == 2
     ch = book2.apply(raise_(key="other"), EV, "d", 1)
     assert ch is not None and ch.alarm.id == a.id + 1
+
+
+# -- property tests: any interleaving agrees with a small reference model -------------------------
+
+KEYS = [f"d{i % 3}/k{i}" for i in range(6)]
+T0 = 1_767_225_600.0
+
+raise_clear_ops = st.lists(
+    st.tuples(st.sampled_from(KEYS), st.sampled_from("rc"), st.integers(1, 4), st.integers(0, 30)), max_size=150
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raise_clear_ops)
+def test_any_interleaving_matches_reference_model(ops: list[tuple[str, str, int, int]]) -> None:
+    """Raise/clear for many keys: each key's alarm is open iff the model says so, at the
+    model's level; every change is the one the model predicts; counts are exact."""
+    book = AlarmBook()
+    model: dict[str, dict[str, int]] = {}  # open keys → level, count
+    raises = dict.fromkeys(KEYS, 0)
+    occurrences = dict.fromkeys(KEYS, 0)
+    seen: dict[int, Alarm] = {}
+    t = T0
+    for key, op, lvl, dt in ops:
+        t += dt
+        ev = Event(t, "t", key.split("/")[0], "x", {})
+        if op == "r":
+            changes = book.fold(raise_(key, lvl), ev, ev.device, t)
+            raises[key] += 1
+            m = model.get(key)
+            if m is None:
+                model[key] = {"level": lvl, "count": 1}
+                occurrences[key] += 1
+                expected = ["raised"]
+            else:
+                m["count"] += 1
+                expected = ["escalated"] if lvl < m["level"] else ["repeated"]
+                m["level"] = min(m["level"], lvl)
+        else:
+            changes = book.fold(clear(key), ev, ev.device, t)
+            expected = ["cleared"] if model.pop(key, None) is not None else []
+        assert [c.kind for c in changes] == expected
+        for c in changes:
+            seen[c.alarm.id] = c.alarm
+        assert set(book.open) == set(model)
+        for k, m in model.items():
+            a = book.open[k]
+            assert (int(a.level), a.count, a.state) == (m["level"], m["count"], ACTIVE)
+    for k in KEYS:
+        mine = [a for a in seen.values() if a.key == k]
+        assert sum(a.count for a in mine) == raises[k]
+        assert len(mine) == occurrences[k]
+        assert all(a.state == CLEARED for a in mine if a is not book.open.get(k))
+
+
+hold_ops = st.lists(
+    st.tuples(st.sampled_from(KEYS + ["tick"]), st.sampled_from("rc"), st.integers(0, 40)), max_size=150
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hold_ops, st.sampled_from([0.0, 30.0, 60.0]))
+def test_hold_for_matches_reference_model(ops: list[tuple[str, str, int]], hold: float) -> None:
+    """With a hold-for, a key is pending until something looks at it (a tick, or its own
+    next event) at or after first_seen + hold; then active. Clears end it either way."""
+    book = AlarmBook()
+    model: dict[str, dict[str, float]] = {}  # key → first, count, active (0/1)
+    t = T0
+    total = 0
+    counted = 0
+    for key, op, dt in ops:
+        t += dt
+        if key == "tick":
+            book.tick(t)
+            for m in model.values():
+                m["active"] = float(m["active"] or t >= m["first"] + hold)
+        else:
+            ev = Event(t, "t", key.split("/")[0], "x", {})
+            if op == "r":
+                total += 1
+                book.fold(Classification("r", "raise", key, FaultLevel.MINOR, "t", hold_for=hold), ev, ev.device, t)
+                m = model.get(key)
+                if m is None:
+                    model[key] = {"first": t, "count": 1, "active": float(hold == 0)}
+                else:
+                    m["count"] += 1
+                    m["active"] = float(m["active"] or t >= m["first"] + hold)
+            else:
+                for ch in book.fold(clear(key), ev, ev.device, t):
+                    if ch.kind == "cleared":
+                        counted += ch.alarm.count
+                model.pop(key, None)
+        assert set(book.open) == set(model)
+        for k, m in model.items():
+            a = book.open[k]
+            assert a.state == (ACTIVE if m["active"] else PENDING), (k, m, a)
+            assert a.count == m["count"]
+    assert counted + sum(a.count for a in book.open.values()) == total
+
+
+FAMILY = Inventory([Device("p", "network.switch"), Device("c1", "network.switch", parent="p"),
+                    Device("c2", "mine.gas-sensor", parent="p")])
+FAMILY_KEYS = ["p/reachability", "c1/a", "c1/b", "c2/a"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(FAMILY_KEYS), st.sampled_from("rc"), st.integers(0, 20)), max_size=120))
+def test_parent_suppression_invariants(ops: list[tuple[str, str, int]]) -> None:
+    """Whatever the order: a child's fault becomes suppressed exactly when its parent is down
+    at that moment, and none stays suppressed once the parent is up again."""
+    book = AlarmBook(inventory=FAMILY)
+    t = T0
+    for key, op, dt in ops:
+        t += dt
+        dev = key.split("/")[0]
+        parent_down_before = "p/reachability" in book.open
+        if op == "r":
+            lvl = FaultLevel.CRITICAL if dev == "p" else FaultLevel.MINOR
+            name = "heartbeat.lost" if dev == "p" else "x"
+            changes = book.fold(Classification("r", "raise", key, lvl, "t"), Event(t, "t", dev, name), dev, t)
+        else:
+            changes = book.fold(clear(key), Event(t, "t", dev, "x"), dev, t)
+        for ch in changes:
+            if ch.alarm.device != "p" and ch.kind in ("raised", "suppressed"):
+                assert (ch.kind == "suppressed") == parent_down_before
+        parent_down = "p/reachability" in book.open
+        for a in book.open.values():
+            if a.state == SUPPRESSED:
+                assert parent_down and a.suppressed_by == "parent:p"

@@ -78,7 +78,9 @@ def test_reverse_accepts_dotted(mibs: MibResolver) -> None:
     assert mibs.oid(".1.3.6.1.6.3.1.1.5.3") == "1.3.6.1.6.3.1.1.5.3"
 
 
-@pytest.mark.parametrize("bad", ["IF-MIB::noSuchThing", "NOPE-MIB::x", "IF-MIB::ifIndex.x", "linkDown", "::x"])
+@pytest.mark.parametrize(
+    "bad", ["IF-MIB::noSuchThing", "NOPE-MIB::x", "IF-MIB::ifIndex.x", "linkDown", "::x"]
+)
 def test_reverse_unknown(mibs: MibResolver, bad: str) -> None:
     with pytest.raises(KeyError):
         mibs.oid(bad)
@@ -184,7 +186,10 @@ def test_generic_traps_name_their_v2_notifications(mibs: MibResolver, generic: i
     assert GENERIC_TRAP_NAMES[generic] == name.split("::")[1]
 
 
-@pytest.mark.parametrize(("enterprise", "generic", "specific"), [("1.3.6.1.4.1.9", 7, 0), ("1.3", -1, 0), ("1.3", 6, -1), ("", 6, 1)])
+@pytest.mark.parametrize(
+    ("enterprise", "generic", "specific"),
+    [("1.3.6.1.4.1.9", 7, 0), ("1.3", -1, 0), ("1.3", 6, -1), ("", 6, 1)],
+)
 def test_v1_trap_oid_rejects(enterprise: str, generic: int, specific: int) -> None:
     with pytest.raises(ValueError):
         v1_trap_oid(enterprise, generic, specific)

@@ -118,3 +118,58 @@ def test_shipped_packs_load_and_classify() -> None:
     assert got == {("gs-1/gas/ch4", FaultLevel.MAJOR), ("gs-1/gas/co", FaultLevel.MAJOR)}
     [c] = e.classify(ev("heartbeat.lost"), GAS)
     assert c.level == FaultLevel.CRITICAL
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"hold_for": "90s"}, (90.0, 0, (), 0, 0.0)),
+        ({"hold_for": "1h30m", "hold_count": 3}, (5400.0, 3, (), 0, 0.0)),
+        ({"escalate": [["30m", 2], [7200, 1]]}, (0.0, 0, ((1800.0, FaultLevel.MAJOR), (7200.0, FaultLevel.CRITICAL)), 0, 0.0)),
+        ({"flap_count": 6, "flap_window": "10m"}, (0.0, 0, (), 6, 600.0)),
+    ],
+    ids=["hold-duration", "hold-count", "escalate-durations", "flap"],
+)
+def test_time_fields_reach_the_classification(fields: dict[str, Any], expected: tuple[Any, ...]) -> None:
+    [c] = engine({"id": "a", "event": "x", "level": 3, **fields}).classify(ev("x"), SW)
+    assert (c.hold_for, c.hold_count, c.escalate, c.flap_count, c.flap_window) == expected
+
+
+@pytest.mark.parametrize(
+    "rule, problem",
+    [
+        ({"id": "a", "event": "x", "level": 3, "hold_for": "soon"}, "not a duration"),
+        ({"id": "a", "event": "x", "level": 3, "flap_count": 1, "flap_window": "1m"}, "at least 2"),
+        ({"id": "a", "event": "x", "level": 3, "flap_count": 4}, "needs a flap_window"),
+        ({"id": "a", "event": "x", "level": 2, "escalate": [["1h", 3]]}, "not more severe"),
+        ({"id": "a", "event": "x", "action": "clear", "hold_for": 5}, "belong on a raise rule"),
+    ],
+    ids=["bad-duration", "flap-count-1", "flap-no-window", "escalate-milder", "clear-with-hold"],
+)
+def test_bad_time_fields_rejected(rule: dict[str, Any], problem: str) -> None:
+    with pytest.raises(Exception, match=problem):
+        parse_pack({"pack": {"name": "t"}, "rules": [rule]})
+
+
+def test_bad_pack_file_error_names_file_and_key(tmp_path: Any) -> None:
+    from gateway.errors import ConfigError
+    from gateway.rulebook import load_pack_file
+
+    f = tmp_path / "site.toml"
+    f.write_text('[pack]\nname = "site"\n[[rules]]\nid = "a"\nevent = "x"\nlevel = 3\n'
+                 '[[rules]]\nid = "b"\nevent = "y"\nlevel = 9\n', "utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_pack_file(f)
+    assert e.value.file == str(f) and e.value.key == "rules[1].level"
+    assert str(e.value).startswith(f"{f}: rules[1].level: ")
+
+
+def test_wildcard_and_exact_rules_share_the_name_cache() -> None:
+    """Per-event cost does not depend on how many rules other events have: the candidate
+    list for a name is computed once and is only as long as the rules for that name."""
+    many = [{"id": f"r{i}", "event": f"VENDOR{i % 50}-MIB::trap{i}", "level": 3} for i in range(1000)]
+    many += [{"id": f"w{i}", "event": f"VENDOR{i}-MIB::*", "level": 4, "priority": 500} for i in range(50)]
+    e = engine(*many, LINK)
+    assert [cr.id for cr in e.candidates("IF-MIB::linkDown")] == ["down"]
+    assert [cr.id for cr in e.candidates("VENDOR7-MIB::trap7")] == ["r7", "w7"]
+    assert e.candidates("IF-MIB::linkDown") is e.candidates("IF-MIB::linkDown")  # cached

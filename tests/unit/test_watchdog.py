@@ -255,6 +255,25 @@ def test_ten_thousand_devices_fire_in_deadline_order():
     assert wd.stats()["lost"] == 10_000
 
 
+def test_due_with_a_limit_spreads_a_mass_loss_over_calls():
+    wd = Watchdog(default_interval=10.0)
+    for k in range(100):
+        wd.track(f"d{k:03d}", now=T0)
+    wd.broker_down(T0 + 1)
+    wd.broker_up(T0 + 5)  # every key (T0+30) is now a lazy lower bound of T0+35
+    assert wd.due(T0 + 34, limit=7) == []  # re-arms at most 7 entries, fires nothing
+    events = []
+    calls = 0
+    while (nd := wd.next_deadline()) is not None and nd <= T0 + 100:
+        batch = wd.due(T0 + 100, limit=7)
+        assert len(batch) <= 7
+        events += batch
+        calls += 1
+    assert sorted(e.device for e in events) == [f"d{k:03d}" for k in range(100)]
+    assert {e.ts for e in events} == {T0 + 35}
+    assert calls == 15
+
+
 def test_untrack_leaves_no_ghost_losses():
     wd = Watchdog(default_interval=1.0)
     wd.track("a", now=T0)

@@ -1,0 +1,238 @@
+"""API wire types (pydantic): request bodies and responses, apart from the domain types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ActionIn",
+    "ActionName",
+    "AlarmOut",
+    "BoardOut",
+    "ClockOut",
+    "DeviceDetailOut",
+    "DeviceOut",
+    "ErrorOut",
+    "MaintenanceIn",
+    "ReportFields",
+    "TicketDetailOut",
+    "TicketOut",
+    "TimelineEntryOut",
+    "WhoAmI",
+    "ACTION_MAP",
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ErrorOut(_Out):
+    """Every error: a short code and a message that says what and, for input, which field."""
+
+    error: str
+    message: str
+    detail: Any = None
+
+
+class ActionName(str, Enum):
+    """Ticket actions as they appear in ``POST /api/v1/tickets/{id}/{action}``."""
+
+    acknowledge = "acknowledge"
+    arrive = "arrive"
+    propose_solution = "propose_solution"
+    restore = "restore"
+    resolve = "resolve"
+    close = "close"
+    reopen = "reopen"
+    pause = "pause"
+    resume = "resume"
+    comment = "comment"
+    level = "level"
+    report = "report"
+
+
+#: URL action → TicketDesk action.
+ACTION_MAP = {
+    "acknowledge": "acknowledge",
+    "arrive": "arrive",
+    "propose_solution": "propose_solution",
+    "restore": "restore",
+    "resolve": "restore",
+    "close": "close",
+    "reopen": "reopen",
+    "pause": "pause",
+    "resume": "resume",
+    "comment": "comment",
+    "level": "set_level",
+    "report": "set_report",
+}
+
+
+class ReportFields(_In):
+    """Parts of the post-incident report written by people."""
+
+    symptoms: str | None = Field(default=None, max_length=10_000)
+    cause: str | None = Field(default=None, max_length=10_000)
+    solution: str | None = Field(default=None, max_length=10_000)
+    follow_up: str | None = Field(default=None, max_length=10_000)
+
+    @model_validator(mode="after")
+    def _some(self) -> ReportFields:
+        if not any(v is not None for v in (self.symptoms, self.cause, self.solution, self.follow_up)):
+            raise ValueError("give at least one of symptoms, cause, solution, follow_up")
+        return self
+
+
+class ActionIn(_In):
+    """Body of a ticket action (all optional; ``level`` for level, ``fields`` for report)."""
+
+    note: str = Field(default="", max_length=4000)
+    actor: str | None = Field(default=None, min_length=1, max_length=100)
+    level: int | None = Field(default=None, ge=1, le=4)
+    fields: ReportFields | None = None
+
+
+class MaintenanceIn(_In):
+    """A maintenance window: alarms of matching devices are suppressed while it lasts.
+
+    ``devices``, ``sites`` and ``classes`` are globs; a device matches when it matches every
+    list that is given. ``start`` defaults to now.
+    """
+
+    devices: list[str] = Field(default_factory=list, max_length=10_000)
+    sites: list[str] = Field(default_factory=list, max_length=1000)
+    classes: list[str] = Field(default_factory=list, max_length=1000)
+    start: datetime | None = None
+    end: datetime
+    reason: str = Field(default="", max_length=1000)
+
+    @model_validator(mode="after")
+    def _check(self) -> MaintenanceIn:
+        if not self.devices and not self.sites and not self.classes:
+            raise ValueError("name at least one device, site or device class (devices ['*'] for all)")
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            if v is not None and v.tzinfo is None:
+                raise ValueError(f"{name} needs a time zone (e.g. 2026-05-01T08:00:00+08:00 or ...Z)")
+        if self.start is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class WhoAmI(_Out):
+    name: str
+    role: Literal["viewer", "operator"]
+
+
+class AlarmOut(_Out):
+    id: int
+    key: str
+    level: int
+    level_name: str
+    state: str
+    count: int
+    device: str
+    device_name: str = ""
+    site: str = ""
+    rule: str = ""
+    title: str = ""
+    event: str = ""
+    first_seen: str
+    last_seen: str
+    cleared_at: str | None = None
+    ticket_id: int | None = None
+    acked: bool = False
+
+
+class ClockOut(_Out):
+    kind: str
+    target_seconds: float
+    calendar: str
+    started_at: str | None = None
+    due_at: str | None = None
+    state: str
+    provisional: bool = False
+    stopped_at: str | None = None
+    breached_at: str | None = None
+    business_seconds: float | None = None
+    remaining_seconds: float | None = Field(default=None, description="business time left at snapshot_at; negative when overdue")
+    ticking: bool = Field(default=False, description="whether remaining_seconds is going down right now")
+    warned: list[float] = Field(default_factory=list)
+    warning: bool = False
+    breached: bool = False
+
+
+class TicketOut(_Out):
+    id: int
+    level: int
+    level_name: str
+    status: str
+    device: str
+    site: str = ""
+    region: str = ""
+    alarm_key: str
+    alarm_id: int
+    policy: str
+    title: str = ""
+    opened_at: str
+    updated_at: str
+    closed_at: str | None = None
+    paused: bool = False
+    clocks: list[ClockOut]
+    report: dict[str, str] = Field(default_factory=dict)
+    remote: dict[str, str] = Field(default_factory=dict)
+    snapshot_at: str | None = None
+
+
+class TimelineEntryOut(_Out):
+    ts: str
+    actor: str
+    kind: str
+    note: str = ""
+
+
+class TicketDetailOut(TicketOut):
+    timeline: list[TimelineEntryOut] = Field(default_factory=list)
+
+
+class DeviceOut(_Out):
+    id: str
+    name: str = ""
+    device_class: str = Field(alias="class")
+    site: str = ""
+    region: str = ""
+    policy: str = ""
+    parent: str | None = None
+    known: bool = True
+    liveness: Literal["alive", "lost", "unmonitored"]
+    last_seen: str | None = None
+    deadline: str | None = None
+    heartbeat_interval: float | None = None
+    open_alarms: int = 0
+    worst_level: int | None = None
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, serialize_by_alias=True)
+
+
+class DeviceDetailOut(DeviceOut):
+    alarms: list[AlarmOut] = Field(default_factory=list)
+
+
+class BoardOut(_Out):
+    """One snapshot for the board: open alarms and tickets, devices and health counters."""
+
+    now: str
+    instance: str
+    alarms: list[AlarmOut]
+    tickets: list[TicketOut]
+    devices: list[DeviceOut]
+    health: dict[str, Any]
