@@ -93,6 +93,23 @@ async def _run(cfg: Any) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.demo import run_demo
+
+    _setup_logging(args.log_level, "text")
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_demo(Path(args.data_dir) if args.data_dir else None, args.port, args.speed, args.loops, stop)
+
+    return int(asyncio.run(main()) or 0)
+
+
 def _open_store(cfg: Any) -> Any:
     from gateway.store.sqlite import SqliteStore
 
@@ -170,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     with_config(sub.add_parser("check-config", help="validate a config file")).set_defaults(func=cmd_check_config)
+
+    dm = sub.add_parser("demo", help="run the gateway with simulated devices (SNMP and MQTT); prints the board's URL")
+    dm.add_argument("--port", type=int, default=8080, help="board and API port (default: %(default)s)")
+    dm.add_argument("--data-dir", default="", help="where the demo's database goes (default: a new temporary directory)")
+    dm.add_argument("--speed", type=float, default=1.0, help="scenario speed factor (2 = twice as fast)")
+    dm.add_argument("--loops", type=int, default=None, help="stop after this many scenario loops (default: run until Ctrl-C)")
+    dm.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    dm.set_defaults(func=cmd_demo)
 
     a = with_config(sub.add_parser("alarms", help="list alarms"))
     a.add_argument("--json", action="store_true")
