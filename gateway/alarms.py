@@ -231,9 +231,10 @@ class Alarm:
         return f"hold-for {self.hold_for:g} s"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AlarmChange:
-    """What happened to an alarm, when, and (for people) why."""
+    """What happened to an alarm, when, and (for people) why. A value: never changed once
+    made (not ``frozen`` because one is made per event and frozen creation costs 3x)."""
 
     kind: str
     alarm: Alarm

@@ -74,6 +74,7 @@ class Gateway:
         self.book.load(self.store.load_open_alarms())
         self.desk = TicketDesk(self.policies, self.calendars, next_ticket)
         self.desk.load(self.store.load_open_tickets(), next_ticket)
+        self.desk.loader = self.store.load_ticket  # reopening a closed ticket reads it back
 
         self.pipeline = Pipeline(
             engine=self.engine,

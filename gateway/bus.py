@@ -24,7 +24,7 @@ from typing import Any
 
 from gateway.views import alarm_view, iso, ticket_view
 
-__all__ = ["ChangeBus", "Subscription", "BusStats"]
+__all__ = ["BusStats", "ChangeBus", "Subscription"]
 
 log = logging.getLogger("gateway.bus")
 
@@ -106,7 +106,7 @@ class Subscription:
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
         return self._q.popleft()
 
@@ -138,7 +138,9 @@ class ChangeBus:
         render_ticket: turns a ``Ticket`` into the wire dict sent to subscribers.
     """
 
-    def __init__(self, maxsize: int = 1000, render_alarm: Render | None = None, render_ticket: Render | None = None) -> None:
+    def __init__(
+        self, maxsize: int = 1000, render_alarm: Render | None = None, render_ticket: Render | None = None
+    ) -> None:
         self.maxsize = maxsize
         self.render_alarm = render_alarm or _default_alarm
         self.render_ticket = render_ticket or _default_ticket
@@ -154,7 +156,9 @@ class ChangeBus:
 
     def subscribe(self, maxsize: int | None = None, types: Iterable[str] | None = None) -> Subscription:
         """Open a subscription; only messages of ``types`` (default: all) are queued to it."""
-        sub = Subscription(self, next(self._ids), maxsize or self.maxsize, frozenset(types) if types else None)
+        sub = Subscription(
+            self, next(self._ids), maxsize or self.maxsize, frozenset(types) if types else None
+        )
         self.stats.subscribed += 1
         if self._closed:
             sub._end("closed", {})
@@ -201,15 +205,18 @@ class ChangeBus:
             if isinstance(ch, tuple) and len(ch) == 2:
                 t, notice = ch
                 kind = "sla.breach" if notice.fraction >= 1.0 else "sla.warning"
-                self.publish(kind, {
-                    "ticket_id": t.id,
-                    "clock": notice.kind,
-                    "fraction": notice.fraction,
-                    "at": iso(notice.at),
-                    "level": int(t.level),
-                    "device": t.device,
-                    "title": t.title,
-                })
+                self.publish(
+                    kind,
+                    {
+                        "ticket_id": t.id,
+                        "clock": notice.kind,
+                        "fraction": notice.fraction,
+                        "at": iso(notice.at),
+                        "level": int(t.level),
+                        "device": t.device,
+                        "title": t.title,
+                    },
+                )
 
     def close(self) -> None:
         """End every subscription (each receives a ``closed`` message); later ones end at once."""

@@ -143,14 +143,14 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     else:
         flat = []
         for r in rows:
-            due = {c["kind"]: f"{c['due_at'] or '-'} ({c['state']})" for c in r["clocks"]}
+            due = {c["kind"]: f"{c['due_at'] or '-'} ({c['state']}{', PROVISIONAL' if c['provisional'] else ''})" for c in r["clocks"]}
             flat.append({**r, "clocks": "; ".join(f"{k}: {v}" for k, v in due.items())})
         print(table(flat, ["id", "level", "status", "device", "alarm_key", "opened_at", "clocks"]))
     return 0
 
 
 def cmd_ticket_show(args: argparse.Namespace) -> int:
-    from gateway.views import iso, ticket_view
+    from gateway.views import clock_line, iso, ticket_view
 
     cfg = _load(args.config)
     store = _open_store(cfg)
@@ -167,7 +167,7 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
         print(f"  {view['title']}")
         print(f"  device {view['device']}  key {view['alarm_key']}  policy {view['policy']}  opened {view['opened_at']}")
         for c in view["clocks"]:
-            print(f"  clock {c['kind']:<9} due {c['due_at'] or '-':<26} {c['state']}")
+            print(f"  clock {clock_line(c)}")
         for e in view["timeline"]:
             print(f"  {e['ts']}  {e['actor']:<16} {e['kind']:<12} {e['note']}")
     return 0

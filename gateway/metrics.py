@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["GatewayCollector", "render", "CONTENT_TYPE"]
+__all__ = ["CONTENT_TYPE", "GatewayCollector", "render"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -84,20 +84,32 @@ class GatewayCollector(Collector):
         yield from self._pipeline()
         yield from self._state()
         if self.outbox is not None:
-            g = GaugeMetricFamily("gateway_outbox_messages", "Help-desk outbox messages by state.", labels=["state"])
+            g = GaugeMetricFamily(
+                "gateway_outbox_messages", "Help-desk outbox messages by state.", labels=["state"]
+            )
             for state in sorted(set(self.outbox) | {"pending", "failed"}):
                 g.add_metric([_label(state)], float(self.outbox.get(state, 0)))
             yield g
         if self.bus is not None:
             s = self.bus.stats
-            yield _gauge("gateway_bus_subscribers", "Live change-feed subscribers (SSE streams).", self.bus.subscribers)
+            yield _gauge(
+                "gateway_bus_subscribers", "Live change-feed subscribers (SSE streams).", self.bus.subscribers
+            )
             yield _counter("gateway_bus_published", "Change messages published to the feed.", s.published)
-            yield _counter("gateway_bus_dropped_messages", "Change messages a full subscriber queue could not take.",
-                           s.dropped_messages)
-            yield _counter("gateway_bus_dropped_subscribers", "Subscribers cut off because they fell behind.",
-                           s.dropped_subscribers)
+            yield _counter(
+                "gateway_bus_dropped_messages",
+                "Change messages a full subscriber queue could not take.",
+                s.dropped_messages,
+            )
+            yield _counter(
+                "gateway_bus_dropped_subscribers",
+                "Subscribers cut off because they fell behind.",
+                s.dropped_subscribers,
+            )
         if self.components:
-            g = GaugeMetricFamily("gateway_component_stat", "Other components' stats by name.", labels=["component", "name"])
+            g = GaugeMetricFamily(
+                "gateway_component_stat", "Other components' stats by name.", labels=["component", "name"]
+            )
             for cname, comp in sorted(self.components.items()):
                 try:
                     stats = _flat(_stats_of(comp))
@@ -109,22 +121,39 @@ class GatewayCollector(Collector):
 
     # -- parts -----------------------------------------------------------------------------
     def _adapters(self) -> Iterator[Metric]:
-        received = CounterMetricFamily("gateway_adapter_received", "Messages received by an adapter.", labels=["adapter"])
+        received = CounterMetricFamily(
+            "gateway_adapter_received", "Messages received by an adapter.", labels=["adapter"]
+        )
         decoded = CounterMetricFamily(
             "gateway_adapter_decoded",
             "Messages an adapter decoded (its own count, else received minus rejected).",
             labels=["adapter"],
         )
-        rejected = CounterMetricFamily("gateway_adapter_rejected", "Messages rejected by an adapter, by reason.",
-                                       labels=["adapter", "reason"])
-        shed = CounterMetricFamily("gateway_adapter_shed", "Events an adapter could not hand to a full pipeline queue.",
-                                   labels=["adapter", "where"])
-        dropped = CounterMetricFamily("gateway_adapter_dropped", "Messages an adapter dropped on purpose, by reason.",
-                                      labels=["adapter", "reason"])
-        raw = CounterMetricFamily("gateway_adapter_counter", "Every counter an adapter reports, by name.",
-                                  labels=["adapter", "counter"])
-        gauges = GaugeMetricFamily("gateway_adapter_gauge", "Adapter levels (connected, in flight, buffers).",
-                                   labels=["adapter", "name"])
+        rejected = CounterMetricFamily(
+            "gateway_adapter_rejected",
+            "Messages rejected by an adapter, by reason.",
+            labels=["adapter", "reason"],
+        )
+        shed = CounterMetricFamily(
+            "gateway_adapter_shed",
+            "Events an adapter could not hand to a full pipeline queue.",
+            labels=["adapter", "where"],
+        )
+        dropped = CounterMetricFamily(
+            "gateway_adapter_dropped",
+            "Messages an adapter dropped on purpose, by reason.",
+            labels=["adapter", "reason"],
+        )
+        raw = CounterMetricFamily(
+            "gateway_adapter_counter",
+            "Every counter an adapter reports, by name.",
+            labels=["adapter", "counter"],
+        )
+        gauges = GaugeMetricFamily(
+            "gateway_adapter_gauge",
+            "Adapter levels (connected, in flight, buffers).",
+            labels=["adapter", "name"],
+        )
         for ad in self.adapters:
             try:
                 stats = dict(ad.stats())
@@ -155,17 +184,34 @@ class GatewayCollector(Collector):
     def _pipeline(self) -> Iterator[Metric]:
         p = self.pipeline
         s = p.stats
-        yield _counter("gateway_pipeline_received", "Events offered to the pipeline.", getattr(s, "received", 0))
-        yield _counter("gateway_pipeline_shed", "Events shed because the ingest queue was full.", getattr(s, "shed", 0))
+        yield _counter(
+            "gateway_pipeline_received", "Events offered to the pipeline.", getattr(s, "received", 0)
+        )
+        yield _counter(
+            "gateway_pipeline_shed", "Events shed because the ingest queue was full.", getattr(s, "shed", 0)
+        )
         yield _gauge("gateway_queue_depth", "Items waiting in the ingest queue.", p.depth)
         yield _gauge("gateway_queue_capacity", "Bound of the ingest queue.", p.queue_size)
         yield _counter("gateway_pipeline_batches", "Batches committed.", getattr(s, "batches", 0))
-        yield _counter("gateway_pipeline_committed_events", "Events whose effects were committed.",
-                       getattr(s, "committed_events", 0))
-        yield _counter("gateway_pipeline_commands", "Commands (NOC actions) run by the writer.", getattr(s, "commands", 0))
-        yield _counter("gateway_pipeline_classified", "Events a rule classified.", getattr(s, "classified", 0))
-        yield _counter("gateway_pipeline_unclassified", "Events no rule classified.", getattr(s, "unclassified", 0))
-        yield _counter("gateway_store_errors", "Failed store commits (retried).", getattr(s, "store_errors", 0))
+        yield _counter(
+            "gateway_pipeline_committed_events",
+            "Events whose effects were committed.",
+            getattr(s, "committed_events", 0),
+        )
+        yield _counter(
+            "gateway_pipeline_commands",
+            "Commands (NOC actions) run by the writer.",
+            getattr(s, "commands", 0),
+        )
+        yield _counter(
+            "gateway_pipeline_classified", "Events a rule classified.", getattr(s, "classified", 0)
+        )
+        yield _counter(
+            "gateway_pipeline_unclassified", "Events no rule classified.", getattr(s, "unclassified", 0)
+        )
+        yield _counter(
+            "gateway_store_errors", "Failed store commits (retried).", getattr(s, "store_errors", 0)
+        )
         yield _gauge("gateway_store_healthy", "1 while store commits succeed.", 1 if p.healthy else 0)
         yield _counter("gateway_alarms_raised", "Alarms raised.", getattr(s, "alarms_raised", 0))
         yield _counter("gateway_alarms_cleared", "Alarms cleared.", getattr(s, "alarms_cleared", 0))
@@ -173,11 +219,17 @@ class GatewayCollector(Collector):
         yield _counter("gateway_sla_warnings", "SLA warnings fired.", getattr(s, "sla_warnings", 0))
         yield _counter("gateway_sla_breaches", "SLA breaches fired.", getattr(s, "sla_breaches", 0))
         yield _gauge("gateway_pipeline_max_batch", "Largest batch so far.", getattr(s, "max_batch", 0))
-        every = CounterMetricFamily("gateway_pipeline_counter", "Every counter the pipeline keeps, by name.", labels=["name"])
+        every = CounterMetricFamily(
+            "gateway_pipeline_counter", "Every counter the pipeline keeps, by name.", labels=["name"]
+        )
         if dataclasses.is_dataclass(s):
             for f in dataclasses.fields(s):
                 v = getattr(s, f.name)
-                if f.name not in ("max_batch", "latency_count") and isinstance(v, int) and not isinstance(v, bool):
+                if (
+                    f.name not in ("max_batch", "latency_count")
+                    and isinstance(v, int)
+                    and not isinstance(v, bool)
+                ):
                     every.add_metric([f.name], float(v))
         yield every
         h = HistogramMetricFamily("gateway_pipeline_latency_seconds", "Time to process and commit one batch.")
@@ -193,7 +245,9 @@ class GatewayCollector(Collector):
 
     def _state(self) -> Iterator[Metric]:
         p = self.pipeline
-        alarms = GaugeMetricFamily("gateway_alarms", "Open alarms by level and state.", labels=["level", "state"])
+        alarms = GaugeMetricFamily(
+            "gateway_alarms", "Open alarms by level and state.", labels=["level", "state"]
+        )
         counts: dict[tuple[str, str], int] = {}
         for a in list(p.book.open.values()):
             k = (str(int(a.level)), a.state)
@@ -204,9 +258,12 @@ class GatewayCollector(Collector):
         for (lvl, state), n in sorted(counts.items()):
             alarms.add_metric([lvl, _label(state)], float(n))
         yield alarms
-        tickets = GaugeMetricFamily("gateway_tickets_open", "Open tickets by level and status.", labels=["level", "status"])
-        clocks = GaugeMetricFamily("gateway_sla_clocks", "SLA clocks of open tickets by clock and state.",
-                                   labels=["clock", "state"])
+        tickets = GaugeMetricFamily(
+            "gateway_tickets_open", "Open tickets by level and status.", labels=["level", "status"]
+        )
+        clocks = GaugeMetricFamily(
+            "gateway_sla_clocks", "SLA clocks of open tickets by clock and state.", labels=["clock", "state"]
+        )
         tcounts: dict[tuple[str, str], int] = {(lvl, "open"): 0 for lvl in _LEVELS}
         ccounts: dict[tuple[str, str], int] = {}
         for t in list(p.desk.open.values()):

@@ -1,4 +1,10 @@
-"""Key and title templates: ``{device}/if/{ifIndex}`` compiled once, filled per event."""
+"""Key and title templates: ``{device}/if/{ifIndex}`` compiled once, filled per event.
+
+A template is rendered for every classified event (a storm renders the same key thousands
+of times a second), so compiling does the work once: the literal text becomes a
+``str.format`` pattern and each placeholder a direct getter — a device field, the rule id,
+the event name, or one attribute lookup — so rendering builds no mappings.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +12,77 @@ from collections.abc import Callable, Mapping
 from string import Formatter
 from typing import Any
 
-__all__ = ["compile_template", "Template"]
+from gateway.model import Device
 
-Template = Callable[[Mapping[str, Any], Mapping[str, Any]], str]
+__all__ = ["compile_template", "Template", "FIELDS"]
+
+#: render(device, rule id, event name, event attributes) → text
+Template = Callable[[Device, str, str, Mapping[str, Any]], str]
+
+_Getter = Callable[[Device, str, str, Mapping[str, Any]], Any]
+
+#: Names a template can use besides the event's attributes (they win over attributes).
+FIELDS: dict[str, _Getter] = {
+    "device": lambda d, r, e, a: d.id,
+    "rule": lambda d, r, e, a: r,
+    "event": lambda d, r, e, a: e,
+    "site": lambda d, r, e, a: d.site,
+    "region": lambda d, r, e, a: d.region,
+    "class": lambda d, r, e, a: d.device_class,
+}
+
+_MISSING = object()
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+def _attr(name: str, missing: str) -> _Getter:
+    def get(d: Device, r: str, e: str, a: Mapping[str, Any]) -> Any:
+        v = a.get(name, _MISSING)
+        if v is _MISSING:
+            return missing
+        if type(v) is float and v.is_integer():
+            return int(v)  # 7.0 from JSON names the same interface as 7 from SNMP
+        return v
+
+    return get
 
 
 def compile_template(template: str, missing: str = "?") -> Template:
-    """Compile a template once; at call time ``fields`` (device, rule, site…) are looked up
-    first, then the event's attributes. Unknown names render as ``missing``."""
-    parts: list[tuple[bool, str]] = []
-    for literal, field, _spec, _conv in Formatter().parse(template):
+    """Compile a template once. At render time device fields (``device``, ``rule``,
+    ``event``, ``site``, ``region``, ``class``) come first, then the event's attributes;
+    unknown names render as ``missing``. Format specs and conversions are not supported
+    (``{x:>4}`` reads as the name ``x``)."""
+    pattern: list[str] = []
+    getters: list[_Getter] = []
+    for literal, name, _spec, _conv in Formatter().parse(template):
         if literal:
-            parts.append((False, literal))
-        if field is not None:
-            parts.append((True, field))
-    if all(not is_field for is_field, _ in parts):
-        const = template
+            pattern.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is not None:
+            pattern.append("{}")
+            getters.append(FIELDS.get(name) or _attr(name, missing))
+    fmt = "".join(pattern).format
+    if not getters:
+        const = template.replace("{{", "{").replace("}}", "}")
 
-        def constant(fields: Mapping[str, Any], attrs: Mapping[str, Any]) -> str:
+        def constant(d: Device, r: str, e: str, a: Mapping[str, Any]) -> str:
             return const
 
         return constant
+    if len(getters) == 1:
+        g0 = getters[0]
 
-    def render(fields: Mapping[str, Any], attrs: Mapping[str, Any]) -> str:
-        out = []
-        for is_field, text in parts:
-            if not is_field:
-                out.append(text)
-            elif text in fields:
-                out.append(_fmt(fields[text]))
-            elif text in attrs:
-                out.append(_fmt(attrs[text]))
-            else:
-                out.append(missing)
-        return "".join(out)
+        def render1(d: Device, r: str, e: str, a: Mapping[str, Any]) -> str:
+            return fmt(g0(d, r, e, a))
+
+        return render1
+    if len(getters) == 2:
+        g0, g1 = getters
+
+        def render2(d: Device, r: str, e: str, a: Mapping[str, Any]) -> str:
+            return fmt(g0(d, r, e, a), g1(d, r, e, a))
+
+        return render2
+
+    def render(d: Device, r: str, e: str, a: Mapping[str, Any]) -> str:
+        return fmt(*[g(d, r, e, a) for g in getters])
 
     return render

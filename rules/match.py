@@ -32,16 +32,25 @@ def compile_glob(patterns: str | list[str] | None) -> Callable[[str], bool] | No
     return lambda s: s in exact or any(g.match(s) for g in globs)
 
 
+_NUM_START = frozenset("0123456789+-. ")
+
+
 def _num(v: Any) -> float | None:
-    if isinstance(v, bool):
+    """``v`` as a number, if it is one (a numeric string counts; ``True`` is 1)."""
+    t = type(v)
+    if t is int or t is float or t is bool:
         return float(v)
+    if t is str:
+        # Most attribute strings are words ("minor", "failed"): reject them without the cost
+        # of a float() exception.
+        if v and v[0] in _NUM_START:
+            try:
+                return float(v)
+            except ValueError:
+                return None
+        return None
     if isinstance(v, (int, float)):
         return float(v)
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return None
     return None
 
 
@@ -57,30 +66,52 @@ def _same(a: Any, b: Any) -> bool:
     return str(a) == str(b)
 
 
+def _member(options: list[Any]) -> Callable[[Any], bool]:
+    """A predicate "``v`` is ``_same`` as one of ``options``", precomputed: a set lookup
+    instead of a loop over the options with number parsing for each."""
+    raw = list(options)
+    try:
+        exact: frozenset[Any] = frozenset(raw)
+    except TypeError:  # an unhashable option: fall back to the plain loop
+        return lambda v: v is not _MISSING and any(_same(v, o) for o in raw)
+    nums = frozenset(n for o in raw if not isinstance(o, bool) and (n := _num(o)) is not None)
+    strs = frozenset(str(o) for o in raw if not isinstance(o, bool))
+
+    def member(v: Any) -> bool:
+        if v is _MISSING:
+            return False
+        try:
+            if v in exact:
+                return True
+        except TypeError:
+            return any(_same(v, o) for o in raw)
+        if isinstance(v, bool):
+            return False  # a bool only ever equals, and it did not
+        n = _num(v)
+        # Both numbers: the numbers decide. Otherwise the texts do (a number's text never
+        # equals a non-numeric option's).
+        return n in nums if n is not None else str(v) in strs
+
+    return member
+
+
 def _compile_one(attr: str, cond: Cond | Any) -> Predicate:
     if not isinstance(cond, Cond):
-        want = cond
-        return lambda attrs: _same(attrs.get(attr, _MISSING), want)
-    checks: list[Callable[[Any], bool]] = []
-    if cond.exists is not None:
-        if cond.exists:
-            checks.append(lambda v: v is not _MISSING)
-        else:
-            return lambda attrs: attr not in attrs
-    else:
-        checks.append(lambda v: v is not _MISSING)
+        is_want = _member([cond])
+        return lambda attrs: is_want(attrs.get(attr, _MISSING))
+    if cond.exists is False:
+        return lambda attrs: attr not in attrs
+    checks: list[Callable[[Any], bool]] = [lambda v: v is not _MISSING]
     if cond.eq is not None:
-        eq = cond.eq
-        checks.append(lambda v: _same(v, eq))
+        checks.append(_member([cond.eq]))
     if cond.ne is not None:
-        ne = cond.ne
-        checks.append(lambda v: not _same(v, ne))
+        is_ne = _member([cond.ne])
+        checks.append(lambda v: not is_ne(v))
     if cond.in_ is not None:
-        opts = list(cond.in_)
-        checks.append(lambda v: any(_same(v, o) for o in opts))
+        checks.append(_member(list(cond.in_)))
     if cond.not_in is not None:
-        nopts = list(cond.not_in)
-        checks.append(lambda v: not any(_same(v, o) for o in nopts))
+        is_out = _member(list(cond.not_in))
+        checks.append(lambda v: not is_out(v))
     if cond.regex is not None:
         rx = re.compile(cond.regex)
         checks.append(lambda v: rx.search(v if isinstance(v, str) else str(v)) is not None)
@@ -96,6 +127,11 @@ def _compile_one(attr: str, cond: Cond | Any) -> Predicate:
             checks.append(lambda v, b=b: (n := _num(v)) is not None and n < b)
         else:
             checks.append(lambda v, b=b: (n := _num(v)) is not None and n <= b)
+    if len(checks) == 2:  # the common case: one operator (after the presence test)
+        only = checks[1]
+        return lambda attrs: (v := attrs.get(attr, _MISSING)) is not _MISSING and only(v)
+    if len(checks) == 1:
+        return lambda attrs: attr in attrs
 
     def pred(attrs: Mapping[str, Any]) -> bool:
         v = attrs.get(attr, _MISSING)
@@ -114,4 +150,14 @@ def compile_conditions(when: Mapping[str, Cond | Any]) -> Predicate | None:
         return None
     if len(preds) == 1:
         return preds[0]
-    return lambda attrs: all(p(attrs) for p in preds)
+    if len(preds) == 2:
+        p0, p1 = preds
+        return lambda attrs: p0(attrs) and p1(attrs)
+
+    def every(attrs: Mapping[str, Any]) -> bool:
+        for p in preds:
+            if not p(attrs):
+                return False
+        return True
+
+    return every

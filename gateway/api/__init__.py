@@ -25,15 +25,15 @@ from gateway.api.routes import build_router
 from gateway.errors import StoreError
 from gateway.metrics import CONTENT_TYPE, GatewayCollector, render
 
-__all__ = ["create_app", "ApiContext", "ApiError", "MaintenanceHooks", "OutboxHooks", "Principal"]
+__all__ = ["ApiContext", "ApiError", "MaintenanceHooks", "OutboxHooks", "Principal", "create_app"]
 
 log = logging.getLogger("gateway.api")
 
 STATIC = Path(__file__).with_name("static")
 _DRAIN_MAX = 1024 * 1024
 _BOARD_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
@@ -120,8 +120,11 @@ def _install_errors(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, f"http_{e.status_code}")
-        return JSONResponse({"error": code, "message": str(e.detail)}, status_code=e.status_code,
-                            headers=getattr(e, "headers", None))
+        return JSONResponse(
+            {"error": code, "message": str(e.detail)},
+            status_code=e.status_code,
+            headers=getattr(e, "headers", None),
+        )
 
     @app.exception_handler(StoreError)
     async def store_error(_: Request, e: StoreError) -> JSONResponse:
@@ -189,12 +192,19 @@ class BodyLimit:
             drained += len(msg.get("body", b""))
             more = msg.get("more_body", False)
         body = (
-            b'{"error":"too_large","message":"request body larger than ' + str(self.limit).encode() + b' bytes"}'
+            b'{"error":"too_large","message":"request body larger than '
+            + str(self.limit).encode()
+            + b' bytes"}'
         )
-        await send({
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        (b"connection", b"close")],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

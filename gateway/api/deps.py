@@ -36,7 +36,9 @@ __all__ = [
 class ApiError(Exception):
     """An error answer: HTTP ``status``, a short ``code`` and a human ``message``."""
 
-    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

@@ -8,7 +8,7 @@ from typing import Any
 from gateway.sla import SlaClock
 from gateway.views import alarm_view, iso, ticket_view
 
-__all__ = ["alarm_out", "ticket_out", "device_out"]
+__all__ = ["alarm_out", "device_out", "ticket_out"]
 
 _OPEN_ALARM_STATES = ("active", "pending", "suppressed")
 
@@ -33,7 +33,7 @@ def ticket_out(t: Mapping[str, Any], calendars: Mapping[str, Any], now: float) -
     """
     out = ticket_view(t)
     out["snapshot_at"] = iso(now)
-    for view, raw in zip(out["clocks"], t.get("clocks", [])):
+    for view, raw in zip(out["clocks"], t.get("clocks", []), strict=True):
         remaining: float | None = None
         ticking = False
         warned = list(raw.get("warned") or [])

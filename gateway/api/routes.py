@@ -7,8 +7,12 @@ change goes through ``pipeline.execute`` so the single writer applies it and com
 before the answer is sent.
 """
 
+# No ``from __future__ import annotations`` here: FastAPI reads the route annotations at
+# run time, and the dependency aliases (Viewer, Operator) are local to build_router.
+
 import asyncio
 import inspect
+import itertools
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -49,6 +53,7 @@ Level = Annotated[int, Field(ge=1, le=4)]
 _OPEN_ALARM = ["active", "pending", "suppressed"]
 _STREAM_TYPES = frozenset({"alarm", "ticket", "sla.warning", "sla.breach"})
 _KEEPALIVE = 15.0
+_BOARD_DEVICES = 300
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "no or unknown bearer token"},
@@ -98,7 +103,9 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
     async def viewer(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         challenge = {"WWW-Authenticate": "Bearer"}
         if cred is None:
-            raise ApiError(401, "unauthorized", "missing bearer token (send 'Authorization: Bearer <token>')", challenge)
+            raise ApiError(
+                401, "unauthorized", "missing bearer token (send 'Authorization: Bearer <token>')", challenge
+            )
         p = tokens.lookup(cred.credentials)
         if p is None:
             raise ApiError(401, "unauthorized", "unknown or revoked token", challenge)
@@ -106,7 +113,9 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
 
     async def operator(p: Annotated[Principal, Depends(viewer)]) -> Principal:
         if not p.can_act:
-            raise ApiError(403, "forbidden", f"token {p.name!r} has role viewer; acting needs an operator token")
+            raise ApiError(
+                403, "forbidden", f"token {p.name!r} has role viewer; acting needs an operator token"
+            )
         return p
 
     Viewer = Annotated[Principal, Depends(viewer)]
@@ -119,9 +128,14 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         """Execute ``fn(now)`` in the writer; 503 if its commit does not come in time."""
         try:
             return await asyncio.wait_for(ctx.pipeline.execute(fn), ctx.command_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reason = getattr(ctx.pipeline, "last_error", "") or "the pipeline is busy or stopping"
-            raise ApiError(503, "not_committed", f"the change was not committed within {ctx.command_timeout:g} s: {reason}")
+            raise ApiError(
+                503,
+                "not_committed",
+                f"the change was not committed within {ctx.command_timeout:g} s (it stays queued and "
+                f"takes effect once committed): {reason}",
+            ) from None
 
     def ticket_dict(t: dict[str, Any]) -> dict[str, Any]:
         return ticket_out(t, ctx.calendars, now())
@@ -138,6 +152,23 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
 
     def all_devices() -> list[Any]:
         return list(ctx.inventory) + list(getattr(ctx.inventory, "unknown", {}).values())
+
+    def board_devices() -> list[dict[str, Any]]:
+        """Devices with open alarms (worst first), then the others, up to _BOARD_DEVICES: a
+        gateway may watch a million devices, the board shows those that need eyes."""
+        by_dev = open_alarms_by_device()
+        picked: list[Any] = []
+        for dev_id in sorted(by_dev, key=lambda k: min(int(a.level) for a in by_dev[k])):
+            dev = ctx.inventory.get(dev_id) or getattr(ctx.inventory, "unknown", {}).get(dev_id)
+            if dev is not None:
+                picked.append(dev)
+        seen = {d.id for d in picked}
+        for dev in itertools.chain(ctx.inventory, getattr(ctx.inventory, "unknown", {}).values()):
+            if len(picked) >= _BOARD_DEVICES:
+                break
+            if dev.id not in seen:
+                picked.append(dev)
+        return [device_out(d, by_dev.get(d.id, []), ctx.watchdog) for d in picked[:_BOARD_DEVICES]]
 
     def health() -> dict[str, Any]:
         p = ctx.pipeline
@@ -164,6 +195,14 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
             "stream_subscribers": ctx.bus.subscribers,
             "stream_dropped_subscribers": bus.dropped_subscribers,
             "adapters": adapters,
+            "devices": {
+                "total": len(ctx.inventory) + len(getattr(ctx.inventory, "unknown", {})),
+                **(
+                    {k: v for k, v in ctx.watchdog.stats().items() if k in ("tracked", "lost")}
+                    if ctx.watchdog
+                    else {}
+                ),
+            },
         }
 
     # -- identity ----------------------------------------------------------------------------
@@ -177,7 +216,9 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
     async def list_alarms(
         _: Viewer,
         level: Annotated[list[Level] | None, Query(description="1-4; repeat for several")] = None,
-        state: Annotated[list[AlarmState] | None, Query(description="'open' = active, pending or suppressed")] = None,
+        state: Annotated[
+            list[AlarmState] | None, Query(description="'open' = active, pending or suppressed")
+        ] = None,
         site: Annotated[list[str] | None, Query()] = None,
         device: Annotated[list[str] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
@@ -190,7 +231,9 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         if site:
             in_sites = site_devices(site)
             devices = [d for d in devices if d in in_sites] if devices is not None else in_sites
-        rows = await asyncio.to_thread(ctx.store.find_alarms, states=states, levels=level, devices=devices, limit=limit)
+        rows = await asyncio.to_thread(
+            ctx.store.find_alarms, states=states, levels=level, devices=devices, limit=limit
+        )
         return [alarm_out(a, ctx.inventory) for a in rows]
 
     @router.get("/alarms/{alarm_id}", response_model=AlarmOut, responses=_ACT_ERRORS, tags=["alarms"])
@@ -219,7 +262,9 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
             row = await asyncio.to_thread(ctx.store.get_alarm, alarm_id)
             if row is None:
                 raise ApiError(404, "not_found", f"no alarm {alarm_id}")
-            raise ApiError(409, "conflict", f"alarm {alarm_id} is {row['state']}; only open alarms can be acknowledged")
+            raise ApiError(
+                409, "conflict", f"alarm {alarm_id} is {row['state']}; only open alarms can be acknowledged"
+            )
         log.info("alarm %d acknowledged by %s", alarm_id, p.name)
         return alarm_out(a, ctx.inventory)
 
@@ -240,11 +285,18 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
             allowed = ["closed"] if closed else [s for s in STATUSES if s != "closed"]
             statuses = [s for s in statuses if s in allowed] if statuses is not None else allowed
         rows = await asyncio.to_thread(
-            ctx.store.find_tickets, statuses=statuses, levels=level, devices=device, sites=site, limit=limit,
+            ctx.store.find_tickets,
+            statuses=statuses,
+            levels=level,
+            devices=device,
+            sites=site,
+            limit=limit,
         )
         return [ticket_dict(t) for t in rows]
 
-    @router.get("/tickets/{ticket_id}", response_model=TicketDetailOut, responses=_ACT_ERRORS, tags=["tickets"])
+    @router.get(
+        "/tickets/{ticket_id}", response_model=TicketDetailOut, responses=_ACT_ERRORS, tags=["tickets"]
+    )
     async def get_ticket(_: Viewer, ticket_id: int) -> dict[str, Any]:
         """One ticket with its timeline."""
         t = await asyncio.to_thread(ctx.store.get_ticket, ticket_id)
@@ -255,11 +307,15 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         out["timeline"] = [{**e, "ts": iso(e["ts"])} for e in timeline]
         return out
 
-    @router.post("/tickets/{ticket_id}/{action}", response_model=TicketOut, responses=_ACT_ERRORS, tags=["tickets"])
+    @router.post(
+        "/tickets/{ticket_id}/{action}", response_model=TicketOut, responses=_ACT_ERRORS, tags=["tickets"]
+    )
     async def act(
         p: Operator,
         ticket_id: int,
-        action: Annotated[ActionName, Path(description="resolve = restore; level needs 'level', report needs 'fields'")],
+        action: Annotated[
+            ActionName, Path(description="resolve = restore; level needs 'level', report needs 'fields'")
+        ],
         body: Annotated[ActionIn | None, Body()] = None,
     ) -> dict[str, Any]:
         """Act on a ticket; the change is committed before the answer."""
@@ -304,17 +360,25 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         _: Viewer,
         site: Annotated[list[str] | None, Query()] = None,
         liveness: Annotated[list[Literal["alive", "lost", "unmonitored"]] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     ) -> list[dict[str, Any]]:
         """Inventory devices and the unknown senders seen so far, with liveness and open alarms."""
         by_dev = open_alarms_by_device()
-        out = [device_out(d, by_dev.get(d.id, []), ctx.watchdog) for d in all_devices()]
-        if site:
-            out = [d for d in out if d["site"] in site]
-        if liveness:
-            out = [d for d in out if d["liveness"] in liveness]
+        out = []
+        for d in all_devices():
+            if site and d.site not in site:
+                continue
+            row = device_out(d, by_dev.get(d.id, []), ctx.watchdog)
+            if liveness and row["liveness"] not in liveness:
+                continue
+            out.append(row)
+            if len(out) >= limit:
+                break
         return out
 
-    @router.get("/devices/{device_id}", response_model=DeviceDetailOut, responses=_ACT_ERRORS, tags=["devices"])
+    @router.get(
+        "/devices/{device_id}", response_model=DeviceDetailOut, responses=_ACT_ERRORS, tags=["devices"]
+    )
     async def get_device(_: Viewer, device_id: str) -> dict[str, Any]:
         """One device with its recent alarms."""
         dev = ctx.inventory.get(device_id) or getattr(ctx.inventory, "unknown", {}).get(device_id)
@@ -331,15 +395,16 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         """Everything the NOC board shows, in one snapshot."""
         alarms = await asyncio.to_thread(ctx.store.find_alarms, states=_OPEN_ALARM, limit=5000)
         tickets = await asyncio.to_thread(
-            ctx.store.find_tickets, statuses=[s for s in STATUSES if s != "closed"], limit=5000,
+            ctx.store.find_tickets,
+            statuses=[s for s in STATUSES if s != "closed"],
+            limit=5000,
         )
-        by_dev = open_alarms_by_device()
         return {
             "now": iso(now()),
             "instance": ctx.config.gateway.instance,
             "alarms": [alarm_out(a, ctx.inventory) for a in alarms],
             "tickets": [ticket_dict(t) for t in tickets],
-            "devices": [device_out(d, by_dev.get(d.id, []), ctx.watchdog) for d in all_devices()],
+            "devices": board_devices(),
             "health": health(),
         }
 
@@ -359,8 +424,14 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         start = body.start.timestamp() if body.start is not None else now()
         if body.end.timestamp() <= start:
             raise ApiError(422, "invalid_input", "body.end: must be in the future")
-        spec = {"devices": body.devices, "sites": body.sites, "classes": body.classes, "start": start,
-                "end": body.end.timestamp(), "reason": body.reason}
+        spec = {
+            "devices": body.devices,
+            "sites": body.sites,
+            "classes": body.classes,
+            "start": start,
+            "end": body.end.timestamp(),
+            "reason": body.reason,
+        }
         try:
             return _window_out(await _call(ctx.maintenance.create, spec, p.name))
         except ValueError as e:
@@ -389,7 +460,10 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         except ConfigError as e:
             raise ApiError(422, "invalid_rules", str(e)) from None
         log.info("rules reloaded by %s", p.name)
-        return {"status": "reloaded", "result": result if isinstance(result, (dict, list, str, int)) else None}
+        return {
+            "status": "reloaded",
+            "result": result if isinstance(result, (dict, list, str, int)) else None,
+        }
 
     # -- failed outbox messages (optional hook) ----------------------------------------------
     @router.get("/outbox/failed", responses=_HOOK_ERRORS, tags=["outbox"])
@@ -421,14 +495,19 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
     # -- live stream -------------------------------------------------------------------------
     @router.get(
         "/events/stream",
-        responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+        responses={
+            **_ERRORS,
+            200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+        },
         response_class=StreamingResponse,
         tags=["stream"],
     )
     async def stream(
         request: Request,
         _: Viewer,
-        types: Annotated[str | None, Query(description="comma-separated: alarm,ticket,sla.warning,sla.breach")] = None,
+        types: Annotated[
+            str | None, Query(description="comma-separated: alarm,ticket,sla.warning,sla.breach")
+        ] = None,
     ) -> StreamingResponse:
         """Server-Sent Events: ``alarm``, ``ticket``, ``sla.warning`` and ``sla.breach`` as they
         are committed. A subscriber that falls behind gets ``overflow`` and the stream ends

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ACTION_MAP",
     "ActionIn",
     "ActionName",
     "AlarmOut",
@@ -23,7 +24,6 @@ __all__ = [
     "TicketOut",
     "TimelineEntryOut",
     "WhoAmI",
-    "ACTION_MAP",
 ]
 
 
@@ -164,7 +164,9 @@ class ClockOut(_Out):
     stopped_at: str | None = None
     breached_at: str | None = None
     business_seconds: float | None = None
-    remaining_seconds: float | None = Field(default=None, description="business time left at snapshot_at; negative when overdue")
+    remaining_seconds: float | None = Field(
+        default=None, description="business time left at snapshot_at; negative when overdue"
+    )
     ticking: bool = Field(default=False, description="whether remaining_seconds is going down right now")
     warned: list[float] = Field(default_factory=list)
     warning: bool = False

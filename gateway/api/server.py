@@ -19,7 +19,7 @@ from gateway.api.deps import ApiContext
 from gateway.api.render import alarm_out, ticket_out
 from gateway.bus import ChangeBus
 
-__all__ = ["serve", "start_api", "ApiServer", "LiveRef", "StoreOutbox"]
+__all__ = ["ApiServer", "LiveRef", "StoreOutbox", "serve", "start_api"]
 
 log = logging.getLogger("gateway.api")
 
@@ -58,8 +58,13 @@ async def serve(app: FastAPI, host: str, port: int) -> tuple[uvicorn.Server, asy
     """
     sock = _bind(host, port)
     config = uvicorn.Config(
-        app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=3,
-        server_header=False, proxy_headers=False,
+        app,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        timeout_graceful_shutdown=3,
+        server_header=False,
+        proxy_headers=False,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
@@ -146,7 +151,7 @@ class ApiServer:
         self.server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(self.task), timeout=10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.error("API server did not stop within 10 s")
             self.task.cancel()
         with contextlib.suppress(ValueError):
@@ -170,7 +175,9 @@ async def start_api(gw: Any) -> ApiServer:
         render_ticket=lambda t: ticket_out(t.to_dict(), calendars, clock.now()),
     )
     outbox = getattr(gw, "outbox_hooks", None)
-    if outbox is None and all(hasattr(gw.store, m) for m in ("outbox_list", "outbox_requeue", "outbox_discard")):
+    if outbox is None and all(
+        hasattr(gw.store, m) for m in ("outbox_list", "outbox_requeue", "outbox_discard")
+    ):
         outbox = StoreOutbox(gw.store, getattr(gw, "outbox", None))
     components = {}
     for name in ("watchdog", "outbox"):

@@ -10,7 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAF = {"gateway.model", "gateway.clock", "gateway.errors"}
-PURE = {"gateway.alarms", "gateway.tickets", "gateway.sla", "gateway.calendars", "gateway.watchdog", "gateway.inventory"}
+PURE = {"gateway.alarms", "gateway.tickets", "gateway.sla", "gateway.calendars", "gateway.watchdog", "gateway.inventory",
+        "gateway.penalties", "gateway.report", "gateway.maintenance"}
 IO_MODULES = {"asyncio", "socket", "sqlite3", "httpx", "threading", "subprocess", "urllib", "http", "aiomqtt", "paho"}
 
 

@@ -33,14 +33,19 @@ from tests.helpers import base_config
 OP_TOKEN = "board-operator-token-3c1d"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # Puts the DevTools pipe on fds 3 and 4, then becomes the browser.
-_EXEC_WITH_PIPE = "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); os.execv(sys.argv[3], sys.argv[3:])"
+_EXEC_WITH_PIPE = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
 
 
 def _chromium() -> str:
     path = os.environ.get("CHROMIUM") or next((p for p in map(shutil.which, BROWSERS) if p), None)
     if not path:
-        pytest.fail("Chromium is missing: install the Debian package 'chromium' (scripts/test does), "
-                    "or point CHROMIUM at a Chromium/Chrome binary")
+        pytest.fail(
+            "Chromium is missing: install the Debian package 'chromium' (scripts/test does), "
+            "or point CHROMIUM at a Chromium/Chrome binary"
+        )
     return path
 
 
@@ -53,7 +58,9 @@ def _high_fd(fd: int) -> int:
 class Browser:
     """A headless Chromium and one page, spoken to over the DevTools pipe."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], write_fd: int, reader: asyncio.StreamReader, user_dir: str) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], write_fd: int, reader: asyncio.StreamReader, user_dir: str
+    ) -> None:
         self.proc = proc
         self._w = write_fd
         self._reader = reader
@@ -68,20 +75,32 @@ class Browser:
     async def launch(cls, width: int = 1440, height: int = 900) -> Browser:
         exe = _chromium()
         user_dir = tempfile.mkdtemp(prefix="board-chromium-")
-        cmd_r, cmd_w = os.pipe()      # we write commands; Chromium reads them on fd 3
-        ev_r, ev_w = os.pipe()        # Chromium writes answers on fd 4; we read them
+        cmd_r, cmd_w = os.pipe()  # we write commands; Chromium reads them on fd 3
+        ev_r, ev_w = os.pipe()  # Chromium writes answers on fd 4; we read them
         # The child's ends move to fds 3 and 4; they must not already be 3 or 4 themselves,
         # or moving one would clobber the other.
         cmd_r, ev_w = (_high_fd(fd) for fd in (cmd_r, ev_w))
         flags = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-dev-shm-usage", "--remote-debugging-pipe", f"--user-data-dir={user_dir}",
-            f"--window-size={width},{height}", "about:blank",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={user_dir}",
+            f"--window-size={width},{height}",
+            "about:blank",
         ]
         proc = subprocess.Popen(
             [sys.executable, "-c", _EXEC_WITH_PIPE, str(cmd_r), str(ev_w), exe, *flags],
-            pass_fds=(cmd_r, ev_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(cmd_r, ev_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         os.close(cmd_r)
         os.close(ev_w)
@@ -90,11 +109,15 @@ class Browser:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(ev_r, "rb", 0))
         b = cls(proc, cmd_w, reader, user_dir)
         target = (await b.send("Target.createTarget", {"url": "about:blank"}, browser=True))["targetId"]
-        b.session = (await b.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True))["sessionId"]
+        b.session = (
+            await b.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)
+        )["sessionId"]
         await b.send("Page.enable")
         await b.send("Runtime.enable")
-        await b.send("Emulation.setDeviceMetricsOverride",
-                     {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        await b.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         return b
 
     async def _read(self) -> None:
@@ -127,7 +150,9 @@ class Browser:
         return await asyncio.wait_for(fut, 20)
 
     async def js(self, expression: str) -> Any:
-        r = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        r = await self.send(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        )
         if "exceptionDetails" in r:
             raise AssertionError(f"JS failed: {expression}: {r['exceptionDetails']}")
         return r["result"].get("value")
@@ -139,7 +164,9 @@ class Browser:
             if v:
                 return v
             if time.monotonic() > deadline:
-                raise AssertionError(f"not true within {timeout} s: {expression}\nconsole: {self.console[-10:]}")
+                raise AssertionError(
+                    f"not true within {timeout} s: {expression}\nconsole: {self.console[-10:]}"
+                )
             await asyncio.sleep(0.05)
 
     async def goto(self, url: str) -> None:
@@ -149,13 +176,16 @@ class Browser:
     async def click(self, selector: str) -> None:
         """A real mouse click in the middle of the element."""
         box = await self.wait_js(
-            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); if (!e || e.disabled) return null;"
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+            " if (!e || e.disabled) return null;"
             " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
             " return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()"
         )
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
-            await self.send("Input.dispatchMouseEvent",
-                            {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1})
+            await self.send(
+                "Input.dispatchMouseEvent",
+                {"type": kind, "x": box["x"], "y": box["y"], "button": "left", "clickCount": 1},
+            )
 
     async def type_text(self, selector: str, text: str) -> None:
         await self.click(selector)
@@ -168,7 +198,7 @@ class Browser:
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.send("Browser.close", browser=True), 5)
-        except (asyncio.TimeoutError, RuntimeError, OSError):
+        except (TimeoutError, RuntimeError, OSError):
             pass
         try:
             await asyncio.to_thread(self.proc.wait, 10)
@@ -194,8 +224,12 @@ async def test_trap_appears_live_and_ack_stops_the_response_clock(
 ) -> None:
     snmp_port = free_udp_port()
     d = base_config(tmp_path / "var", snmp_port)
-    d["api"] = {"enabled": True, "host": "127.0.0.1", "port": 0,
-                "tokens": [{"token": OP_TOKEN, "role": "operator", "name": "noc-desk"}]}
+    d["api"] = {
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": 0,
+        "tokens": [{"token": OP_TOKEN, "role": "operator", "name": "noc-desk"}],
+    }
     d["devices"][0]["name"] = "Core switch"
     cfg = config_from_dict(d, str(tmp_path / "config.toml"), str(tmp_path))
     async with Gateway(cfg) as gw:
@@ -218,18 +252,26 @@ async def test_trap_appears_live_and_ack_stops_the_response_clock(
         assert r.returncode == 0, r.stderr
         t0 = time.monotonic()
         await b.wait_js("document.querySelector('.alarm[data-key=\"sw-1/if/7\"]') !== null", timeout=2.0)
-        await b.wait_js("document.querySelector('.ticket[data-ticket-id]') !== null", timeout=2.0 - (time.monotonic() - t0))
+        await b.wait_js(
+            "document.querySelector('.ticket[data-ticket-id]') !== null",
+            timeout=2.0 - (time.monotonic() - t0),
+        )
         assert time.monotonic() - t0 < 2.0
-        assert await b.js("window.__noReload") == "still here"   # arrived live, no reload
+        assert await b.js("window.__noReload") == "still here"  # arrived live, no reload
 
         alarm = await b.js("""(() => { const a = document.querySelector('.alarm[data-key="sw-1/if/7"]');
-            return {cls: a.className, group: a.closest('.level-group').dataset.level, text: a.innerText}; })()""")
+            return {cls: a.className, group: a.closest('.level-group').dataset.level,
+                    text: a.innerText}; })()""")
         assert alarm["group"] == "3" and "unacked" in alarm["cls"] and "Core switch" in alarm["text"]
         tid = int(await b.js("document.querySelector('.ticket').dataset.ticketId"))
         clock = f".ticket[data-ticket-id='{tid}'] .clock[data-clock='response']"
-        first = await b.wait_js(f"(() => {{ const t = document.querySelector(\"{clock} .countdown\").textContent;"
-                                " return /^1:59:\\d\\d$/.test(t) ? t : null; })()")
-        await b.wait_js(f"document.querySelector(\"{clock} .countdown\").textContent !== {json.dumps(first)}", timeout=3)
+        first = await b.wait_js(
+            f'(() => {{ const t = document.querySelector("{clock} .countdown").textContent;'
+            " return /^1:59:\\d\\d$/.test(t) ? t : null; })()"
+        )
+        await b.wait_js(
+            f'document.querySelector("{clock} .countdown").textContent !== {json.dumps(first)}', timeout=3
+        )
 
         shot = Path(os.environ.get("BOARD_SCREENSHOT") or tmp_path / "board.png")
         await b.screenshot(shot)
@@ -237,9 +279,14 @@ async def test_trap_appears_live_and_ack_stops_the_response_clock(
 
         await b.click(f".ticket[data-ticket-id='{tid}'] button[data-action='acknowledge']")
         await b.wait_js(f"document.querySelector(\"{clock}\").dataset.state === 'met'", timeout=3)
-        assert await b.js(f"document.querySelector(\"{clock} .countdown\").textContent") == "met"
-        assert await b.js(f"document.querySelector(\".ticket[data-ticket-id='{tid}']\").dataset.status") == "acknowledged"
-        await b.wait_js("document.querySelector('.alarm[data-key=\"sw-1/if/7\"]').classList.contains('acked')")
+        assert await b.js(f'document.querySelector("{clock} .countdown").textContent') == "met"
+        assert (
+            await b.js(f"document.querySelector(\".ticket[data-ticket-id='{tid}']\").dataset.status")
+            == "acknowledged"
+        )
+        await b.wait_js(
+            "document.querySelector('.alarm[data-key=\"sw-1/if/7\"]').classList.contains('acked')"
+        )
         t = gw.store.get_ticket(tid)
         assert t["status"] == "acknowledged"
         assert [e for e in gw.store.timeline(tid) if e["kind"] == "acknowledge"][0]["actor"] == "noc-desk"
@@ -249,7 +296,7 @@ async def test_trap_appears_live_and_ack_stops_the_response_clock(
         await b.wait_js("document.documentElement.lang === 'zh-CN'")
         heading = await b.js("document.querySelector('.level-group[data-level=\"3\"] .level-head').innerText")
         assert "三级故障" in heading
-        assert await b.js(f"document.querySelector(\"{clock} .countdown\").textContent") == "达标"
+        assert await b.js(f'document.querySelector("{clock} .countdown").textContent') == "达标"
         if os.environ.get("BOARD_SCREENSHOT"):
             await b.screenshot(shot.with_name(shot.stem + "-zh.png"))
         await b.click("#lang")

@@ -36,14 +36,24 @@ VIEW = {"Authorization": f"Bearer {VIEW_TOKEN}"}
 def api_config(tmp_path: Path, snmp_port: int) -> Config:
     d = base_config(tmp_path / "var", snmp_port)
     d["api"] = {
-        "enabled": True, "host": "127.0.0.1", "port": 0,
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": 0,
         "tokens": [
             {"token": OP_TOKEN, "role": "operator", "name": "alice"},
             {"token": VIEW_TOKEN, "role": "viewer", "name": "bob"},
         ],
     }
-    d["devices"].append({"id": "gas-1", "name": "Gas monitor 1", "class": "mine.gas-sensor", "site": "pit-2",
-                         "region": "shanxi", "policy": "mine-monitoring"})
+    d["devices"].append(
+        {
+            "id": "gas-1",
+            "name": "Gas monitor 1",
+            "class": "mine.gas-sensor",
+            "site": "pit-2",
+            "region": "shanxi",
+            "policy": "mine-monitoring",
+        }
+    )
     return config_from_dict(d, str(tmp_path / "config.toml"), str(tmp_path))
 
 
@@ -67,7 +77,9 @@ class Harness:
     async def get(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
         return await self.http.get(path, headers=OP if headers is None else headers, **kw)
 
-    async def post(self, path: str, body: Any = None, headers: dict[str, str] | None = None) -> httpx.Response:
+    async def post(
+        self, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         return await self.http.post(path, json=body, headers=OP if headers is None else headers)
 
     async def metrics(self) -> dict[str, list[Any]]:
@@ -103,7 +115,9 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
 
 async def _one_ticket(h: Harness, netsnmp: NetSnmp, index: int = 7) -> dict[str, Any]:
     await h.trap(netsnmp, LINK_DOWN, link_varbinds(index, f"eth{index}"))
-    return await eventually(lambda: next((t for t in h.gw.store.list_tickets() if t["alarm_key"] == f"sw-1/if/{index}"), None))
+    return await eventually(
+        lambda: next((t for t in h.gw.store.list_tickets() if t["alarm_key"] == f"sw-1/if/{index}"), None)
+    )
 
 
 # -- auth ----------------------------------------------------------------------------------------
@@ -122,8 +136,13 @@ async def test_auth_401_without_token_403_for_viewer_acting_and_tokens_never_log
     assert (await h.get("/api/v1/whoami", headers=VIEW)).json() == {"name": "bob", "role": "viewer"}
     assert (await h.get("/api/v1/whoami")).json() == {"name": "alice", "role": "operator"}
     assert (await h.get("/api/v1/alarms", headers=VIEW)).status_code == 200
-    for path in (f"/api/v1/tickets/{t['id']}/acknowledge", "/api/v1/alarms/1/ack", "/api/v1/rules/reload",
-                 "/api/v1/outbox/1/retry", "/api/v1/maintenance/x/end"):
+    for path in (
+        f"/api/v1/tickets/{t['id']}/acknowledge",
+        "/api/v1/alarms/1/ack",
+        "/api/v1/rules/reload",
+        "/api/v1/outbox/1/retry",
+        "/api/v1/maintenance/x/end",
+    ):
         r = await h.post(path, {}, headers=VIEW)
         assert r.status_code == 403, path
         assert "viewer" in r.json()["message"]
@@ -138,22 +157,30 @@ async def test_openapi_and_board_are_served(h: Harness) -> None:
     r = await h.get("/api/v1/openapi.json", headers={})
     assert r.status_code == 200
     spec = r.json()
-    for path in ("/api/v1/alarms", "/api/v1/tickets", "/api/v1/tickets/{ticket_id}/{action}", "/api/v1/devices",
-                 "/api/v1/maintenance", "/api/v1/rules/reload", "/api/v1/outbox/failed", "/api/v1/events/stream"):
+    for path in (
+        "/api/v1/alarms",
+        "/api/v1/tickets",
+        "/api/v1/tickets/{ticket_id}/{action}",
+        "/api/v1/devices",
+        "/api/v1/maintenance",
+        "/api/v1/rules/reload",
+        "/api/v1/outbox/failed",
+        "/api/v1/events/stream",
+    ):
         assert path in spec["paths"], path
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     r = await h.get("/", headers={})
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "script-src 'self'" in r.headers["content-security-policy"]
-    assert '/static/board.js' in r.text
+    assert "/static/board.js" in r.text
     for asset in ("/static/board.js", "/static/board.css"):
         assert (await h.get(asset, headers={})).status_code == 200
 
 
 # -- alarms ----------------------------------------------------------------------------------------
 async def test_alarms_filter_by_level_state_site_device_and_ack(h: Harness, netsnmp: NetSnmp) -> None:
-    await _one_ticket(h, netsnmp, 7)                      # sw-1 (site hq), level 3
-    h.offer("gas-1", "heartbeat.lost")                  # gas-1 (site pit-2), level 1
+    await _one_ticket(h, netsnmp, 7)  # sw-1 (site hq), level 3
+    h.offer("gas-1", "heartbeat.lost")  # gas-1 (site pit-2), level 1
     await eventually(lambda: len(h.gw.store.list_alarms()) == 2)
 
     async def keys(**params: Any) -> list[str]:
@@ -175,7 +202,12 @@ async def test_alarms_filter_by_level_state_site_device_and_ack(h: Harness, nets
     assert await keys(state="active") == ["gas-1/reachability"]
 
     [gas] = (await h.get("/api/v1/alarms", params={"device": "gas-1"})).json()
-    assert (gas["site"], gas["device_name"], gas["level_name"], gas["acked"]) == ("pit-2", "Gas monitor 1", "critical", False)
+    assert (gas["site"], gas["device_name"], gas["level_name"], gas["acked"]) == (
+        "pit-2",
+        "Gas monitor 1",
+        "critical",
+        False,
+    )
     assert (await h.get(f"/api/v1/alarms/{gas['id']}")).json()["key"] == "gas-1/reachability"
     r = await h.post(f"/api/v1/alarms/{gas['id']}/ack")
     assert r.status_code == 200 and r.json()["acked"] is True
@@ -198,13 +230,17 @@ async def test_ticket_actions_go_through_the_pipeline(h: Harness, netsnmp: NetSn
     resp = next(c for c in body["clocks"] if c["kind"] == "response")
     assert resp["state"] == "met" and resp["remaining_seconds"] is None
     sol = next(c for c in body["clocks"] if c["kind"] == "solution")
-    assert sol["state"] == "running" and 0 < sol["remaining_seconds"] <= sol["target_seconds"] and sol["ticking"]
+    assert (
+        sol["state"] == "running" and 0 < sol["remaining_seconds"] <= sol["target_seconds"] and sol["ticking"]
+    )
     assert h.gw.pipeline.stats.batches > commits
-    assert h.gw.store.get_ticket(tid)["status"] == "acknowledged"       # committed before the answer
+    assert h.gw.store.get_ticket(tid)["status"] == "acknowledged"  # committed before the answer
     alarm = next(a for a in h.gw.store.list_alarms() if a["ticket_id"] == tid)
-    assert alarm["acked"] is True                                         # acknowledging the ticket acks its alarm
+    assert alarm["acked"] is True  # acknowledging the ticket acks its alarm
 
-    assert (await h.post(f"/api/v1/tickets/{tid}/comment", {"note": "spare part ordered", "actor": "carol"})).status_code == 200
+    assert (
+        await h.post(f"/api/v1/tickets/{tid}/comment", {"note": "spare part ordered", "actor": "carol"})
+    ).status_code == 200
     r = await h.post(f"/api/v1/tickets/{tid}/pause", {"note": "waiting for the customer"})
     assert r.json()["paused"] is True
     assert all(c["state"] in ("paused", "met", "waiting") for c in r.json()["clocks"])
@@ -217,7 +253,12 @@ async def test_ticket_actions_go_through_the_pipeline(h: Harness, netsnmp: NetSn
     r = await h.post(f"/api/v1/tickets/{tid}/arrive")
     assert r.json()["status"] == "on_site"
     assert next(c for c in r.json()["clocks"] if c["kind"] == "on_site")["state"] == "met"
-    fields = {"symptoms": "port flapping", "cause": "bad SFP", "solution": "replaced SFP", "follow_up": "audit optics"}
+    fields = {
+        "symptoms": "port flapping",
+        "cause": "bad SFP",
+        "solution": "replaced SFP",
+        "follow_up": "audit optics",
+    }
     r = await h.post(f"/api/v1/tickets/{tid}/report", {"fields": fields})
     assert r.json()["report"] == fields
     r = await h.post(f"/api/v1/tickets/{tid}/resolve", {"note": "link up"})
@@ -260,7 +301,9 @@ async def test_invalid_input_is_422_naming_the_field(h: Harness, netsnmp: NetSnm
     assert "body.level" in await err(await h.post(f"/api/v1/tickets/{t['id']}/level", {"level": 9}))
     assert "body.level" in await err(await h.post(f"/api/v1/tickets/{t['id']}/level", {}))
     assert "body.fields" in await err(await h.post(f"/api/v1/tickets/{t['id']}/report", {}))
-    assert "body.fields.blame" in await err(await h.post(f"/api/v1/tickets/{t['id']}/report", {"fields": {"blame": "x"}}))
+    assert "body.fields.blame" in await err(
+        await h.post(f"/api/v1/tickets/{t['id']}/report", {"fields": {"blame": "x"}})
+    )
     assert "body.note" in await err(await h.post(f"/api/v1/tickets/{t['id']}/comment", {"note": 5}))
     assert "body.colour" in await err(await h.post(f"/api/v1/tickets/{t['id']}/comment", {"colour": "red"}))
     assert "path.action" in await err(await h.post(f"/api/v1/tickets/{t['id']}/explode", {}))
@@ -268,7 +311,11 @@ async def test_invalid_input_is_422_naming_the_field(h: Harness, netsnmp: NetSnm
     assert "query.level[0]" in await err(await h.get("/api/v1/alarms", params={"level": 7}))
     assert "query.state[0]" in await err(await h.get("/api/v1/alarms", params={"state": "burning"}))
     assert "query.limit" in await err(await h.get("/api/v1/tickets", params={"limit": 0}))
-    r = await h.http.post(f"/api/v1/tickets/{t['id']}/comment", content=b"{not json", headers={**OP, "Content-Type": "application/json"})
+    r = await h.http.post(
+        f"/api/v1/tickets/{t['id']}/comment",
+        content=b"{not json",
+        headers={**OP, "Content-Type": "application/json"},
+    )
     assert "invalid JSON" in await err(r)
     assert h.gw.store.get_ticket(t["id"])["status"] == "open"
 
@@ -285,8 +332,11 @@ async def test_request_body_over_limit_is_413(h: Harness, netsnmp: NetSnmp) -> N
             yield b"y" * 1024
         yield b'"}'
 
-    r = await h.http.post(f"/api/v1/tickets/{t['id']}/comment", content=chunks(),
-                          headers={**OP, "Content-Type": "application/json"})
+    r = await h.http.post(
+        f"/api/v1/tickets/{t['id']}/comment",
+        content=chunks(),
+        headers={**OP, "Content-Type": "application/json"},
+    )
     assert r.status_code == 413
     ok = await h.post(f"/api/v1/tickets/{t['id']}/comment", {"note": "x" * 1000})
     assert ok.status_code == 200
@@ -296,7 +346,7 @@ async def test_request_body_over_limit_is_413(h: Harness, netsnmp: NetSnmp) -> N
 # -- devices, optional features ------------------------------------------------------------------
 async def test_devices_and_liveness(h: Harness, netsnmp: NetSnmp) -> None:
     h.offer("gas-1", "heartbeat.lost")
-    h.offer("10.9.9.9", "SNMPv2-MIB::coldStart")   # a sender not in the inventory
+    h.offer("10.9.9.9", "SNMPv2-MIB::coldStart")  # a sender not in the inventory
     await eventually(lambda: len(h.gw.store.list_alarms()) == 2)
     devs = {d["id"]: d for d in (await h.get("/api/v1/devices")).json()}
     assert devs["gas-1"]["liveness"] == "lost" and devs["gas-1"]["worst_level"] == 1
@@ -309,7 +359,11 @@ async def test_devices_and_liveness(h: Harness, netsnmp: NetSnmp) -> None:
     one = (await h.get("/api/v1/devices/gas-1")).json()
     assert [a["key"] for a in one["alarms"]] == ["gas-1/reachability"]
     assert (await h.get("/api/v1/devices/nope")).status_code == 404
-    h.offer("gas-1", "heartbeat")                     # a sign of life: the watchdog restores it
+    assert [d["id"] for d in (await h.get("/api/v1/devices", params={"limit": 1})).json()] == ["sw-1"]
+    board = (await h.get("/api/v1/board")).json()
+    assert [d["id"] for d in board["devices"]] == ["gas-1", "10.9.9.9", "sw-1"]  # worst open alarm first
+    assert board["health"]["devices"]["total"] == 3 and board["health"]["devices"]["lost"] == 1
+    h.offer("gas-1", "heartbeat")  # a sign of life: the watchdog restores it
     await eventually(lambda: not h.gw.book.open.get("gas-1/reachability"))
     back = (await h.get("/api/v1/devices/gas-1")).json()
     assert back["liveness"] == "alive" and back["last_seen"] and back["deadline"] and back["open_alarms"] == 0
@@ -317,7 +371,7 @@ async def test_devices_and_liveness(h: Harness, netsnmp: NetSnmp) -> None:
 
 async def test_maintenance_windows_reload_and_outbox(h: Harness, netsnmp: NetSnmp) -> None:
     hooks = h.ctx.maintenance
-    h.ctx.maintenance = None                           # a gateway without the feature: a clear 501
+    h.ctx.maintenance = None  # a gateway without the feature: a clear 501
     spec = {"sites": ["hq"], "end": "2030-01-01T08:00:00+08:00", "reason": "firmware upgrade"}
     for method, path in (("GET", "/api/v1/maintenance"), ("POST", "/api/v1/maintenance/mw1/end")):
         r = await h.http.request(method, path, headers=OP)
@@ -328,10 +382,24 @@ async def test_maintenance_windows_reload_and_outbox(h: Harness, netsnmp: NetSnm
     r = await h.post("/api/v1/maintenance", spec)
     assert r.status_code == 201, r.text
     w = r.json()
-    assert (w["sites"], w["author"], w["end"], w["reason"]) == (["hq"], "alice", "2030-01-01T00:00:00.000Z", "firmware upgrade")
-    assert "body: name at least one" in (await h.post("/api/v1/maintenance", {"end": "2030-01-01T00:00:00Z"})).json()["message"]
-    assert "body.end" in (await h.post("/api/v1/maintenance", {"sites": ["hq"], "end": "soon"})).json()["message"]
-    r = await h.post("/api/v1/maintenance", {"sites": ["hq"], "start": "2030-01-02T00:00:00Z", "end": "2030-01-01T00:00:00Z"})
+    assert (w["sites"], w["author"], w["end"], w["reason"]) == (
+        ["hq"],
+        "alice",
+        "2030-01-01T00:00:00.000Z",
+        "firmware upgrade",
+    )
+    assert (
+        "body: name at least one"
+        in (await h.post("/api/v1/maintenance", {"end": "2030-01-01T00:00:00Z"})).json()["message"]
+    )
+    assert (
+        "body.end"
+        in (await h.post("/api/v1/maintenance", {"sites": ["hq"], "end": "soon"})).json()["message"]
+    )
+    r = await h.post(
+        "/api/v1/maintenance",
+        {"sites": ["hq"], "start": "2030-01-02T00:00:00Z", "end": "2030-01-01T00:00:00Z"},
+    )
     assert r.status_code == 422 and "end must be after start" in r.json()["message"]
     r = await h.post("/api/v1/maintenance", {"sites": ["hq"], "end": "2020-01-01T00:00:00Z"})
     assert r.status_code == 422 and "body.end" in r.json()["message"]
@@ -343,13 +411,15 @@ async def test_maintenance_windows_reload_and_outbox(h: Harness, netsnmp: NetSnm
     assert a["key"] == "sw-1/if/4" and a["ticket_id"] is None
     ended = (await h.post(f"/api/v1/maintenance/{w['id']}/end")).json()
     assert ended["id"] == w["id"] and ended["ended_by"] == "alice"
-    await eventually(lambda: h.gw.store.list_tickets())   # the fault is still there: now it needs people
+    await eventually(lambda: h.gw.store.list_tickets())  # the fault is still there: now it needs people
     assert (await h.post(f"/api/v1/maintenance/{w['id']}/end")).status_code == 409
     assert (await h.post("/api/v1/maintenance/nope/end")).status_code == 404
     assert (await h.get("/api/v1/maintenance")).json() == []
-    assert [x["id"] for x in (await h.get("/api/v1/maintenance", params={"include_ended": "true"})).json()] == [w["id"]]
+    assert [
+        x["id"] for x in (await h.get("/api/v1/maintenance", params={"include_ended": "true"})).json()
+    ] == [w["id"]]
 
-    r = await h.post("/api/v1/rules/reload")           # the gateway's own reload
+    r = await h.post("/api/v1/rules/reload")  # the gateway's own reload
     assert r.status_code == 200 and r.json()["result"]["ok"] is True and r.json()["result"]["rules"] > 0
     real_reload = h.ctx.reload
 
@@ -394,8 +464,9 @@ async def _sse(resp: httpx.Response) -> AsyncIterator[tuple[str, dict[str, Any]]
             data.append(line[5:].strip())
 
 
-async def _next_of(events: AsyncIterator[tuple[str, dict[str, Any]]], kind: str, pred: Any = None,
-                   timeout: float = 2.0) -> dict[str, Any]:
+async def _next_of(
+    events: AsyncIterator[tuple[str, dict[str, Any]]], kind: str, pred: Any = None, timeout: float = 2.0
+) -> dict[str, Any]:
     async def find() -> dict[str, Any]:
         async for ev, data in events:
             if ev == kind and (pred is None or pred(data)):
@@ -420,7 +491,9 @@ async def test_sse_delivers_an_alarm_change_within_2s(h: Harness, netsnmp: NetSn
         # an operator action shows up on the stream too
         r = await h.post(f"/api/v1/tickets/{ticket['id']}/acknowledge")
         assert r.status_code == 200
-        acked = await _next_of(events, "ticket", lambda t: t["id"] == ticket["id"] and t["status"] == "acknowledged")
+        acked = await _next_of(
+            events, "ticket", lambda t: t["id"] == ticket["id"] and t["status"] == "acknowledged"
+        )
         assert acked["clocks"][0]["state"] == "met"
     assert (await h.get("/api/v1/alarms", headers={"Authorization": ""})).status_code == 401
     assert (await h.http.get("/api/v1/events/stream")).status_code == 401
@@ -429,16 +502,17 @@ async def test_sse_delivers_an_alarm_change_within_2s(h: Harness, netsnmp: NetSn
 async def test_sse_sla_warning_and_breach(tmp_path: Path, netsnmp: NetSnmp) -> None:
     clock = ManualClock(time.time())
     async for h in _harness(tmp_path, clock):
-        async with h.http.stream("GET", "/api/v1/events/stream", params={"types": "sla.warning,sla.breach"},
-                                 headers=VIEW) as resp:
+        async with h.http.stream(
+            "GET", "/api/v1/events/stream", params={"types": "sla.warning,sla.breach"}, headers=VIEW
+        ) as resp:
             events = _sse(resp).__aiter__()
             await _next_of(events, "hello")
-            t = await _one_ticket(h, netsnmp)               # level 3, mine-monitoring: response within 2 h
+            t = await _one_ticket(h, netsnmp)  # level 3, mine-monitoring: response within 2 h
             m0 = await h.metrics()
-            clock.advance(3700)                             # past 50 % of the response target
+            clock.advance(3700)  # past 50 % of the response target
             warn = await _next_of(events, "sla.warning", lambda n: n["clock"] == "response", timeout=3)
             assert (warn["ticket_id"], warn["fraction"], warn["level"]) == (t["id"], 0.5, 3)
-            clock.advance(3600)                             # past the deadline
+            clock.advance(3600)  # past the deadline
             breach = await _next_of(events, "sla.breach", lambda n: n["clock"] == "response", timeout=3)
             assert breach["ticket_id"] == t["id"] and breach["fraction"] == 1.0
             m1 = await h.metrics()
@@ -453,11 +527,11 @@ async def test_sse_sla_warning_and_breach(tmp_path: Path, netsnmp: NetSnmp) -> N
 
 async def test_slow_subscriber_is_dropped_and_counted(h: Harness, netsnmp: NetSnmp) -> None:
     bus = h.ctx.bus
-    slow = bus.subscribe(maxsize=2)           # never reads
+    slow = bus.subscribe(maxsize=2)  # never reads
     fast = bus.subscribe()
     for i in (1, 2, 3):
         await h.trap(netsnmp, LINK_DOWN, link_varbinds(i))
-    await eventually(lambda: len(h.gw.store.list_tickets()) == 3)   # the pipeline never waited
+    await eventually(lambda: len(h.gw.store.list_tickets()) == 3)  # the pipeline never waited
     assert slow.dropped and bus.stats.dropped_subscribers == 1
     assert [m["type"] async for m in slow] == ["overflow"]
     got = []
@@ -474,7 +548,7 @@ async def test_slow_subscriber_is_dropped_and_counted(h: Harness, netsnmp: NetSn
     async with h.http.stream("GET", "/api/v1/events/stream", headers=VIEW) as resp:
         events = _sse(resp).__aiter__()
         await _next_of(events, "hello")
-        await h.trap(netsnmp, LINK_DOWN, link_varbinds(9))      # alarm + ticket in one commit
+        await h.trap(netsnmp, LINK_DOWN, link_varbinds(9))  # alarm + ticket in one commit
         over = await _next_of(events, "overflow")
         assert "fell behind" in over["reason"]
         with pytest.raises(StopAsyncIteration):
@@ -502,7 +576,9 @@ async def test_metrics_parse_and_move_with_traffic(h: Harness, netsnmp: NetSnmp)
     assert sample(m1, "gateway_tickets_open", level="3", status="open") == 1
     assert sample(m1, "gateway_alarms_raised_total") == 1 and sample(m1, "gateway_tickets_opened_total") == 1
     assert sample(m1, "gateway_sla_clocks", clock="response", state="running") == 1
-    assert sample(m1, "gateway_pipeline_latency_seconds_count") > sample(m0, "gateway_pipeline_latency_seconds_count")
+    assert sample(m1, "gateway_pipeline_latency_seconds_count") > sample(
+        m0, "gateway_pipeline_latency_seconds_count"
+    )
     inf = sample(m1, "gateway_pipeline_latency_seconds_bucket", le="+Inf")
     assert inf == sample(m1, "gateway_pipeline_latency_seconds_count")
     assert sample(m1, "gateway_outbox_messages", state="failed") == 0
@@ -532,7 +608,9 @@ async def test_action_answers_503_when_the_commit_does_not_come(h: Harness, nets
         assert r.status_code == 503 and r.json()["error"] == "not_committed"
     finally:
         h.gw.pipeline.paused_commit = False
-    await eventually(lambda: h.gw.store.get_ticket(t["id"])["status"] == "acknowledged")  # applied once committed
+    await eventually(
+        lambda: h.gw.store.get_ticket(t["id"])["status"] == "acknowledged"
+    )  # applied once committed
 
 
 async def test_client_helper_uses_config_tokens(h: Harness) -> None:
@@ -546,7 +624,10 @@ async def test_client_helper_uses_config_tokens(h: Harness) -> None:
     with ApiClient(cfg) as c:
         assert (await asyncio.to_thread(c.get, "/whoami"))["role"] == "viewer"
     cfg.api.tokens = [t for t in cfg.api.tokens if t.role == "viewer"]
-    with ApiClient(cfg, role="operator") as c, pytest.raises(ApiClientError, match="no \\[\\[api.tokens\\]\\]"):
+    with (
+        ApiClient(cfg, role="operator") as c,
+        pytest.raises(ApiClientError, match="no \\[\\[api.tokens\\]\\]"),
+    ):
         c.get("/whoami")
 
 

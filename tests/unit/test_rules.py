@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.model import Device, Event, FaultLevel
 from rules import RuleEngine, parse_pack
@@ -173,3 +175,36 @@ def test_wildcard_and_exact_rules_share_the_name_cache() -> None:
     assert [cr.id for cr in e.candidates("IF-MIB::linkDown")] == ["down"]
     assert [cr.id for cr in e.candidates("VENDOR7-MIB::trap7")] == ["r7", "w7"]
     assert e.candidates("IF-MIB::linkDown") is e.candidates("IF-MIB::linkDown")  # cached
+
+
+_scalars = st.one_of(
+    st.integers(-3, 12), st.floats(-3, 12, allow_nan=False), st.booleans(),
+    st.sampled_from(["7", "7.0", "07", " 7", "-1", ".5", "minor", "critical", "", "True", "1e3", "nan"]),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_scalars, st.lists(_scalars, min_size=1, max_size=4))
+def test_fast_membership_agrees_with_plain_equality(v: Any, options: list[Any]) -> None:
+    """The precomputed ``in``/``eq`` test gives the answer of comparing one by one."""
+    from rules.match import _member, _same
+
+    assert _member(options)(v) == any(_same(v, o) for o in options)
+
+
+@pytest.mark.parametrize(
+    "when, attrs, expected",
+    [
+        ({"s": {"regex": "object"}}, {}, False),
+        ({"s": {"ne": "ok"}}, {}, False),
+        ({"s": {"not_in": ["ok"]}}, {}, False),
+        ({"s": {"not_in": ["ok"]}}, {"s": "bad"}, True),
+        ({"n": {"gt": 1, "lt": 5}}, {"n": "3"}, True),
+        ({"n": {"gt": 1, "lt": 5}}, {"n": 5}, False),
+        ({"a": 1, "b": {"in": ["x", 2]}, "c": {"exists": True}}, {"a": "1", "b": "2", "c": None}, True),
+    ],
+    ids=["regex-missing", "ne-missing", "not-in-missing", "not-in", "range", "range-edge", "three-attrs"],
+)
+def test_conditions_on_missing_and_combined(when: dict[str, Any], attrs: dict[str, Any], expected: bool) -> None:
+    e = engine({"id": "a", "event": "x", "level": 2, "when": when})
+    assert bool(e.classify(ev("x", **attrs), SW)) is expected

@@ -359,7 +359,8 @@
   function renderDevices() {
     const box = $("devices");
     box.replaceChildren();
-    $("device-count").textContent = state.devices.length;
+    const hd = state.health && state.health.devices;
+    $("device-count").textContent = hd ? hd.total + (hd.lost ? " · " + t("lv_lost") + " " + hd.lost : "") : state.devices.length;
     if (!state.devices.length) { box.append(el("div", { class: "empty", text: t("noDevices") })); return; }
     const list = el("div", { class: "devices" });
     const rank = { lost: 0, alive: 1, unmonitored: 2 };
