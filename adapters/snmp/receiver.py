@@ -111,16 +111,17 @@ class EventBuilder:
             if not trap_oid:
                 raise DecodeError("no_trap_oid", "notification without snmpTrapOID.0", peer_ip)
             varbinds = vbs[start:]
+        names = self._attr_names
         attr_name = self.attr_name
         for oid, val in varbinds:
             if oid == SNMP_TRAP_OID_0:
                 continue
             if oid == SNMP_TRAP_ADDRESS_0 and isinstance(val, str):
                 device = val  # a relay forwarded it: the originator is named here
-            key = attr_name(oid)
+            key = names.get(oid) or attr_name(oid)
             if key in attrs:
                 key = oid
-            attrs[key] = _text(val)
+            attrs[key] = _text(val) if type(val) is bytes else val
         return Event(now, self.source, device, self.trap_name(trap_oid), attrs, peer_ip)
 
 
@@ -272,7 +273,9 @@ class SnmpAdapter:
             self._reject("source_not_allowed", peer_ip)
             return
         try:
-            version = ber.peek_version(data)
+            # The version sits right after the outer SEQUENCE header: 02 01 <v>.
+            off = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
+            version = data[off + 2] if data[off:off + 2] == b"\x02\x01" else ber.peek_version(data)
             if version == ber.V3:
                 if self.v3 is None:
                     raise DecodeError("v3_not_configured", "no SNMPv3 users on this listener")
