@@ -173,6 +173,35 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """Help-desk messages: list them, retry or discard a failed one. The outbox is shared by
+    the daemon and this command through the store (a row update; the worker picks it up)."""
+    from gateway.store.sqlite import SqliteStore
+    from gateway.views import iso, table
+
+    cfg = _load(args.config)
+    path = cfg.data_path(cfg.store.path)
+    if not path.exists():
+        print("error: no store yet (the gateway has not run with this config)", file=sys.stderr)
+        return 1
+    store = SqliteStore(path, synchronous=cfg.store.synchronous)
+    try:
+        if args.outbox_action in ("retry", "discard"):
+            ok = store.outbox_requeue(args.id) if args.outbox_action == "retry" else store.outbox_discard(args.id)
+            if not ok:
+                print(f"error: message {args.id} is not a failed message", file=sys.stderr)
+                return 1
+            print(f"message {args.id}: {'queued again' if args.outbox_action == 'retry' else 'discarded'}")
+            return 0
+        rows = store.outbox_list(state=args.state, limit=args.limit)
+        view = [{"id": r["id"], "connector": r["connector"], "ticket": r["ticket_id"], "kind": r["kind"], "state": r["state"],
+                 "attempts": r["attempts"], "created": iso(r["created_at"]), "error": (r["last_error"] or "")[:80]} for r in rows]
+        print(json.dumps(view, indent=2) if args.json else table(view, ["id", "connector", "ticket", "kind", "state", "attempts", "created", "error"]))
+        return 0
+    finally:
+        store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gateway", description="Device telemetry and auto-alarm gateway")
     p.add_argument("--version", action="version", version=f"gateway {__version__}")
@@ -207,6 +236,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--status")
     t.add_argument("--limit", type=int, default=1000)
     t.set_defaults(func=cmd_tickets)
+
+    ob = sub.add_parser("outbox", help="help-desk messages: list, retry or discard failed ones")
+    osub = ob.add_subparsers(dest="outbox_action", required=True)
+    ol = with_config(osub.add_parser("list", help="list messages (newest first)"))
+    ol.add_argument("--state", choices=["pending", "sending", "delivered", "failed", "discarded"])
+    ol.add_argument("--limit", type=int, default=100)
+    ol.add_argument("--json", action="store_true")
+    for name, text in (("retry", "queue a failed message again"), ("discard", "give up on a failed message")):
+        op = with_config(osub.add_parser(name, help=text))
+        op.add_argument("id", type=int)
+    ob.set_defaults(func=cmd_outbox)
 
     tk = sub.add_parser("ticket", help="one ticket: show it or act on it")
     tsub = tk.add_subparsers(dest="action", required=True)

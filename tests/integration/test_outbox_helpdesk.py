@@ -94,3 +94,38 @@ async def test_outage_queues_durably_and_drains_in_order(
             order = [next(a for a in ("acknowledge", "comment", "arrive", "propose_solution") if f"{a} {tid}" in n) for n in ours
                      if any(f"{a} {tid}" in n for a in ("acknowledge", "comment", "arrive", "propose_solution"))]
             assert order == ["acknowledge", "comment", "arrive", "propose_solution"], notes
+
+
+async def test_permanent_failure_is_parked_visible_and_operable(
+    tmp_path: Path, netsnmp: NetSnmp, helpdesk_server: HelpdeskServer
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, to_toml
+
+    port = free_udp_port()
+    cfg = _cfg(tmp_path, port, helpdesk_server)
+    cfg.helpdesk[0] = cfg.helpdesk[0].model_copy(update={"queue": 999_999})  # no such queue: a permanent 4xx
+    async with Gateway(cfg) as gw:
+        await asyncio.to_thread(netsnmp.trap, port, COLD_START)
+        await eventually(lambda: gw.store.outbox_counts().get("failed") == 1, timeout=10)
+        # ...raised as a gateway alarm of its own, never dropped:
+        await eventually(lambda: [a for a in gw.store.list_alarms() if a["key"] == "gateway/helpdesk:hd/delivery"], timeout=5)
+        assert gw.outbox is not None and gw.outbox.stats.failed == 1
+    # The operator sees it and discards it from the CLI.
+    d = base_config(tmp_path / "var", port)
+    (tmp_path / "cli.toml").write_text(to_toml(d))
+
+    def cli(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "gateway", "outbox", *a, "-c", str(tmp_path / "cli.toml")],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    r = cli("list", "--state", "failed", "--json")
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(r.stdout)
+    assert row["kind"] == "open" and "http_4xx" in row["error"]
+    assert cli("discard", str(row["id"])).returncode == 0
+    assert cli("discard", str(row["id"])).returncode == 1  # no longer a failed message
+    assert json.loads(cli("list", "--state", "discarded", "--json").stdout)[0]["id"] == row["id"]
