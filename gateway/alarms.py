@@ -341,23 +341,15 @@ class AlarmBook:
             return out
         if a is not None:
             if a.due is None or now < a.due:
-                # The hot path of a storm: one more occurrence of a live alarm.
-                a.count += 1
-                a.last_seen = now
-                a.attrs = event.attrs
-                self._dirty[a.id] = a
-                if a.state == PENDING or a.flapping:
-                    return self._repeat_special(a, c, now)
-                if c.level is not None and c.level < a.level:
-                    return self._worse(a, c, now)
-                return [AlarmChange(REPEATED, a, now)]
+                return self._repeat(a, c, event, now)  # the hot path of a storm
+            # A timer of this alarm is due and no tick has run it yet: run it first, so
+            # the outcome does not depend on when the pipeline last ticked.
             out = []
             self._step(a, now, out)
-            cur = self.open.get(c.key)
-            if cur is a:
-                out.extend(self.fold(c, event, device, now))
-                return out
-            out.extend(self._new(c, event, self._device(device), now))
+            if self.open.get(c.key) is a:
+                out.extend(self._repeat(a, c, event, now))
+            else:
+                out.extend(self._new(c, event, self._device(device), now))
             return out
         return self._new(c, event, self._device(device), now)
 
@@ -378,8 +370,12 @@ class AlarmBook:
         settling, maintenance windows that ended. Returns the changes in order."""
         out: list[AlarmChange] = []
         heap = self._heap
+        due = []
         while heap and heap[0][0] <= now:
-            t, aid, key = heapq.heappop(heap)
+            due.append(heapq.heappop(heap))
+        # Entries taken first, then run: a timer that re-arms at or before ``now`` waits for
+        # the next tick instead of spinning this one.
+        for t, aid, key in due:
             a = self.open.get(key)
             if a is None or a.id != aid or a.due != t:
                 continue  # stale: the alarm moved on since this entry was pushed
@@ -485,6 +481,18 @@ class AlarmBook:
         self._schedule(a)
         out.append(AlarmChange(PENDING_CHANGE, a, now, f"waiting for {a.hold_text()}"))
         return out
+
+    def _repeat(self, a: Alarm, c: Classification, event: Event, now: float) -> list[AlarmChange]:
+        """One more occurrence of an open alarm."""
+        a.count += 1
+        a.last_seen = now
+        a.attrs = event.attrs
+        self._dirty[a.id] = a
+        if a.state == PENDING or a.flapping:
+            return self._repeat_special(a, c, now)
+        if c.level is not None and c.level < a.level:
+            return self._worse(a, c, now)
+        return [AlarmChange(REPEATED, a, now)]
 
     def _repeat_special(self, a: Alarm, c: Classification, now: float) -> list[AlarmChange]:
         """One more occurrence of a pending or flapping alarm (count already taken)."""

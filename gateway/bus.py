@@ -202,7 +202,7 @@ class ChangeBus:
         for t in tickets:
             self.publish("ticket", self.render_ticket(t))
         for ch in changes:
-            if isinstance(ch, tuple) and len(ch) == 2:
+            if isinstance(ch, tuple) and len(ch) == 2 and hasattr(ch[1], "fraction"):
                 t, notice = ch
                 kind = "sla.breach" if notice.fraction >= 1.0 else "sla.warning"
                 self.publish(

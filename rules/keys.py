@@ -8,6 +8,7 @@ the event name, or one attribute lookup — so rendering builds no mappings.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from string import Formatter
 from typing import Any
@@ -46,11 +47,13 @@ def _attr(name: str, missing: str) -> _Getter:
     return get
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_template(template: str, missing: str = "?") -> Template:
     """Compile a template once. At render time device fields (``device``, ``rule``,
     ``event``, ``site``, ``region``, ``class``) come first, then the event's attributes;
     unknown names render as ``missing``. Format specs and conversions are not supported
-    (``{x:>4}`` reads as the name ``x``)."""
+    (``{x:>4}`` reads as the name ``x``). Rules with the same template share one compiled
+    renderer (packs repeat ``{device}/...`` keys; fewer objects stay in the CPU's caches)."""
     pattern: list[str] = []
     getters: list[_Getter] = []
     for literal, name, _spec, _conv in Formatter().parse(template):

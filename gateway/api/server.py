@@ -180,7 +180,7 @@ async def start_api(gw: Any) -> ApiServer:
     ):
         outbox = StoreOutbox(gw.store, getattr(gw, "outbox", None))
     components = {}
-    for name in ("watchdog", "outbox"):
+    for name in ("watchdog", "outbox", "timeseries"):
         comp = getattr(gw, name, None)
         if comp is not None and getattr(comp, "stats", None) is not None:
             components[name] = comp

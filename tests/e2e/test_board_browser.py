@@ -41,7 +41,7 @@ _EXEC_WITH_PIPE = (
 
 def _chromium() -> str:
     path = os.environ.get("CHROMIUM") or next((p for p in map(shutil.which, BROWSERS) if p), None)
-    if not path:
+    if not path or not os.access(path, os.X_OK):
         pytest.fail(
             "Chromium is missing: install the Debian package 'chromium' (scripts/test does), "
             "or point CHROMIUM at a Chromium/Chrome binary"
@@ -69,6 +69,7 @@ class Browser:
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self.console: list[str] = []
         self.session: str | None = None
+        self._transport: asyncio.BaseTransport | None = None
         self._task = asyncio.create_task(self._read())
 
     @classmethod
@@ -106,18 +107,25 @@ class Browser:
         os.close(ev_w)
         reader = asyncio.StreamReader(limit=256 * 1024 * 1024)
         loop = asyncio.get_running_loop()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(ev_r, "rb", 0))
-        b = cls(proc, cmd_w, reader, user_dir)
-        target = (await b.send("Target.createTarget", {"url": "about:blank"}, browser=True))["targetId"]
-        b.session = (
-            await b.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)
-        )["sessionId"]
-        await b.send("Page.enable")
-        await b.send("Runtime.enable")
-        await b.send(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(ev_r, "rb", 0)
         )
+        b = cls(proc, cmd_w, reader, user_dir)
+        b._transport = transport
+        try:
+            target = (await b.send("Target.createTarget", {"url": "about:blank"}, browser=True))["targetId"]
+            b.session = (
+                await b.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)
+            )["sessionId"]
+            await b.send("Page.enable")
+            await b.send("Runtime.enable")
+            await b.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            )
+        except BaseException:
+            await b.close()
+            raise
         return b
 
     async def _read(self) -> None:
@@ -136,7 +144,11 @@ class Browser:
                     self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in args))
                 elif msg.get("method") == "Runtime.exceptionThrown":
                     self.console.append("EXCEPTION " + json.dumps(msg["params"]["exceptionDetails"])[:500])
-        except (asyncio.IncompleteReadError, asyncio.CancelledError):
+        except asyncio.IncompleteReadError:
+            for fut in self._waiting.values():  # the browser went away: fail fast, not after 20 s
+                if not fut.done():
+                    fut.set_exception(RuntimeError(f"Chromium exited (status {self.proc.poll()})"))
+        except asyncio.CancelledError:
             pass
 
     async def send(self, method: str, params: dict[str, Any] | None = None, browser: bool = False) -> Any:
@@ -206,6 +218,8 @@ class Browser:
             self.proc.kill()
             self.proc.wait()
         self._task.cancel()
+        if self._transport is not None:
+            self._transport.close()
         os.close(self._w)
         shutil.rmtree(self._user_dir, ignore_errors=True)
 

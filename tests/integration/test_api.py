@@ -265,14 +265,18 @@ async def test_ticket_actions_go_through_the_pipeline(h: Harness, netsnmp: NetSn
     assert r.json()["status"] == "restored"
     r = await h.post(f"/api/v1/tickets/{tid}/close")
     assert r.json()["status"] == "closed" and r.json()["closed_at"]
+    assert (await h.post(f"/api/v1/tickets/{tid}/arrive")).status_code == 409  # closed: reopen first
+    r = await h.post(f"/api/v1/tickets/{tid}/reopen", {"note": "fault came back"})
+    assert r.status_code == 200 and r.json()["status"] == "open"
     r = await h.post(f"/api/v1/tickets/{tid}/reopen")
-    assert r.status_code == 409 and "not open" in r.json()["message"]
+    assert r.status_code == 409 and "reopen" in r.json()["message"]
+    assert (await h.post(f"/api/v1/tickets/{tid}/close")).json()["status"] == "closed"
     assert (await h.post("/api/v1/tickets/999/acknowledge")).status_code == 404
 
     detail = (await h.get(f"/api/v1/tickets/{tid}")).json()
     kinds = [(e["kind"], e["actor"]) for e in detail["timeline"]]
     assert ("acknowledge", "alice") in kinds and ("comment", "carol") in kinds
-    assert [k for k, _ in kinds][-2:] == ["restore", "close"]
+    assert [k for k, _ in kinds][-4:] == ["restore", "close", "reopened", "close"]
     assert detail["timeline"][0]["ts"].endswith("Z")
     assert (await h.get("/api/v1/tickets/999")).status_code == 404
 
