@@ -43,16 +43,28 @@ def make_packs(n_rules: int) -> tuple[list[Any], list[str]]:
     for j in range(n_names):
         name = f"BENCH-MIB::trap{j}"
         names.append(name)
-        rules.append({
-            "id": f"trap{j}-severe", "event": name, "level": 2, "priority": 10,
-            "when": {"severity": {"in": ["critical", "major"]}, "ifIndex": {"exists": True}},
-            "key": "{device}/if/{ifIndex}", "title": "trap {ifIndex} on {device}",
-            "clear_on": [f"BENCH-MIB::clear{j}"],
-        })
-        rules.append({
-            "id": f"trap{j}", "event": name, "level": 3, "priority": 20,
-            "key": "{device}/if/{ifIndex}", "title": "trap {ifIndex} on {device}",
-        })
+        rules.append(
+            {
+                "id": f"trap{j}-severe",
+                "event": name,
+                "level": 2,
+                "priority": 10,
+                "when": {"severity": {"in": ["critical", "major"]}, "ifIndex": {"exists": True}},
+                "key": "{device}/if/{ifIndex}",
+                "title": "trap {ifIndex} on {device}",
+                "clear_on": [f"BENCH-MIB::clear{j}"],
+            }
+        )
+        rules.append(
+            {
+                "id": f"trap{j}",
+                "event": name,
+                "level": 3,
+                "priority": 20,
+                "key": "{device}/if/{ifIndex}",
+                "title": "trap {ifIndex} on {device}",
+            }
+        )
     for k in range(n_glob):
         rules.append({"id": f"vendor{k}", "event": f"VENDOR{k}-MIB::*", "level": 4, "priority": 500})
     while len(rules) < n_rules:  # pad odd sizes with rules for names the stream never sends
@@ -79,7 +91,15 @@ def make_stream(names: list[str], n_events: int, n_keys: int, seed: int = 1) -> 
             pool.append(Event(T0, "bench", dev, names[j].replace("trap", "clear"), {"ifIndex": port}))
         else:
             sev = rng.choice(("critical", "major", "minor", "warning"))
-            pool.append(Event(T0, "bench", dev, names[j], {"ifIndex": port, "severity": sev, "ifDescr": f"ge-0/0/{port}"}))
+            pool.append(
+                Event(
+                    T0,
+                    "bench",
+                    dev,
+                    names[j],
+                    {"ifIndex": port, "severity": sev, "ifDescr": f"ge-0/0/{port}"},
+                )
+            )
     idx = [rng.randrange(len(pool)) for _ in range(n_events)]
     return [pool[i] for i in idx]
 
@@ -110,9 +130,14 @@ class Lane:
         self.batches = 0
 
     def batch(self, start: int, size: int) -> None:
-        resolve, classify, fold, book = self.inventory.resolve, self.engine.classify, self.book.fold, self.book
+        resolve, classify, fold, book = (
+            self.inventory.resolve,
+            self.engine.classify,
+            self.book.fold,
+            self.book,
+        )
         t = time.perf_counter()
-        for ev in self.stream[start:start + size]:
+        for ev in self.stream[start : start + size]:
             dev = resolve(ev.device)
             for c in classify(ev, dev):
                 fold(c, ev, dev, ev.ts)
@@ -138,7 +163,9 @@ class Lane:
         }
 
 
-def run_interleaved(sizes: list[int], n_events: int, n_keys: int, batch: int, spread: bool) -> list[dict[str, float]]:
+def run_interleaved(
+    sizes: list[int], n_events: int, n_keys: int, batch: int, spread: bool
+) -> list[dict[str, float]]:
     """All rule sets side by side, one batch each in turn (rotating who goes first), so a
     noisy neighbour on the machine slows every set alike instead of whichever ran then."""
     lanes = [Lane(n, n_events, n_keys, min(sizes), spread) for n in sizes]
@@ -175,8 +202,13 @@ def run_storm(n_events: int, batch: int) -> dict[str, float]:
     dt = time.perf_counter() - t
     [alarm] = book.open.values()
     assert alarm.count == n_events, "a storm's count must be exact"
-    return {"events": float(n_events), "eps": n_events / dt, "us": dt / n_events * 1e6,
-            "rows_per_batch": rows / batches, "count": float(alarm.count)}
+    return {
+        "events": float(n_events),
+        "eps": n_events / dt,
+        "us": dt / n_events * 1e6,
+        "rows_per_batch": rows / batches,
+        "count": float(alarm.count),
+    }
 
 
 def table(args: argparse.Namespace, sizes: list[int], spread: bool) -> float:
@@ -186,20 +218,28 @@ def table(args: argparse.Namespace, sizes: list[int], spread: bool) -> float:
     for _ in range(args.repeat):
         for r in run_interleaved(sizes, args.events, args.keys, args.batch, spread):
             runs[int(r["rules"])].append(r)
-    print("stream spread over every event name the rule set has rules for:" if spread else
-          f"the same stream for every rule set (the event names the {sizes[0]}-rule set has rules for):")
+    print(
+        "stream spread over every event name the rule set has rules for:"
+        if spread
+        else f"the same stream for every rule set (the event names the {sizes[0]}-rule set has rules for):"
+    )
     print()
-    print("| rules loaded (compiled) | event names in stream | candidate rules per event | fault keys | "
-          "events/s (best) | µs per event (best) | µs per event (median) | alarm rows per batch |")
+    print(
+        "| rules loaded (compiled) | event names in stream | candidate rules per event | fault keys | "
+        "events/s (best) | µs per event (best) | µs per event (median) | alarm rows per batch |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     best = []
     for n in sizes:
         rs = sorted(runs[n], key=lambda r: r["us"])
         r, med = rs[0], rs[len(rs) // 2]
         best.append(r["us"])
-        print(f"| {int(r['rules']):,} ({int(r['compiled']):,}) | {int(r['names']):,} | {r['candidates']:.2f} | "
-              f"{int(r['keys']):,} | {r['eps']:,.0f} | {r['us']:.2f} | {med['us']:.2f} | "
-              f"{r['rows_per_batch']:,.0f} |", flush=True)
+        print(
+            f"| {int(r['rules']):,} ({int(r['compiled']):,}) | {int(r['names']):,} | {r['candidates']:.2f} | "
+            f"{int(r['keys']):,} | {r['eps']:,.0f} | {r['us']:.2f} | {med['us']:.2f} | "
+            f"{r['rows_per_batch']:,.0f} |",
+            flush=True,
+        )
     print()
     return best[-1] / best[0]
 
@@ -213,22 +253,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=2)
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.rules.split(",")]
-    print(f"python {platform.python_version()} on {platform.machine()}; "
-          f"{args.events:,} events over {args.keys:,} fault keys, batches of {args.batch}")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}; "
+        f"{args.events:,} events over {args.keys:,} fault keys, batches of {args.batch}"
+    )
     print()
     same = table(args, sizes, spread=False)
     spread = table(args, sizes, spread=True)
     s = run_storm(args.events, args.batch)
-    print(f"storm: {int(s['events']):,} identical events (1,000 rules): {s['eps']:,.0f} events/s, "
-          f"{s['us']:.2f} µs per event, {s['rows_per_batch']:.0f} alarm row per batch, count {int(s['count']):,}")
+    print(
+        f"storm: {int(s['events']):,} identical events (1,000 rules): {s['eps']:,.0f} events/s, "
+        f"{s['us']:.2f} µs per event, {s['rows_per_batch']:.0f} alarm row per batch, count {int(s['count']):,}"
+    )
     if len(sizes) > 1:
         print()
-        print(f"cost per event, {sizes[-1]:,} rules vs {sizes[0]:,}: x{same:.2f} (same stream), "
-              f"x{spread:.2f} (stream spread over every name)")
+        print(
+            f"cost per event, {sizes[-1]:,} rules vs {sizes[0]:,}: x{same:.2f} (same stream), "
+            f"x{spread:.2f} (stream spread over every name)"
+        )
         if same > 1.25:
             print("WARNING: cost per event grows with the number of rules", file=sys.stderr)
             return 1
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -46,23 +46,23 @@ if TYPE_CHECKING:
     from gateway.maintenance import MaintenanceBook
 
 __all__ = [
-    "Alarm",
-    "AlarmChange",
-    "AlarmBook",
-    "PENDING",
     "ACTIVE",
     "CLEARED",
-    "SUPPRESSED",
-    "RAISED",
-    "PENDING_CHANGE",
-    "REPEATED",
-    "ESCALATED",
     "CLEARED_CHANGE",
+    "ESCALATED",
+    "FLAPPING",
+    "MAINTENANCE",
+    "PARENT",
+    "PENDING",
+    "PENDING_CHANGE",
+    "RAISED",
+    "REPEATED",
+    "SUPPRESSED",
     "SUPPRESSED_CHANGE",
     "UNSUPPRESSED",
-    "FLAPPING",
-    "PARENT",
-    "MAINTENANCE",
+    "Alarm",
+    "AlarmBook",
+    "AlarmChange",
 ]
 
 PENDING = "pending"
@@ -388,7 +388,7 @@ class AlarmBook:
         elif self._suppressed:
             m = self.maintenance
             for reason in [r for r in self._suppressed if r.startswith(MAINTENANCE)]:
-                if m is None or not m.is_active(reason[len(MAINTENANCE):], now):
+                if m is None or not m.is_active(reason[len(MAINTENANCE) :], now):
                     self._release(reason, now, out)
         self._prune_recent(now)
         return out
@@ -410,7 +410,7 @@ class AlarmBook:
         m = self.maintenance
         for reason in self._suppressed:
             if reason.startswith(MAINTENANCE):
-                w = m.get(reason[len(MAINTENANCE):]) if m is not None else None
+                w = m.get(reason[len(MAINTENANCE) :]) if m is not None else None
                 end = w.end if w is not None else 0.0
                 best = end if best is None else min(best, end)
         return best
@@ -537,8 +537,7 @@ class AlarmBook:
         a.active_since = now
         a.occurrences = []
         lvl = self._escalated_level(a, now)
-        if lvl < a.level:
-            a.level = lvl  # a long hold may already have passed an escalation step
+        a.level = min(a.level, lvl)  # a long hold may already have passed an escalation step
         reason = self._suppression(dev, now)
         if reason is not None:
             a.state = SUPPRESSED
@@ -617,7 +616,9 @@ class AlarmBook:
                 self._suppressed.setdefault(reason, set()).add(a.key)
             else:
                 a.state = ACTIVE
-        out.append(AlarmChange(FLAPPING, a, now, f"{len(a.transitions)} transitions within {a.flap_window:g} s"))
+        out.append(
+            AlarmChange(FLAPPING, a, now, f"{len(a.transitions)} transitions within {a.flap_window:g} s")
+        )
         self._refresh_down(a, now, out)
         self._schedule(a)
 
@@ -662,10 +663,16 @@ class AlarmBook:
             lvl = self._escalated_level(a, now)
             if lvl < a.level:
                 old = a.level
-                at = min(a.first_seen + after for after, step in a.escalate if step == lvl and a.first_seen + after <= now)
+                at = min(
+                    a.first_seen + after
+                    for after, step in a.escalate
+                    if step == lvl and a.first_seen + after <= now
+                )
                 a.level = lvl
                 self._dirty[a.id] = a
-                out.append(AlarmChange(ESCALATED, a, min(now, at), f"unresolved: level {int(old)} → {int(lvl)}"))
+                out.append(
+                    AlarmChange(ESCALATED, a, min(now, at), f"unresolved: level {int(old)} → {int(lvl)}")
+                )
                 self._refresh_down(a, now, out)
         self._schedule(a)
 
@@ -727,8 +734,10 @@ class AlarmBook:
         keys = self._suppressed.pop(reason, None)
         if not keys:
             return
-        alarms = sorted((a for k in keys if (a := self.open.get(k)) is not None and a.suppressed_by == reason),
-                        key=lambda a: a.id)
+        alarms = sorted(
+            (a for k in keys if (a := self.open.get(k)) is not None and a.suppressed_by == reason),
+            key=lambda a: a.id,
+        )
         for a in alarms:
             new = self._suppression(self._device(a.device), now)
             self._dirty[a.id] = a

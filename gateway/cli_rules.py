@@ -34,25 +34,47 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
     r = sub.add_parser("rules", help="rule packs: dry run, replay, reload")
     rsub = r.add_subparsers(dest="rules_command", required=True)
 
-    t = with_config(rsub.add_parser("test", help="dry run: which rule, level and key an event gets, and what would happen"))
-    t.add_argument("event", help='JSON file: {"name": ..., "device": ..., "attrs": {...}} (or a list of them); - = stdin')
+    t = with_config(
+        rsub.add_parser(
+            "test", help="dry run: which rule, level and key an event gets, and what would happen"
+        )
+    )
+    t.add_argument(
+        "event", help='JSON file: {"name": ..., "device": ..., "attrs": {...}} (or a list of them); - = stdin'
+    )
     t.add_argument("--json", action="store_true", help="machine-readable output")
-    t.add_argument("--no-state", action="store_true", help="ignore the store (as if no alarm or ticket were open)")
+    t.add_argument(
+        "--no-state", action="store_true", help="ignore the store (as if no alarm or ticket were open)"
+    )
     t.set_defaults(func=cmd_rules_test)
 
     rp = rsub.add_parser("replay", help="replay a recorded event stream through a rule set")
     rp.add_argument("capture", help="JSON-lines file recorded with `gateway run --record`")
     rp.add_argument("--rules", required=True, help="directory of rule packs (*.toml) or one pack file")
-    rp.add_argument("-c", "--config", default=None,
-                    help="config for policies, devices and maintenance (default: $GATEWAY_CONFIG or config.toml if present)")
-    rp.add_argument("--compare", action="store_true", help="also run the config's live rules and print the differences")
-    rp.add_argument("--settle", default="0", help="run the clock on after the last event (e.g. 10m) for holds and escalations")
+    rp.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        help="config for policies, devices and maintenance (default: $GATEWAY_CONFIG or config.toml if present)",
+    )
+    rp.add_argument(
+        "--compare", action="store_true", help="also run the config's live rules and print the differences"
+    )
+    rp.add_argument(
+        "--settle",
+        default="0",
+        help="run the clock on after the last event (e.g. 10m) for holds and escalations",
+    )
     rp.add_argument("--log", action="store_true", help="print every alarm change and what the desk did")
     rp.add_argument("--json", action="store_true", help="machine-readable output")
     rp.set_defaults(func=cmd_rules_replay)
 
-    rl = with_config(rsub.add_parser("reload", help="validate, then make the running gateway reload rules and policies"))
-    rl.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the daemon's answer (default: 10)")
+    rl = with_config(
+        rsub.add_parser("reload", help="validate, then make the running gateway reload rules and policies")
+    )
+    rl.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait for the daemon's answer (default: 10)"
+    )
     rl.set_defaults(func=cmd_rules_reload)
 
     m = sub.add_parser("maintenance", help="maintenance windows: alarms recorded, no tickets")
@@ -61,11 +83,17 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
     ml.add_argument("--all", action="store_true")
     ml.add_argument("--json", action="store_true")
     ml.set_defaults(func=cmd_maintenance_list)
-    ma = with_config(msub.add_parser("add", help="add a window (scope: --device/--site/--class, each repeatable)"))
+    ma = with_config(
+        msub.add_parser("add", help="add a window (scope: --device/--site/--class, each repeatable)")
+    )
     ma.add_argument("--device", action="append", default=[], help="device id or glob")
     ma.add_argument("--site", action="append", default=[], help="site or glob")
-    ma.add_argument("--class", dest="classes", action="append", default=[], help="device class or glob, e.g. network.*")
-    ma.add_argument("--start", default="now", help="'now', '+30m', ISO-8601 (local: gateway.timezone) or epoch")
+    ma.add_argument(
+        "--class", dest="classes", action="append", default=[], help="device class or glob, e.g. network.*"
+    )
+    ma.add_argument(
+        "--start", default="now", help="'now', '+30m', ISO-8601 (local: gateway.timezone) or epoch"
+    )
     ma.add_argument("--end", help="same forms as --start")
     ma.add_argument("--for", dest="duration", help="length instead of --end, e.g. 2h")
     ma.add_argument("--author", default="", help="who (default: the login name)")
@@ -98,7 +126,11 @@ def _store(cfg: Any, readonly: bool = True) -> Any:
     path = cfg.data_path(cfg.store.path)
     if readonly and not path.exists():
         return None
-    return SqliteStore(path, readonly=readonly) if readonly else SqliteStore(path, synchronous=cfg.store.synchronous)
+    return (
+        SqliteStore(path, readonly=readonly)
+        if readonly
+        else SqliteStore(path, synchronous=cfg.store.synchronous)
+    )
 
 
 def _stored_windows(store: Any) -> list[Any]:
@@ -190,36 +222,69 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
             is_used = matched and (cr.id, cr.action) in used
             if is_used:
                 used.discard((cr.id, cr.action))
-            candidates.append({
-                "rule": cr.id, "pack": cr.pack, "action": cr.action,
-                "level": int(cr.level) if cr.level is not None else None,
-                "priority": cr.order[0], "matched": matched, "used": is_used,
-            })
+            candidates.append(
+                {
+                    "rule": cr.id,
+                    "pack": cr.pack,
+                    "action": cr.action,
+                    "level": int(cr.level) if cr.level is not None else None,
+                    "priority": cr.order[0],
+                    "matched": matched,
+                    "used": is_used,
+                }
+            )
         outcomes = []
         for c in cs:
             for ch in book.fold(c, ev, dev, ev.ts):
-                out = dispatch(ch, inventory.resolve(ch.alarm.device), desk, policies, cfg.inventory.default_policy)
+                out = dispatch(
+                    ch, inventory.resolve(ch.alarm.device), desk, policies, cfg.inventory.default_policy
+                )
                 a = ch.alarm
-                outcomes.append({
-                    "change": ch.kind, "alarm_id": a.id, "key": a.key, "state": a.state, "level": int(a.level),
-                    "count": a.count, "suppressed_by": a.suppressed_by, "action": out.action,
-                    "ticket_id": out.ticket_id, "text": out.text,
-                })
-        reports.append({
-            "event": {"name": ev.name, "device": ev.device, "ts": ev.ts, "attrs": dict(ev.attrs)},
-            "device": {"id": dev.id, "known": dev.known, "class": dev.device_class, "site": dev.site,
-                       "region": dev.region, "policy": dev.policy, "parent": dev.parent},
-            "candidates": candidates,
-            "classifications": [
-                {"rule": c.rule_id, "action": c.action, "key": c.key,
-                 "level": int(c.level) if c.level is not None else None, "title": c.title}
-                for c in cs
-            ],
-            "unclassified": not cs,
-            "outcomes": outcomes,
-        })
+                outcomes.append(
+                    {
+                        "change": ch.kind,
+                        "alarm_id": a.id,
+                        "key": a.key,
+                        "state": a.state,
+                        "level": int(a.level),
+                        "count": a.count,
+                        "suppressed_by": a.suppressed_by,
+                        "action": out.action,
+                        "ticket_id": out.ticket_id,
+                        "text": out.text,
+                    }
+                )
+        reports.append(
+            {
+                "event": {"name": ev.name, "device": ev.device, "ts": ev.ts, "attrs": dict(ev.attrs)},
+                "device": {
+                    "id": dev.id,
+                    "known": dev.known,
+                    "class": dev.device_class,
+                    "site": dev.site,
+                    "region": dev.region,
+                    "policy": dev.policy,
+                    "parent": dev.parent,
+                },
+                "candidates": candidates,
+                "classifications": [
+                    {
+                        "rule": c.rule_id,
+                        "action": c.action,
+                        "key": c.key,
+                        "level": int(c.level) if c.level is not None else None,
+                        "title": c.title,
+                    }
+                    for c in cs
+                ],
+                "unclassified": not cs,
+                "outcomes": outcomes,
+            }
+        )
     if args.json:
-        print(json.dumps(reports if len(reports) > 1 else reports[0], indent=2, ensure_ascii=False, default=str))
+        print(
+            json.dumps(reports if len(reports) > 1 else reports[0], indent=2, ensure_ascii=False, default=str)
+        )
         return 0
     for rep in reports:
         _print_test(rep, engine)
@@ -231,14 +296,20 @@ def _print_test(rep: dict[str, Any], engine: Any) -> None:
 
     ev, dev = rep["event"], rep["device"]
     known = "" if dev["known"] else "unknown device, "
-    print(f"event {ev['name']} from {dev['id']} ({known}class {dev['class']}, site {dev['site'] or '-'}, "
-          f"region {dev['region'] or '-'}, policy {dev['policy'] or '-'}) at {_iso(ev['ts'])}")
+    print(
+        f"event {ev['name']} from {dev['id']} ({known}class {dev['class']}, site {dev['site'] or '-'}, "
+        f"region {dev['region'] or '-'}, policy {dev['policy'] or '-'}) at {_iso(ev['ts'])}"
+    )
     if not rep["candidates"]:
         print("  no rule names this event")
     for c in rep["candidates"]:
         mark = "x" if c["used"] else ("-" if c["matched"] else " ")
         what = f"{c['action']}" + (f" level {c['level']}" if c["level"] is not None else "")
-        note = "" if c["used"] else (" (matched; an earlier rule won)" if c["matched"] else " (conditions not met)")
+        note = (
+            ""
+            if c["used"]
+            else (" (matched; an earlier rule won)" if c["matched"] else " (conditions not met)")
+        )
         print(f"  [{mark}] {c['pack']}/{c['rule']}  {what}  priority {c['priority']}{note}")
     if rep["unclassified"]:
         dl = engine.default_level
@@ -319,8 +390,10 @@ def cmd_rules_replay(args: argparse.Namespace) -> int:
             doc["diff"] = compare(live, new)
         print(json.dumps(doc, indent=2, ensure_ascii=False, default=str))
         return 0
-    print(f"replayed {new.events} events from {args.capture} ({_iso(new.first_ts)} … {_iso(new.last_ts)}) "
-          f"through {len(new_engine.rules)} rules from {args.rules}")
+    print(
+        f"replayed {new.events} events from {args.capture} ({_iso(new.first_ts)} … {_iso(new.last_ts)}) "
+        f"through {len(new_engine.rules)} rules from {args.rules}"
+    )
     _print_replay(new, args.log)
     if live is not None:
         print()
@@ -339,8 +412,10 @@ def cmd_rules_replay(args: argparse.Namespace) -> int:
 
 def _summary_line(res: Any) -> str:
     states = ", ".join(f"{n} {s}" for s, n in sorted(res.counts().items())) or "none"
-    return (f"classified {res.classified}, unclassified {res.unclassified}; "
-            f"alarms {len(res.alarms)} ({states}); tickets {len(res.tickets)}")
+    return (
+        f"classified {res.classified}, unclassified {res.unclassified}; "
+        f"alarms {len(res.alarms)} ({states}); tickets {len(res.tickets)}"
+    )
 
 
 def _replay_doc(res: Any) -> dict[str, Any]:
@@ -350,8 +425,17 @@ def _replay_doc(res: Any) -> dict[str, Any]:
         "unclassified": res.unclassified,
         "alarms": [a.to_dict() for a in sorted(res.alarms.values(), key=lambda a: a.id)],
         "tickets": [
-            {"id": t.id, "level": int(t.level), "status": t.status, "device": t.device, "alarm_key": t.alarm_key,
-             "alarm_id": t.alarm_id, "policy": t.policy, "opened_at": t.opened_at, "title": t.title}
+            {
+                "id": t.id,
+                "level": int(t.level),
+                "status": t.status,
+                "device": t.device,
+                "alarm_key": t.alarm_key,
+                "alarm_id": t.alarm_id,
+                "policy": t.policy,
+                "opened_at": t.opened_at,
+                "title": t.title,
+            }
             for t in sorted(res.tickets.values(), key=lambda t: t.id)
         ],
         "log": [{"at": at, "change": kind, "key": key, "text": text} for at, kind, key, text in res.log],
@@ -365,17 +449,34 @@ def _print_replay(res: Any, with_log: bool) -> None:
         for at, kind, key, text in res.log:
             print(f"  {_iso(at)}  {kind:<12} {key}  → {text}")
     alarms = [
-        {**a.to_dict(), "last_seen": _iso(a.last_seen), "flags": ",".join(
-            f for f, on in (("flapping", a.flapping), (a.suppressed_by or "", bool(a.suppressed_by)),
-                            (a.clear_reason, bool(a.clear_reason))) if on)}
+        {
+            **a.to_dict(),
+            "last_seen": _iso(a.last_seen),
+            "flags": ",".join(
+                f
+                for f, on in (
+                    ("flapping", a.flapping),
+                    (a.suppressed_by or "", bool(a.suppressed_by)),
+                    (a.clear_reason, bool(a.clear_reason)),
+                )
+                if on
+            ),
+        }
         for a in sorted(res.alarms.values(), key=lambda a: a.id)
     ]
     print()
     print("ALARMS")
     print(_table(alarms, ["id", "level", "state", "count", "device", "key", "ticket_id", "flags", "title"]))
     tickets = [
-        {"id": t.id, "level": int(t.level), "status": t.status, "device": t.device, "alarm_key": t.alarm_key,
-         "policy": t.policy, "opened_at": _iso(t.opened_at)}
+        {
+            "id": t.id,
+            "level": int(t.level),
+            "status": t.status,
+            "device": t.device,
+            "alarm_key": t.alarm_key,
+            "policy": t.policy,
+            "opened_at": _iso(t.opened_at),
+        }
         for t in sorted(res.tickets.values(), key=lambda t: t.id)
     ]
     print()
@@ -424,19 +525,25 @@ def cmd_rules_reload(args: argparse.Namespace) -> int:
     engine = load_rules(cfg)  # a bad file is reported here, before the daemon is bothered
     pid, status = _signal_reload(cfg, args.wait)
     if pid is None:
-        print(f"error: no running gateway for {args.config} (no live PID in {cfg.data_path('gateway.pid')})",
-              file=sys.stderr)
+        print(
+            f"error: no running gateway for {args.config} (no live PID in {cfg.data_path('gateway.pid')})",
+            file=sys.stderr,
+        )
         return 1
     if status is None:
         print(f"signalled gateway (pid {pid}); no answer within {args.wait:g} s — see its log")
         return 1
     if not status.get("ok"):
-        print(f"error: gateway (pid {pid}) rejected the reload; the previous rules stay live: {status.get('error')}",
-              file=sys.stderr)
+        print(
+            f"error: gateway (pid {pid}) rejected the reload; the previous rules stay live: {status.get('error')}",
+            file=sys.stderr,
+        )
         return 1
-    print(f"reloaded gateway (pid {pid}): {status.get('rules', len(engine.rules))} rules, "
-          f"{status.get('policies')} policies, {status.get('devices')} devices, "
-          f"{status.get('maintenance')} maintenance windows")
+    print(
+        f"reloaded gateway (pid {pid}): {status.get('rules', len(engine.rules))} rules, "
+        f"{status.get('policies')} policies, {status.get('devices')} devices, "
+        f"{status.get('maintenance')} maintenance windows"
+    )
     return 0
 
 
@@ -455,9 +562,16 @@ def cmd_maintenance_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
-    view = [{**r, "start": _iso(r["start"]), "end": _iso(r["end"]),
-             "scope": " ".join(f"{k}={','.join(r[k])}" for k in ("devices", "sites", "classes") if r[k]),
-             "active": "yes" if r["active"] else ""} for r in rows]
+    view = [
+        {
+            **r,
+            "start": _iso(r["start"]),
+            "end": _iso(r["end"]),
+            "scope": " ".join(f"{k}={','.join(r[k])}" for k in ("devices", "sites", "classes") if r[k]),
+            "active": "yes" if r["active"] else "",
+        }
+        for r in rows
+    ]
     print(_table(view, ["id", "active", "start", "end", "scope", "author", "reason", "source"]))
     return 0
 
@@ -493,8 +607,16 @@ def cmd_maintenance_add(args: argparse.Namespace) -> int:
         else:
             raise MaintenanceError("give --end or --for")
         w = new_window(
-            args.window_id or f"mw-{uuid.uuid4().hex[:8]}", start, end, devices=args.device, sites=args.site,
-            classes=args.classes, author=args.author or _login(), reason=args.reason, source="cli", created_at=now,
+            args.window_id or f"mw-{uuid.uuid4().hex[:8]}",
+            start,
+            end,
+            devices=args.device,
+            sites=args.site,
+            classes=args.classes,
+            author=args.author or _login(),
+            reason=args.reason,
+            source="cli",
+            created_at=now,
         )
     except ValueError as e:
         raise GatewayError(str(e)) from None

@@ -63,7 +63,9 @@ def policy_for(dev: Device, policies: Mapping[str, Policy], default_policy: str)
     return policies.get(dev.policy) or policies.get(default_policy)
 
 
-def dispatch(ch: AlarmChange, dev: Device, desk: Any, policies: Mapping[str, Policy], default_policy: str) -> Outcome:
+def dispatch(
+    ch: AlarmChange, dev: Device, desk: Any, policies: Mapping[str, Policy], default_policy: str
+) -> Outcome:
     """Apply one alarm change to the ticket desk.
 
     Args:
@@ -100,12 +102,25 @@ def dispatch(ch: AlarmChange, dev: Device, desk: Any, policies: Mapping[str, Pol
         return Outcome("none", None, f"alarm {a.id} now level {int(a.level)} ({a.state}), no ticket")
     if kind == FLAPPING:
         if a.state != ACTIVE:
-            return Outcome("none", a.ticket_id, f"alarm {a.id} is intermittent, no ticket: suppressed by {a.suppressed_by}")
+            return Outcome(
+                "none",
+                a.ticket_id,
+                f"alarm {a.id} is intermittent, no ticket: suppressed by {a.suppressed_by}",
+            )
         t = desk.open.get(a.ticket_id) if a.ticket_id is not None else None
         if t is not None and t.status not in ("restored", "closed"):
             if t.level != a.level:
-                desk.act(t.id, "set_level", at, "rule:" + a.rule_id, f"intermittent fault ({ch.note})", level=int(a.level))
-            return Outcome("retargeted", t.id, f"re-target ticket {t.id} to level {int(a.level)} (intermittent)")
+                desk.act(
+                    t.id,
+                    "set_level",
+                    at,
+                    "rule:" + a.rule_id,
+                    f"intermittent fault ({ch.note})",
+                    level=int(a.level),
+                )
+            return Outcome(
+                "retargeted", t.id, f"re-target ticket {t.id} to level {int(a.level)} (intermittent)"
+            )
         return _open(a, dev, desk, policy, at)
     if kind == CLEARED_CHANGE:
         if a.ticket_id is not None and desk.on_alarm_cleared(a.ticket_id, at, "device") is not None:
@@ -133,7 +148,9 @@ def _open(a: Alarm, dev: Device, desk: Any, policy: Policy | None, at: float) ->
             if level < int(prev.level):
                 desk.on_alarm_escalated(prev.id, a.level, at, actor)
             a.ticket_id = prev.id
-            return Outcome("reopened", prev.id, f"reopen ticket {prev.id} (policy {policy.name}, level {level})")
+            return Outcome(
+                "reopened", prev.id, f"reopen ticket {prev.id} (policy {policy.name}, level {level})"
+            )
     # Clocks start when the alarm became a real fault: after its hold-for, or when the
     # suppression that held its ticket back ended.
     t = desk.open_for(a, dev, policy, at)

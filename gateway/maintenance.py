@@ -22,7 +22,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,10 +30,10 @@ from gateway.model import Device
 from rules.match import compile_glob
 
 __all__ = [
-    "Window",
     "MaintenanceBook",
     "MaintenanceError",
     "UnknownWindow",
+    "Window",
     "new_window",
     "parse_when",
     "to_epoch",
@@ -181,11 +181,13 @@ def new_window(
     if w.end <= w.start:
         raise MaintenanceError(f"window {w.id}: end must be after start")
     if not (w.devices or w.sites or w.classes):
-        raise MaintenanceError(f"window {w.id}: give at least one of devices, sites, classes (use devices=['*'] for all)")
+        raise MaintenanceError(
+            f"window {w.id}: give at least one of devices, sites, classes (use devices=['*'] for all)"
+        )
     return w
 
 
-_REL = re.compile(r"^([+-])\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|s)$", re.I)
+_REL = re.compile(r"^([+-])\s*(\d+(?:\.\d+)?)\s*(w|d|h|m|s)$", re.IGNORECASE)
 _UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -210,7 +212,9 @@ def parse_when(text: str, now: float, tz: str = "Asia/Shanghai") -> float:
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:
-        raise MaintenanceError(f"not a time: {text!r} (use 'now', '+2h', ISO-8601 or epoch seconds)") from None
+        raise MaintenanceError(
+            f"not a time: {text!r} (use 'now', '+2h', ISO-8601 or epoch seconds)"
+        ) from None
     return to_epoch(dt, tz)
 
 
@@ -218,7 +222,7 @@ def to_epoch(dt: datetime, tz: str) -> float:
     """A datetime as epoch seconds; a naive one is local time in ``tz``."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=ZoneInfo(tz))
-    return dt.astimezone(timezone.utc).timestamp()
+    return dt.astimezone(UTC).timestamp()
 
 
 class MaintenanceBook:
@@ -300,8 +304,15 @@ def windows_from_config(cfg: Any) -> list[Window]:
         try:
             out.append(
                 new_window(
-                    wid, to_epoch(m.start, tz), to_epoch(m.end, tz), devices=m.devices, sites=m.sites,
-                    classes=m.classes, author=m.author, reason=m.reason, source="config",
+                    wid,
+                    to_epoch(m.start, tz),
+                    to_epoch(m.end, tz),
+                    devices=m.devices,
+                    sites=m.sites,
+                    classes=m.classes,
+                    author=m.author,
+                    reason=m.reason,
+                    source="config",
                 )
             )
         except MaintenanceError as e:

@@ -341,6 +341,8 @@ class Pipeline:
         kind = ch.kind
         if kind == REPEATED:
             return
+        if ch.alarm.device != dev.id:  # e.g. a child un-suppressed by its parent's clear
+            dev = self.inventory.resolve(ch.alarm.device)
         try:
             out = dispatch(ch, dev, self.desk, self.policies, self.inventory.default_policy)
         except Exception:  # a ticket-side bug must not lose the batch: the alarm is still recorded

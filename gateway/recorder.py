@@ -23,13 +23,19 @@ from typing import IO, Any
 
 from gateway.model import Event
 
-__all__ = ["JsonlRecorder", "event_to_dict", "event_from_dict", "read_events"]
+__all__ = ["JsonlRecorder", "event_from_dict", "event_to_dict", "read_events"]
 
 log = logging.getLogger("gateway.recorder")
 
 
 def event_to_dict(ev: Event) -> dict[str, Any]:
-    d: dict[str, Any] = {"ts": ev.ts, "source": ev.source, "device": ev.device, "name": ev.name, "attrs": dict(ev.attrs)}
+    d: dict[str, Any] = {
+        "ts": ev.ts,
+        "source": ev.source,
+        "device": ev.device,
+        "name": ev.name,
+        "attrs": dict(ev.attrs),
+    }
     if ev.peer is not None:
         d["peer"] = ev.peer
     return d

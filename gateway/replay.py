@@ -23,7 +23,7 @@ from gateway.sla import Policy
 from gateway.tickets import Ticket, TicketDesk
 from rules.engine import RuleEngine
 
-__all__ = ["ReplayResult", "KeySummary", "replay", "summarize", "compare"]
+__all__ = ["KeySummary", "ReplayResult", "compare", "replay", "summarize"]
 
 
 @dataclass(slots=True)
@@ -149,7 +149,9 @@ def summarize(res: ReplayResult) -> dict[str, KeySummary]:
     out = {}
     for key, alarms in by_key.items():
         last = alarms[-1]
-        out[key] = KeySummary(len(alarms), int(last.level), last.state, sum(a.count for a in alarms), tickets.get(key, 0))
+        out[key] = KeySummary(
+            len(alarms), int(last.level), last.state, sum(a.count for a in alarms), tickets.get(key, 0)
+        )
     return out
 
 

@@ -7,11 +7,11 @@ from rules.schema import PackModel, RuleModel, parse_pack, parse_seconds
 __all__ = [
     "Classification",
     "CompiledRule",
-    "RuleEngine",
     "PackModel",
+    "ParentDown",
+    "RuleEngine",
     "RuleModel",
+    "counts_as_down",
     "parse_pack",
     "parse_seconds",
-    "ParentDown",
-    "counts_as_down",
 ]

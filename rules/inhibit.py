@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-__all__ = ["ParentDown", "UNREACHABLE_EVENTS", "counts_as_down"]
+__all__ = ["UNREACHABLE_EVENTS", "ParentDown", "counts_as_down"]
 
 #: Event names that mean "the device cannot be reached" whatever their level.
 UNREACHABLE_EVENTS = frozenset({"heartbeat.lost"})

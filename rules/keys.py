@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.model import Device
 
-__all__ = ["compile_template", "Template", "FIELDS"]
+__all__ = ["FIELDS", "Template", "compile_template"]
 
 #: render(device, rule id, event name, event attributes) → text
 Template = Callable[[Device, str, str, Mapping[str, Any]], str]

@@ -9,7 +9,7 @@ from typing import Any
 
 from rules.schema import Cond
 
-__all__ = ["compile_conditions", "compile_glob", "is_glob", "Predicate"]
+__all__ = ["Predicate", "compile_conditions", "compile_glob", "is_glob"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["Cond", "RuleModel", "PackInfo", "PackModel", "parse_seconds"]
+__all__ = ["Cond", "PackInfo", "PackModel", "RuleModel", "parse_seconds"]
 
 Scalar = int | float | str | bool
 
-_DUR = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)", re.I)
+_DUR = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)", re.IGNORECASE)
 _UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 

@@ -116,6 +116,7 @@ async def test_parent_down_suppresses_child_until_parent_recovers(tmp_path: Path
         assert (a["state"], a["suppressed_by"]) == ("active", None)
         [t] = rig.tickets("sw-1/if/3")
         assert t["opened_at"] == clock.now() and a["ticket_id"] == t["id"]
+        assert (t["device"], t["site"]) == ("sw-1", "hq")  # the child's ticket, not its parent's
         assert rig.alarm("sw-1/if/4")["state"] == "cleared" and rig.tickets("sw-1/if/4") == []
 
 

@@ -25,7 +25,14 @@ from gateway.clock import ManualClock
 from gateway.config import build_policies, load_config
 from gateway.dispatch import dispatch
 from gateway.inventory import Inventory
-from gateway.maintenance import MaintenanceBook, MaintenanceError, UnknownWindow, Window, new_window, parse_when
+from gateway.maintenance import (
+    MaintenanceBook,
+    MaintenanceError,
+    UnknownWindow,
+    Window,
+    new_window,
+    parse_when,
+)
 from gateway.model import Device, Event, FaultLevel
 from gateway.tickets import TicketDesk
 from rules.engine import Classification
