@@ -215,6 +215,11 @@ class GatewayCollector(Collector):
         yield _gauge("gateway_store_healthy", "1 while store commits succeed.", 1 if p.healthy else 0)
         yield _counter("gateway_alarms_raised", "Alarms raised.", getattr(s, "alarms_raised", 0))
         yield _counter("gateway_alarms_cleared", "Alarms cleared.", getattr(s, "alarms_cleared", 0))
+        yield _counter("gateway_alarms_pending", "Alarms held pending (hold-for).", getattr(s, "alarms_pending", 0))
+        yield _counter("gateway_alarms_suppressed", "Alarms suppressed (parent down or maintenance).",
+                       getattr(s, "alarms_suppressed", 0))
+        yield _counter("gateway_alarms_flapping", "Alarms turned into intermittent (flapping) alarms.",
+                       getattr(s, "alarms_flapping", 0))
         yield _counter("gateway_tickets_opened", "Tickets opened.", getattr(s, "tickets_opened", 0))
         yield _counter("gateway_sla_warnings", "SLA warnings fired.", getattr(s, "sla_warnings", 0))
         yield _counter("gateway_sla_breaches", "SLA breaches fired.", getattr(s, "sla_breaches", 0))
