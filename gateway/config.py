@@ -24,38 +24,13 @@ from adapters.snmp.config import SnmpListenerConfig
 from gateway.helpdesk.django_helpdesk import DjangoHelpdeskConfig
 from gateway.helpdesk.pagerduty import PagerDutyConfig
 from gateway.helpdesk.webhook import WebhookConfig
+from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 from gateway.model import Device
 from gateway.timeseries import TimeseriesConfig
 from gateway.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 
 __all__ = ["Config", "load_config", "parse_duration", "format_loc", "build_policies", "build_devices"]
-
-_DUR = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.I)
-_UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_duration(v: Any) -> float:
-    """``"1h"``, ``"90m"``, ``"1h30m"``, ``"2d"``, ``"45s"`` or a number of seconds."""
-    if isinstance(v, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '1h30m'")
-    if isinstance(v, (int, float)):
-        if v < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(v)
-    if not isinstance(v, str):
-        raise ValueError("a duration must be a number of seconds or a string like '1h30m'")
-    s = v.strip().replace(" ", "")
-    pos, total = 0, 0.0
-    for m in _DUR.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT[m.group(2).lower()]
-        pos = m.end()
-    if pos != len(s) or not s:
-        raise ValueError(f"not a duration: {v!r} (use e.g. '30m', '1h30m', '2d' or seconds)")
-    return total
-
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 

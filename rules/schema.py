@@ -5,47 +5,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
+from gateway.durations import parse_duration
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["Cond", "PackInfo", "PackModel", "RuleModel", "parse_seconds"]
 
 Scalar = int | float | str | bool
 
-_DUR = re.compile(r"(\d+(?:\.\d+)?)(w|d|h|m|s)", re.IGNORECASE)
-_UNIT = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
 def parse_seconds(v: Any) -> float:
-    """A duration as a number of seconds or a string such as ``"90s"``, ``"10m"``, ``"1h30m"``.
-
-    Rule packs are data written by people, so they get the same duration syntax as the
-    config file (``rules/`` must not import the daemon's config module, hence this copy).
-    """
-    if isinstance(v, bool):
-        raise ValueError("a duration must be a number of seconds or a string like '10m'")
-    if isinstance(v, (int, float)):
-        if v < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(v)
-    if not isinstance(v, str):
-        raise ValueError("a duration must be a number of seconds or a string like '10m'")
-    s = v.strip().replace(" ", "")
-    try:
-        plain = float(s)  # "90" means seconds, as a bare number does
-    except ValueError:
-        pass
-    else:
-        if plain >= 0 and s.replace(".", "", 1).isdigit():
-            return plain
-    pos, total = 0, 0.0
-    for m in _DUR.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT[m.group(2).lower()]
-        pos = m.end()
-    if pos != len(s) or not s:
-        raise ValueError(f"not a duration: {v!r} (use e.g. '30s', '10m', '1h30m' or seconds)")
-    return total
+    """A duration as a number of seconds or a string such as ``"90s"``, ``"10m"``, ``"1h30m"``
+    (the config file's syntax: see gateway.durations)."""
+    return parse_duration(v)
 
 
 Seconds = Annotated[float, BeforeValidator(parse_seconds)]

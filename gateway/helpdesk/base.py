@@ -13,13 +13,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import httpx
 
 from gateway.errors import DeliveryError
 
 __all__ = [
+    "HttpConnector",
     "KINDS",
     "REMOTE_STATUSES",
     "DeliveryResult",
@@ -168,6 +169,22 @@ class HelpDesk(Protocol):
     async def aclose(self) -> None:
         """Release the HTTP client."""
         ...
+
+
+class HttpConnector:
+    """What every HTTP connector shares: it owns ``self._client`` (an ``httpx.AsyncClient``),
+    closes it in ``aclose`` (safe twice) and is an async context manager."""
+
+    _client: httpx.AsyncClient
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 def classify_http_error(status: int | None, exc: Exception | None) -> DeliveryError:

@@ -50,13 +50,14 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.errors import DeliveryError
 from gateway.helpdesk.base import (
+    HttpConnector,
     KINDS,
     DeliveryResult,
     OutboxMessage,
@@ -169,7 +170,7 @@ def _level(payload: Mapping[str, Any]) -> FaultLevel:
     return FaultLevel.parse(payload["level"])
 
 
-class DjangoHelpdesk:
+class DjangoHelpdesk(HttpConnector):
     """Pushes tickets to django-helpdesk and reads people's changes back (see the module doc)."""
 
     def __init__(
@@ -191,15 +192,6 @@ class DjangoHelpdesk:
         self._drift: dict[str, int] = {}
         # remote id -> assignee last reported as an acknowledgement
         self._assigned: dict[str, Any] = {}
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     # -- deliver -------------------------------------------------------------------------
 

@@ -23,13 +23,14 @@ permanent, 429 and 5xx are retried.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.errors import DeliveryError
 from gateway.helpdesk.base import (
+    HttpConnector,
     KINDS,
     DeliveryResult,
     OutboxMessage,
@@ -82,22 +83,13 @@ class PagerDutyConfig(BaseModel):
         return v
 
 
-class PagerDuty:
+class PagerDuty(HttpConnector):
     """Sends trigger / acknowledge / resolve events keyed by the ticket key."""
 
     def __init__(self, config: PagerDutyConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config
         self.name = config.name
         self._client = httpx.AsyncClient(timeout=config.timeout, transport=transport)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     @staticmethod
     def action(msg: OutboxMessage) -> str | None:

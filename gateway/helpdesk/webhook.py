@@ -41,13 +41,14 @@ import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.errors import DeliveryError
 from gateway.helpdesk.base import (
+    HttpConnector,
     KINDS,
     DeliveryResult,
     OutboxMessage,
@@ -219,7 +220,7 @@ def verify_signature(
     return hmac.compare_digest(sign(secret, timestamp, body).encode(), header.encode())
 
 
-class Webhook:
+class Webhook(HttpConnector):
     """POSTs each message, signed, to one URL (see the module docstring for the contract)."""
 
     def __init__(
@@ -237,15 +238,6 @@ class Webhook:
             headers={"User-Agent": "device-alarm-gateway", **config.headers},
             transport=transport,
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     def document(self, msg: OutboxMessage, now: float) -> dict[str, Any]:
         """The JSON document for ``msg`` (see :data:`WEBHOOK_SCHEMA`)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LEAF = {"gateway.model", "gateway.clock", "gateway.errors"}
+LEAF = {"gateway.model", "gateway.clock", "gateway.errors", "gateway.durations"}
 PURE = {"gateway.alarms", "gateway.tickets", "gateway.sla", "gateway.calendars", "gateway.watchdog", "gateway.inventory",
         "gateway.penalties", "gateway.report", "gateway.maintenance"}
 IO_MODULES = {"asyncio", "socket", "sqlite3", "httpx", "threading", "subprocess", "urllib", "http", "aiomqtt", "paho"}
