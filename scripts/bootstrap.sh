@@ -22,10 +22,13 @@ fi
 _stamp="$_root/.venv/.installed-$1"
 if [ ! -f "$_stamp" ] || [ "$_root/pyproject.toml" -nt "$_stamp" ]; then
   "$_root/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
-  if [ "$1" = test ]; then
-    "$_root/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$_root[test]" 2>&1 | grep -v "^WARNING: Location" || true
-  else
-    "$_root/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$_root" 2>&1 | grep -v "^WARNING: Location" || true
+  _target="$_root"
+  [ "$1" = test ] && _target="$_root[test]"
+  echo "installing the gateway into .venv (once; log in .venv/install.log)" >&2
+  if ! "$_root/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$_target" >"$_root/.venv/install.log" 2>&1; then
+    tail -20 "$_root/.venv/install.log" >&2
+    echo "error: installing the project into .venv failed (see .venv/install.log)" >&2
+    exit 1
   fi
   "$_root/.venv/bin/python" -c 'import gateway.cli' || { echo "error: installing the project into .venv failed" >&2; exit 1; }
   touch "$_stamp"
