@@ -16,6 +16,7 @@ from typing import Any
 from adapters.base import Counters, EventSink, RateLimitedLog
 from adapters.snmp import ber
 from adapters.snmp.config import SnmpListenerConfig
+from adapters.snmp.fastpath import RepeatCache, split_v2c_trap
 from adapters.snmp.rfc3584 import v1_trap_oid
 from adapters.snmp.storm import StormGuard
 from gateway.clock import Clock
@@ -154,6 +155,7 @@ class SnmpAdapter:
         self._sink: EventSink | None = None
         self._rlog = RateLimitedLog(log)
         self.storm = StormGuard(config.storm, config.name) if config.storm.enabled else None
+        self.repeats: RepeatCache | None = RepeatCache()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self, sink: EventSink) -> None:
@@ -272,6 +274,16 @@ class SnmpAdapter:
         if self._nets and not self._allowed(peer_ip):
             self._reject("source_not_allowed", peer_ip)
             return
+        repeats = self.repeats
+        split = split_v2c_trap(data) if repeats is not None and not self.config.v3_only else None
+        if split is not None:
+            hit = repeats.get(split[2])  # type: ignore[union-attr]
+            if hit is not None and split[0] in self._communities:
+                name, tmpl, named = hit
+                attrs: dict[str, Any] = {"sysUpTime": split[1]}
+                attrs.update(tmpl)
+                self._accept(Event(now, self.name, named or peer_ip, name, attrs, peer_ip), None, peer, now, plain, informs)
+                return
         try:
             # The version sits right after the outer SEQUENCE header: 02 01 <v>.
             off = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)
@@ -300,12 +312,28 @@ class SnmpAdapter:
             if msg.pdu_type not in (ber.PDU_TRAP_V1, ber.PDU_TRAP_V2, ber.PDU_INFORM):
                 raise DecodeError("unsupported_pdu", hex(msg.pdu_type))
             ev = self.builder.build(msg, peer_ip, now)
+            if split is not None and msg.pdu_type == ber.PDU_TRAP_V2 and "sysUpTime" in ev.attrs:
+                tmpl = {k: v for k, v in ev.attrs.items() if k != "sysUpTime"}
+                named = any(oid == SNMP_TRAP_ADDRESS_0 for oid, _ in msg.varbinds)
+                repeats.put(split[2], ev.name, tmpl, ev.device if named else None)  # type: ignore[union-attr]
         except DecodeError as e:
             self._reject(e.reason, peer_ip, e.detail)
             return
         except Exception as e:  # noqa: BLE001 - nothing that arrives may stop the receiver
             self._reject("malformed", peer_ip, f"{type(e).__name__}: {e}")
             return
+        self._accept(ev, respond, peer, now, plain, informs)
+
+    def _accept(
+        self,
+        ev: Event,
+        respond: Callable[[], bytes] | None,
+        peer: Any,
+        now: float,
+        plain: list[Event],
+        informs: list[tuple[Event, Callable[[], bytes], Any]],
+    ) -> None:
+        c = self.counters
         c["decoded"] = c.get("decoded", 0) + 1
         if self.storm is not None:
             passes, summary = self.storm.check(ev.device, now)
