@@ -27,13 +27,22 @@ class Classification:
     action: str  # "raise" | "clear"
     key: str
     level: FaultLevel | None
-    title: str = ""
+    #: The title, or a function that renders it: only new alarms need a title, so a storm
+    #: of repeats never pays for rendering one.
+    title_src: str | Callable[[], str] = ""
     hold_for: float = 0.0
     hold_count: int = 0
     escalate: tuple[tuple[float, FaultLevel], ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     flap_count: int = 0
     flap_window: float = 0.0
+
+    @property
+    def title(self) -> str:
+        t = self.title_src
+        if not isinstance(t, str):
+            t = self.title_src = t()
+        return t
 
 
 @dataclass(slots=True)
@@ -182,7 +191,7 @@ class RuleEngine:
                     action="raise",
                     key=f"{device.id}/unclassified/{event.name}",
                     level=self.default_level,
-                    title=f"Unclassified event {event.name}",
+                    title_src=f"Unclassified event {event.name}",
                     labels={"unclassified": "true"},
                 )
             ]
@@ -196,6 +205,7 @@ class RuleEngine:
     def _classification(cr: CompiledRule, event: Event, device: Device) -> Classification:
         attrs, name = event.attrs, event.name
         return Classification(
-            cr.id, cr.action, cr.key(device, cr.id, name, attrs), cr.level, cr.title(device, cr.id, name, attrs),
+            cr.id, cr.action, cr.key(device, cr.id, name, attrs), cr.level,
+            lambda: cr.title(device, cr.id, name, attrs),
             cr.hold_for, cr.hold_count, cr.escalate, cr.labels, cr.flap_count, cr.flap_window,
         )
