@@ -192,7 +192,9 @@ class TrapMessage:
 
 
 def _overrun(end: int, limit: int, size: int, what: str) -> DecodeError:
-    if end > size:
+    # The message's own length is checked against the datagram first, so an inner element
+    # that overruns its container is a bad length even when it also runs past the datagram.
+    if end > size and (what == "message" or limit > size):
         return DecodeError("truncated", f"{what} needs {end} bytes, datagram has {size}")
     return DecodeError("bad_length", f"{what} runs {end - limit} bytes past its container")
 
