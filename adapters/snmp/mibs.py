@@ -24,6 +24,7 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "ENTITY-SENSOR-MIB",
     "UPS-MIB",
     "HOST-RESOURCES-MIB",
+    "SNMP-COMMUNITY-MIB",  # snmpTrapAddress.0, which relays add to forwarded traps
 )
 
 #: A prefix match shallower than ``internet`` (1.3.6.1) names nothing useful

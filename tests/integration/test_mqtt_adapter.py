@@ -267,7 +267,7 @@ async def test_last_will_of_a_killed_client_is_an_immediate_loss(mqtt_broker, pr
     await running(MqttAdapter(cfg), sink)
     pub = shutil.which("mosquitto_pub")
     if pub is None:
-        pytest.skip("mosquitto_pub is not installed (Debian: apt-get install mosquitto-clients)")
+        pytest.fail("mosquitto_pub is not installed (Debian: apt-get install mosquitto-clients; scripts/test does)")
     # A real device stand-in: a client with a last will, reading lines to publish from stdin.
     will = ["--will-topic", f"{prefix}/cam-1/lwt", "--will-payload", "offline", "--will-qos", "1"]
     device = await asyncio.create_subprocess_exec(
