@@ -347,6 +347,13 @@ def test_encode_trap_is_read_back_by_pysnmp(msg: TrapMessage) -> None:
     assert decode(pysnmp_encode(msg)) == decode(data)
 
 
+def decode_response(data: bytes) -> object:
+    """A Response-PDU as pysnmp reads it (the comparison ignores encoding variants)."""
+    o = oracle_decode(data)
+    assert o is not None
+    return (o.msg, o.tags, o.error_status, o.error_index)
+
+
 @HEAVY
 @given(messages(versions=(V2C,), pdus=(PDU_INFORM,)))
 def test_encode_response_answers_an_inform(inform: TrapMessage) -> None:
@@ -362,8 +369,9 @@ def test_encode_response_answers_an_inform(inform: TrapMessage) -> None:
     assert (oracle.error_status, oracle.error_index) == (0, 0)
     assert oracle.msg.varbinds == plain(inform).varbinds
     assert oracle.tags == tags_of(inform), "echoed varbinds lost their wire types"
-    # Without the received bytes, the typed varbinds give the same datagram.
-    assert encode_response(dataclasses.replace(inform, raw_varbinds=None)) == response
+    # Without the received bytes, the typed varbinds give the same response (byte for byte
+    # unless the sender encoded an integer non-minimally, as pyasn1 does for -128).
+    assert decode_response(encode_response(dataclasses.replace(inform, raw_varbinds=None))) == decode_response(response)
 
 
 def test_encode_response_reencodes_varbinds_when_raw_bytes_are_cleared() -> None:
