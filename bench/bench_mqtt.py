@@ -1,0 +1,201 @@
+"""MQTT heartbeat ingest: mosquitto_sub vs bare aiomqtt (json + count) vs the gateway's full
+pipeline (MQTT adapter → JSON at the edge → liveness watchdog → rules → alarm book → SQLite),
+same stream, same run, against a private Mosquitto (``max_queued_messages 0``).
+
+The publisher (another process, paho) sends ``--count`` ~128-byte JSON heartbeats from
+``--devices`` device ids as fast as the broker takes them; each receiver's rate is what it
+received divided by the time from its first to its last message. Receiver pinned to core 1,
+publisher to core 0 when ``taskset`` is there.
+
+    .venv/bin/python bench/bench_mqtt.py --count 100000 --qos 0
+    .venv/bin/python bench/bench_mqtt.py --count 50000 --qos 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PUBLISHER = r"""
+import json, sys, time
+import paho.mqtt.client as mqtt
+port, count, devices, qos, prefix = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv311)
+c.max_inflight_messages_set(1000)
+c.max_queued_messages_set(0)
+c.connect("127.0.0.1", port)
+c.loop_start()
+payloads = [json.dumps({"ch4": 0.31, "co": 4.2, "battery": 87.5, "temperature": 36.4, "seq": i, "fw": "2.4.1"}).encode()
+            for i in range(16)]
+for i in range(count):
+    d = i % devices
+    info = c.publish(f"{prefix}/site-{d % 50}/device/dev-{d:06d}/heartbeat", payloads[i % 16], qos=qos)
+    if qos and i % 500 == 0:
+        info.wait_for_publish(30)
+time.sleep(1.0)
+c.loop_stop()
+c.disconnect()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def taskset(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+
+
+def publish(port: int, count: int, devices: int, qos: int, prefix: str) -> None:
+    subprocess.run([*taskset(0), sys.executable, "-c", PUBLISHER, str(port), str(count), str(devices), str(qos), prefix],
+                   check=True, timeout=600)
+
+
+def run_mosquitto_sub(port: int, count: int, devices: int, qos: int) -> tuple[int, float]:
+    prefix = "ms"
+    out = tempfile.NamedTemporaryFile(delete=False)
+    sub = subprocess.Popen([*taskset(1), "mosquitto_sub", "-p", str(port), "-q", str(qos), "-t", f"{prefix}/#",
+                            "-F", "%U"], stdout=out, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    publish(port, count, devices, qos, prefix)
+    time.sleep(1.0)
+    sub.terminate()
+    sub.wait(10)
+    out.close()
+    stamps = [float(x) for x in Path(out.name).read_text().split()]
+    os.unlink(out.name)
+    return len(stamps), (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+
+
+def _receiver_main(kind: str, port: int, count: int, qos: int, result: str) -> None:
+    """Runs in the pinned child: bare aiomqtt or the whole gateway."""
+    import uvloop
+
+    async def bare() -> tuple[int, float]:
+        import aiomqtt
+
+        n, first, last = 0, 0.0, 0.0
+        async with aiomqtt.Client("127.0.0.1", port, identifier="bench-bare", max_queued_incoming_messages=0) as c:
+            await c.subscribe("ba/#", qos=qos)
+            Path(result + ".ready").touch()
+            async def idle() -> None:
+                while True:
+                    await asyncio.sleep(2.0)
+                    if n and time.monotonic() - last > 2.0:
+                        raise TimeoutError
+            watcher = asyncio.create_task(idle())
+            try:
+                async for m in c.messages:
+                    json.loads(m.payload)
+                    n += 1
+                    last = time.monotonic()
+                    if n == 1:
+                        first = last
+                    if n >= count:
+                        break
+            finally:
+                watcher.cancel()
+        return n, last - first
+
+    async def gateway() -> tuple[int, float]:
+        from gateway.app import Gateway
+        from gateway.config import config_from_dict
+        from tests.helpers import base_config
+
+        tmp = tempfile.mkdtemp()
+        d = base_config(Path(tmp) / "var", None)
+        d["devices"] = []
+        d["adapters"] = {"mqtt": [{"url": f"mqtt://127.0.0.1:{port}", "client_id": "bench-gw", "queue_limit": 100000,
+                                   "subscriptions": [{"topic": "gw/{site}/device/{device}/heartbeat", "qos": qos,
+                                                      "kind": "heartbeat"}]}]}
+        d["liveness"] = {"default_interval": 60, "tolerance": 3}
+        async with Gateway(config_from_dict(d, "bench.toml", tmp)) as gw:
+            Path(result + ".ready").touch()
+            st = gw.pipeline.stats
+            first = last = 0.0
+            seen = 0
+            while True:
+                await asyncio.sleep(0.05)
+                c = st.committed_events
+                if c != seen:
+                    if seen == 0:
+                        first = time.monotonic()
+                    seen, last = c, time.monotonic()
+                elif seen and time.monotonic() - last > 2.0:
+                    break
+                if seen >= count:
+                    break
+            return seen, last - first
+
+    n, dt = uvloop.run(bare() if kind == "bare" else gateway())
+    Path(result).write_text(json.dumps([n, dt]))
+
+
+def run_child(kind: str, port: int, count: int, devices: int, qos: int) -> tuple[int, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = str(Path(tmp) / "result.json")
+        child = subprocess.Popen([*taskset(1), sys.executable, __file__, "--child", kind, "--port", str(port),
+                                  "--count", str(count), "--qos", str(qos), "--result", result], cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while not Path(result + ".ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)
+        publish(port, count, devices, qos, "ba" if kind == "bare" else "gw")
+        child.wait(600)
+        n, dt = json.loads(Path(result).read_text())
+        return n, dt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, default=100_000)
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--qos", type=int, choices=[0, 1], default=0)
+    ap.add_argument("--child")
+    ap.add_argument("--port", type=int)
+    ap.add_argument("--result")
+    a = ap.parse_args()
+    if a.child:
+        _receiver_main(a.child, a.port, a.count, a.qos, a.result)
+        return
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = Path(tmp) / "mosquitto.conf"
+        conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                        "max_queued_messages 0\nmax_inflight_messages 0\n")
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        broker = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        try:
+            rows = []
+            for name, fn in (("mosquitto_sub", lambda: run_mosquitto_sub(port, a.count, a.devices, a.qos)),
+                             ("aiomqtt + json.loads (bare)", lambda: run_child("bare", port, a.count, a.devices, a.qos)),
+                             ("gateway, full pipeline", lambda: run_child("gateway", port, a.count, a.devices, a.qos))):
+                n, dt = fn()
+                rate = n / dt if dt else 0.0
+                rows.append((name, n, rate))
+                print(f"  QoS {a.qos}  {name:<30} received {n:>7} of {a.count}  {rate:>9,.0f} msgs/s", flush=True)
+            ref = rows[0][2]
+            for name, _, rate in rows[1:]:
+                print(f"  ratio {name} / mosquitto_sub: {rate / ref:.2f}" if ref else "", flush=True)
+        finally:
+            broker.terminate()
+            broker.wait(10)
+
+
+if __name__ == "__main__":
+    main()
