@@ -4,6 +4,7 @@ batches of Events to the event loop; INFORMs are answered only after their commi
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 import ipaddress
 import logging
 import os
@@ -33,6 +34,10 @@ SNMP_TRAP_ADDRESS_0 = "1.3.6.1.6.3.18.1.3.0"
 SNMP_TRAP_ENTERPRISE_0 = "1.3.6.1.6.3.1.1.4.3.0"
 
 _DRAIN_MAX = 512
+#: An INFORM seen again from the same peer with the same request-id and varbinds within this
+#: many seconds is a retransmission (RFC 3416 §4.2.7): answered, not recorded twice.
+INFORM_TTL = 120.0
+INFORM_MAX = 65_536
 _NAME_CACHE_MAX = 65_536
 
 
@@ -156,6 +161,9 @@ class SnmpAdapter:
         self._rlog = RateLimitedLog(log)
         self.storm = StormGuard(config.storm, config.name) if config.storm.enabled else None
         self.repeats: RepeatCache | None = RepeatCache()
+        # INFORM retransmissions (same peer, request-id and varbinds) within INFORM_TTL are one
+        # notification: recorded once, answered every time. Touched on the loop thread only.
+        self._informs: OrderedDict[Any, list[Any]] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self, sink: EventSink) -> None:
@@ -225,7 +233,7 @@ class SnmpAdapter:
                 break
             now = self.clock.now()
             plain: list[Event] = []
-            informs: list[tuple[Event, Callable[[], bytes], Any]] = []
+            informs: list[tuple[Event, Callable[[], bytes], Any, Any]] = []
             handle(data, peer, now, plain, informs)
             for _ in range(_DRAIN_MAX):
                 try:
@@ -263,7 +271,7 @@ class SnmpAdapter:
         peer: tuple[Any, ...],
         now: float,
         plain: list[Event],
-        informs: list[tuple[Event, Callable[[], bytes], Any]],
+        informs: list[tuple[Event, Callable[[], bytes], Any, Any]],
     ) -> None:
         c = self.counters
         c["received"] = c.get("received", 0) + 1
@@ -322,7 +330,8 @@ class SnmpAdapter:
         except Exception as e:  # noqa: BLE001 - nothing that arrives may stop the receiver
             self._reject("malformed", peer_ip, f"{type(e).__name__}: {e}")
             return
-        self._accept(ev, respond, peer, now, plain, informs)
+        key = (peer, msg.request_id, tuple(msg.varbinds)) if respond is not None else None
+        self._accept(ev, respond, peer, now, plain, informs, key)
 
     def _accept(
         self,
@@ -331,7 +340,8 @@ class SnmpAdapter:
         peer: Any,
         now: float,
         plain: list[Event],
-        informs: list[tuple[Event, Callable[[], bytes], Any]],
+        informs: list[tuple[Event, Callable[[], bytes], Any, Any]],
+        inform_key: Any = None,
     ) -> None:
         c = self.counters
         c["decoded"] = c.get("decoded", 0) + 1
@@ -345,12 +355,12 @@ class SnmpAdapter:
                     self._send(respond(), peer)
                 return
         if respond is not None:
-            informs.append((ev, respond, peer))
+            informs.append((ev, respond, peer, inform_key))
         else:
             plain.append(ev)
 
     # -- on the event loop ---------------------------------------------------------------
-    def _deliver(self, plain: list[Event], informs: list[tuple[Event, Callable[[], bytes], Any]]) -> None:
+    def _deliver(self, plain: list[Event], informs: list[tuple[Event, Callable[[], bytes], Any, Any]]) -> None:
         sink = self._sink
         assert sink is not None
         if self.config.unknown_devices == "drop":
@@ -365,13 +375,31 @@ class SnmpAdapter:
             accepted = sink.offer_many(plain)
             if accepted < len(plain):
                 self.counters.inc("shed", len(plain) - accepted)
-        for ev, respond, peer in informs:
-            if not sink.submit(ev, self._inform_ack(respond, peer)):
+        now = self.clock.monotonic()
+        seen = self._informs
+        while seen and next(iter(seen.values()))[0] < now - INFORM_TTL:
+            seen.popitem(last=False)
+        for ev, respond, peer, key in informs:
+            entry = seen.get(key)
+            if entry is not None:
+                self.counters.inc("informs.retransmitted")
+                entry[2] = peer
+                if entry[1]:  # already committed: just answer again
+                    self._send(respond(), peer)
+                continue  # still pending: its commit will answer
+            entry = [now, False, peer]
+            seen[key] = entry
+            if len(seen) > INFORM_MAX:
+                seen.popitem(last=False)
+            if not sink.submit(ev, self._inform_ack(respond, entry)):
+                del seen[key]
                 self.counters.inc("shed")  # no response: the sender will retry
 
-    def _inform_ack(self, respond: Callable[[], bytes], peer: Any) -> Callable[[bool], None]:
+    def _inform_ack(self, respond: Callable[[], bytes], entry: list[Any]) -> Callable[[bool], None]:
         def on_commit(ok: bool) -> None:
             if ok:
+                entry[1] = True
+                peer = entry[2]
                 try:
                     self._send(respond(), peer)
                     self.counters.inc("informs.acknowledged")

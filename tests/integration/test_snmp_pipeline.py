@@ -117,3 +117,22 @@ async def test_state_survives_restart(tmp_path: Path, netsnmp: NetSnmp) -> None:
         await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(2))
         await eventually(lambda: gw.store.list_alarms()[0]["count"] == 2)
         assert len(gw.store.list_tickets()) == 1
+
+
+async def test_inform_retransmissions_are_recorded_once(tmp_path: Path, netsnmp: NetSnmp) -> None:
+    """net-snmp resends an unanswered INFORM with the same request-id: one notification."""
+    port = free_udp_port()
+    async with Gateway(_cfg(tmp_path, port)) as gw:
+        gw.pipeline.paused_commit = True
+
+        async def release() -> None:
+            await asyncio.sleep(2.5)  # past two of snmpinform's retries
+            gw.pipeline.paused_commit = False
+
+        task = asyncio.create_task(release())
+        r = await asyncio.to_thread(netsnmp.inform, port, COLD_START, timeout=1, retries=5)
+        await task
+        assert r.returncode == 0, r.stderr
+        [alarm] = await eventually(lambda: gw.store.list_alarms())
+        assert alarm["count"] == 1
+        assert gw.adapters[0].counters.get("informs.retransmitted", 0) >= 1
