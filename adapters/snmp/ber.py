@@ -51,40 +51,40 @@ from typing import NamedTuple
 from gateway.errors import DecodeError
 
 __all__ = [
-    "V1",
-    "V2C",
-    "V3",
+    "MAX_OID_ARCS",
+    "OID_CACHE_MAX",
     "PDU_GET",
+    "PDU_GET_BULK",
     "PDU_GET_NEXT",
+    "PDU_INFORM",
+    "PDU_REPORT",
     "PDU_RESPONSE",
     "PDU_SET",
     "PDU_TRAP_V1",
-    "PDU_GET_BULK",
-    "PDU_INFORM",
     "PDU_TRAP_V2",
-    "PDU_REPORT",
-    "TAG_INTEGER",
-    "TAG_OCTET_STRING",
-    "TAG_NULL",
-    "TAG_OID",
-    "TAG_IPADDRESS",
     "TAG_COUNTER32",
-    "TAG_GAUGE32",
-    "TAG_UNSIGNED32",
-    "TAG_TIMETICKS",
-    "TAG_OPAQUE",
     "TAG_COUNTER64",
-    "TAG_NO_SUCH_OBJECT",
-    "TAG_NO_SUCH_INSTANCE",
     "TAG_END_OF_MIB_VIEW",
-    "OID_CACHE_MAX",
-    "MAX_OID_ARCS",
-    "Typed",
+    "TAG_GAUGE32",
+    "TAG_INTEGER",
+    "TAG_IPADDRESS",
+    "TAG_NO_SUCH_INSTANCE",
+    "TAG_NO_SUCH_OBJECT",
+    "TAG_NULL",
+    "TAG_OCTET_STRING",
+    "TAG_OID",
+    "TAG_OPAQUE",
+    "TAG_TIMETICKS",
+    "TAG_UNSIGNED32",
+    "V1",
+    "V2C",
+    "V3",
     "TrapMessage",
-    "peek_version",
+    "Typed",
     "decode",
-    "encode_trap",
     "encode_response",
+    "encode_trap",
+    "peek_version",
 ]
 
 V1, V2C, V3 = 0, 1, 3
@@ -568,7 +568,9 @@ def _decode(data: bytes) -> TrapMessage:
 
     vbl_pos = pos
     if data[pos] != 0x30:
-        raise DecodeError("bad_tag", f"variable-bindings at offset {pos}: expected 0x30, got 0x{data[pos]:02x}")
+        raise DecodeError(
+            "bad_tag", f"variable-bindings at offset {pos}: expected 0x30, got 0x{data[pos]:02x}"
+        )
     first = data[pos + 1]
     if first < 0x80:
         start = pos + 2
@@ -635,7 +637,7 @@ def _checked_int(v: object, lo: int | None, hi: int | None, what: str) -> int:
 
 def _oid_arcs(oid: object) -> list[int]:
     if isinstance(oid, str):
-        parts = (oid[1:] if oid.startswith(".") else oid).split(".")
+        parts = (oid.removeprefix(".")).split(".")
         if not all(part.isascii() and part.isdigit() for part in parts):
             raise ValueError(f"not a dotted OID: {oid!r}")
         return [int(part) for part in parts]
