@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
 import tomllib
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -605,15 +604,6 @@ def test_add_steps_per_day_and_asks_each_date_once() -> None:
     cal.add(start, 48 * H)
     cal.elapsed(start, sh(2026, 2, 28, 11, 30))
     assert len(rule.calls) == 16  # cached per date
-
-
-def test_two_week_span_costs_well_under_a_millisecond() -> None:
-    start = sh(2026, 2, 13, 17, 30)
-    runs = 50
-    began = time.perf_counter()
-    for _ in range(runs):
-        BusinessHours("cold", workdays=CHINA).add(start, 48 * H)  # cold per-date cache each time
-    assert (time.perf_counter() - began) / runs < 1e-3
 
 
 # --------------------------------------------------------------------------- properties
