@@ -1,0 +1,76 @@
+"""MQTT adapter: aiomqtt reconnect loop, topic template -> device id, JSON payload -> Event.
+
+Shape of the adapter::
+
+    MqttAdapter.start(sink) -> task _run():
+        while not stopping:                                   # the visible reconnect loop
+            async with aiomqtt.Client(...) as client:         # one Client per connection
+                subscribe every Subscription (and $SYS when watch_sys)
+                async for message in client.messages:         # then drain what is queued
+                    decode -> Event -> sink.offer (QoS 0) | sink.submit + PUBACK on commit (QoS 1)
+            on MqttError: count, hooks, capped exponential backoff with jitter
+
+Decisions worth knowing (each one has a counter in :meth:`MqttAdapter.stats`):
+
+* **Topic templates** such as ``site/{site}/device/{device}/heartbeat`` compile to an MQTT
+  filter (placeholders become ``+``) and a positional matcher (split on ``/``, compare the
+  literal levels, pick the placeholder levels; no regex). ``{device}`` is the device id;
+  other placeholders become event attributes and win over payload fields of the same name.
+  ``+`` matches a level anonymously and a final ``#`` any tail. A template without
+  ``{device}`` needs a string ``device`` field in the payload. When templates overlap, the
+  first matching subscription in configuration order decides the kind.
+* **Payloads** must be JSON objects (UTF-8, at most ``max_payload_bytes``). Strings,
+  numbers and booleans become attributes, ``null`` fields are dropped. Nested objects are
+  flattened ONE level with a dot (``{"battery": {"level": 80}}`` -> ``battery.level``);
+  arrays, deeper nesting, ``NaN``/``Infinity`` reject the message (``rejected.bad_type``,
+  ``rejected.not_json``): the rule engine matches on flat scalars, and a vendor format we
+  do not understand should be loud, not half-read. An empty payload is a plain heartbeat on
+  a ``heartbeat`` subscription. The size check runs after paho has read the packet: the
+  broker's ``max_packet_size`` is what protects memory from a huge one.
+* **Retained messages** (replayed by the broker on subscribe) are old news: a retained
+  heartbeat without a trustworthy device ``ts`` is dropped (``ignored.retained_heartbeat``),
+  other retained messages are passed on with ``retained=True`` in their attributes.
+* **Device time**: a ``ts`` field (epoch s/ms/us, or ISO-8601; naive = UTC) is used when it
+  is at most ``ts_max_future_s`` ahead and ``ts_max_age_s`` behind the receive time;
+  otherwise the receive time is used and ``ts_insane`` counted.
+* **Immediate loss**: on an ``lwt`` or ``status`` subscription, an empty payload (``lwt``
+  only), one of ``offline_payloads`` (case-insensitive) or an object with
+  ``"state": "offline"`` becomes ``heartbeat.lost`` with ``reason="lwt"``. Other short plain
+  text on an ``lwt`` topic (``online``) becomes a ``status`` event with ``state``.
+* **Acknowledgement**: aiomqtt 2.5 does not expose manual acknowledgement, but the paho
+  client underneath it does (``manual_ack_set`` / ``ack(mid, qos)``). With
+  ``ack_after_commit`` (default) the adapter switches it on through aiomqtt's private
+  ``_client`` attribute (aiomqtt is pinned to 2.5.x) and sends the PUBACK of a QoS 1
+  message only from the sink's ``on_commit(True)``, on the connection it arrived on. A
+  message the sink sheds or fails to commit is not acknowledged: with a persistent session
+  (``clean_session = false``) the adapter reconnects so the broker redelivers it
+  (at-least-once; duplicates possible); with a clean session nothing could redeliver it, so
+  it is acknowledged to free the broker's in-flight window and counted as lost. Rejected
+  messages are acknowledged at once (a poison message must not come back forever).
+* **Backpressure**: aiomqtt's incoming queue is bounded by ``queue_limit`` with a queue
+  class that counts overflow (``shed.client_queue``) instead of aiomqtt's silent drop.
+* **Outages**: the first failed connect of an outage emits ONE ``mqtt.broker_unreachable``
+  event (device ``broker:HOST:PORT``), the next successful connect ``mqtt.broker_restored``;
+  ``on_disconnected(now)`` / ``on_connected(now)`` tell the liveness watchdog.
+* **Broker drops** (``watch_sys``): Mosquitto publishes ``$SYS/broker/publish/messages/dropped``
+  (retained, only once non-zero, every ``sys_interval`` seconds); an increase emits
+  ``mqtt.broker_dropping`` with the totals.
+"""
+
+from adapters.mqtt.adapter import SYS_DROPPED_TOPIC, MqttAdapter
+from adapters.mqtt.config import MqttConfig, MqttSubscription, MqttTls
+from adapters.mqtt.decode import Ignored, PayloadDecoder, Rejected, parse_ts
+from adapters.mqtt.topics import TopicTemplate
+
+__all__ = [
+    "SYS_DROPPED_TOPIC",
+    "Ignored",
+    "MqttAdapter",
+    "MqttConfig",
+    "MqttSubscription",
+    "MqttTls",
+    "PayloadDecoder",
+    "Rejected",
+    "TopicTemplate",
+    "parse_ts",
+]

@@ -1,0 +1,571 @@
+"""The MQTT adapter: connection loop, acknowledgement after commit, counters (see the package docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+
+from adapters.base import EventSink
+from adapters.mqtt.config import MqttConfig, MqttTls
+from adapters.mqtt.decode import LOST, Ignored, PayloadDecoder, Rejected
+from gateway.clock import Clock, SystemClock
+from gateway.model import Event
+
+__all__ = ["SYS_DROPPED_TOPIC", "MqttAdapter"]
+
+log = logging.getLogger(__name__)
+
+SYS_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+
+
+class _RateLimitedLog:
+    """At most ``per_minute`` lines per reason per minute; the rest are summarised."""
+
+    __slots__ = ("_clock", "_per_minute", "_windows")
+
+    def __init__(self, per_minute: int, clock: Clock) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._windows: dict[str, list[float]] = {}  # reason -> [window start, lines, suppressed]
+
+    def __call__(self, reason: str, msg: str, *args: object) -> None:
+        now = self._clock.monotonic()
+        w = self._windows.get(reason)
+        if w is None or now - w[0] >= 60.0:
+            if w is not None and w[2]:
+                log.warning("mqtt: %d more %r rejects not logged in the last minute", int(w[2]), reason)
+            w = self._windows[reason] = [now, 0.0, 0.0]
+        if w[1] < self._per_minute:
+            w[1] += 1
+            log.warning(msg, *args)
+        else:
+            w[2] += 1
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails.
+
+    paho 2.2 leaves the socket of a failed handshake open (an untrusted broker certificate
+    on every reconnect attempt would hold a descriptor until garbage collection).
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+class _Redeliver(Exception):
+    """Internal: leave the connection so the broker redelivers unacknowledged messages."""
+
+
+Hook = Callable[[float], None]
+
+
+class MqttAdapter:
+    """Subscribes to an MQTT broker and turns its messages into Events.
+
+    Args:
+        config: the adapter configuration.
+        clock: time source (receive times, backoff bookkeeping).
+        on_connected: called with ``now`` after every successful connect + subscribe.
+        on_disconnected: called with ``now`` once when an outage begins (connection lost,
+            or the first connect attempt failed).
+        rng: random source for backoff jitter (tests pass a seeded one).
+
+    Attributes:
+        name: the adapter instance name (``config.name``).
+        on_connected: see Args; may be set after construction.
+        on_disconnected: see Args; may be set after construction.
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        clock: Clock | None = None,
+        *,
+        on_connected: Hook | None = None,
+        on_disconnected: Hook | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.on_connected = on_connected
+        self.on_disconnected = on_disconnected
+        self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()
+        self._sink: EventSink | None = None
+        self._decoder: PayloadDecoder | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._counters: dict[str, int] = {}
+        self._log_reject = _RateLimitedLog(config.log_samples_per_minute, self._clock)
+        self._broker_device = f"broker:{config.host}:{config.port}"
+        self._manual_ack = config.ack_after_commit and any(s.qos == 1 for s in config.subscriptions)
+        self._persistent = not config.clean_session
+
+        # Per-connection state. _gen identifies the connection a QoS 1 message arrived on:
+        # a PUBACK carries only a packet id, so sending it on a later connection would
+        # acknowledge some other message.
+        self._gen = 0
+        self._paho: Any = None
+        self._queue: asyncio.Queue[aiomqtt.Message] | None = None
+        self._inflight = 0
+        self._inflight_zero = asyncio.Event()
+        self._inflight_zero.set()
+        self._redeliver = False
+        self._connected = False
+        self._ever_connected = False
+        self._in_outage = False
+        self._unreachable_reported = False
+        self._sys_dropped: int | None = None
+        self._first_attempt = asyncio.Event()
+        self._connected_event = asyncio.Event()
+        self._stopping = False
+        self._queue_class = self._make_queue_class()
+
+    # ------------------------------------------------------------------ Adapter protocol
+
+    async def start(self, sink: EventSink) -> None:
+        """Start the connection loop; returns after the first connection attempt (bounded).
+
+        A broker that is down does not fail or block start-up for longer than
+        ``start_wait_s``: the loop keeps retrying in the background.
+        """
+        if self._task is not None:
+            raise RuntimeError(f"mqtt adapter {self.name!r} already started")
+        self._sink = sink
+        self._decoder = PayloadDecoder(self.config, sink.lookup_device)
+        self._stopping = False
+        self._first_attempt = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"mqtt:{self.name}")
+        try:
+            await asyncio.wait_for(self._first_attempt.wait(), timeout=self.config.start_wait_s)
+        except TimeoutError:
+            log.warning(
+                "mqtt %s: %s not reached within %.1fs, still trying in the background",
+                self.name,
+                self.config.url,
+                self.config.start_wait_s,
+            )
+
+    async def stop(self) -> None:
+        """Stop receiving and disconnect cleanly, handing over what was already received.
+
+        Messages still in the client queue go to the sink, and pending QoS 1 commits get up
+        to ``stop_timeout_s`` to arrive so their PUBACKs can still be sent.
+        """
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        await asyncio.wait([task])
+
+    def stats(self) -> dict[str, int]:
+        """Counters by name for /metrics (a counter appears once it is non-zero).
+
+        ``received``, ``accepted``, ``rejected.<reason>``, ``shed.client_queue``,
+        ``shed.sink``, ``acked``, ``commit_failed``, ``lost.uncommitted``, ``ack.stale``,
+        ``ts_insane``, ``unknown_device``, ``ignored.<reason>``, ``lost_signals``,
+        ``connects``, ``disconnects``, ``connect_failures``, ``reconnects``,
+        ``redeliveries``; plus the gauges ``connected`` and ``inflight``.
+        """
+        out = dict(self._counters)
+        if self._decoder is not None:
+            if self._decoder.ts_insane:
+                out["ts_insane"] = self._decoder.ts_insane
+            if self._decoder.unknown:
+                out["unknown_device"] = self._decoder.unknown
+        out["connected"] = int(self._connected)
+        out["inflight"] = self._inflight
+        return out
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def connected(self) -> bool:
+        """Whether the adapter is connected and subscribed right now."""
+        return self._connected
+
+    async def wait_connected(self, timeout: float) -> bool:
+        """Wait until connected and subscribed; returns ``False`` on timeout."""
+        try:
+            await asyncio.wait_for(self._connected_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ connection loop
+
+    def _inc(self, name: str, n: int = 1) -> None:
+        self._counters[name] = self._counters.get(name, 0) + n
+
+    def _make_client(self) -> aiomqtt.Client:
+        cfg = self.config
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else None,
+            identifier=cfg.client_id,
+            queue_type=self._queue_class,
+            clean_session=cfg.clean_session,
+            keepalive=cfg.keepalive,
+            timeout=cfg.connect_timeout_s,
+            max_queued_incoming_messages=cfg.queue_limit,
+            tls_context=self._tls_context() if cfg.tls_enabled else None,
+        )
+        paho = client._client
+        if self._manual_ack:
+            paho.manual_ack_set(True)
+        self._paho = paho
+        return client
+
+    def _tls_context(self) -> ssl.SSLContext:
+        tls = self.config.tls or MqttTls()
+        ctx = ssl.create_default_context(cafile=tls.ca_file)
+        ctx.sslsocket_class = _ClosingSSLSocket
+        if tls.cert_file:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        if tls.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+    def _backoff(self, attempt: int) -> float:
+        cfg = self.config
+        cap = min(cfg.reconnect_max_s, cfg.reconnect_min_s * 2.0 ** min(attempt, 30))
+        # "Equal jitter": never less than half the step, so a fleet of gateways restarted
+        # together spreads out without any of them hammering a recovering broker.
+        return cap / 2 + self._rng.uniform(0, cap / 2)
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stopping:
+            established = False
+            redeliver = False
+            try:
+                client = self._make_client()
+                async with client:
+                    await self._subscribe_all(client)
+                    established = True
+                    self._on_connect_ok()
+                    attempt = 0
+                    try:
+                        await self._consume(client)
+                    except asyncio.CancelledError:
+                        await self._drain_on_stop()
+                        raise
+                    finally:
+                        self._leave_connection()
+            except (aiomqtt.MqttError, _Redeliver) as exc:
+                if self._redeliver and established:
+                    redeliver = True
+                else:
+                    self._on_connect_error(exc, established)
+            except (OSError, ssl.SSLError) as exc:
+                self._on_connect_error(exc, established)
+            finally:
+                self._first_attempt.set()
+            if self._stopping:
+                break
+            if redeliver:
+                self._redeliver = False
+                self._inc("redeliveries")
+                log.info("mqtt %s: reconnecting so the broker redelivers unacknowledged messages", self.name)
+                await asyncio.sleep(self.config.reconnect_min_s)
+                continue
+            delay = self._backoff(attempt)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _subscribe_all(self, client: aiomqtt.Client) -> None:
+        # A clean session forgets subscriptions on every connect, and a persistent one may
+        # have been expired by the broker: subscribing again is always correct.
+        topics: list[tuple[str, int]] = [(s.subscribe_filter, s.qos) for s in self.config.subscriptions]
+        if self.config.watch_sys:
+            topics.append((SYS_DROPPED_TOPIC, 0))
+        granted = await client.subscribe(topics)
+        for (topic, _), rc in zip(topics, granted, strict=False):
+            code = rc if isinstance(rc, int) else getattr(rc, "value", 0)
+            if code >= 0x80:
+                self._inc("subscribe_refused")
+                log.error("mqtt %s: broker refused subscription %r (code %d)", self.name, topic, code)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        handle = self._handle
+        queue = self._queue
+        assert queue is not None
+        async for message in client.messages:
+            handle(message)
+            # Everything already queued is handled without a task and an await per message.
+            while queue.qsize():
+                handle(queue.get_nowait())
+            if self._redeliver:
+                raise _Redeliver
+
+    def _on_connect_ok(self) -> None:
+        now = self._clock.now()
+        if self._ever_connected:
+            self._inc("reconnects")
+        self._ever_connected = True
+        self._connected = True
+        self._connected_event.set()
+        self._first_attempt.set()
+        self._inc("connects")
+        was_outage = self._in_outage
+        self._in_outage = False
+        if was_outage:
+            log.info("mqtt %s: connected to %s again", self.name, self.config.url)
+        if self._unreachable_reported:
+            self._unreachable_reported = False
+            self._emit("mqtt.broker_restored", now, {"url": self.config.url})
+        self._call_hook(self.on_connected, now)
+
+    def _leave_connection(self) -> None:
+        """End of one connection: later commit callbacks must not PUBACK on the next one."""
+        self._connected = False
+        self._connected_event.clear()
+        self._gen += 1
+        self._inflight = 0
+        self._inflight_zero.set()
+        queue = self._queue
+        if queue is not None and not self._stopping:
+            # Messages that arrived on the dying connection. A persistent session gets the
+            # unacknowledged QoS 1 ones again from the broker, so handing them over now
+            # would only duplicate them.
+            while queue.qsize():
+                m = queue.get_nowait()
+                if m.qos and self._persistent and self._manual_ack:
+                    self._inc("dropped.redelivered_later")
+                    continue
+                self._handle(m, ack=False)
+
+    def _on_connect_error(self, exc: BaseException, established: bool) -> None:
+        now = self._clock.now()
+        self._redeliver = False
+        if established:
+            self._inc("disconnects")
+            log.warning("mqtt %s: connection to %s lost: %s", self.name, self.config.url, exc)
+        else:
+            self._inc("connect_failures")
+            if not self._in_outage:
+                log.warning("mqtt %s: cannot connect to %s: %s", self.name, self.config.url, exc)
+            else:
+                log.debug("mqtt %s: still cannot connect to %s: %s", self.name, self.config.url, exc)
+            if not self._unreachable_reported:
+                self._unreachable_reported = True
+                self._emit("mqtt.broker_unreachable", now, {"url": self.config.url, "error": str(exc)[:200]})
+        if not self._in_outage:
+            self._in_outage = True
+            self._call_hook(self.on_disconnected, now)
+
+    # ------------------------------------------------------------------ per message
+
+    def _handle(self, message: aiomqtt.Message, ack: bool = True) -> None:
+        self._inc("received")
+        topic = message.topic.value
+        payload = message.payload
+        if not isinstance(payload, (bytes, bytearray)):
+            payload = str(payload).encode()
+        qos1 = message.qos > 0 and ack
+        if topic.startswith("$SYS/"):
+            self._on_sys(topic, bytes(payload), message.retain)
+            return
+        decoder = self._decoder
+        assert decoder is not None and self._sink is not None
+        try:
+            event = decoder.decode(topic, bytes(payload), self._clock.now(), message.retain)
+        except Ignored as ign:
+            self._inc(f"ignored.{ign.reason}")
+            if qos1:
+                self._ack(message.mid)
+            return
+        except Rejected as rej:
+            self._inc(f"rejected.{rej.reason}")
+            self._log_reject(
+                rej.reason,
+                "mqtt %s: rejected (%s) on %r: %s; sample %r",
+                self.name,
+                rej.reason,
+                topic,
+                rej.detail,
+                bytes(payload[:80]),
+            )
+            if qos1:
+                self._ack(message.mid)
+            return
+        except Exception:  # a decoder bug must cost one message, not the adapter
+            self._inc("rejected.internal")
+            log.exception("mqtt %s: internal error decoding %r", self.name, topic)
+            if qos1:
+                self._ack(message.mid)
+            return
+        self._inc("accepted")
+        if event.name == LOST:
+            self._inc("lost_signals")
+        if qos1 and self._manual_ack:
+            self._submit(event, message.mid)
+        elif not self._sink.offer(event):
+            self._inc("shed.sink")
+
+    def _submit(self, event: Event, mid: int) -> None:
+        gen = self._gen
+        sink = self._sink
+        assert sink is not None
+
+        def on_commit(ok: bool) -> None:
+            self._settle(gen, mid, ok)
+
+        self._inflight += 1
+        self._inflight_zero.clear()
+        if not sink.submit(event, on_commit):
+            self._inc("shed.sink")
+            self._done_inflight()
+            self._nack(mid)
+
+    def _settle(self, gen: int, mid: int, ok: bool) -> None:
+        if gen != self._gen:
+            # The connection it came on is gone: a persistent session will redeliver it,
+            # a clean one has forgotten it. Either way this PUBACK has nowhere to go.
+            self._inc("ack.stale")
+            return
+        self._done_inflight()
+        if ok:
+            self._ack(mid)
+            self._inc("acked")
+        else:
+            self._inc("commit_failed")
+            self._nack(mid)
+
+    def _done_inflight(self) -> None:
+        self._inflight -= 1
+        if self._inflight <= 0:
+            self._inflight = 0
+            self._inflight_zero.set()
+
+    def _nack(self, mid: int) -> None:
+        if self._persistent:
+            # MQTT 3.1.1 has no negative PUBACK: leaving the connection is the only way to
+            # have the broker send the message again.
+            if not self._redeliver:
+                self._redeliver = True
+                self._kick()
+        else:
+            # Nothing can redeliver on a clean session; holding the PUBACK back would only
+            # occupy one of the broker's in-flight slots for good.
+            self._ack(mid)
+            self._inc("lost.uncommitted")
+
+    def _kick(self) -> None:
+        """Make the consumer leave the connection even if no further message arrives."""
+        paho = self._paho
+        if paho is not None:
+            paho.disconnect()
+
+    def _ack(self, mid: int) -> None:
+        if not self._manual_ack:
+            return
+        rc = self._paho.ack(mid, 1)
+        if rc:
+            self._inc("ack_failed")
+
+    def _on_overflow(self, message: aiomqtt.Message) -> None:
+        self._inc("shed.client_queue")
+        self._log_reject(
+            "shed.client_queue",
+            "mqtt %s: client queue full (%d), shedding %r",
+            self.name,
+            self.config.queue_limit,
+            message.topic.value,
+        )
+        if message.qos and self._manual_ack:
+            # An unacknowledged message holds one of the broker's in-flight slots for this
+            # session; treat it like a failed commit so the window never jams.
+            self._nack(message.mid)
+
+    def _on_sys(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic != SYS_DROPPED_TOPIC:
+            return
+        try:
+            total = int(payload.strip() or b"0")
+        except ValueError:
+            self._inc("rejected.bad_sys")
+            return
+        prev = self._sys_dropped
+        self._sys_dropped = total
+        if prev is None:
+            if retained:
+                # Drops from before we first looked are the baseline, not news.
+                return
+            # Mosquitto publishes the counter only once it is non-zero: a live first
+            # reading means drops happened while we were watching.
+            prev = 0
+        elif total < prev:
+            # The broker restarted and its counter began again.
+            prev = 0
+        if total > prev:
+            self._emit(
+                "mqtt.broker_dropping",
+                self._clock.now(),
+                {"dropped": total, "delta": total - prev, "url": self.config.url},
+            )
+
+    async def _drain_on_stop(self) -> None:
+        queue = self._queue
+        if queue is not None:
+            while queue.qsize():
+                self._handle(queue.get_nowait())
+        if self._inflight and self.config.stop_timeout_s > 0:
+            try:
+                await asyncio.wait_for(self._inflight_zero.wait(), self.config.stop_timeout_s)
+            except TimeoutError:
+                log.warning(
+                    "mqtt %s: %d QoS 1 messages not committed at stop; the broker keeps them"
+                    " only with a persistent session",
+                    self.name,
+                    self._inflight,
+                )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _emit(self, name: str, now: float, attrs: dict[str, Any]) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        if not sink.offer(Event(now, self.name, self._broker_device, name, attrs)):
+            self._inc("shed.sink")
+
+    def _call_hook(self, hook: Hook | None, now: float) -> None:
+        if hook is None:
+            return
+        try:
+            hook(now)
+        except Exception:  # a watchdog bug must not stop the connection loop
+            log.exception("mqtt %s: connection hook failed", self.name)
+
+    def _make_queue_class(self) -> type[asyncio.Queue[aiomqtt.Message]]:
+        adapter = self
+
+        class _CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
+            """aiomqtt's incoming queue, bounded, counting what it sheds instead of dropping silently."""
+
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(maxsize)
+                adapter._queue = self
+
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                if self.full():
+                    adapter._on_overflow(item)
+                    return
+                super().put_nowait(item)
+
+        return _CountingQueue

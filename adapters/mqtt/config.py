@@ -1,0 +1,186 @@
+"""Configuration of the MQTT adapter (``[[adapters.mqtt]]``): broker, TLS, subscriptions, limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from adapters.mqtt.topics import TopicTemplate
+
+__all__ = ["Kind", "MqttConfig", "MqttSubscription", "MqttTls"]
+
+Kind = Literal["heartbeat", "status", "alarm", "lwt"]
+
+
+class MqttTls(BaseModel):
+    """TLS settings for ``mqtts://`` URLs.
+
+    Attributes:
+        ca_file: CA bundle to verify the broker with; the system store when unset.
+        cert_file: client certificate (PEM) for mutual TLS.
+        key_file: private key of ``cert_file``.
+        insecure: skip certificate and host name verification (test brokers only).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> MqttTls:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file given without cert_file")
+        return self
+
+
+class MqttSubscription(BaseModel):
+    """One subscription: a topic template, its QoS and what its messages mean.
+
+    Attributes:
+        topic: topic template, e.g. ``site/{site}/device/{device}/heartbeat``; placeholders
+            span one level, ``+`` is an anonymous level, a final ``#`` matches any tail.
+        qos: 0 (offered, may be shed) or 1 (acknowledged after commit).
+        kind: ``heartbeat`` | ``status`` | ``alarm`` | ``lwt`` (last-will / online topic).
+        shared_group: subscribe as ``$share/<group>/<filter>`` so several gateways split
+            the load.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str
+    qos: Literal[0, 1] = 0
+    kind: Kind = "heartbeat"
+    shared_group: str | None = None
+
+    @field_validator("topic")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        TopicTemplate.compile(v)
+        return v
+
+    @field_validator("shared_group")
+    @classmethod
+    def _group_name(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c in v for c in "/+#")):
+            raise ValueError("shared_group must be non-empty and contain no '/', '+' or '#'")
+        return v
+
+    @property
+    def template(self) -> TopicTemplate:
+        """The compiled template."""
+        return TopicTemplate.compile(self.topic)
+
+    @property
+    def subscribe_filter(self) -> str:
+        """What is sent to the broker (with the ``$share`` prefix when grouped)."""
+        f = self.template.filter
+        return f"$share/{self.shared_group}/{f}" if self.shared_group else f
+
+
+class MqttConfig(BaseModel):
+    """Configuration of one MQTT adapter instance (``[[adapters.mqtt]]``).
+
+    Attributes:
+        name: adapter instance name; the ``source`` of its events.
+        url: ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``.
+        client_id: MQTT client id; required with ``clean_session = false``.
+        username: broker user name.
+        password: broker password.
+        tls: TLS settings (``mqtts://`` only).
+        clean_session: ``false`` keeps the session (subscriptions and unacknowledged QoS 1
+            messages) across reconnects: needed for at-least-once delivery.
+        keepalive: MQTT keepalive in seconds.
+        subscriptions: what to subscribe to (at least one).
+        max_payload_bytes: larger payloads are rejected (``rejected.oversized``).
+        max_attrs: payloads with more fields are rejected (``rejected.too_many_fields``).
+        reconnect_min_s: first reconnect delay.
+        reconnect_max_s: cap of the exponentially growing reconnect delay.
+        connect_timeout_s: how long to wait for CONNACK / SUBACK.
+        start_wait_s: how long ``start()`` waits for the first connection attempt to
+            finish; a broker that is down never blocks start-up longer than this.
+        unknown_devices: ``accept`` (keep the raw id) or ``ignore`` (drop and count).
+        queue_limit: bound of the client's incoming queue (overflow is counted).
+        offline_payloads: payloads on ``lwt``/``status`` topics meaning "device offline".
+        ts_field: payload field holding the device's own timestamp.
+        ts_max_future_s: device timestamps further ahead than this are not trusted.
+        ts_max_age_s: device timestamps older than this are not trusted.
+        ack_after_commit: acknowledge QoS 1 messages only after the store commit.
+        stop_timeout_s: how long ``stop()`` waits for pending commits to be acknowledged.
+        watch_sys: watch Mosquitto's dropped-message counter and report increases.
+        log_samples_per_minute: at most this many log lines per minute per reject reason.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "mqtt"
+    url: str = "mqtt://127.0.0.1:1883"
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: MqttTls | None = None
+    clean_session: bool = True
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    subscriptions: list[MqttSubscription] = Field(min_length=1)
+    max_payload_bytes: int = Field(default=65536, ge=16)
+    max_attrs: int = Field(default=64, ge=1)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    start_wait_s: float = Field(default=3.0, ge=0)
+    unknown_devices: Literal["accept", "ignore"] = "accept"
+    queue_limit: int = Field(default=10_000, ge=1)
+    offline_payloads: list[str] = Field(default_factory=lambda: ["offline", '{"state":"offline"}'])
+    ts_field: str = "ts"
+    ts_max_future_s: float = Field(default=300.0, ge=0)
+    ts_max_age_s: float = Field(default=86_400.0, ge=0)
+    ack_after_commit: bool = True
+    stop_timeout_s: float = Field(default=5.0, ge=0)
+    watch_sys: bool = False
+    log_samples_per_minute: int = Field(default=10, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError("url must start with mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError("url has no host")
+        try:
+            parts.port  # noqa: B018 -- urlsplit validates the port lazily
+        except ValueError as exc:
+            raise ValueError(f"bad port in url: {exc}") from None
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError("url must be mqtt[s]://host[:port] with nothing after it")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> MqttConfig:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if self.tls is not None and not self.tls_enabled:
+            raise ValueError("tls settings given but url is not mqtts://")
+        if not self.clean_session and not self.client_id:
+            raise ValueError("clean_session = false needs a fixed client_id")
+        return self
+
+    @property
+    def host(self) -> str:
+        """Broker host from ``url``."""
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        """Broker port from ``url`` (1883 / 8883 by scheme when absent)."""
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether ``url`` asks for TLS."""
+        return urlsplit(self.url).scheme == "mqtts"

@@ -1,0 +1,208 @@
+"""MQTT payload decoding: one message (topic + payload) -> one Event, validated at the edge."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.mqtt.config import MqttConfig
+from gateway.model import Event
+
+__all__ = ["LOST", "Ignored", "PayloadDecoder", "Rejected", "parse_ts"]
+
+_EVENT_NAME: dict[str, str] = {
+    "heartbeat": "heartbeat",
+    "status": "status",
+    "alarm": "alarm",
+    "lwt": "status",
+}
+LOST = "heartbeat.lost"
+_LWT_TEXT_MAX = 64
+
+
+class Rejected(Exception):
+    """A message the adapter refuses; ``reason`` is the counter suffix (``rejected.<reason>``)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Ignored(Exception):
+    """A well-formed message the adapter drops on purpose; counted as ``ignored.<reason>``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _no_constants(token: str) -> Any:
+    raise ValueError(f"{token} is not a number")
+
+
+# One decoder for all messages: json.loads(..., parse_constant=...) would build a new one
+# per call, which costs as much as the parse of a small heartbeat.
+_JSON = json.JSONDecoder(parse_constant=_no_constants)
+_SCALARS = frozenset((str, int, float, bool))
+
+
+def parse_ts(value: object) -> float | None:
+    """Epoch seconds from a device timestamp (s, ms, us or ns; or ISO-8601), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            t = float(value)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(value)
+            except ValueError:
+                return None
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            return dt.timestamp()
+    elif isinstance(value, (int, float)):
+        t = float(value)
+    else:
+        return None
+    if not math.isfinite(t):
+        return None
+    # 1e11 s is the year 5138 while 1e11 ms is 1973: magnitude tells the unit apart.
+    if t > 1e17:
+        t /= 1e9
+    elif t > 1e14:
+        t /= 1e6
+    elif t > 1e11:
+        t /= 1e3
+    return t
+
+
+class PayloadDecoder:
+    """Turns one message (topic parts + payload) into an Event; pure apart from ``lookup``.
+
+    Args:
+        config: the adapter configuration.
+        lookup: maps a raw device id to an inventory id (``None`` when unknown).
+    """
+
+    __slots__ = ("_cfg", "_offline", "_offline_max", "_source", "_subs", "lookup", "ts_insane", "unknown")
+
+    def __init__(self, config: MqttConfig, lookup: Callable[[str], str | None]) -> None:
+        self._cfg = config
+        self._subs = [(s.template, s.kind) for s in config.subscriptions]
+        self._offline = frozenset(p.strip().lower() for p in config.offline_payloads)
+        self._offline_max = max((len(p.encode()) for p in self._offline), default=0)
+        self._source = config.name
+        self.lookup = lookup
+        self.ts_insane = 0
+        self.unknown = 0
+
+    def decode(self, topic: str, payload: bytes, now: float, retained: bool = False) -> Event:
+        """Decode one message received at ``now``.
+
+        Args:
+            topic: the message's topic.
+            payload: the message's payload.
+            now: receive time, epoch seconds.
+            retained: the broker replayed it from its retained store (on subscribe).
+
+        Returns:
+            The event. Events from retained messages carry ``retained=True``.
+
+        Raises:
+            Rejected: the message is bad; ``reason`` says why.
+            Ignored: the device is unknown and ``unknown_devices`` is ``ignore``
+                (``unknown_device``), or it is a retained heartbeat without a trustworthy
+                device timestamp (``retained_heartbeat``): it says the device was alive at
+                some unknown past time, which is no liveness signal now.
+        """
+        cfg = self._cfg
+        if len(payload) > cfg.max_payload_bytes:
+            raise Rejected("oversized", f"{len(payload)} bytes")
+        parts = topic.split("/")
+        for tmpl, kind in self._subs:
+            if tmpl.match(parts):
+                break
+        else:
+            raise Rejected("bad_topic", "matches no subscription")
+        attrs: dict[str, Any] = {}
+        raw_device: str | None = None
+        if tmpl.device_pos is not None:
+            raw_device = parts[tmpl.device_pos]
+            if not raw_device:
+                raise Rejected("bad_topic", "empty device level")
+        name = _EVENT_NAME[kind]
+        ts = now
+        device_time = False
+        body = payload.strip()
+
+        if (kind == "lwt" or kind == "status") and (
+            (not body and kind == "lwt")
+            or (len(body) <= self._offline_max and body.decode("utf-8", "replace").lower() in self._offline)
+        ):
+            name = LOST
+            attrs["reason"] = "lwt"
+            body = b""
+        if body:
+            try:
+                obj = _JSON.decode(body.decode())
+            except ValueError:  # UnicodeDecodeError included
+                if kind == "lwt" and len(body) <= _LWT_TEXT_MAX and body.isascii() and body.isalnum():
+                    obj = {"state": body.decode().lower()}
+                else:
+                    raise Rejected("not_json") from None
+            if not isinstance(obj, dict):
+                raise Rejected("not_object", type(obj).__name__)
+            if len(obj) > cfg.max_attrs:
+                raise Rejected("too_many_fields", str(len(obj)))
+            ts_field = cfg.ts_field
+            for k, v in obj.items():
+                if type(v) in _SCALARS:
+                    attrs[k] = v
+                elif v is None:
+                    continue
+                elif type(v) is dict:
+                    for k2, v2 in v.items():
+                        if type(v2) in _SCALARS:
+                            attrs[f"{k}.{k2}"] = v2
+                        elif v2 is not None:
+                            raise Rejected("bad_type", f"{k}.{k2} is {type(v2).__name__}")
+                else:
+                    raise Rejected("bad_type", f"{k} is {type(v).__name__}")
+            if len(attrs) > cfg.max_attrs:
+                raise Rejected("too_many_fields", str(len(attrs)))
+            if ts_field in attrs:
+                t = parse_ts(attrs.pop(ts_field))
+                if t is not None and now - cfg.ts_max_age_s <= t <= now + cfg.ts_max_future_s:
+                    ts = t
+                    device_time = True
+                else:
+                    self.ts_insane += 1
+            if name != LOST and (kind == "status" or kind == "lwt") and attrs.get("state") == "offline":
+                name = LOST
+                attrs["reason"] = "lwt"
+            if raw_device is None:
+                dev = attrs.get("device")
+                if isinstance(dev, str) and dev:
+                    raw_device = dev
+        elif kind in ("status", "alarm") and name != LOST:
+            raise Rejected("empty", f"empty {kind} payload")
+        if raw_device is None:
+            raise Rejected("no_device", "no {device} level and no device field")
+        if retained:
+            if name == "heartbeat" and not device_time:
+                raise Ignored("retained_heartbeat")
+            attrs["retained"] = True
+        for pos, cap in tmpl.captures:
+            attrs[cap] = parts[pos]
+        device = self.lookup(raw_device)
+        if device is None:
+            if cfg.unknown_devices == "ignore":
+                raise Ignored("unknown_device")
+            self.unknown += 1
+            device = raw_device
+        return Event(ts, self._source, device, name, attrs)
