@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from gateway.model import Event
@@ -35,6 +35,15 @@ class EventSink(Protocol):
 
         ``on_commit`` runs after the store transaction holding the event's effects has
         committed. Returns ``False`` (and never calls back) when the event was shed.
+        """
+        ...
+
+    def submit_many(self, events: Sequence[Event], on_commit: CommitCallback) -> int:
+        """Enqueue several events and call ``on_commit`` ONCE, after the store transaction
+        holding the last of them has committed (a batch of QoS 1 messages acknowledged together).
+
+        Returns how many were accepted: always a prefix of ``events``; the rest were shed
+        (and counted). With none accepted, ``on_commit`` is never called.
         """
         ...
 

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,16 @@ class _Pending:
 
     def __init__(self, event: Event, on_commit: CommitCallback) -> None:
         self.event = event
+        self.on_commit = on_commit
+
+
+class _Barrier:
+    """Queued after a group of events: its callback runs once the batch holding it (and so
+    every event queued before it) has committed."""
+
+    __slots__ = ("on_commit",)
+
+    def __init__(self, on_commit: CommitCallback) -> None:
         self.on_commit = on_commit
 
 
@@ -171,6 +181,19 @@ class Pipeline:
         self._signal()
         return True
 
+    def submit_many(self, events: Sequence[Event], on_commit: CommitCallback) -> int:
+        n = len(events)
+        self.stats.received += n
+        q = self._q
+        k = 0 if self._stopping else max(0, min(n, self.queue_size - len(q)))
+        if k < n:
+            self.stats.shed += n - k
+        if k:
+            q.extend(events if k == n else events[:k])
+            q.append(_Barrier(on_commit))  # FIFO: committed after all of them, never shed
+            self._signal()
+        return k
+
     def lookup_device(self, key: str) -> str | None:
         return self.inventory.lookup(key)
 
@@ -266,6 +289,7 @@ class Pipeline:
             # Losses due by now join this batch; capped so a mass loss cannot stall the loop.
             items.extend(self.watchdog.due(now, limit=20_000))
         callbacks: list[CommitCallback] = []
+        barriers = 0
         cmds: list[tuple[_Cmd, Any, BaseException | None]] = []
         changes: list[Any] = []
         inv_resolve = self.inventory.resolve
@@ -279,6 +303,10 @@ class Pipeline:
             elif isinstance(item, _Pending):
                 ev = item.event
                 callbacks.append(item.on_commit)
+            elif type(item) is _Barrier:
+                callbacks.append(item.on_commit)
+                barriers += 1
+                continue
             else:
                 try:
                     cmds.append((item, item.fn(now), None))
@@ -314,7 +342,7 @@ class Pipeline:
         batch = self._collect()
         await self._commit(batch)
         self.stats.batches += 1
-        self.stats.committed_events += n - len(cmds)
+        self.stats.committed_events += n - len(cmds) - barriers
         self.stats.max_batch = max(self.stats.max_batch, n)
         dt = time.perf_counter() - t0
         self._observe(dt)

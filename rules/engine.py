@@ -69,13 +69,15 @@ class CompiledRule:
     flap_window: float = 0.0
 
     def matches(self, event: Event, device: Device) -> bool:
+        return self.matches_device(device) and (self.cond is None or self.cond(event.attrs))
+
+    def matches_device(self, device: Device) -> bool:
+        """The device filters alone (class, site, region)."""
         if self.device_class is not None and not self.device_class(device.device_class):
             return False
         if self.site is not None and not self.site(device.site):
             return False
-        if self.region is not None and not self.region(device.region):
-            return False
-        return self.cond is None or self.cond(event.attrs)
+        return self.region is None or self.region(device.region)
 
 
 def _compile(rule: RuleModel, pack: str, order: tuple[int, int]) -> list[CompiledRule]:
@@ -156,6 +158,9 @@ class RuleEngine:
                 else:
                     self._exact.setdefault(ev, []).append(cr)
         self._by_name: dict[str, tuple[CompiledRule, ...]] = {}
+        # (name, class, site, region) -> the candidates whose device filters pass: a device's
+        # class, site and region are fixed, so only the attribute conditions vary per event.
+        self._by_scope: dict[tuple[str, str, str, str], tuple[CompiledRule, ...]] = {}
         self.unclassified = 0
 
     def candidates(self, name: str) -> tuple[CompiledRule, ...]:
@@ -173,8 +178,17 @@ class RuleEngine:
         """What the event means: the first matching rule's classification — and, for
         rules marked ``continue``, later matches on other fault keys too."""
         out: list[Classification] = []
-        for cr in self.candidates(event.name):
-            if cr.matches(event, device):
+        name = event.name
+        scope = (name, device.device_class, device.site, device.region)
+        cands = self._by_scope.get(scope)
+        if cands is None:
+            cands = tuple(cr for cr in self.candidates(name) if cr.matches_device(device))
+            if len(self._by_scope) >= _NAME_CACHE_MAX:
+                self._by_scope.clear()
+            self._by_scope[scope] = cands
+        attrs = event.attrs
+        for cr in cands:
+            if cr.cond is None or cr.cond(attrs):
                 c = self._classification(cr, event, device)
                 if out and any(o.key == c.key for o in out):
                     continue

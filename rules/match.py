@@ -14,6 +14,7 @@ __all__ = ["Predicate", "compile_conditions", "compile_glob", "is_glob"]
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 _MISSING = object()
+_GLOB_MEMO = 4096
 
 
 def is_glob(pattern: str) -> bool:
@@ -26,10 +27,23 @@ def compile_glob(patterns: str | list[str] | None) -> Callable[[str], bool] | No
         return None
     pats = [patterns] if isinstance(patterns, str) else list(patterns)
     exact = frozenset(p for p in pats if not is_glob(p))
-    globs = [re.compile(fnmatch.translate(p)) for p in pats if is_glob(p)]
+    globs = [fnmatch.translate(p) for p in pats if is_glob(p)]
     if not globs:
         return exact.__contains__
-    return lambda s: s in exact or any(g.match(s) for g in globs)
+    # One alternation instead of a loop over patterns, and the answer remembered per value:
+    # device classes, sites and regions are a small set of strings seen over and over.
+    match = re.compile("|".join(f"(?:{g})" for g in globs)).match
+    seen: dict[str, bool] = {}
+
+    def pred(s: str) -> bool:
+        r = seen.get(s)
+        if r is None:
+            r = s in exact or match(s) is not None
+            if len(seen) < _GLOB_MEMO:
+                seen[s] = r
+        return r
+
+    return pred
 
 
 _NUM_START = frozenset("0123456789+-. ")

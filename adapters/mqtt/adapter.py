@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiomqtt
@@ -14,6 +14,8 @@ import aiomqtt
 from adapters.base import EventSink
 from adapters.mqtt.config import MqttConfig, MqttTls
 from adapters.mqtt.decode import LOST, Ignored, PayloadDecoder, Rejected
+from adapters.mqtt.link import Link
+from adapters.mqtt.wire import Publish
 from gateway.clock import Clock, SystemClock
 from gateway.model import Event
 
@@ -22,6 +24,12 @@ __all__ = ["SYS_DROPPED_TOPIC", "MqttAdapter"]
 log = logging.getLogger(__name__)
 
 SYS_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+_SYS_PREFIX = b"$SYS/"
+#: Flow control of the ``wire`` client: reading stops when the sink's queue is this full
+#: and starts again once it has drained to the lower mark.
+_PAUSE_AT = 0.75
+_RESUME_AT = 0.25
+_RESUME_POLL_S = 0.002
 
 
 class _RateLimitedLog:
@@ -116,6 +124,9 @@ class MqttAdapter:
         # acknowledge some other message.
         self._gen = 0
         self._paho: Any = None
+        self._link: Link | None = None
+        self._wire = config.client == "wire"
+        self._established = False
         self._queue: asyncio.Queue[aiomqtt.Message] | None = None
         self._inflight = 0
         self._inflight_zero = asyncio.Event()
@@ -249,32 +260,21 @@ class MqttAdapter:
 
     async def _run(self) -> None:
         attempt = 0
+        session = self._session_wire if self.config.client == "wire" else self._session_aiomqtt
         while not self._stopping:
-            established = False
+            self._established = False
             redeliver = False
             try:
-                client = self._make_client()
-                async with client:
-                    await self._subscribe_all(client)
-                    established = True
-                    self._on_connect_ok()
-                    attempt = 0
-                    try:
-                        await self._consume(client)
-                    except asyncio.CancelledError:
-                        await self._drain_on_stop()
-                        raise
-                    finally:
-                        self._leave_connection()
-            except (aiomqtt.MqttError, _Redeliver) as exc:
-                if self._redeliver and established:
+                await session()
+            except (aiomqtt.MqttError, _Redeliver, OSError) as exc:  # ssl.SSLError is an OSError
+                if self._redeliver and self._established:
                     redeliver = True
                 else:
-                    self._on_connect_error(exc, established)
-            except (OSError, ssl.SSLError) as exc:
-                self._on_connect_error(exc, established)
+                    self._on_connect_error(exc, self._established)
             finally:
                 self._first_attempt.set()
+            if self._established:
+                attempt = 0
             if self._stopping:
                 break
             if redeliver:
@@ -287,13 +287,60 @@ class MqttAdapter:
             attempt += 1
             await asyncio.sleep(delay)
 
-    async def _subscribe_all(self, client: aiomqtt.Client) -> None:
+    async def _session_aiomqtt(self) -> None:
+        """One connection through aiomqtt (the reference receive path)."""
+        client = self._make_client()
+        async with client:
+            await self._subscribe_all(client.subscribe)
+            self._established = True
+            self._on_connect_ok()
+            try:
+                await self._consume(client)
+            except asyncio.CancelledError:
+                await self._drain_on_stop()
+                raise
+            finally:
+                self._leave_connection()
+
+    async def _session_wire(self) -> None:
+        """One connection through :class:`~adapters.mqtt.link.Link`; raises when it ends."""
+        cfg = self.config
+        link = await Link.open(
+            cfg.host,
+            cfg.port,
+            self._on_publishes,
+            client_id=cfg.client_id or "",
+            clean_session=cfg.clean_session,
+            keepalive=cfg.keepalive,
+            username=cfg.username,
+            password=cfg.password.get_secret_value() if cfg.password else None,
+            ssl_context=self._tls_context() if cfg.tls_enabled else None,
+            timeout=cfg.connect_timeout_s,
+        )
+        self._link = link
+        try:
+            link.start_delivery()
+            await self._subscribe_all(lambda topics: link.subscribe(topics, cfg.connect_timeout_s))
+            self._established = True
+            self._on_connect_ok()
+            try:
+                await link.wait_closed()
+            except asyncio.CancelledError:
+                await self._drain_on_stop()
+                raise
+            finally:
+                self._leave_connection()
+        finally:
+            link.close()
+            self._link = None
+
+    async def _subscribe_all(self, subscribe: Callable[[list[tuple[str, int]]], Awaitable[Sequence[Any]]]) -> None:
         # A clean session forgets subscriptions on every connect, and a persistent one may
         # have been expired by the broker: subscribing again is always correct.
         topics: list[tuple[str, int]] = [(s.subscribe_filter, s.qos) for s in self.config.subscriptions]
         if self.config.watch_sys:
             topics.append((SYS_DROPPED_TOPIC, 0))
-        granted = await client.subscribe(topics)
+        granted = await subscribe(topics)
         for (topic, _), rc in zip(topics, granted, strict=False):
             code = rc if isinstance(rc, int) else getattr(rc, "value", 0)
             if code >= 0x80:
@@ -371,24 +418,116 @@ class MqttAdapter:
     # ------------------------------------------------------------------ per message
 
     def _handle(self, message: aiomqtt.Message, ack: bool = True) -> None:
+        """One message from aiomqtt (the reference path: one submit per QoS 1 message)."""
         self._inc("received")
         topic = message.topic.value
         payload = message.payload
         if not isinstance(payload, (bytes, bytearray)):
             payload = str(payload).encode()
-        qos1 = message.qos > 0 and ack
         if topic.startswith("$SYS/"):
             self._on_sys(topic, bytes(payload), message.retain)
             return
+        qos1 = message.qos > 0 and ack
+        event = self._decode(topic, bytes(payload), qos1, message.mid, message.retain)
+        if event is None:
+            return
+        if qos1 and self._manual_ack:
+            self._submit(event, message.mid)
+        elif not self._sink.offer(event):  # type: ignore[union-attr]
+            self._inc("shed.sink")
+
+    def _on_publishes(self, pubs: list[Publish]) -> None:
+        """Everything one read of the ``wire`` client brought, in order.
+
+        The events go to the sink together; the QoS 1 ones among them are acknowledged
+        together by one commit callback (the sink's queue is FIFO, so "the group has
+        committed" means every message in it has).
+        """
+        self._inc("received", len(pubs))
+        decode = self._decode
+        manual = self._manual_ack
+        link = self._link
+        events: list[Event] = []
+        mids: list[int] = []  # per event: the packet id awaiting our PUBACK, or 0
+        for topic, payload, qos, mid, retain, _dup in pubs:
+            if topic.startswith(_SYS_PREFIX):
+                self._on_sys(topic.decode("utf-8", "replace"), payload, retain)
+                continue
+            event = decode(topic, payload, qos > 0, mid, retain)
+            if qos and not manual and link is not None:
+                link.ack(mid)  # acknowledged on receipt (ack_after_commit = false)
+            if event is not None:
+                events.append(event)
+                mids.append(mid if qos and manual else 0)
+        if events:
+            self._hand_over(events, mids)
+        self._flow_control()
+
+    def _hand_over(self, events: list[Event], mids: list[int]) -> None:
+        sink = self._sink
+        assert sink is not None
+        if not any(mids):
+            n = sink.offer_many(events)
+        else:
+            gen = self._gen
+            group: list[int] = []
+            n = sink.submit_many(events, lambda ok: self._settle_group(gen, group, ok))
+            group.extend(m for m in mids[:n] if m)
+            if group:
+                self._inflight += len(group)
+                self._inflight_zero.clear()
+        if n < len(events):
+            self._inc("shed.sink", len(events) - n)
+            for m in mids[n:]:
+                if m:
+                    self._nack(m)
+
+    def _settle_group(self, gen: int, mids: list[int], ok: bool) -> None:
+        if not mids:
+            return
+        if gen != self._gen:
+            self._inc("ack.stale", len(mids))
+            return
+        self._inflight -= len(mids) - 1
+        self._done_inflight()
+        if ok:
+            for m in mids:
+                self._ack(m)
+            self._inc("acked", len(mids))
+        else:
+            self._inc("commit_failed", len(mids))
+            for m in mids:
+                self._nack(m)
+
+    def _flow_control(self) -> None:
+        """Stop reading while the sink's queue is nearly full (the broker holds the rest)."""
+        sink, link = self._sink, self._link
+        size = getattr(sink, "queue_size", 0)
+        if link is None or not size or getattr(sink, "depth", 0) < size * _PAUSE_AT:
+            return
+        link.pause()
+        self._inc("paused")
+        loop = asyncio.get_running_loop()
+
+        def check() -> None:
+            if link.is_closed:
+                return
+            if getattr(sink, "depth", 0) <= size * _RESUME_AT:
+                link.resume()
+            else:
+                loop.call_later(_RESUME_POLL_S, check)
+
+        loop.call_later(_RESUME_POLL_S, check)
+
+    def _decode(self, topic: str | bytes, payload: bytes, qos1: bool, mid: int, retain: bool) -> Event | None:
+        """Decode one message; a rejected or ignored one is counted (and, ``qos1``,
+        acknowledged at once: a poison message must not come back forever)."""
         decoder = self._decoder
-        assert decoder is not None and self._sink is not None
+        assert decoder is not None
         try:
-            event = decoder.decode(topic, bytes(payload), self._clock.now(), message.retain)
+            event = decoder.decode(topic, payload, self._clock.now(), retain)
         except Ignored as ign:
             self._inc(f"ignored.{ign.reason}")
-            if qos1:
-                self._ack(message.mid)
-            return
         except Rejected as rej:
             self._inc(f"rejected.{rej.reason}")
             self._log_reject(
@@ -400,22 +539,17 @@ class MqttAdapter:
                 rej.detail,
                 bytes(payload[:80]),
             )
-            if qos1:
-                self._ack(message.mid)
-            return
         except Exception:  # a decoder bug must cost one message, not the adapter
             self._inc("rejected.internal")
             log.exception("mqtt %s: internal error decoding %r", self.name, topic)
-            if qos1:
-                self._ack(message.mid)
-            return
-        self._inc("accepted")
-        if event.name == LOST:
-            self._inc("lost_signals")
-        if qos1 and self._manual_ack:
-            self._submit(event, message.mid)
-        elif not self._sink.offer(event):
-            self._inc("shed.sink")
+        else:
+            self._inc("accepted")
+            if event.name == LOST:
+                self._inc("lost_signals")
+            return event
+        if qos1:
+            self._ack(mid)
+        return None
 
     def _submit(self, event: Event, mid: int) -> None:
         gen = self._gen
@@ -467,12 +601,19 @@ class MqttAdapter:
 
     def _kick(self) -> None:
         """Make the consumer leave the connection even if no further message arrives."""
+        if self._link is not None:
+            self._link.close()
+            return
         paho = self._paho
         if paho is not None:
             paho.disconnect()
 
     def _ack(self, mid: int) -> None:
         if not self._manual_ack:
+            return
+        if self._wire:
+            if self._link is not None:
+                self._link.ack(mid)
             return
         rc = self._paho.ack(mid, 1)
         if rc:

@@ -21,6 +21,8 @@ _EVENT_NAME: dict[str, str] = {
 }
 LOST = "heartbeat.lost"
 _LWT_TEXT_MAX = 64
+#: Topics remembered by :meth:`PayloadDecoder.route` before the memo starts over.
+ROUTE_MEMO = 100_000
 
 
 class Rejected(Exception):
@@ -89,7 +91,17 @@ class PayloadDecoder:
         lookup: maps a raw device id to an inventory id (``None`` when unknown).
     """
 
-    __slots__ = ("_cfg", "_offline", "_offline_max", "_source", "_subs", "lookup", "ts_insane", "unknown")
+    __slots__ = (
+        "_cfg",
+        "_offline",
+        "_offline_max",
+        "_routes",
+        "_source",
+        "_subs",
+        "lookup",
+        "ts_insane",
+        "unknown",
+    )
 
     def __init__(self, config: MqttConfig, lookup: Callable[[str], str | None]) -> None:
         self._cfg = config
@@ -98,14 +110,57 @@ class PayloadDecoder:
         self._offline_max = max((len(p.encode()) for p in self._offline), default=0)
         self._source = config.name
         self.lookup = lookup
+        # topic (str or raw bytes) -> (kind, raw device, captures) or the Rejected it raises;
+        # devices repeat their topics, so the split and the template walk run once per topic.
+        self._routes: dict[str | bytes, tuple[str, str | None, tuple[tuple[str, str], ...]] | Rejected] = {}
         self.ts_insane = 0
         self.unknown = 0
 
-    def decode(self, topic: str, payload: bytes, now: float, retained: bool = False) -> Event:
+    def route(self, topic: str | bytes) -> tuple[str, str | None, tuple[tuple[str, str], ...]]:
+        """What a topic means: (subscription kind, raw device id or ``None``, captured levels).
+
+        Memoised per topic (bounded: the memo starts over at ``ROUTE_MEMO`` entries).
+
+        Raises:
+            Rejected: ``bad_topic`` (no subscription matches, empty device level, not UTF-8).
+        """
+        r = self._routes.get(topic)
+        if r is None:
+            try:
+                r = self._route(topic)
+            except Rejected as rej:
+                r = rej
+            if len(self._routes) >= ROUTE_MEMO:
+                self._routes.clear()
+            self._routes[topic] = r
+        if type(r) is Rejected:
+            raise Rejected(r.reason, r.detail)
+        return r  # type: ignore[return-value]
+
+    def _route(self, topic: str | bytes) -> tuple[str, str | None, tuple[tuple[str, str], ...]]:
+        if isinstance(topic, bytes):
+            try:
+                topic = topic.decode()
+            except UnicodeDecodeError:
+                raise Rejected("bad_topic", "topic is not UTF-8") from None
+        parts = topic.split("/")
+        for tmpl, kind in self._subs:
+            if tmpl.match(parts):
+                break
+        else:
+            raise Rejected("bad_topic", "matches no subscription")
+        raw_device: str | None = None
+        if tmpl.device_pos is not None:
+            raw_device = parts[tmpl.device_pos]
+            if not raw_device:
+                raise Rejected("bad_topic", "empty device level")
+        return kind, raw_device, tuple((cap, parts[pos]) for pos, cap in tmpl.captures)
+
+    def decode(self, topic: str | bytes, payload: bytes, now: float, retained: bool = False) -> Event:
         """Decode one message received at ``now``.
 
         Args:
-            topic: the message's topic.
+            topic: the message's topic (str, or the raw UTF-8 bytes from the wire).
             payload: the message's payload.
             now: receive time, epoch seconds.
             retained: the broker replayed it from its retained store (on subscribe).
@@ -123,18 +178,8 @@ class PayloadDecoder:
         cfg = self._cfg
         if len(payload) > cfg.max_payload_bytes:
             raise Rejected("oversized", f"{len(payload)} bytes")
-        parts = topic.split("/")
-        for tmpl, kind in self._subs:
-            if tmpl.match(parts):
-                break
-        else:
-            raise Rejected("bad_topic", "matches no subscription")
+        kind, raw_device, captures = self.route(topic)
         attrs: dict[str, Any] = {}
-        raw_device: str | None = None
-        if tmpl.device_pos is not None:
-            raw_device = parts[tmpl.device_pos]
-            if not raw_device:
-                raise Rejected("bad_topic", "empty device level")
         name = _EVENT_NAME[kind]
         ts = now
         device_time = False
@@ -197,8 +242,8 @@ class PayloadDecoder:
             if name == "heartbeat" and not device_time:
                 raise Ignored("retained_heartbeat")
             attrs["retained"] = True
-        for pos, cap in tmpl.captures:
-            attrs[cap] = parts[pos]
+        for cap, value in captures:
+            attrs[cap] = value
         device = self.lookup(raw_device)
         if device is None:
             if cfg.unknown_devices == "ignore":

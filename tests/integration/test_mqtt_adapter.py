@@ -14,7 +14,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ class ListSink:
         self.inventory = inventory or {}
         self.commit = commit
         self._failed_once = False
+        self.submit_many_calls = 0
 
     def offer(self, event: Event) -> bool:
         self.events.append(event)
@@ -73,6 +74,19 @@ class ListSink:
             asyncio.get_running_loop().call_soon(on_commit, True)
         return True
 
+    def submit_many(self, events: Sequence[Event], on_commit: CommitCallback) -> int:
+        self.events.extend(events)
+        self.submitted.extend(events)
+        self.submit_many_calls += 1
+        if self.commit == "defer":
+            self.pending.append(on_commit)
+        elif self.commit == "fail_first" and not self._failed_once:
+            self._failed_once = True
+            asyncio.get_running_loop().call_soon(on_commit, False)
+        else:
+            asyncio.get_running_loop().call_soon(on_commit, True)
+        return len(events)
+
     def lookup_device(self, key: str) -> str | None:
         return self.inventory.get(key)
 
@@ -87,7 +101,26 @@ class ListSink:
             await asyncio.sleep(0.01)
 
 
+_CLIENT = {"kind": "wire"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that runs an adapter runs with both receive paths (``client = wire`` and
+    the aiomqtt reference), so the two are held to the same behaviour."""
+    if {"mqtt_broker", "private_broker", "running"} & set(metafunc.fixturenames):
+        metafunc.parametrize("mqtt_client", ["wire", "aiomqtt"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def mqtt_client(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The receive path ``make_config`` selects (``wire`` unless parametrized)."""
+    _CLIENT["kind"] = getattr(request, "param", "wire")
+    yield _CLIENT["kind"]
+    _CLIENT["kind"] = "wire"
+
+
 def make_config(url: str, subs: list[dict[str, Any]], **kw: Any) -> MqttConfig:
+    kw.setdefault("client", _CLIENT["kind"])
     kw.setdefault("reconnect_min_s", 0.1)
     kw.setdefault("reconnect_max_s", 0.4)
     return MqttConfig(url=url, subscriptions=subs, **kw)
@@ -359,6 +392,9 @@ async def test_shed_qos1_on_a_clean_session_is_counted_and_never_jams_the_window
         def submit(self, event: Event, on_commit: CommitCallback) -> bool:
             return False
 
+        def submit_many(self, events: Sequence[Event], on_commit: CommitCallback) -> int:
+            return 0
+
     sink = RefusingSink()
     adapter = await running(
         MqttAdapter(make_config(f"mqtt://{host}:{port}", [{"topic": f"{prefix}/{{device}}/hb", "qos": 1}])),
@@ -458,7 +494,7 @@ async def test_broker_drops_are_reported_from_sys(private_broker, prefix, runnin
 
 
 async def test_client_queue_overflow_is_counted_not_silent():
-    cfg = make_config("mqtt://127.0.0.1:1", [{"topic": "x/{device}/hb"}], queue_limit=2)
+    cfg = make_config("mqtt://127.0.0.1:1", [{"topic": "x/{device}/hb"}], queue_limit=2, client="aiomqtt")
     adapter = MqttAdapter(cfg)
     queue = adapter._queue_class(maxsize=2)  # the class handed to aiomqtt.Client(queue_type=...)
     for mid in range(5):
