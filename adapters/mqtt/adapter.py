@@ -125,6 +125,9 @@ class MqttAdapter:
         self._gen = 0
         self._paho: Any = None
         self._link: Link | None = None
+        # Events of a read the sink had no room for, waiting (reading paused): (events, packet
+        # ids awaiting PUBACK or 0, connection generation).
+        self._held: tuple[list[Event], list[int], int] | None = None
         self._wire = config.client == "wire"
         self._established = False
         self._queue: asyncio.Queue[aiomqtt.Message] | None = None
@@ -384,6 +387,14 @@ class MqttAdapter:
         self._gen += 1
         self._inflight = 0
         self._inflight_zero.set()
+        held, self._held = self._held, None
+        if held is not None:
+            # Read from the dying connection but not yet taken by the sink (flow control).
+            for event, mid in zip(held[0], held[1], strict=True):
+                if mid and self._persistent:
+                    self._inc("dropped.redelivered_later")
+                elif not self._sink.offer(event):  # type: ignore[union-attr]
+                    self._inc("shed.sink")
         queue = self._queue
         if queue is not None and not self._stopping:
             # Messages that arrived on the dying connection. A persistent session gets the
@@ -461,26 +472,40 @@ class MqttAdapter:
                 mids.append(mid if qos and manual else 0)
         if events:
             self._hand_over(events, mids)
-        self._flow_control()
 
     def _hand_over(self, events: list[Event], mids: list[int]) -> None:
+        if self._held is not None:  # still waiting for room: keep the order
+            self._held[0].extend(events)
+            self._held[1].extend(mids)
+            return
+        n = self._offer_group(events, mids, self._gen)
+        if n == len(events):
+            self._flow_control()
+            return
+        link, size = self._link, getattr(self._sink, "queue_size", 0)
+        if link is not None and size:
+            # Flow control: hold the rest of this read, stop reading, retry as the sink drains.
+            self._held = (events[n:], mids[n:], self._gen)
+            self._pause(link, size)
+            return
+        self._inc("shed.sink", len(events) - n)
+        for m in mids[n:]:
+            if m:
+                self._nack(m)
+
+    def _offer_group(self, events: list[Event], mids: list[int], gen: int) -> int:
+        """Offer (or, with PUBACKs waiting, submit) ``events``; returns how many were taken."""
         sink = self._sink
         assert sink is not None
         if not any(mids):
-            n = sink.offer_many(events)
-        else:
-            gen = self._gen
-            group: list[int] = []
-            n = sink.submit_many(events, lambda ok: self._settle_group(gen, group, ok))
-            group.extend(m for m in mids[:n] if m)
-            if group:
-                self._inflight += len(group)
-                self._inflight_zero.clear()
-        if n < len(events):
-            self._inc("shed.sink", len(events) - n)
-            for m in mids[n:]:
-                if m:
-                    self._nack(m)
+            return sink.offer_many(events)
+        group: list[int] = []
+        n = sink.submit_many(events, lambda ok: self._settle_group(gen, group, ok))
+        group.extend(m for m in mids[:n] if m)
+        if group:
+            self._inflight += len(group)
+            self._inflight_zero.clear()
+        return n
 
     def _settle_group(self, gen: int, mids: list[int], ok: bool) -> None:
         if not mids:
@@ -503,19 +528,31 @@ class MqttAdapter:
         """Stop reading while the sink's queue is nearly full (the broker holds the rest)."""
         sink, link = self._sink, self._link
         size = getattr(sink, "queue_size", 0)
-        if link is None or not size or getattr(sink, "depth", 0) < size * _PAUSE_AT:
+        if link is not None and size and getattr(sink, "depth", 0) >= size * _PAUSE_AT:
+            self._pause(link, size)
+
+    def _pause(self, link: Link, size: int) -> None:
+        if link.paused:
             return
         link.pause()
         self._inc("paused")
         loop = asyncio.get_running_loop()
+        sink = self._sink
 
         def check() -> None:
-            if link.is_closed:
-                return
-            if getattr(sink, "depth", 0) <= size * _RESUME_AT:
+            if link.is_closed or self._link is not link:
+                return  # _leave_connection dealt with what was held
+            held = self._held
+            if held is not None:
+                events, mids, gen = held
+                n = self._offer_group(events, mids, gen)
+                self._held = None if n == len(events) else (events[n:], mids[n:], gen)
+            if self._held is None and getattr(sink, "depth", 0) <= size * _RESUME_AT:
                 link.resume()
             else:
                 loop.call_later(_RESUME_POLL_S, check)
+
+        loop.call_later(_RESUME_POLL_S, check)
 
         loop.call_later(_RESUME_POLL_S, check)
 

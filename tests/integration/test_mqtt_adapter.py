@@ -801,3 +801,52 @@ async def test_mqtts_verifies_the_broker_with_the_configured_ca(private_broker, 
     other = await running(MqttAdapter(make_config(url, subs, name="mqtt-untrusting")), untrusting)
     assert not other.connected
     assert [e.name for e in untrusting.events] == ["mqtt.broker_unreachable"]
+
+
+async def test_a_slow_sink_pauses_reading_instead_of_shedding(private_broker, prefix, mqtt_client):
+    """The wire client stops reading while the sink's queue is ¾ full and resumes when it has
+    drained: a burst far larger than the queue arrives whole, nothing shed. (aiomqtt has no
+    such flow control: its bounded queue sheds and counts instead, tested above.)"""
+    if mqtt_client != "wire":
+        pytest.skip("flow control is a property of the wire client")
+    broker: MosquittoProcess = private_broker()
+
+    class SlowSink(ListSink):
+        queue_size = 100
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.queued = 0
+
+        @property
+        def depth(self) -> int:
+            return self.queued
+
+        def offer_many(self, events: Iterable[Event]) -> int:
+            evs = list(events)
+            room = self.queue_size - self.queued
+            taken = evs[:room]
+            self.events.extend(taken)
+            self.queued += len(taken)
+            return len(taken)
+
+    sink = SlowSink()
+    adapter = MqttAdapter(make_config(broker.url, [{"topic": f"{prefix}/{{device}}/hb"}]))
+    await adapter.start(sink)
+
+    async def consumer() -> None:
+        while True:
+            await asyncio.sleep(0.005)
+            sink.queued = max(0, sink.queued - 20)
+
+    task = asyncio.create_task(consumer())
+    try:
+        n = 3000
+        await publish(broker.host, broker.port, [(f"{prefix}/d{i % 50}/hb", json.dumps({"i": i})) for i in range(n)])
+        await sink.wait_for(lambda ev: len(ev) >= n, timeout=20)
+        stats = adapter.stats()
+        assert "shed.sink" not in stats and stats["paused"] > 0
+        assert [e.attrs["i"] for e in sink.events] == list(range(n))
+    finally:
+        task.cancel()
+        await adapter.stop()
