@@ -1,5 +1,6 @@
 """Soak: a gateway process under a mixed load for ``--minutes``, sampling its RSS and open file
-descriptors. Load: SNMP traps (steady rate, 200 faults, raises and clears), MQTT heartbeats
+descriptors. Load: SNMP traps (steady rate, 200 faults, raises and clears; plus a fresh fault every second
+that opens a ticket and clears 5 s later, so help-desk deliveries never stop), MQTT heartbeats
 from 2,000 devices through a private Mosquitto, API reads of alarms/tickets/board/metrics,
 and help-desk deliveries to a local webhook receiver (every ticket change is delivered).
 
@@ -104,6 +105,25 @@ def main() -> None:
             if ahead > 0:
                 time.sleep(ahead)
 
+    def faults() -> None:
+        """A fresh fault every second, cleared 5 s later: tickets keep opening and resolving,
+        so help-desk deliveries go on for the whole run (1,000 keys in rotation: a key comes
+        back only after ~17 minutes, long after its ticket was resolved)."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+        def trap(index: int, oid: str, rid: int) -> bytes:
+            return ber.encode_trap(ber.TrapMessage(ber.V2C, b"public", ber.PDU_TRAP_V2, rid, [
+                ("1.3.6.1.2.1.1.3.0", ber.Typed(ber.TAG_TIMETICKS, rid)),
+                ("1.3.6.1.6.3.1.1.4.1.0", ber.Typed(ber.TAG_OID, oid)),
+                (f"1.3.6.1.2.1.2.2.1.1.{index}", index)]))
+
+        k = 0
+        while not stop.wait(1.0):
+            s.sendto(trap(1000 + k % 1000, "1.3.6.1.6.3.1.1.5.3", 10_000 + k), ("127.0.0.1", snmp_port))
+            if k >= 5:
+                s.sendto(trap(1000 + (k - 5) % 1000, "1.3.6.1.6.3.1.1.5.4", 20_000 + k), ("127.0.0.1", snmp_port))
+            k += 1
+
     def heartbeats() -> None:
         import paho.mqtt.client as mqtt
 
@@ -128,7 +148,7 @@ def main() -> None:
                         pass
                 time.sleep(0.2)
 
-    threads = [threading.Thread(target=f, daemon=True) for f in (traps, heartbeats, reads)]
+    threads = [threading.Thread(target=f, daemon=True) for f in (traps, faults, heartbeats, reads)]
     for t in threads:
         t.start()
     samples = []

@@ -1,14 +1,23 @@
-"""MQTT adapter: aiomqtt reconnect loop, topic template -> device id, JSON payload -> Event.
+"""MQTT adapter: reconnect loop, topic template -> device id, JSON payload -> Event.
 
 Shape of the adapter::
 
     MqttAdapter.start(sink) -> task _run():
         while not stopping:                                   # the visible reconnect loop
-            async with aiomqtt.Client(...) as client:         # one Client per connection
-                subscribe every Subscription (and $SYS when watch_sys)
-                async for message in client.messages:         # then drain what is queued
-                    decode -> Event -> sink.offer (QoS 0) | sink.submit + PUBACK on commit (QoS 1)
-            on MqttError: count, hooks, capped exponential backoff with jitter
+            one session (client = "wire": link.Link; client = "aiomqtt": aiomqtt.Client):
+                CONNECT, subscribe every Subscription (and $SYS when watch_sys)
+                wire:    each socket read -> StreamParser -> decode all -> sink.offer_many
+                         (QoS 0) | sink.submit_many + one PUBACK group on commit (QoS 1)
+                aiomqtt: per message -> decode -> sink.offer | sink.submit + PUBACK on commit
+            on a connection error: count, hooks, capped exponential backoff with jitter
+
+Two receive paths, one behaviour. ``client = "wire"`` (default) is the gateway's own MQTT
+3.1.1 subscriber (:mod:`adapters.mqtt.wire` codec, :mod:`adapters.mqtt.link` connection): it
+parses everything one ``recv`` brought in one loop and hands it to the sink as one list, ~3x
+the rate of the aiomqtt path (BENCHMARKS.md). ``client = "aiomqtt"`` is aiomqtt 2.5 on paho,
+kept as the reference: every adapter test runs on both, a differential test feeds both the
+same stream from one broker and requires identical events and counters, and the codec is
+checked byte for byte against paho (``tests/unit/test_mqtt_wire.py``).
 
 Decisions worth knowing (each one has a counter in :meth:`MqttAdapter.stats`):
 
@@ -37,7 +46,10 @@ Decisions worth knowing (each one has a counter in :meth:`MqttAdapter.stats`):
   only), one of ``offline_payloads`` (case-insensitive) or an object with
   ``"state": "offline"`` becomes ``heartbeat.lost`` with ``reason="lwt"``. Other short plain
   text on an ``lwt`` topic (``online``) becomes a ``status`` event with ``state``.
-* **Acknowledgement**: aiomqtt 2.5 does not expose manual acknowledgement, but the paho
+* **Acknowledgement** (``wire``): the PUBACKs of the QoS 1 messages of one read are sent
+  together from ONE commit callback (``submit_many``: the sink's queue is FIFO, so once the
+  group's last event has committed, all of them have), written in one ``write``.
+* **Acknowledgement** (``aiomqtt``): aiomqtt 2.5 does not expose manual acknowledgement, but the paho
   client underneath it does (``manual_ack_set`` / ``ack(mid, qos)``). With
   ``ack_after_commit`` (default) the adapter switches it on through aiomqtt's private
   ``_client`` attribute (aiomqtt is pinned to 2.5.x) and sends the PUBACK of a QoS 1
@@ -47,7 +59,11 @@ Decisions worth knowing (each one has a counter in :meth:`MqttAdapter.stats`):
   (at-least-once; duplicates possible); with a clean session nothing could redeliver it, so
   it is acknowledged to free the broker's in-flight window and counted as lost. Rejected
   messages are acknowledged at once (a poison message must not come back forever).
-* **Backpressure**: aiomqtt's incoming queue is bounded by ``queue_limit`` with a queue
+* **Backpressure** (``wire``): reading from the socket stops (``paused``) while the sink's
+  queue is 3/4 full, and what a read brought beyond the sink's room is held until it drains:
+  TCP pushes back on the broker, which queues per its own limits and reports what it drops
+  in ``$SYS`` (see ``watch_sys``). Nothing is shed in the adapter.
+* **Backpressure** (``aiomqtt``): aiomqtt's incoming queue is bounded by ``queue_limit`` with a queue
   class that counts overflow (``shed.client_queue``) instead of aiomqtt's silent drop.
 * **Outages**: the first failed connect of an outage emits ONE ``mqtt.broker_unreachable``
   event (device ``broker:HOST:PORT``), the next successful connect ``mqtt.broker_restored``;

@@ -104,7 +104,8 @@ class MqttConfig(BaseModel):
         start_wait_s: how long ``start()`` waits for the first connection attempt to
             finish; a broker that is down never blocks start-up longer than this.
         unknown_devices: ``accept`` (keep the raw id) or ``ignore`` (drop and count).
-        queue_limit: bound of the client's incoming queue (overflow is counted).
+        queue_limit: bound of the aiomqtt client's incoming queue (overflow is counted); the
+            wire client pauses reading instead.
         offline_payloads: payloads on ``lwt``/``status`` topics meaning "device offline".
         ts_field: payload field holding the device's own timestamp.
         ts_max_future_s: device timestamps further ahead than this are not trusted.
