@@ -30,11 +30,15 @@ class EventSink(Protocol):
         """Enqueue several; returns how many were accepted (the rest are counted as shed)."""
         ...
 
-    def submit(self, event: Event, on_commit: CommitCallback) -> bool:
+    def submit(self, event: Event, on_commit: CommitCallback, key: str | None = None) -> bool:
         """Enqueue an event whose sender waits for durability (SNMP INFORM, MQTT QoS 1).
 
         ``on_commit`` runs after the store transaction holding the event's effects has
         committed. Returns ``False`` (and never calls back) when the event was shed.
+
+        ``key`` makes delivery idempotent across restarts: an event whose key was committed
+        within the sink's key window (e.g. an INFORM committed but not answered before a
+        crash, and resent) is not processed again; ``on_commit(True)`` still runs.
         """
         ...
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.base import CommitCallback
+from gateway import failpoints
 from gateway.alarms import (
     CLEARED_CHANGE,
     FLAPPING,
@@ -43,6 +44,9 @@ log = logging.getLogger("gateway.pipeline")
 Command = Callable[[float], Any]
 
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
+#: How long a delivery key (``submit(key=...)``) is remembered: longer than any sender keeps
+#: retrying (net-snmp: timeout x retries, seconds; an MQTT session redelivers on reconnect).
+KEY_WINDOW = 600.0
 
 
 @dataclass(slots=True)
@@ -51,6 +55,7 @@ class PipelineStats:
     shed: int = 0
     classified: int = 0
     unclassified: int = 0
+    duplicates: int = 0
     batches: int = 0
     committed_events: int = 0
     store_errors: int = 0
@@ -70,11 +75,12 @@ class PipelineStats:
 
 
 class _Pending:
-    __slots__ = ("event", "on_commit")
+    __slots__ = ("event", "key", "on_commit")
 
-    def __init__(self, event: Event, on_commit: CommitCallback) -> None:
+    def __init__(self, event: Event, on_commit: CommitCallback, key: str | None = None) -> None:
         self.event = event
         self.on_commit = on_commit
+        self.key = key
 
 
 class _Barrier:
@@ -141,6 +147,11 @@ class Pipeline:
         self.watchdog: Any = None  # gateway.watchdog.Watchdog, when liveness is watched
         self.liveness_events: frozenset[str] = frozenset({"heartbeat", "status"})
         self.track_unknown = True
+        # Delivery keys of submitted events (see submit): committed with their batch, loaded
+        # at start, forgotten after key_window seconds. Insertion order = time order.
+        self.key_window = KEY_WINDOW
+        self._keys: dict[str, float] = {}
+        self._keys_pruned = 0.0
 
     # -- EventSink -----------------------------------------------------------------------
     def _signal(self) -> None:
@@ -172,12 +183,12 @@ class Pipeline:
             self._signal()
         return n
 
-    def submit(self, event: Event, on_commit: CommitCallback) -> bool:
+    def submit(self, event: Event, on_commit: CommitCallback, key: str | None = None) -> bool:
         self.stats.received += 1
         if len(self._q) >= self.queue_size or self._stopping:
             self.stats.shed += 1
             return False
-        self._q.append(_Pending(event, on_commit))
+        self._q.append(_Pending(event, on_commit, key))
         self._signal()
         return True
 
@@ -212,6 +223,9 @@ class Pipeline:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
+        load = getattr(self.store, "load_delivery_keys", None)
+        if load is not None:
+            self._keys.update(load(self.clock.now() - self.key_window))
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="pipeline")
@@ -260,6 +274,21 @@ class Pipeline:
         restored: Event | None = wd.heartbeat(dev.id, ev.ts)
         return restored
 
+    def _forget_keys(self, now: float) -> float | None:
+        """Drop delivery keys older than the window (at most once a minute); returns the
+        cutoff for the store to apply in the same transaction, or ``None``."""
+        if now - self._keys_pruned < 60.0:
+            return None
+        self._keys_pruned = now
+        cutoff = now - self.key_window
+        keys = self._keys
+        while keys:
+            k = next(iter(keys))
+            if keys[k] >= cutoff:
+                break
+            del keys[k]
+        return cutoff
+
     def command_nowait(self, fn: Command) -> None:
         """Queue ``fn(now)`` for the writer task without waiting (hooks from adapters)."""
         loop = self._loop or asyncio.get_event_loop()
@@ -289,6 +318,7 @@ class Pipeline:
             # Losses due by now join this batch; capped so a mass loss cannot stall the loop.
             items.extend(self.watchdog.due(now, limit=20_000))
         callbacks: list[CommitCallback] = []
+        new_keys: list[tuple[str, float]] = []
         barriers = 0
         cmds: list[tuple[_Cmd, Any, BaseException | None]] = []
         changes: list[Any] = []
@@ -303,6 +333,13 @@ class Pipeline:
             elif isinstance(item, _Pending):
                 ev = item.event
                 callbacks.append(item.on_commit)
+                key = item.key
+                if key is not None:
+                    if key in self._keys:
+                        self.stats.duplicates += 1
+                        continue  # committed before (e.g. resent after a crash): answer only
+                    self._keys[key] = now
+                    new_keys.append((key, now))
             elif type(item) is _Barrier:
                 callbacks.append(item.on_commit)
                 barriers += 1
@@ -340,7 +377,12 @@ class Pipeline:
                 self.stats.sla_warnings += 1
             changes.append((t, notice))
         batch = self._collect()
+        if new_keys:
+            batch.delivery_keys = new_keys
+            batch.forget_keys_before = self._forget_keys(now)
         await self._commit(batch)
+        if callbacks and failpoints.ARMED:
+            failpoints.hit("before_commit_callbacks")
         self.stats.batches += 1
         self.stats.committed_events += n - len(cmds) - barriers
         self.stats.max_batch = max(self.stats.max_batch, n)

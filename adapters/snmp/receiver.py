@@ -4,6 +4,7 @@ batches of Events to the event loop; INFORMs are answered only after their commi
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import OrderedDict
 import ipaddress
 import logging
@@ -37,6 +38,13 @@ _DRAIN_MAX = 512
 #: An INFORM seen again from the same peer with the same request-id and varbinds within this
 #: many seconds is a retransmission (RFC 3416 §4.2.7): answered, not recorded twice.
 INFORM_TTL = 120.0
+
+
+def inform_delivery_key(listener: str, key: Any) -> str:
+    """A stable text key for one INFORM (listener, peer, request-id, varbinds), handed to the
+    sink so a resend after a crash (committed, never answered) is recognised and only answered."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+    return f"snmp-inform:{listener}:{digest}"
 INFORM_MAX = 65_536
 _NAME_CACHE_MAX = 65_536
 
@@ -391,7 +399,7 @@ class SnmpAdapter:
             seen[key] = entry
             if len(seen) > INFORM_MAX:
                 seen.popitem(last=False)
-            if not sink.submit(ev, self._inform_ack(respond, entry)):
+            if not sink.submit(ev, self._inform_ack(respond, entry), key=inform_delivery_key(self.name, key)):
                 del seen[key]
                 self.counters.inc("shed")  # no response: the sender will retry
 

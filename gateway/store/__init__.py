@@ -31,9 +31,13 @@ class BatchWrite:
     timeline: list[TimelineEntry] = field(default_factory=list)
     outbox: list[OutboxRow] = field(default_factory=list)
     meta: dict[str, str] = field(default_factory=dict)
+    #: Delivery keys of submitted events recorded by this batch (key, time), and the time
+    #: before which older keys may be forgotten (see ``Pipeline.submit(key=...)``).
+    delivery_keys: list[tuple[str, float]] = field(default_factory=list)
+    forget_keys_before: float | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.alarms or self.tickets or self.timeline or self.outbox or self.meta)
+        return bool(self.alarms or self.tickets or self.timeline or self.outbox or self.meta or self.delivery_keys)
 
 
 class Store(Protocol):

@@ -93,6 +93,10 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS delivery_keys (
+    key TEXT PRIMARY KEY,
+    at REAL NOT NULL
+);
 """
 
 
@@ -175,6 +179,10 @@ class SqliteStore:
                     )
                 for k, v in batch.meta.items():
                     db.execute("INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value", (k, v))
+                if batch.delivery_keys:
+                    db.executemany("INSERT OR REPLACE INTO delivery_keys(key,at) VALUES(?,?)", batch.delivery_keys)
+                    if batch.forget_keys_before is not None:
+                        db.execute("DELETE FROM delivery_keys WHERE at < ?", (batch.forget_keys_before,))
                 db.execute("COMMIT")
             except sqlite3.Error as e:
                 try:
@@ -184,6 +192,11 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: commit failed: {e}") from e
 
     # -- reads ---------------------------------------------------------------------------
+    def load_delivery_keys(self, since: float) -> list[tuple[str, float]]:
+        """Delivery keys recorded at or after ``since``, oldest first."""
+        return [(r["key"], r["at"]) for r in self._rows("SELECT key, at FROM delivery_keys WHERE at >= ? ORDER BY at",
+                                                         (since,))]
+
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
             try:

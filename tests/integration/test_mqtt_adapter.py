@@ -24,6 +24,7 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.base import CommitCallback
+from adapters.mqtt.wire import encode_connect, encode_publish
 from adapters.mqtt import Ignored, MqttAdapter, MqttConfig, PayloadDecoder, Rejected, TopicTemplate, parse_ts
 from gateway.clock import ManualClock
 from gateway.model import Event
@@ -62,7 +63,7 @@ class ListSink:
             n += self.offer(e)
         return n
 
-    def submit(self, event: Event, on_commit: CommitCallback) -> bool:
+    def submit(self, event: Event, on_commit: CommitCallback, key: str | None = None) -> bool:
         self.events.append(event)
         self.submitted.append(event)
         if self.commit == "defer":
@@ -389,7 +390,7 @@ async def test_shed_qos1_on_a_clean_session_is_counted_and_never_jams_the_window
     host, port = mqtt_broker
 
     class RefusingSink(ListSink):
-        def submit(self, event: Event, on_commit: CommitCallback) -> bool:
+        def submit(self, event: Event, on_commit: CommitCallback, key: str | None = None) -> bool:
             return False
 
         def submit_many(self, events: Sequence[Event], on_commit: CommitCallback) -> int:
@@ -836,17 +837,22 @@ async def test_a_slow_sink_pauses_reading_instead_of_shedding(private_broker, pr
 
     async def consumer() -> None:
         while True:
-            await asyncio.sleep(0.005)
-            sink.queued = max(0, sink.queued - 20)
+            await asyncio.sleep(0.01)
+            sink.queued = max(0, sink.queued - 10)
 
     task = asyncio.create_task(consumer())
     try:
         n = 3000
-        await publish(broker.host, broker.port, [(f"{prefix}/d{i % 50}/hb", json.dumps({"i": i})) for i in range(n)])
+        # The whole burst in one write, so reads bring far more than the sink has room for.
+        _, writer = await asyncio.open_connection(broker.host, broker.port)
+        writer.write(encode_connect(f"{prefix}-pub") + b"".join(
+            encode_publish(f"{prefix}/d{i % 50}/hb", json.dumps({"i": i}).encode()) for i in range(n)))
+        await writer.drain()
         await sink.wait_for(lambda ev: len(ev) >= n, timeout=20)
         stats = adapter.stats()
         assert "shed.sink" not in stats and stats["paused"] > 0
         assert [e.attrs["i"] for e in sink.events] == list(range(n))
     finally:
         task.cancel()
+        writer.close()
         await adapter.stop()
