@@ -1,7 +1,7 @@
 """Soak: a gateway process under a mixed load for ``--minutes``, sampling its RSS and open file
 descriptors. Load: SNMP traps (steady rate, 200 faults, raises and clears; plus a fresh fault every second
 that opens a ticket and clears 5 s later, so help-desk deliveries never stop), MQTT heartbeats
-from 2,000 devices through a private Mosquitto, API reads of alarms/tickets/board/metrics,
+from 2,000 devices through a private Mosquitto, API reads of alarms/tickets/board/metrics, an operator closing restored tickets through the API,
 and help-desk deliveries to a local webhook receiver (every ticket change is delivered).
 
     .venv/bin/python bench/soak.py --minutes 30
@@ -54,6 +54,10 @@ class _Hook(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _Closed:
+    n = 0
+
+
 def sample(pid: int) -> tuple[float, int]:
     with open(f"/proc/{pid}/statm") as f:
         rss = int(f.read().split()[1]) * 4096 / 2**20
@@ -73,10 +77,11 @@ def main() -> None:
     (tmp / "mosquitto.conf").write_text(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n")
     broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(tmp / "mosquitto.conf")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    token = secrets.token_urlsafe(16)
+    token, op = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     d = base_config(tmp / "var", snmp_port)
     d["gateway"]["log_level"] = "WARNING"
-    d["api"] = {"enabled": True, "port": api_port, "tokens": [{"name": "soak", "token": token, "role": "viewer"}]}
+    d["api"] = {"enabled": True, "port": api_port, "tokens": [{"name": "soak", "token": token, "role": "viewer"},
+                                                                      {"name": "noc", "token": op, "role": "operator"}]}
     d["adapters"]["mqtt"] = [{"url": f"mqtt://127.0.0.1:{mqtt_port}",
                               "subscriptions": [{"topic": "soak/{device}/heartbeat", "kind": "heartbeat"}]}]
     d["liveness"] = {"default_interval": 5, "tolerance": 3}
@@ -148,7 +153,21 @@ def main() -> None:
                         pass
                 time.sleep(0.2)
 
-    threads = [threading.Thread(target=f, daemon=True) for f in (traps, faults, heartbeats, reads)]
+    def closer() -> None:
+        """The NOC's part: tickets whose fault has cleared (restored) are closed through the API
+        every few seconds, so open tickets (which the gateway keeps in memory) do not pile up."""
+        import httpx
+
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {op}"}) as h:
+            while not stop.wait(5.0):
+                try:
+                    for t in h.get("/api/v1/tickets", params={"status": "restored", "limit": 500}, timeout=10).json():
+                        h.post(f"/api/v1/tickets/{t['id']}/close", json={"note": "soak"}, timeout=10)
+                        _Closed.n += 1
+                except (httpx.HTTPError, ValueError, TypeError):
+                    pass
+
+    threads = [threading.Thread(target=f, daemon=True) for f in (traps, faults, heartbeats, reads, closer)]
     for t in threads:
         t.start()
     samples = []
@@ -158,7 +177,7 @@ def main() -> None:
             time.sleep(a.every)
             rss, fds = sample(gw.pid)
             samples.append((time.monotonic() - t0, rss, fds))
-            print(f"{samples[-1][0]:7.0f} s  RSS {rss:7.1f} MiB  fds {fds:4d}  webhook deliveries {_Hook.received}", flush=True)
+            print(f"{samples[-1][0]:7.0f} s  RSS {rss:7.1f} MiB  fds {fds:4d}  webhook deliveries {_Hook.received}  tickets closed {_Closed.n}", flush=True)
     finally:
         stop.set()
         gw.send_signal(signal.SIGTERM)
