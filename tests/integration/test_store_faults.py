@@ -110,3 +110,31 @@ async def test_disk_full_holds_events_within_bounds_and_recovers(tmp_path: Path,
         await asyncio.sleep(0.3)
         [alarm] = gw.store.list_alarms()
         assert alarm["count"] == 205 - shed
+
+
+async def test_ticket_and_its_outbox_row_commit_together_or_not_at_all(tmp_path: Path, netsnmp: NetSnmp) -> None:
+    """A failure while writing the outbox row (a trigger in the database refuses it) must leave
+    no ticket or alarm behind either: a ticket committed without its outbox row would never
+    reach the help desk. Once the fault is gone, both arrive together."""
+    port = free_udp_port()
+    d = base_config(tmp_path / "var", port)
+    d["helpdesk"] = [{"type": "webhook", "name": "hook", "url": "http://127.0.0.1:9/", "secret": "x" * 32}]
+    cfg = config_from_dict(d, "t.toml", str(tmp_path))
+    async with Gateway(cfg) as gw:
+        db = str(gw.store.path)
+        with sqlite3.connect(db) as c:
+            c.execute("CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'injected'); END")
+
+        def counts() -> tuple[int, int, int]:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as r:
+                return tuple(r.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # type: ignore[return-value]
+                             for t in ("alarms", "tickets", "outbox"))
+
+        await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(3))
+        await eventually(lambda: gw.pipeline.stats.store_errors >= 2, timeout=10)
+        assert counts() == (0, 0, 0)  # the failed batch left nothing half-written
+        with sqlite3.connect(db) as c:
+            c.execute("DROP TRIGGER refuse_outbox")
+        await eventually(lambda: gw.pipeline.healthy, timeout=15)
+        alarms, tickets, outbox = counts()
+        assert (alarms, tickets) == (1, 1) and outbox >= 1
