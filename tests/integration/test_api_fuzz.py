@@ -93,7 +93,8 @@ def test_no_server_error_and_responses_match_the_spec(
         ("POST", "/api/v1/tickets/1/acknowledge", b"\xff\xfe\x00", "body"),
         ("POST", "/api/v1/maintenance", b"\xc3", "body"),
     ],
-    ids=["huge-ticket-id", "huge-alarm-id", "huge-outbox-id", "ticket-body-not-utf8", "maintenance-body-not-utf8"],
+    ids=["huge-ticket-id", "huge-alarm-id", "huge-outbox-id", "ticket-body-not-utf8",
+         "maintenance-body-not-utf8"],
 )
 def test_found_by_fuzzing_answers_422_naming_the_field(
     gateway: GatewayThread, method: str, path: str, body: bytes | None, field: str
