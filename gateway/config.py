@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from datetime import datetime
@@ -367,6 +368,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(file, "", "not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(file, "", f"TOML syntax error: {e}") from None
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigError(file, "", "arrays or inline tables nested too deeply") from None
     return config_from_dict(data, file, str(p.resolve().parent))
 
 
@@ -374,6 +377,10 @@ def config_from_dict(data: dict[str, Any], file: str = "<memory>", base_dir: str
     for k in ("source", "base_dir"):
         if k in data:
             raise ConfigError(file, k, "unknown key")
+    errs = [ConfigError(file, format_loc(loc), problem) for loc, problem in _unrepresentable(data)]
+    if errs:
+        errs[0].errors = errs  # type: ignore[attr-defined]
+        raise errs[0]
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
@@ -388,6 +395,18 @@ def config_from_dict(data: dict[str, Any], file: str = "<memory>", base_dir: str
         errs[0].errors = errs  # type: ignore[attr-defined]
         raise errs[0]
     return cfg
+
+
+def _unrepresentable(v: Any, loc: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], str]]:
+    """Numbers no option can mean: TOML's ``nan`` and ``inf`` (a nan limit or interval compares
+    false with everything, silently turning its check off), and integers beyond TOML's 64 bits
+    (tomllib reads them; sockets and SQLite overflow on them)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return [(loc, "must be a finite number (nan and inf are not allowed)")]
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+        return [(loc, "integer out of range (TOML integers are 64-bit)")]
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    return [bad for k, x in items for bad in _unrepresentable(x, (*loc, k))]
 
 
 def _target(t: Any, default_cal: str) -> ClockTarget | None:

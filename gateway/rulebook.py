@@ -58,7 +58,7 @@ def load_rules(cfg: Config) -> RuleEngine:
             packs.append(_parse(res.read_text("utf-8"), f"rules/packs/{name}.toml"))
         else:
             path = cfg.resolve_path(name)
-            if not path.exists():
+            if not path.is_file():
                 raise ConfigError(cfg.source, f"rules.packs[{i}]", f"no built-in pack or file named {name!r} (built-in: {', '.join(builtin)})")
             packs.append(load_pack_file(path))
     for i, d in enumerate(cfg.rules.dirs):

@@ -119,6 +119,14 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        if e.status_code == 400:
+            # FastAPI answers 400 for a body it cannot read at all (bytes that are not
+            # UTF-8, say); like any other invalid input it is a 422 naming the field.
+            msg = "not JSON text (the body must be UTF-8 JSON)"
+            detail = [{"field": "body", "message": msg}]
+            return JSONResponse(
+                {"error": "invalid_input", "message": f"body: {msg}", "detail": detail}, status_code=422
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, f"http_{e.status_code}")
         return JSONResponse(
             {"error": code, "message": str(e.detail)},

@@ -50,6 +50,8 @@ log = logging.getLogger("gateway.api")
 AlarmState = Literal["open", "active", "pending", "suppressed", "cleared"]
 TicketStatus = Literal["open", "acknowledged", "solution_proposed", "on_site", "restored", "closed"]
 Level = Annotated[int, Field(ge=1, le=4)]
+#: Store row ids are SQLite INTEGERs: a larger number can name no row and must not reach the store.
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="row id")]
 _OPEN_ALARM = ["active", "pending", "suppressed"]
 _STREAM_TYPES = frozenset({"alarm", "ticket", "sla.warning", "sla.breach"})
 _KEEPALIVE = 15.0
@@ -237,7 +239,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         return [alarm_out(a, ctx.inventory) for a in rows]
 
     @router.get("/alarms/{alarm_id}", response_model=AlarmOut, responses=_ACT_ERRORS, tags=["alarms"])
-    async def get_alarm(_: Viewer, alarm_id: int) -> dict[str, Any]:
+    async def get_alarm(_: Viewer, alarm_id: RowId) -> dict[str, Any]:
         """One alarm."""
         a = await asyncio.to_thread(ctx.store.get_alarm, alarm_id)
         if a is None:
@@ -245,7 +247,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         return alarm_out(a, ctx.inventory)
 
     @router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut, responses=_ACT_ERRORS, tags=["alarms"])
-    async def ack_alarm(p: Operator, alarm_id: int) -> dict[str, Any]:
+    async def ack_alarm(p: Operator, alarm_id: RowId) -> dict[str, Any]:
         """Acknowledge an open alarm (the board lists unacknowledged alarms first)."""
 
         def ack(_now: float) -> dict[str, Any] | None:
@@ -297,7 +299,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
     @router.get(
         "/tickets/{ticket_id}", response_model=TicketDetailOut, responses=_ACT_ERRORS, tags=["tickets"]
     )
-    async def get_ticket(_: Viewer, ticket_id: int) -> dict[str, Any]:
+    async def get_ticket(_: Viewer, ticket_id: RowId) -> dict[str, Any]:
         """One ticket with its timeline."""
         t = await asyncio.to_thread(ctx.store.get_ticket, ticket_id)
         if t is None:
@@ -312,7 +314,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
     )
     async def act(
         p: Operator,
-        ticket_id: int,
+        ticket_id: RowId,
         action: Annotated[
             ActionName, Path(description="resolve = restore; level needs 'level', report needs 'fields'")
         ],
@@ -483,12 +485,12 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         return {"id": message_id, "status": "requeued" if op == "retry" else "discarded"}
 
     @router.post("/outbox/{message_id}/retry", responses=_HOOK_ERRORS, tags=["outbox"])
-    async def retry_outbox(p: Operator, message_id: int) -> dict[str, Any]:
+    async def retry_outbox(p: Operator, message_id: RowId) -> dict[str, Any]:
         """Queue a failed message for delivery again."""
         return await _outbox_op("retry", message_id, p)
 
     @router.post("/outbox/{message_id}/discard", responses=_HOOK_ERRORS, tags=["outbox"])
-    async def discard_outbox(p: Operator, message_id: int) -> dict[str, Any]:
+    async def discard_outbox(p: Operator, message_id: RowId) -> dict[str, Any]:
         """Give up on a failed message (it stays in the store, marked discarded)."""
         return await _outbox_op("discard", message_id, p)
 

@@ -20,41 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.api.client import ApiClient, ApiClientError
 from gateway.app import Gateway
 from gateway.clock import ManualClock
-from gateway.config import Config, config_from_dict
 from gateway.errors import ConfigError
 from gateway.model import Event
 from gateway.store import BatchWrite, OutboxRow
+from tests.fixtures.api import OP, OP_TOKEN, VIEW, VIEW_TOKEN, api_config
 from tests.fixtures.netsnmp import COLD_START, LINK_DOWN, LINK_UP, NetSnmp, free_udp_port, link_varbinds
-from tests.helpers import base_config, eventually
-
-OP_TOKEN = "op-Secret-7f3a9c"
-VIEW_TOKEN = "view-Secret-51be0d"
-OP = {"Authorization": f"Bearer {OP_TOKEN}"}
-VIEW = {"Authorization": f"Bearer {VIEW_TOKEN}"}
-
-
-def api_config(tmp_path: Path, snmp_port: int) -> Config:
-    d = base_config(tmp_path / "var", snmp_port)
-    d["api"] = {
-        "enabled": True,
-        "host": "127.0.0.1",
-        "port": 0,
-        "tokens": [
-            {"token": OP_TOKEN, "role": "operator", "name": "alice"},
-            {"token": VIEW_TOKEN, "role": "viewer", "name": "bob"},
-        ],
-    }
-    d["devices"].append(
-        {
-            "id": "gas-1",
-            "name": "Gas monitor 1",
-            "class": "mine.gas-sensor",
-            "site": "pit-2",
-            "region": "shanxi",
-            "policy": "mine-monitoring",
-        }
-    )
-    return config_from_dict(d, str(tmp_path / "config.toml"), str(tmp_path))
+from tests.helpers import eventually
 
 
 class Harness:
