@@ -195,7 +195,7 @@ class PayloadDecoder:
         if body:
             try:
                 obj = _JSON.decode(body.decode())
-            except ValueError:  # UnicodeDecodeError included
+            except (ValueError, RecursionError):  # UnicodeDecodeError included; RecursionError: absurd nesting
                 if kind == "lwt" and len(body) <= _LWT_TEXT_MAX and body.isascii() and body.isalnum():
                     obj = {"state": body.decode().lower()}
                 else:
@@ -206,12 +206,18 @@ class PayloadDecoder:
                 raise Rejected("too_many_fields", str(len(obj)))
             ts_field = cfg.ts_field
             for k, v in obj.items():
-                if type(v) in _SCALARS:
+                if type(v) is float:
+                    if v - v != 0.0:  # 1e400 parses to inf (inf - inf is nan, as is nan - nan)
+                        raise Rejected("not_json", f"{k} is not a finite number")
+                    attrs[k] = v
+                elif type(v) in _SCALARS:
                     attrs[k] = v
                 elif v is None:
                     continue
                 elif type(v) is dict:
                     for k2, v2 in v.items():
+                        if type(v2) is float and v2 - v2 != 0.0:
+                            raise Rejected("not_json", f"{k}.{k2} is not a finite number")
                         if type(v2) in _SCALARS:
                             attrs[f"{k}.{k2}"] = v2
                         elif v2 is not None:
