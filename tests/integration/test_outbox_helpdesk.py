@@ -110,9 +110,9 @@ async def test_permanent_failure_is_parked_visible_and_operable(
     cfg.helpdesk[0] = cfg.helpdesk[0].model_copy(update={"queue": 999_999})  # no such queue: a permanent 4xx
     async with Gateway(cfg) as gw:
         await asyncio.to_thread(netsnmp.trap, port, COLD_START)
-        await eventually(lambda: gw.store.outbox_counts().get("failed") == 1, timeout=10)
+        await eventually(lambda: gw.store.outbox_counts().get("failed") == 1, timeout=30)
         # ...raised as a gateway alarm of its own, never dropped:
-        await eventually(lambda: [a for a in gw.store.list_alarms() if a["key"] == "gateway/helpdesk:hd/delivery"], timeout=5)
+        await eventually(lambda: [a for a in gw.store.list_alarms() if a["key"] == "gateway/helpdesk:hd/delivery"], timeout=20)
         assert gw.outbox is not None and gw.outbox.stats.failed == 1
     # The operator sees it and discards it from the CLI.
     d = base_config(tmp_path / "var", port)
