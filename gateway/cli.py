@@ -63,7 +63,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+_EARLY_HUP: list[int] = []
+
+
+def _hup_while_starting(signum: int, _frame: Any) -> None:
+    _EARLY_HUP.append(signum)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    # A SIGHUP (``systemctl reload``) that arrives while the daemon is still starting must not
+    # end it (the default action): remember it and reload once ready.
+    signal.signal(signal.SIGHUP, _hup_while_starting)
     cfg = _load(args.config)
     _setup_logging(cfg.gateway.log_level, cfg.gateway.log_format)
     if args.record:
@@ -85,8 +95,11 @@ async def _run(cfg: Any) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Gateway(cfg) as gw:
-        if hasattr(gw, "reload"):
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gw.reload()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gw.reload()))
+        if _EARLY_HUP:
+            logging.getLogger("gateway").info("SIGHUP received while starting: reloading now")
+            _EARLY_HUP.clear()
+            asyncio.ensure_future(gw.reload())
         await stop.wait()
         logging.getLogger("gateway").info("stopping: adapters first, then the queue is drained")
     logging.getLogger("gateway").info("stopped")

@@ -3,31 +3,19 @@ restart it, and check the real help desk holds every ticket exactly once."""
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from adapters.snmp import ber
+from tests.fixtures import traps
 from tests.fixtures.daemon import Daemon
 from tests.fixtures.helpdesk import HelpdeskServer
-from tests.fixtures.netsnmp import LINK_DOWN, free_udp_port
+from tests.fixtures.netsnmp import free_udp_port
 from tests.fixtures.slowproxy import SlowResponseProxy
+from tests.fixtures.traps import link_down
 from tests.helpers import base_config, wait_until, write_config
-
-
-def _send_link_downs(port: int, indexes: range) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for i in indexes:
-        pkt = ber.encode_trap(ber.TrapMessage(ber.V2C, b"public", ber.PDU_TRAP_V2, i, [
-            ("1.3.6.1.2.1.1.3.0", ber.Typed(ber.TAG_TIMETICKS, 1)),
-            ("1.3.6.1.6.3.1.1.4.1.0", ber.Typed(ber.TAG_OID, LINK_DOWN)),
-            (f"1.3.6.1.2.1.2.2.1.1.{i}", i),
-        ]))
-        sock.sendto(pkt, ("127.0.0.1", port))
-    sock.close()
 
 
 @pytest.mark.parametrize("kill_after", [0.5, 2.0], ids=["first-wave", "second-wave"])
@@ -48,7 +36,7 @@ def test_kill9_during_delivery_no_duplicates_nothing_missing(
     daemon = Daemon(cfg, tmp_path / "gateway.log")
     try:
         daemon.start()
-        _send_link_downs(port, range(1, 13))  # 12 faults → 12 tickets to deliver
+        traps.send(port, (link_down(i) for i in range(1, 13)))  # 12 faults → 12 tickets to deliver
         wait_until(lambda: len(daemon.cli("tickets")) == 12, timeout=10)
         time.sleep(kill_after)
         daemon.kill9()

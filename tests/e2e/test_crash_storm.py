@@ -5,14 +5,14 @@ committed before the kill is kept; nothing is counted twice)."""
 from __future__ import annotations
 
 import random
-import socket
-import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
-from adapters.snmp import ber
-from tests.fixtures.daemon import Daemon
-from tests.fixtures.netsnmp import LINK_DOWN, free_udp_port
+from tests.fixtures import traps
+from tests.fixtures.daemon import Daemon, read_db
+from tests.fixtures.netsnmp import free_udp_port
+from tests.fixtures.traps import link_down
 from tests.helpers import base_config, write_config
 
 KEYS = 20
@@ -20,21 +20,12 @@ KEYS = 20
 
 def _storm(port: int, n: int, seed: int) -> None:
     rng = random.Random(seed)
-    pkts = [ber.encode_trap(ber.TrapMessage(ber.V2C, b"public", ber.PDU_TRAP_V2, i, [
-        ("1.3.6.1.2.1.1.3.0", ber.Typed(ber.TAG_TIMETICKS, i)),
-        ("1.3.6.1.6.3.1.1.4.1.0", ber.Typed(ber.TAG_OID, LINK_DOWN)),
-        (f"1.3.6.1.2.1.2.2.1.1.{i}", i),
-    ])) for i in range(1, KEYS + 1)]
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for k in range(n):
-        s.sendto(pkts[rng.randrange(KEYS)], ("127.0.0.1", port))
-        if k % 200 == 0:
-            time.sleep(0.002)
-    s.close()
+    pkts = [link_down(i, uptime=i) for i in range(1, KEYS + 1)]
+    traps.send(port, (pkts[rng.randrange(KEYS)] for _ in range(n)))
 
 
 def _state(db: Path) -> tuple[dict[str, int], int, str]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+    with closing(read_db(db)) as c:
         counts = {k: n for k, n in c.execute("SELECT key, count FROM alarms WHERE state='active'")}
         dup = c.execute("SELECT COUNT(*) FROM (SELECT key FROM alarms WHERE state='active' GROUP BY key HAVING COUNT(*) > 1)").fetchone()[0]
         tickets = c.execute("SELECT COUNT(*) FROM tickets").fetchone()[0]
