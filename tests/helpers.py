@@ -88,8 +88,9 @@ def write_config(path: Path, d: dict[str, Any]) -> Path:
     return path
 
 
-async def eventually(cond: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds."""
+async def eventually(cond: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
+    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds (generous:
+    CI machines are shared, and a passing test never waits for it)."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
