@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from gateway.model import Event
 
-__all__ = ["Adapter", "EventSink", "CommitCallback", "Counters", "RateLimitedLog"]
+__all__ = ["Adapter", "CommitCallback", "Counters", "EventSink", "RateLimitedLog"]
 
 #: Called on the event loop thread once the event's batch is committed (``True``)
 #: or could not be committed (``False``).

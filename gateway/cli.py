@@ -146,7 +146,7 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
-    from gateway.views import ticket_view, table
+    from gateway.views import table, ticket_view
 
     cfg = _load(args.config)
     store = _open_store(cfg)

@@ -36,7 +36,7 @@ from gateway.store import BatchWrite, OutboxRow, Store
 from gateway.tickets import Ticket, TicketDesk
 from rules.engine import RuleEngine
 
-__all__ = ["Pipeline", "PipelineStats", "Command"]
+__all__ = ["Command", "Pipeline", "PipelineStats"]
 
 log = logging.getLogger("gateway.pipeline")
 
@@ -237,7 +237,7 @@ class Pipeline:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=30)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("pipeline did not drain within 30 s; %d items left", len(self._q))
                 self._task.cancel()
         self._exec.shutdown(wait=True)
@@ -252,7 +252,7 @@ class Pipeline:
                 timeout = self._next_timer()
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             try:
                 await self._batch()
@@ -391,7 +391,7 @@ class Pipeline:
         for cb in callbacks:
             try:
                 cb(True)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("commit callback failed")
         for cmd, result, err in cmds:
             if not cmd.future.done():
@@ -403,7 +403,7 @@ class Pipeline:
             for fn in self.listeners:
                 try:
                     fn(batch.alarms, batch.tickets, changes)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("change listener failed")
 
     def _on_change(self, ch: AlarmChange, dev: Any, changes: list[Any]) -> None:

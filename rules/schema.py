@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from gateway.durations import parse_duration
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from gateway.durations import parse_duration
 
 __all__ = ["Cond", "PackInfo", "PackModel", "RuleModel", "parse_seconds"]
 

@@ -268,10 +268,10 @@ class Link(asyncio.Protocol):
         while not self._closed.done():
             await asyncio.sleep(period)
             now = time.monotonic()
-            if self._ping_sent is not None and now - self._ping_sent > self._keepalive and not self._paused:
-                if now - self._last_rx > self._keepalive:
-                    self.abort(f"no answer from the broker within keepalive ({self._keepalive}s)")
-                    return
+            overdue = self._ping_sent is not None and now - self._ping_sent > self._keepalive
+            if overdue and not self._paused and now - self._last_rx > self._keepalive:
+                self.abort(f"no answer from the broker within keepalive ({self._keepalive}s)")
+                return
             if self._ping_sent is None or now - self._ping_sent > self._keepalive:
                 self._ping_sent = now
                 self._write(PINGREQ)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections import OrderedDict
 import ipaddress
 import logging
 import os
 import socket
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from gateway.clock import Clock
 from gateway.errors import DecodeError
 from gateway.model import Event
 
-__all__ = ["SnmpAdapter", "EventBuilder"]
+__all__ = ["EventBuilder", "SnmpAdapter"]
 
 log = logging.getLogger("adapters.snmp")
 
@@ -324,7 +324,7 @@ class SnmpAdapter:
                 respond = None
                 if msg.pdu_type == ber.PDU_INFORM:
                     m = msg
-                    respond = lambda m=m: ber.encode_response(m)  # noqa: E731
+                    respond = lambda m=m: ber.encode_response(m)
             if msg.pdu_type not in (ber.PDU_TRAP_V1, ber.PDU_TRAP_V2, ber.PDU_INFORM):
                 raise DecodeError("unsupported_pdu", hex(msg.pdu_type))
             ev = self.builder.build(msg, peer_ip, now)

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from gateway.alarms import Alarm
 from gateway.tickets import Ticket, TimelineEntry
 
-__all__ = ["Store", "BatchWrite", "OutboxRow"]
+__all__ = ["BatchWrite", "OutboxRow", "Store"]
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import uuid
@@ -24,8 +25,8 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.base import CommitCallback
-from adapters.mqtt.wire import encode_connect, encode_publish
 from adapters.mqtt import Ignored, MqttAdapter, MqttConfig, PayloadDecoder, Rejected, TopicTemplate, parse_ts
+from adapters.mqtt.wire import encode_connect, encode_publish
 from gateway.clock import ManualClock
 from gateway.model import Event
 from tests.fixtures.mqtt_broker import MosquittoProcess, free_port
@@ -856,3 +857,25 @@ async def test_a_slow_sink_pauses_reading_instead_of_shedding(private_broker, pr
         task.cancel()
         writer.close()
         await adapter.stop()
+
+
+async def test_broker_credentials_are_used_and_a_refusal_is_counted(private_broker, prefix, running, tmp_path):
+    passwd = tmp_path / "passwd"
+    await asyncio.to_thread(subprocess.run, ["mosquitto_passwd", "-b", "-c", str(passwd), "gw", "s3cret"],
+                            check=True, capture_output=True)
+    # "user root": as root, mosquitto would otherwise drop to a user that cannot read the test's
+    # private temp directory (ignored when the tests do not run as root).
+    auth = ("allow_anonymous false", f"password_file {passwd}", "user root")
+    broker: MosquittoProcess = private_broker(extra_config=auth, ready="tcp")
+    subs = [{"topic": f"{prefix}/{{device}}/hb"}]
+    sink = ListSink()
+    good = await running(MqttAdapter(make_config(broker.url, subs, username="gw", password="s3cret")), sink)
+    assert await good.wait_connected(5)
+    refused = await running(MqttAdapter(make_config(broker.url, subs, username="gw", password="wrong", name="bad")),
+                            ListSink())
+    await asyncio.sleep(1.0)
+    assert not refused.connected and refused.stats()["connect_failures"] >= 1
+    async with aiomqtt.Client(broker.host, broker.port, username="gw", password="s3cret") as pub:
+        await pub.publish(f"{prefix}/d1/hb", b'{"battery": 90}')
+    await sink.wait_for(lambda ev: len(ev) == 1)
+    assert sink.events[0].attrs == {"battery": 90}
