@@ -32,10 +32,17 @@ SLA warnings and breaches (see :meth:`TicketDesk.tick`) become timeline entries
 ``at``, ``due_at``, ``target``). Each threshold fires once; when several were crossed at
 once (after downtime or a level change) only the highest is announced. A deadline
 computed without holiday data gets a ``provisional`` timeline entry and a logged warning.
+
+Timers scale with what is due, not with what is open: the desk keeps one heap of
+``(next check, ticket id)`` entries, refreshed for the tickets an action touched, so
+:meth:`TicketDesk.tick` and :meth:`TicketDesk.next_check` cost nothing per idle ticket
+(a mass outage leaves tens of thousands of tickets open, and the pipeline asks both on
+every batch).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -114,6 +121,8 @@ _RANK = {s: i for i, s in enumerate(STATUSES)}
 _MILESTONE_ONCE = ("acknowledge", "propose_solution", "arrive")
 # What may still be done to a closed ticket.
 _ON_CLOSED = ("reopen", "comment", "set_report")
+# A clock fires this close to its check (the slack ``SlaClock.notices`` allows).
+_CHECK_SLACK = 1e-3
 
 
 def canonical_action(name: str) -> str:
@@ -297,6 +306,12 @@ class TicketDesk:
         self._timeline: list[TimelineEntry] = []
         self._outbox: list[tuple[int, str, dict[str, Any]]] = []
         self._fired: list[tuple[Ticket, ClockNotice]] = []
+        # SLA timers: a heap of (next check, ticket id). An entry is live while it equals
+        # _check_at[id]; others are stale and skipped. Tickets whose clocks may have
+        # changed wait in _touched until the next tick() or next_check() re-reads them.
+        self._timers: list[tuple[float, int]] = []
+        self._check_at: dict[int, float] = {}
+        self._touched: set[int] = set()
 
     # -- persistence hand-off ------------------------------------------------------------
     def load(self, tickets: list[Ticket], next_id: int) -> None:
@@ -304,6 +319,7 @@ class TicketDesk:
         for t in tickets:
             if t.status != "closed":
                 self.open[t.id] = t
+                self._fire_soon(t.id)
         self._next_id = max(self._next_id, next_id)
 
     def take_dirty(self) -> list[Ticket]:
@@ -341,6 +357,7 @@ class TicketDesk:
     ) -> None:
         t.updated_at = max(t.updated_at, ts)
         self._dirty[t.id] = t
+        self._touched.add(t.id)
         self._timeline.append(TimelineEntry(t.id, ts, actor, kind, note))
         if outbox:
             self._outbox.append((t.id, outbox, {"note": note, "actor": actor, "event": kind, **extra}))
@@ -427,6 +444,7 @@ class TicketDesk:
             raise TicketError(f"no ticket {ticket_id}")
         if loaded.status != "closed":  # open in the store but not here: adopt it
             self.open[loaded.id] = loaded
+            self._fire_soon(loaded.id)
             return loaded
         if action not in _ON_CLOSED:
             raise TicketError(f"ticket {ticket_id} is closed; reopen it first")
@@ -735,22 +753,77 @@ class TicketDesk:
     def tick(self, now: float) -> list[tuple[Ticket, ClockNotice]]:
         """Fire SLA warnings and breaches due by ``now`` (each once).
 
+        Only the tickets whose next check has come are looked at.
+
         Returns:
             The notices fired since the last call, including those an action fired
             first, with their tickets.
         """
-        for t in list(self.open.values()):
+        self._refresh()
+        heap = self._timers
+        check_at = self._check_at
+        due: list[Ticket] = []
+        # Taken first, then fired: a ticket re-armed at or before ``now`` waits for the
+        # next tick instead of spinning this one.
+        while heap and heap[0][0] <= now + _CHECK_SLACK:
+            at, tid = heapq.heappop(heap)
+            if check_at.get(tid) != at:
+                continue
+            del check_at[tid]
+            t = self.open.get(tid)
+            if t is not None:
+                due.append(t)
+        for t in due:
             self._fire(t, now)
+            self._schedule(t)
         out, self._fired = self._fired, []
         return out
 
     def next_check(self) -> float | None:
         """Return when :meth:`tick` next has something to fire (``None``: nothing pending)."""
+        self._refresh()
+        heap = self._timers
+        while heap:
+            at, tid = heap[0]
+            if self._check_at.get(tid) == at and tid in self.open:
+                return at
+            heapq.heappop(heap)
+        return None
+
+    def _ticket_check(self, t: Ticket) -> float | None:
+        """The earliest next check of the ticket's clocks."""
+        warn_at = self._warn_at(t)
         best: float | None = None
-        for t in self.open.values():
-            warn_at = self._warn_at(t)
-            for c in t.clocks:
-                n = c.next_check(self._cal(c.calendar), warn_at)
-                if n is not None and (best is None or n < best):
-                    best = n
+        for c in t.clocks:
+            n = c.next_check(self._cal(c.calendar), warn_at)
+            if n is not None and (best is None or n < best):
+                best = n
         return best
+
+    def _schedule(self, t: Ticket) -> None:
+        """Give ``t`` a live heap entry at its next check (none when nothing is pending)."""
+        self._touched.discard(t.id)
+        at = self._ticket_check(t) if t.id in self.open else None
+        if at is None:
+            self._check_at.pop(t.id, None)
+        elif self._check_at.get(t.id) != at:
+            self._check_at[t.id] = at
+            heapq.heappush(self._timers, (at, t.id))
+
+    def _fire_soon(self, tid: int) -> None:
+        """Look at a ticket that came from the store at the next tick, whatever its clocks say."""
+        self._touched.discard(tid)
+        self._check_at[tid] = 0.0
+        heapq.heappush(self._timers, (0.0, tid))
+
+    def _refresh(self) -> None:
+        """Re-read the timers of the tickets touched since the last tick or check."""
+        if not self._touched:
+            return
+        touched, self._touched = self._touched, set()
+        for tid in touched:
+            t = self.open.get(tid)
+            if t is None:
+                self._check_at.pop(tid, None)
+            elif self._check_at.get(tid) != 0.0:  # a pending "fire soon" stays
+                self._schedule(t)

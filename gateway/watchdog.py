@@ -301,7 +301,7 @@ class Watchdog:
             return None
         return self._mark_lost(i, device, now, now, reason)
 
-    def due(self, now: float, limit: int | None = None) -> list[Event]:
+    def due(self, now: float, limit: int | None = None, max_lost: int | None = None) -> list[Event]:
         """Return a ``heartbeat.lost`` event for every device whose deadline is ``<= now``.
 
         Each device fires once and stays lost until it heartbeats again. Events come in
@@ -313,6 +313,10 @@ class Watchdog:
             limit: handle at most this many heap entries in this call, so one call after
                 a restart or a reconnect cannot hold the event loop for long; the
                 scheduler calls again while :meth:`next_deadline` is ``<= now``.
+            max_lost: return at most this many losses. A loss costs its caller far more
+                than a heap entry costs here (an alarm, a ticket, store rows), so the
+                caller bounds them separately and raises a mass loss in chunks, the
+                earliest deadlines first.
 
         Returns:
             The new ``heartbeat.lost`` events (possibly empty).
@@ -326,7 +330,8 @@ class Watchdog:
         pop = heapq.heappop
         replace = heapq.heapreplace
         budget = -1 if limit is None else limit
-        while heap and heap[0][0] <= now and budget != 0:
+        room = -1 if max_lost is None else max_lost
+        while heap and heap[0][0] <= now and budget != 0 and room != 0:
             budget -= 1
             key, i = heap[0]
             device = ids[i]
@@ -341,6 +346,7 @@ class Watchdog:
                 replace(heap, (d, i))
                 continue
             pop(heap)
+            room -= 1
             out.append(self._mark_lost(i, device, d, now, "timeout"))
         return out
 

@@ -599,3 +599,62 @@ def test_urgent_response_needs_urgent_levels_in_config() -> None:
 
     with pytest.raises(ConfigError, match="urgent_levels: urgent levels need an urgent_response"):
         config_from_dict({"inventory": {"default_policy": "p"}, "policies": {"p": {"urgent_levels": [1]}}})
+
+
+# --------------------------------------------------------------------------- timer heap
+
+
+def at_min(ts: float | None, start: float) -> float:
+    """Minutes from ``start`` (exact comparisons: approx on epoch seconds is too loose)."""
+    assert ts is not None
+    return (ts - start) / MIN
+
+
+def test_tick_looks_only_at_tickets_whose_check_has_come(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mass outage leaves thousands of tickets open: a tick must not walk them all."""
+    clock = ManualClock()
+    start = clock.now()
+    desk = TicketDesk(POLICIES, CALS)
+    tids = []
+    for i in range(200):  # one ticket a minute; each warns 30 min after it opened
+        tids.append(_open("software-7x24", 1, "", start + i * MIN, desk)[1])
+    fired: list[int] = []
+    real_fire = desk._fire
+    monkeypatch.setattr(desk, "_fire", lambda t, now: (fired.append(t.id), real_fire(t, now)))
+    assert [(t.id, n.fraction) for t, n in desk.tick(start + 30 * MIN)] == [(tids[0], 0.5)]
+    assert fired == [tids[0]]
+    fired.clear()
+    notices = desk.tick(start + 32 * MIN)
+    assert fired == tids[1:3]
+    assert [(t.id, n.kind, n.fraction) for t, n in notices] == [(tids[1], "response", 0.5), (tids[2], "response", 0.5)]
+    assert at_min(desk.next_check(), start) == pytest.approx(33)
+
+
+def test_timers_follow_pause_resume_and_close() -> None:
+    clock = ManualClock()
+    start = clock.now()
+    desk, tid = _open("software-7x24", 1, "", start)
+    assert at_min(desk.next_check(), start) == pytest.approx(30)  # response 1 h, warned at 50 %
+    desk.act(tid, "pause", start + 10 * MIN, "alice")
+    assert desk.next_check() is None  # nothing counts while paused
+    assert desk.tick(start + 35 * MIN) == []
+    desk.act(tid, "resume", start + 40 * MIN, "alice")  # 10 min used; 20 more to 50 %
+    assert at_min(desk.next_check(), start) == pytest.approx(60)
+    assert desk.tick(start + 59 * MIN) == []
+    assert [(n.kind, n.fraction) for _, n in desk.tick(start + 60 * MIN)] == [("response", 0.5)]
+    desk.act(tid, "close", start + 61 * MIN, "alice")
+    assert desk.next_check() is None
+    assert desk.tick(start + 10 * H) == []
+
+
+def test_tickets_loaded_from_the_store_are_checked_at_the_first_tick() -> None:
+    clock = ManualClock()
+    start = clock.now()
+    old, tid = _open("software-7x24", 1, "", start)
+    saved = Ticket.from_dict(old.open[tid].to_dict())
+    desk = TicketDesk(POLICIES, CALS)
+    desk.load([saved], tid + 1)
+    assert at_min(desk.next_check(), start) <= 0  # at once, whatever the clocks say
+    fired = [(n.kind, n.fraction) for _, n in desk.tick(start + 90 * MIN)]  # down for 90 min
+    assert fired == [("response", 1.0)]
+    assert at_min(desk.next_check(), start) == pytest.approx(120)  # restore 4 h at 50 %

@@ -274,6 +274,35 @@ def test_due_with_a_limit_spreads_a_mass_loss_over_calls():
     assert calls == 15
 
 
+def test_max_lost_raises_a_mass_loss_in_chunks_earliest_deadline_first():
+    wd = Watchdog(default_interval=10.0)
+    for k in range(50):
+        wd.track(f"d{k:02d}", now=T0 + k)  # deadlines T0+30 .. T0+79
+    wd.track("late", now=T0 + 500)
+    chunks = []
+    while batch := wd.due(T0 + 100, max_lost=8):
+        assert len(batch) <= 8
+        chunks.append(batch)
+    assert [len(c) for c in chunks] == [8] * 6 + [2]
+    fired = [e for c in chunks for e in c]
+    assert [e.device for e in fired] == [f"d{k:02d}" for k in range(50)]  # deadline order across chunks
+    assert [e.ts for e in fired] == [T0 + 30 + k for k in range(50)]
+    assert wd.next_deadline() == T0 + 530  # "late" was never due
+
+
+def test_max_lost_does_not_count_re_arms():
+    wd = Watchdog(default_interval=10.0)
+    for k in range(20):
+        wd.track(f"d{k:02d}", now=T0)
+    for k in range(10):
+        wd.heartbeat(f"d{k:02d}", T0 + 20)  # lazy keys T0+30, true deadlines T0+50
+    batch = wd.due(T0 + 31, max_lost=3)
+    assert [e.device for e in batch] == ["d10", "d11", "d12"]  # slots order the equal keys
+    assert wd.next_deadline() == T0 + 30  # seven more losses due, nothing else touched
+    assert len(wd.due(T0 + 31)) == 7
+    assert wd.next_deadline() == T0 + 50
+
+
 def test_untrack_leaves_no_ghost_losses():
     wd = Watchdog(default_interval=1.0)
     wd.track("a", now=T0)
