@@ -395,11 +395,13 @@ class Watchdog:
     def broker_up(self, now: float) -> None:
         """The broker is back: every deadline is re-armed from ``now``.
 
-        A device then has a full ``interval * tolerance`` to be heard again, so the
-        reconnect does not raise a false "lost" storm.
+        A device then has a full ``interval * tolerance`` to be heard again, and at least
+        the restart grace: the devices have to reconnect to the restarted broker too, each
+        with its own backoff, so the reconnect does not raise a false "lost" storm.
         """
         self._outage_since = None
         self._rearm_from = max(self._rearm_from, now)
+        self._grace_until = max(self._grace_until, now + self._grace)
 
     @property
     def broker_outage_since(self) -> float | None:

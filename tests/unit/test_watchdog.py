@@ -161,6 +161,18 @@ def test_no_losses_during_a_broker_outage_and_rearm_from_reconnect():
     assert sorted(e.device for e in wd.due(T0 + 630)) == ["a", "b", "c"]
 
 
+def test_reconnect_gives_devices_at_least_the_restart_grace():
+    """Devices must reconnect to a restarted broker too (with their own backoff): after the
+    broker is back, no device is lost before the grace has passed, even when its
+    interval x tolerance is shorter."""
+    wd = Watchdog(default_interval=10.0, tolerance=3, grace=60.0)
+    wd.track("a", now=T0)
+    wd.broker_down(T0 + 5)
+    wd.broker_up(T0 + 100)
+    assert wd.due(T0 + 159) == []
+    assert [e.device for e in wd.due(T0 + 160)] == ["a"]
+
+
 def test_heartbeat_after_reconnect_counts_normally():
     wd = Watchdog(default_interval=10.0)
     wd.track("a", now=T0)
