@@ -59,6 +59,7 @@ _BOARD_DEVICES = 300
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "no or unknown bearer token"},
+    413: {"model": ErrorOut, "description": "request body larger than the configured limit"},
     422: {"model": ErrorOut, "description": "invalid input; the message names the field"},
 }
 _ACT_ERRORS: dict[int | str, dict[str, Any]] = {
