@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ class Gateway:
             raise
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()
 
     async def _start(self) -> None:
@@ -149,7 +150,11 @@ class Gateway:
         # Everything built so far (inventory, watchdog columns, rules) lives as long as the
         # process: move it out of the collector's sight. At a million devices a full
         # collection otherwise walks the whole inventory and holds the writer for 1-2 s.
-        gc.collect()
+        # (Finalizer warnings of garbage made before the gateway started, e.g. by an embedding
+        # process, are not the gateway's to report.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
         gc.freeze()
 
 
