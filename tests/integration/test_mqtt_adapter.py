@@ -835,6 +835,10 @@ async def test_a_slow_sink_pauses_reading_instead_of_shedding(private_broker, pr
     await adapter.start(sink)
 
     async def consumer() -> None:
+        # Nothing is taken until the adapter has had to pause (the queue fills up first,
+        # however the broker's bytes happen to be split into reads); then slowly.
+        while "paused" not in adapter.stats():
+            await asyncio.sleep(0.005)
         while True:
             await asyncio.sleep(0.01)
             sink.queued = max(0, sink.queued - 10)
