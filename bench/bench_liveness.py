@@ -1,6 +1,6 @@
 """Liveness detection lateness through the real pipeline at 100k / 1M tracked devices.
 
-A real :class:`~gateway.pipeline.Pipeline` (SQLite store in a temporary directory, the
+A real :class:`~gateway.runtime.pipeline.Pipeline` (SQLite store in a temporary directory, the
 default rule packs, the ``mine-monitoring`` policy, so a ``heartbeat.lost`` becomes a
 critical alarm and a ticket) watches ``N`` inventory devices. A feeder task on the same
 event loop offers each device's heartbeat once per ``--interval`` seconds, evenly spread
@@ -47,17 +47,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.alarms import RAISED, AlarmBook
-from gateway.calendars import default_calendars
+from gateway.core.alarms import RAISED, AlarmBook
+from gateway.core.calendars import default_calendars
 from gateway.clock import SystemClock
 from gateway.config import build_policies, config_from_dict
-from gateway.inventory import Inventory
+from gateway.core.inventory import Inventory
 from gateway.model import Device, Event
-from gateway.pipeline import Pipeline
+from gateway.runtime.pipeline import Pipeline
 from gateway.rulebook import load_rules
 from gateway.store.sqlite import SqliteStore
-from gateway.tickets import TicketDesk
-from gateway.watchdog import LOST, Watchdog
+from gateway.core.tickets import TicketDesk
+from gateway.core.watchdog import LOST, Watchdog
 
 TICK = 0.05
 CLASS = "mine.gas-sensor"

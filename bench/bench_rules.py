@@ -108,8 +108,8 @@ class Lane:
     """One rule set with its own engine, inventory, alarm book and event stream."""
 
     def __init__(self, n_rules: int, n_events: int, n_keys: int, base: int, spread: bool) -> None:
-        from gateway.alarms import AlarmBook
-        from gateway.inventory import Inventory
+        from gateway.core.alarms import AlarmBook
+        from gateway.core.inventory import Inventory
         from rules import RuleEngine
 
         packs, names = make_packs(n_rules)
@@ -178,8 +178,8 @@ def run_interleaved(
 
 
 def run_storm(n_events: int, batch: int) -> dict[str, float]:
-    from gateway.alarms import AlarmBook
-    from gateway.inventory import Inventory
+    from gateway.core.alarms import AlarmBook
+    from gateway.core.inventory import Inventory
     from gateway.model import Event
     from rules import RuleEngine
 

@@ -23,7 +23,7 @@ def rss_mib() -> float:
 
 
 def run(n: int) -> None:
-    from gateway.watchdog import Watchdog
+    from gateway.core.watchdog import Watchdog
 
     gc.collect()
     base = rss_mib()

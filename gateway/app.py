@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from adapters import REGISTRY
-from gateway.alarms import AlarmBook
-from gateway.calendars import default_calendars
+from gateway.core.alarms import AlarmBook
+from gateway.core.calendars import default_calendars
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config, build_devices, build_policies, load_config
 from gateway.errors import ConfigError
-from gateway.inventory import Inventory
-from gateway.maintenance import MaintenanceBook, Window, new_window, windows_from_config
-from gateway.pipeline import Pipeline
+from gateway.core.inventory import Inventory
+from gateway.core.maintenance import MaintenanceBook, Window, new_window, windows_from_config
+from gateway.runtime.pipeline import Pipeline
 from gateway.rulebook import load_rules
 from gateway.store.sqlite import SqliteStore
-from gateway.tickets import TicketDesk
+from gateway.core.tickets import TicketDesk
 
 __all__ = ["Gateway"]
 
@@ -93,7 +93,7 @@ class Gateway:
         )
         self.recorder = None
         if cfg.pipeline.record:
-            from gateway.recorder import JsonlRecorder
+            from gateway.runtime.recorder import JsonlRecorder
 
             self.recorder = JsonlRecorder(cfg.resolve_path(cfg.pipeline.record))
             self.pipeline.recorder = self.recorder
@@ -161,7 +161,7 @@ class Gateway:
     def _start_liveness(self) -> None:
         """The liveness watchdog: inventory devices with an interval are watched from the
         start; after a restart everyone gets a grace period instead of a burst of losses."""
-        from gateway.watchdog import Watchdog
+        from gateway.core.watchdog import Watchdog
 
         lv = self.cfg.liveness
         self.watchdog = Watchdog(lv.default_interval, lv.tolerance, grace=lv.grace, learn=lv.learn,
@@ -200,8 +200,8 @@ class Gateway:
         self.outbox = None
         if not cfg.helpdesk:
             return
-        from gateway.helpdesk import CONNECTORS
-        from gateway.outbox import OutboxWorker, SyncPoller
+        from gateway.delivery.helpdesk import CONNECTORS
+        from gateway.delivery.outbox import OutboxWorker, SyncPoller
 
         connectors = {h.name: CONNECTORS[h.type][1](h) for h in cfg.helpdesk}
         self.outbox = OutboxWorker(
@@ -228,9 +228,9 @@ class Gateway:
         """A change made in the help desk moves the ticket (through the single writer).
         Closing there while the fault is still active here is a conflict: recorded and
         shown on the ticket, not silently applied."""
-        from gateway.alarms import ACTIVE
-        from gateway.outbox import SyncPoller
-        from gateway.tickets import TicketError
+        from gateway.core.alarms import ACTIVE
+        from gateway.delivery.outbox import SyncPoller
+        from gateway.core.tickets import TicketError
 
         action = SyncPoller.action_for(change)
         if action is None:

@@ -22,14 +22,14 @@ from pydantic import (
 
 from adapters.mqtt import MqttConfig
 from adapters.snmp.config import SnmpListenerConfig
-from gateway.helpdesk.django_helpdesk import DjangoHelpdeskConfig
-from gateway.helpdesk.pagerduty import PagerDutyConfig
-from gateway.helpdesk.webhook import WebhookConfig
+from gateway.delivery.helpdesk.django_helpdesk import DjangoHelpdeskConfig
+from gateway.delivery.helpdesk.pagerduty import PagerDutyConfig
+from gateway.delivery.helpdesk.webhook import WebhookConfig
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 from gateway.model import Device
 from gateway.timeseries import TimeseriesConfig
-from gateway.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
+from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 
 __all__ = ["Config", "load_config", "parse_duration", "format_loc", "build_policies", "build_devices"]
 

@@ -30,6 +30,6 @@ if [ ! -f "$_stamp" ] || [ "$_root/pyproject.toml" -nt "$_stamp" ]; then
     echo "error: installing the project into .venv failed (see .venv/install.log)" >&2
     exit 1
   fi
-  "$_root/.venv/bin/python" -c 'import gateway.cli' || { echo "error: installing the project into .venv failed" >&2; exit 1; }
+  "$_root/.venv/bin/python" -c 'import gateway.cli.main' || { echo "error: installing the project into .venv failed" >&2; exit 1; }
   touch "$_stamp"
 fi

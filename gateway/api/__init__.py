@@ -23,7 +23,7 @@ from gateway import __version__
 from gateway.api.deps import ApiContext, ApiError, MaintenanceHooks, OutboxHooks, Principal, TokenTable
 from gateway.api.routes import build_router
 from gateway.errors import StoreError
-from gateway.metrics import CONTENT_TYPE, GatewayCollector, render
+from gateway.runtime.metrics import CONTENT_TYPE, GatewayCollector, render
 
 __all__ = ["ApiContext", "ApiError", "MaintenanceHooks", "OutboxHooks", "Principal", "create_app"]
 

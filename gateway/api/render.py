@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.sla import SlaClock
-from gateway.views import alarm_view, iso, ticket_view
+from gateway.core.sla import SlaClock
+from gateway.core.views import alarm_view, iso, ticket_view
 
 __all__ = ["alarm_out", "device_out", "ticket_out"]
 

@@ -40,8 +40,8 @@ from gateway.api.schemas import (
     WhoAmI,
 )
 from gateway.errors import ConfigError
-from gateway.tickets import STATUSES, TicketError
-from gateway.views import iso
+from gateway.core.tickets import STATUSES, TicketError
+from gateway.core.views import iso
 
 __all__ = ["build_router"]
 

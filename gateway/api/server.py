@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from gateway.api import create_app
 from gateway.api.deps import ApiContext
 from gateway.api.render import alarm_out, ticket_out
-from gateway.bus import ChangeBus
+from gateway.runtime.bus import ChangeBus
 
 __all__ = ["ApiServer", "LiveRef", "StoreOutbox", "serve", "start_api"]
 

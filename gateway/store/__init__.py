@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.alarms import Alarm
-from gateway.tickets import Ticket, TimelineEntry
+from gateway.core.alarms import Alarm
+from gateway.core.tickets import Ticket, TimelineEntry
 
 __all__ = ["BatchWrite", "OutboxRow", "Store"]
 

@@ -8,11 +8,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gateway.alarms import Alarm
+from gateway.core.alarms import Alarm
 from gateway.errors import StoreError
 from gateway.model import FaultLevel
 from gateway.store import BatchWrite
-from gateway.tickets import Ticket
+from gateway.core.tickets import Ticket
 
 __all__ = ["SqliteStore"]
 
@@ -392,7 +392,7 @@ class SqliteStore:
 
     # -- maintenance windows (written by the API helper and the CLI; read at start and reload) --
     def save_maintenance(self, window: dict[str, Any]) -> None:
-        """Insert or replace one maintenance window (``gateway.maintenance.Window.to_dict()``)."""
+        """Insert or replace one maintenance window (``gateway.core.maintenance.Window.to_dict()``)."""
         with self._lock:
             try:
                 self._db.execute(

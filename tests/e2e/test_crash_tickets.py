@@ -17,7 +17,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from gateway.calendars import default_calendars
+from gateway.core.calendars import default_calendars
 from tests.fixtures import traps
 from tests.fixtures.daemon import Daemon, read_db
 from tests.fixtures.netsnmp import COLD_START, NetSnmp, free_udp_port
@@ -25,7 +25,7 @@ from tests.fixtures.traps import link_down
 from tests.helpers import base_config, wait_until, write_config
 
 CALENDARS = default_calendars()
-#: A timer may wake this much before a deadline and record it then (gateway.sla's tolerance).
+#: A timer may wake this much before a deadline and record it then (gateway.core.sla's tolerance).
 EPS = 1e-3
 
 

@@ -285,7 +285,7 @@ async def test_record_and_replay(tmp_path: Path, clock: ManualClock, capsys: pyt
     assert [x["name"] for x in lines] == ["IF-MIB::linkDown", "IF-MIB::linkUp", "status"]
     assert lines[0]["attrs"] == {"ifIndex": 2, "ifDescr": "ge-0/0/2"} and lines[1]["ts"] == lines[0]["ts"] + 30
 
-    from gateway.cli import main
+    from gateway.cli.main import main
 
     new_rules = tmp_path / "candidate"
     new_rules.mkdir()
@@ -309,7 +309,7 @@ def test_rules_reload_signals_the_running_daemon(tmp_path: Path, capsys: pytest.
     import subprocess
     import sys
 
-    from gateway.cli import main
+    from gateway.cli.main import main
     from tests.helpers import ROOT, wait_until
 
     cfg_file = write_config(tmp_path / "config.toml", _config(tmp_path))

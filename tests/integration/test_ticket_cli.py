@@ -17,14 +17,14 @@ from typing import Any
 
 import pytest
 
-from gateway.alarms import AlarmBook
-from gateway.calendars import default_calendars
-from gateway.cli import main
+from gateway.core.alarms import AlarmBook
+from gateway.core.calendars import default_calendars
+from gateway.cli.main import main
 from gateway.config import build_policies, load_config
 from gateway.model import Device, Event, FaultLevel
 from gateway.store import BatchWrite
 from gateway.store.sqlite import SqliteStore
-from gateway.tickets import TicketDesk
+from gateway.core.tickets import TicketDesk
 from rules.engine import Classification
 from tests.helpers import base_config, write_config
 

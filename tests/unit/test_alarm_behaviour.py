@@ -1,6 +1,6 @@
 """Alarm behaviour, table-driven on a manual clock: hold-for, escalation over time, re-raise,
 flapping, parent-down suppression and maintenance windows (AlarmBook.fold / tick, pure); what
-each change does to tickets (gateway.dispatch); maintenance windows (gateway.maintenance).
+each change does to tickets (gateway.core.reactions); maintenance windows (gateway.core.maintenance).
 
 Each case is a script of steps ``"<t> <op> [key] [L<level>]"``:
 
@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from gateway.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, AlarmBook
-from gateway.calendars import default_calendars
+from gateway.core.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, AlarmBook
+from gateway.core.calendars import default_calendars
 from gateway.clock import ManualClock
 from gateway.config import build_policies, load_config
-from gateway.dispatch import dispatch
-from gateway.inventory import Inventory
-from gateway.maintenance import (
+from gateway.core.reactions import dispatch
+from gateway.core.inventory import Inventory
+from gateway.core.maintenance import (
     MaintenanceBook,
     MaintenanceError,
     UnknownWindow,
@@ -34,7 +34,7 @@ from gateway.maintenance import (
     parse_when,
 )
 from gateway.model import Device, Event, FaultLevel
-from gateway.tickets import TicketDesk
+from gateway.core.tickets import TicketDesk
 from rules.engine import Classification
 from tests.helpers import EXAMPLE
 
@@ -361,7 +361,7 @@ def test_recent_occurrences_are_forgotten_after_retention() -> None:
 
 def test_state_survives_a_restart_through_extra() -> None:
     """What the store keeps (``extra``) is enough to resume holds, flaps and suppressions."""
-    from gateway.alarms import Alarm
+    from gateway.core.alarms import Alarm
 
     book = AlarmBook(inventory=Inventory(DEVICES))
     book.fold(_cls("p/reachability", 1, "raise", {}), Event(T0, "t", "p", "heartbeat.lost"), "p", T0)
@@ -399,7 +399,7 @@ def test_timer_changes_are_dated_when_due_not_when_noticed() -> None:
     assert (ch.kind, ch.at, int(ch.alarm.level)) == ("escalated", T0 + 600, 2)
 
 
-# -- what each change does to tickets (gateway.dispatch), on the example's contracts ----------------
+# -- what each change does to tickets (gateway.core.reactions), on the example's contracts ----------------
 
 
 POLICIES = build_policies(load_config(EXAMPLE))
@@ -510,7 +510,7 @@ def test_dispatch_level_not_ticketed_by_policy() -> None:
     assert d.r(10, level=1) == ["opened"]  # a worse reading makes it ticketable
 
 
-# -- maintenance windows (gateway.maintenance) -----------------------------------------------------
+# -- maintenance windows (gateway.core.maintenance) -----------------------------------------------------
 
 
 

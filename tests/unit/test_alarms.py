@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, Alarm, AlarmBook
+from gateway.core.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, Alarm, AlarmBook
 from gateway.clock import ManualClock
-from gateway.inventory import Inventory
+from gateway.core.inventory import Inventory
 from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
 

@@ -1,4 +1,4 @@
-"""Unit tests for gateway.calendars: 24x7, business hours, Chinese working days and holiday data.
+"""Unit tests for gateway.core.calendars: 24x7, business hours, Chinese working days and holiday data.
 
 Expected instants are hand-computed from the published 2026 schedule (国务院办公厅关于2026年
 部分节假日安排的通知) and written as wall times at a fixed UTC+8 offset (or in UTC for the
@@ -26,8 +26,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import gateway.calendars
-from gateway.calendars import (
+import gateway.core.calendars
+from gateway.core.calendars import (
     BusinessHours,
     Calendar,
     CalendarError,
@@ -41,7 +41,7 @@ from gateway.calendars import (
 )
 
 CST = timezone(timedelta(hours=8))
-SHIPPED = Path(gateway.calendars.__file__).parent / "data" / "holidays" / "cn"
+SHIPPED = Path(gateway.core.calendars.__file__).parents[1] / "data" / "holidays" / "cn"
 H = 3600.0
 LUNCH = (("09:00", "12:00"), ("13:30", "18:00"))
 

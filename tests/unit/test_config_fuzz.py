@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.config import Config, build_devices, build_policies, config_from_dict, load_config
 from gateway.errors import ConfigError
 from tests.helpers import EXAMPLE, example_dict

@@ -21,9 +21,9 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.errors import DeliveryError
-from gateway.helpdesk import CONNECTORS, HelpDesk, OutboxMessage, classify_http_error
-from gateway.helpdesk.pagerduty import PagerDuty, PagerDutyConfig
-from gateway.helpdesk.webhook import (
+from gateway.delivery.helpdesk import CONNECTORS, HelpDesk, OutboxMessage, classify_http_error
+from gateway.delivery.helpdesk.pagerduty import PagerDuty, PagerDutyConfig
+from gateway.delivery.helpdesk.webhook import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

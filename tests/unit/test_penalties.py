@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alarms import AlarmBook
-from gateway.calendars import default_calendars
+from gateway.core.alarms import AlarmBook
+from gateway.core.calendars import default_calendars
 from gateway.clock import ManualClock
 from gateway.model import Device, Event, FaultLevel
-from gateway.penalties import started_days, sum_penalties, ticket_penalty
-from gateway.sla import ClockTarget, PenaltyTerms, Policy
-from gateway.tickets import TicketDesk
+from gateway.core.penalties import started_days, sum_penalties, ticket_penalty
+from gateway.core.sla import ClockTarget, PenaltyTerms, Policy
+from gateway.core.tickets import TicketDesk
 from rules.engine import Classification
 from tests.helpers import ROOT
 
@@ -113,7 +113,7 @@ def test_nothing_owed_is_an_empty_final_summary() -> None:
     assert (s.pct, s.amount, s.tickets, s.final) == (0.0, 0.0, (), True)
 
 
-PURE = ["gateway/penalties.py", "gateway/report.py"]
+PURE = ["gateway/core/penalties.py", "gateway/core/report.py"]
 IO = {"asyncio", "socket", "sqlite3", "httpx", "threading", "subprocess", "urllib", "http"}
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.clock import ManualClock
 from gateway.config import load_config
-from gateway.recorder import JsonlRecorder, event_from_dict, read_events
+from gateway.runtime.recorder import JsonlRecorder, event_from_dict, read_events
 from tests.helpers import base_config, write_config
 
 DEVICES = [

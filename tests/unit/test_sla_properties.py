@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.calendars import default_calendars
-from gateway.sla import ClockTarget, SlaClock
+from gateway.core.calendars import default_calendars
+from gateway.core.sla import ClockTarget, SlaClock
 
 CALS = default_calendars()
 NAMES = sorted(CALS)

@@ -9,13 +9,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.alarms import AlarmBook
-from gateway.calendars import BusinessHours, ChinaWorkdays, TwentyFourSeven, WeekdayRule, default_calendars
+from gateway.core.alarms import AlarmBook
+from gateway.core.calendars import BusinessHours, ChinaWorkdays, TwentyFourSeven, WeekdayRule, default_calendars
 from gateway.clock import ManualClock
 from gateway.config import build_policies, load_config
 from gateway.model import Device, Event, FaultLevel
-from gateway.sla import ClockTarget, Policy, SlaClock
-from gateway.tickets import Ticket, TicketDesk, TicketError, canonical_action
+from gateway.core.sla import ClockTarget, Policy, SlaClock
+from gateway.core.tickets import Ticket, TicketDesk, TicketError, canonical_action
 from rules.engine import Classification
 from tests.helpers import EXAMPLE
 

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
 from pydantic import ValidationError
 
-from gateway.alarms import Alarm, AlarmChange
+from gateway.core.alarms import Alarm, AlarmChange
 from gateway.model import Device, Event, FaultLevel
-from gateway.sla import SlaClock
-from gateway.tickets import Ticket
+from gateway.core.sla import SlaClock
+from gateway.core.tickets import Ticket
 from gateway.timeseries import (
     LineBuilder,
     TimeseriesConfig,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.clock import ManualClock
-from gateway.watchdog import LOST, RESTORED, Watchdog
+from gateway.core.watchdog import LOST, RESTORED, Watchdog
 
 T0 = 1_767_225_600.0
 

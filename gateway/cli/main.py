@@ -109,7 +109,7 @@ async def _run(cfg: Any) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from gateway.demo import run_demo
+    from gateway.cli.demo import run_demo
 
     _setup_logging(args.log_level, "text")
 
@@ -133,7 +133,7 @@ def _open_store(cfg: Any) -> Any:
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
-    from gateway.views import alarm_view, table
+    from gateway.core.views import alarm_view, table
 
     cfg = _load(args.config)
     store = _open_store(cfg)
@@ -146,7 +146,7 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
-    from gateway.views import table, ticket_view
+    from gateway.core.views import table, ticket_view
 
     cfg = _load(args.config)
     store = _open_store(cfg)
@@ -163,7 +163,7 @@ def cmd_tickets(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket_show(args: argparse.Namespace) -> int:
-    from gateway.views import clock_line, iso, ticket_view
+    from gateway.core.views import clock_line, iso, ticket_view
 
     cfg = _load(args.config)
     store = _open_store(cfg)
@@ -190,7 +190,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     """Help-desk messages: list them, retry or discard a failed one. The outbox is shared by
     the daemon and this command through the store (a row update; the worker picks it up)."""
     from gateway.store.sqlite import SqliteStore
-    from gateway.views import iso, table
+    from gateway.core.views import iso, table
 
     cfg = _load(args.config)
     path = cfg.data_path(cfg.store.path)
@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_ticket_show)
 
     # Commands owned by their feature modules register themselves here, in one place.
-    from gateway import cli_rules, cli_sla
+    from gateway.cli import rules as cli_rules, tickets as cli_sla
 
     cli_rules.register(sub, with_config)
     cli_sla.register(sub, tsub, with_config)

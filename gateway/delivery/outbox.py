@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import DeliveryError
-from gateway.helpdesk.base import HelpDesk, OutboxMessage, RemoteChange
+from gateway.delivery.helpdesk.base import HelpDesk, OutboxMessage, RemoteChange
 
 __all__ = ["OutboxWorker", "SyncPoller", "OutboxStats", "backoff"]
 

@@ -56,7 +56,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.errors import DeliveryError
-from gateway.helpdesk.base import (
+from gateway.delivery.helpdesk.base import (
     HttpConnector,
     KINDS,
     DeliveryResult,
@@ -81,7 +81,7 @@ __all__ = [
     "DjangoHelpdeskConfig",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.helpdesk.django_helpdesk")
 
 STATUS_OPEN, STATUS_REOPENED, STATUS_RESOLVED, STATUS_CLOSED, STATUS_DUPLICATE = 1, 2, 3, 4, 5
 

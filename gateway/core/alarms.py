@@ -42,8 +42,8 @@ from rules.engine import Classification
 from rules.inhibit import ParentDown, counts_as_down
 
 if TYPE_CHECKING:
-    from gateway.inventory import Inventory
-    from gateway.maintenance import MaintenanceBook
+    from gateway.core.inventory import Inventory
+    from gateway.core.maintenance import MaintenanceBook
 
 __all__ = [
     "ACTIVE",

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.alarms import (
+from gateway.core.alarms import (
     ACTIVE,
     CLEARED_CHANGE,
     ESCALATED,
@@ -39,7 +39,7 @@ from gateway.alarms import (
     AlarmChange,
 )
 from gateway.model import Device
-from gateway.sla import Policy
+from gateway.core.sla import Policy
 
 __all__ = ["Outcome", "dispatch", "policy_for"]
 

@@ -27,7 +27,7 @@ __all__ = ["run_demo", "demo_config"]
 
 log = logging.getLogger("gateway.demo")
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 
 
 def _free(kind: int) -> int:

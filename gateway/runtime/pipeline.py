@@ -15,7 +15,7 @@ from typing import Any
 
 from adapters.base import CommitCallback
 from gateway import failpoints
-from gateway.alarms import (
+from gateway.core.alarms import (
     CLEARED_CHANGE,
     FLAPPING,
     PENDING_CHANGE,
@@ -27,13 +27,13 @@ from gateway.alarms import (
     AlarmChange,
 )
 from gateway.clock import Clock
-from gateway.dispatch import dispatch
+from gateway.core.reactions import dispatch
 from gateway.errors import StoreError
-from gateway.inventory import Inventory
+from gateway.core.inventory import Inventory
 from gateway.model import Event
-from gateway.sla import Policy
+from gateway.core.sla import Policy
 from gateway.store import BatchWrite, OutboxRow, Store
-from gateway.tickets import Ticket, TicketDesk
+from gateway.core.tickets import Ticket, TicketDesk
 from rules.engine import RuleEngine
 
 __all__ = ["Command", "Pipeline", "PipelineStats"]
@@ -147,7 +147,7 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.paused_commit = False  # a test seam: hold commits (INFORMs then stay unanswered)
-        self.watchdog: Any = None  # gateway.watchdog.Watchdog, when liveness is watched
+        self.watchdog: Any = None  # gateway.core.watchdog.Watchdog, when liveness is watched
         self.liveness_events: frozenset[str] = frozenset({"heartbeat", "status"})
         self.track_unknown = True
         # Delivery keys of submitted events (see submit): committed with their batch, loaded
@@ -421,7 +421,7 @@ class Pipeline:
                     log.exception("change listener failed")
 
     def _on_change(self, ch: AlarmChange, dev: Any, changes: list[Any]) -> None:
-        """React to one alarm change (see gateway.dispatch for what each kind does)."""
+        """React to one alarm change (see gateway.core.reactions for what each kind does)."""
         kind = ch.kind
         if kind == REPEATED:
             return

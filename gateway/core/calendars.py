@@ -80,7 +80,7 @@ __all__ = [
     "default_calendars",
 ]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("gateway.calendars")
 
 _ONE_DAY = timedelta(days=1)
 
@@ -226,7 +226,7 @@ class ChinaWorkdays:
         if use_package:
             years.update(_package_years())
         if use_shipped:
-            shipped = resources.files(__package__ or "gateway").joinpath("data", "holidays", "cn")
+            shipped = resources.files("gateway").joinpath("data", "holidays", "cn")
             years.update(_load_dir(shipped, label="gateway/data/holidays/cn"))
         for directory in extra_dirs:
             path = Path(directory)

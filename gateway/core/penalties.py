@@ -1,6 +1,6 @@
 """Contract penalties: per ticket from its SLA clocks, summed per contract and month (pure).
 
-The terms (:class:`gateway.sla.PenaltyTerms`, ``[policies.NAME.penalties]`` in the
+The terms (:class:`gateway.core.sla.PenaltyTerms`, ``[policies.NAME.penalties]`` in the
 config) are percentages of the contract value, as in the software-7x24 contract:
 
 * ``response_missed_pct`` once per ticket whose ``response`` clock was breached
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.sla import BREACHED, PenaltyTerms
-from gateway.tickets import Ticket
+from gateway.core.sla import BREACHED, PenaltyTerms
+from gateway.core.tickets import Ticket
 
 __all__ = ["TicketPenalty", "PenaltySummary", "ticket_penalty", "sum_penalties", "started_days"]
 

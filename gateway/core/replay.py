@@ -3,7 +3,7 @@
 Used by ``gateway rules replay`` to see what a new rule set would have done with a real
 stream before it goes live, and to compare it with the live one. Nothing here touches the
 store: the book, desk and inventory are fresh, time is a manual clock set to each event's
-timestamp, and the reaction to each alarm change is the same :func:`gateway.dispatch.dispatch`
+timestamp, and the reaction to each alarm change is the same :func:`gateway.core.reactions.dispatch`
 the running pipeline uses, so a replay shows what the daemon would have done.
 """
 
@@ -13,14 +13,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.alarms import AlarmBook, AlarmChange
+from gateway.core.alarms import AlarmBook, AlarmChange
 from gateway.clock import ManualClock
-from gateway.dispatch import dispatch
-from gateway.inventory import Inventory
-from gateway.maintenance import MaintenanceBook, Window
+from gateway.core.reactions import dispatch
+from gateway.core.inventory import Inventory
+from gateway.core.maintenance import MaintenanceBook, Window
 from gateway.model import Device, Event
-from gateway.sla import Policy
-from gateway.tickets import Ticket, TicketDesk
+from gateway.core.sla import Policy
+from gateway.core.tickets import Ticket, TicketDesk
 from rules.engine import RuleEngine
 
 __all__ = ["KeySummary", "ReplayResult", "compare", "replay", "summarize"]

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.views import alarm_view, iso, ticket_view
+from gateway.core.views import alarm_view, iso, ticket_view
 
 __all__ = ["BusStats", "ChangeBus", "Subscription"]
 

@@ -76,9 +76,9 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.alarms import CLEARED, CLEARED_CHANGE, RAISED, REPEATED, AlarmChange
+from gateway.core.alarms import CLEARED, CLEARED_CHANGE, RAISED, REPEATED, AlarmChange
 from gateway.model import Device, Event
-from gateway.tickets import Ticket
+from gateway.core.tickets import Ticket
 
 __all__ = [
     "LineBuilder",

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from gateway.helpdesk.base import (
+from gateway.delivery.helpdesk.base import (
     DeliveryResult,
     HelpDesk,
     OutboxMessage,
     RemoteChange,
     classify_http_error,
 )
-from gateway.helpdesk.django_helpdesk import DjangoHelpdesk, DjangoHelpdeskConfig
-from gateway.helpdesk.pagerduty import PagerDuty, PagerDutyConfig
-from gateway.helpdesk.webhook import Webhook, WebhookConfig, verify_signature
+from gateway.delivery.helpdesk.django_helpdesk import DjangoHelpdesk, DjangoHelpdeskConfig
+from gateway.delivery.helpdesk.pagerduty import PagerDuty, PagerDutyConfig
+from gateway.delivery.helpdesk.webhook import Webhook, WebhookConfig, verify_signature
 
 __all__ = [
     "CONNECTORS",

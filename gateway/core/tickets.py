@@ -48,9 +48,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.alarms import Alarm
+from gateway.core.alarms import Alarm
 from gateway.model import Device, FaultLevel
-from gateway.sla import GOAL_ACTIONS, ClockNotice, ClockTarget, Policy, SlaClock, kind_order
+from gateway.core.sla import GOAL_ACTIONS, ClockNotice, ClockTarget, Policy, SlaClock, kind_order
 
 __all__ = [
     "Ticket",

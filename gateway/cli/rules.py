@@ -109,13 +109,13 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
 
 # -- helpers ----------------------------------------------------------------------------------
 def _iso(ts: float | None) -> str:
-    from gateway.views import iso
+    from gateway.core.views import iso
 
     return iso(ts) or "-"
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    from gateway.views import table
+    from gateway.core.views import table
 
     return table(rows, columns)
 
@@ -135,7 +135,7 @@ def _store(cfg: Any, readonly: bool = True) -> Any:
 
 def _stored_windows(store: Any) -> list[Any]:
     from gateway.errors import StoreError
-    from gateway.maintenance import Window
+    from gateway.core.maintenance import Window
 
     if store is None:
         return []
@@ -146,7 +146,7 @@ def _stored_windows(store: Any) -> list[Any]:
 
 
 def _windows(cfg: Any, store: Any) -> list[Any]:
-    from gateway.maintenance import windows_from_config
+    from gateway.core.maintenance import windows_from_config
 
     merged = {w.id: w for w in windows_from_config(cfg)}
     for w in _stored_windows(store):
@@ -163,7 +163,7 @@ def _login() -> str:
 
 def _read_events(path: str) -> list[Any]:
     from gateway.errors import GatewayError
-    from gateway.recorder import event_from_dict
+    from gateway.runtime.recorder import event_from_dict
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text("utf-8")
@@ -184,14 +184,14 @@ def _read_events(path: str) -> list[Any]:
 
 # -- rules test -------------------------------------------------------------------------------
 def cmd_rules_test(args: argparse.Namespace) -> int:
-    from gateway.alarms import AlarmBook
-    from gateway.calendars import default_calendars
+    from gateway.core.alarms import AlarmBook
+    from gateway.core.calendars import default_calendars
     from gateway.config import build_devices, build_policies, load_config
-    from gateway.dispatch import dispatch
-    from gateway.inventory import Inventory
-    from gateway.maintenance import MaintenanceBook
+    from gateway.core.reactions import dispatch
+    from gateway.core.inventory import Inventory
+    from gateway.core.maintenance import MaintenanceBook
     from gateway.rulebook import load_rules
-    from gateway.tickets import TicketDesk
+    from gateway.core.tickets import TicketDesk
 
     cfg = load_config(args.config)
     engine = load_rules(cfg)
@@ -354,12 +354,12 @@ def _engine_from(path: str) -> Any:
 
 
 def cmd_rules_replay(args: argparse.Namespace) -> int:
-    from gateway.calendars import default_calendars
+    from gateway.core.calendars import default_calendars
     from gateway.config import build_devices, build_policies
     from gateway.errors import GatewayError
-    from gateway.maintenance import windows_from_config
-    from gateway.recorder import read_events
-    from gateway.replay import compare, replay
+    from gateway.core.maintenance import windows_from_config
+    from gateway.runtime.recorder import read_events
+    from gateway.core.replay import compare, replay
     from gateway.rulebook import load_rules
     from rules import parse_seconds
 
@@ -592,7 +592,7 @@ def cmd_maintenance_add(args: argparse.Namespace) -> int:
 
     from gateway.config import load_config
     from gateway.errors import GatewayError
-    from gateway.maintenance import MaintenanceError, new_window, parse_when
+    from gateway.core.maintenance import MaintenanceError, new_window, parse_when
     from rules import parse_seconds
 
     cfg = load_config(args.config)
@@ -638,7 +638,7 @@ def cmd_maintenance_add(args: argparse.Namespace) -> int:
 def cmd_maintenance_end(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.errors import GatewayError
-    from gateway.maintenance import MaintenanceBook
+    from gateway.core.maintenance import MaintenanceBook
 
     cfg = load_config(args.config)
     store = _store(cfg, readonly=False)

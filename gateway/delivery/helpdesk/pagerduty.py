@@ -29,7 +29,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.errors import DeliveryError
-from gateway.helpdesk.base import (
+from gateway.delivery.helpdesk.base import (
     HttpConnector,
     KINDS,
     DeliveryResult,

@@ -6,7 +6,7 @@ each clock the contract defines (``response``, ``solution``, ``on_site``, ``rest
 the levels the contract calls urgent, the warning fractions, and the penalty terms.
 
 An :class:`SlaClock` is one running deadline of one ticket. It counts business time on
-its calendar (see :mod:`gateway.calendars`) and never counts paused spans. Its life::
+its calendar (see :mod:`gateway.core.calendars`) and never counts paused spans. Its life::
 
     waiting ──begin──> running ──pause──> paused ──resume──> running
                           │                                      │
@@ -70,7 +70,7 @@ _EPS = 1e-3
 
 
 class CalendarLike(Protocol):
-    """What a clock needs of a calendar (see :class:`gateway.calendars.Calendar`)."""
+    """What a clock needs of a calendar (see :class:`gateway.core.calendars.Calendar`)."""
 
     name: str
 
@@ -89,7 +89,7 @@ class ClockTarget:
 
 @dataclass(frozen=True, slots=True)
 class PenaltyTerms:
-    """A contract's penalty clause (see :mod:`gateway.penalties` for the arithmetic).
+    """A contract's penalty clause (see :mod:`gateway.core.penalties` for the arithmetic).
 
     Attributes:
         contract_value: The amount the percentages apply to.

@@ -3,7 +3,7 @@
 Every outbox message becomes one ``POST`` of a JSON document to ``url``::
 
     {
-      "schema": "gateway.helpdesk.webhook/v1",
+      "schema": "gateway.delivery.helpdesk.webhook/v1",
       "idempotency_key": "gw-noc1-t42",        # same as the Idempotency-Key header
       "message_id": 17,                        # outbox row id (increases per ticket)
       "ticket_id": 42,                         # the gateway's ticket id
@@ -47,7 +47,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.errors import DeliveryError
-from gateway.helpdesk.base import (
+from gateway.delivery.helpdesk.base import (
     HttpConnector,
     KINDS,
     DeliveryResult,
@@ -70,7 +70,7 @@ __all__ = [
     "verify_signature",
 ]
 
-SCHEMA_ID = "gateway.helpdesk.webhook/v1"
+SCHEMA_ID = "gateway.delivery.helpdesk.webhook/v1"
 TIMESTAMP_HEADER = "X-Gateway-Timestamp"
 SIGNATURE_HEADER = "X-Gateway-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"

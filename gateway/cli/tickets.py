@@ -13,7 +13,7 @@ Ticket actions respect the single writer. While the daemon runs (its pid file
 ``POST /api/v1/tickets/{id}/{action}``, with the first operator token of the config;
 with the API disabled they are refused with a message saying so. Otherwise the CLI is
 the only writer: it loads the ticket from the store, applies the action through a
-:class:`~gateway.tickets.TicketDesk` and commits the ticket, its timeline entries and
+:class:`~gateway.core.tickets.TicketDesk` and commits the ticket, its timeline entries and
 its outbox messages in one transaction, as the pipeline does.
 
 ``report`` and ``sla-report`` only read the store, so they work beside a running daemon.
@@ -127,7 +127,7 @@ def _actor(by: str | None) -> str:
 
 
 def _calendars(cfg: Any) -> Any:
-    from gateway.calendars import default_calendars
+    from gateway.core.calendars import default_calendars
 
     return default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
 
@@ -168,7 +168,7 @@ def _write(text: str, output: str) -> None:
 
 
 def _summary(t: Any) -> str:
-    from gateway.views import clock_line, ticket_view
+    from gateway.core.views import clock_line, ticket_view
 
     v = ticket_view(t if isinstance(t, dict) else t.to_dict())
     urgent = ", urgent" if v["urgent"] else ""
@@ -279,7 +279,7 @@ def _offline(cfg: Any, ticket_id: int, action: str, actor: str, note: str, kw: d
     from gateway.config import build_policies
     from gateway.store import BatchWrite
     from gateway.store.sqlite import SqliteStore
-    from gateway.tickets import TicketDesk, TicketError
+    from gateway.core.tickets import TicketDesk, TicketError
 
     path = _store_path(cfg)
     if not path.exists():
@@ -355,7 +355,7 @@ def _read_store(cfg: Any) -> Any:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
-    from gateway.report import incident_report
+    from gateway.core.report import incident_report
 
     cfg = _config(args.config)
     store = _read_store(cfg)
@@ -382,7 +382,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_sla_report(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
     from gateway.config import build_policies
-    from gateway.report import month_bounds, render_sla_summary, sla_summary
+    from gateway.core.report import month_bounds, render_sla_summary, sla_summary
 
     cfg = _config(args.config)
     policies = build_policies(cfg)

@@ -3,12 +3,12 @@
 The post-incident report has the six parts of DESIGN §3: when the fault started and
 ended; symptoms; cause; final solution; the actions taken, in time order; follow-up
 measures. Part 1 and part 5 come from the ticket, its alarm and its timeline; the
-others from the ticket's report fields (:data:`gateway.tickets.REPORT_FIELDS`), with a
+others from the ticket's report fields (:data:`gateway.core.tickets.REPORT_FIELDS`), with a
 placeholder line when one is missing.
 
 The SLA summary counts one contract's tickets of one month (by opening time in the
 report's time zone): tickets per level, met/breached per clock (and per level), the
-business time the clocks used, and the penalties (:mod:`gateway.penalties`).
+business time the clocks used, and the penalties (:mod:`gateway.core.penalties`).
 
 Times are shown in the given IANA time zone. Nothing here reads the clock: ``now`` is
 passed in.
@@ -22,9 +22,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.model import FaultLevel
-from gateway.penalties import sum_penalties, ticket_penalty
-from gateway.sla import BREACHED, MET, NOT_NEEDED, Policy, SlaClock, kind_order
-from gateway.tickets import REPORT_FIELDS, Ticket, TimelineEntry
+from gateway.core.penalties import sum_penalties, ticket_penalty
+from gateway.core.sla import BREACHED, MET, NOT_NEEDED, Policy, SlaClock, kind_order
+from gateway.core.tickets import REPORT_FIELDS, Ticket, TimelineEntry
 
 __all__ = [
     "incident_report",
@@ -308,7 +308,7 @@ def sla_summary(
         ``breached``, ``open``, ``not_needed``, business seconds ``used_total`` /
         ``used_mean`` over met and breached clocks), ``by_level`` (per level and clock:
         ``met``, ``breached``, ``open``), ``rows`` (one per ticket), ``provisional``,
-        ``penalties`` (see :meth:`gateway.penalties.PenaltySummary.to_dict`, or None).
+        ``penalties`` (see :meth:`gateway.core.penalties.PenaltySummary.to_dict`, or None).
     """
     zone = ZoneInfo(tz)
     ts = sorted(tickets, key=lambda t: (t.opened_at, t.id))
