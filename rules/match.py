@@ -49,6 +49,17 @@ def compile_glob(patterns: str | list[str] | None) -> Callable[[str], bool] | No
 _NUM_START = frozenset("0123456789+-. ")
 
 
+def _compare(op: str, b: float) -> Callable[[Any], bool]:
+    """A numeric comparison against ``b``; a value that is not a number never matches."""
+    if op == "gt":
+        return lambda v: (n := _num(v)) is not None and n > b
+    if op == "ge":
+        return lambda v: (n := _num(v)) is not None and n >= b
+    if op == "lt":
+        return lambda v: (n := _num(v)) is not None and n < b
+    return lambda v: (n := _num(v)) is not None and n <= b
+
+
 def _num(v: Any) -> float | None:
     """``v`` as a number, if it is one (a numeric string counts; ``True`` is 1)."""
     t = type(v)
@@ -130,17 +141,8 @@ def _compile_one(attr: str, cond: Cond | Any) -> Predicate:
         rx = re.compile(cond.regex)
         checks.append(lambda v: rx.search(v if isinstance(v, str) else str(v)) is not None)
     for op, bound in (("gt", cond.gt), ("ge", cond.ge), ("lt", cond.lt), ("le", cond.le)):
-        if bound is None:
-            continue
-        b = float(bound)
-        if op == "gt":
-            checks.append(lambda v, b=b: (n := _num(v)) is not None and n > b)
-        elif op == "ge":
-            checks.append(lambda v, b=b: (n := _num(v)) is not None and n >= b)
-        elif op == "lt":
-            checks.append(lambda v, b=b: (n := _num(v)) is not None and n < b)
-        else:
-            checks.append(lambda v, b=b: (n := _num(v)) is not None and n <= b)
+        if bound is not None:
+            checks.append(_compare(op, float(bound)))
     if len(checks) == 2:  # the common case: one operator (after the presence test)
         only = checks[1]
         return lambda attrs: (v := attrs.get(attr, _MISSING)) is not _MISSING and only(v)
