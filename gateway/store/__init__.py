@@ -14,6 +14,7 @@ runs against every backend, so the behaviour documented here is the behaviour te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
@@ -153,9 +154,9 @@ class StoreReader(Protocol):
     def find_alarms(
         self,
         *,
-        states: list[str] | None = None,
-        levels: list[int] | None = None,
-        devices: list[str] | None = None,
+        states: Sequence[str] | None = None,
+        levels: Sequence[int] | None = None,
+        devices: Sequence[str] | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """Alarms matching every given filter, newest first. Each filter is a list of
@@ -173,10 +174,10 @@ class StoreReader(Protocol):
     def find_tickets(
         self,
         *,
-        statuses: list[str] | None = None,
-        levels: list[int] | None = None,
-        devices: list[str] | None = None,
-        sites: list[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        levels: Sequence[int] | None = None,
+        devices: Sequence[str] | None = None,
+        sites: Sequence[str] | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """Tickets matching every given filter (as :meth:`find_alarms`), newest first."""

@@ -278,9 +278,9 @@ class SqliteStore:
     def find_alarms(
         self,
         *,
-        states: list[str] | None = None,
-        levels: list[int] | None = None,
-        devices: list[str] | None = None,
+        states: Sequence[str] | None = None,
+        levels: Sequence[int] | None = None,
+        devices: Sequence[str] | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         where, args = _filters((("state", states), ("level", levels), ("device", devices)))
@@ -301,10 +301,10 @@ class SqliteStore:
     def find_tickets(
         self,
         *,
-        statuses: list[str] | None = None,
-        levels: list[int] | None = None,
-        devices: list[str] | None = None,
-        sites: list[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        levels: Sequence[int] | None = None,
+        devices: Sequence[str] | None = None,
+        sites: Sequence[str] | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         where, args = _filters((
