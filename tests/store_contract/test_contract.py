@@ -411,11 +411,11 @@ def test_a_read_only_store_reads_and_refuses_writes(store: Store, backend: Backe
     assert snapshot(ro) == snapshot(store)
     assert ro.schema_version() == LATEST
     with pytest.raises(StoreError):
-        ro.commit(second_batch())  # type: ignore[attr-defined]
+        ro.commit(second_batch())
     with pytest.raises(StoreError):
-        ro.save_maintenance(s.window("mw-1", T0, T0 + 1))  # type: ignore[attr-defined]
+        ro.save_maintenance(s.window("mw-1", T0, T0 + 1))
     with pytest.raises(StoreError):
-        ro.outbox_reset_leases()  # type: ignore[attr-defined]
+        ro.outbox_reset_leases()
     assert snapshot(ro) == snapshot(store)
     store.commit(second_batch())
     assert snapshot(ro) == snapshot(store)  # it sees later commits
