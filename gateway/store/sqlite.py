@@ -114,7 +114,8 @@ class SqliteStore:
                 db.execute(f"PRAGMA user_version={int(todo[-1].version)}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # some errors (a full disk) end the transaction themselves
+                db.execute("ROLLBACK")
             raise
 
     def schema_version(self) -> int:
@@ -148,7 +149,8 @@ class SqliteStore:
                 return result
             except BaseException as e:
                 try:
-                    db.execute("ROLLBACK")
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
                 except sqlite3.Error:
                     pass
                 if isinstance(e, (sqlite3.Error, failpoints.FailpointError)):
