@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.store import StoreReader
+
 __all__ = [
     "ApiContext",
     "ApiError",
@@ -141,7 +143,7 @@ class ApiContext:
     """
 
     pipeline: Any
-    store: Any
+    store: StoreReader
     desk: Any
     book: Any
     inventory: Any

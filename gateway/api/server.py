@@ -18,6 +18,7 @@ from gateway.api import create_app
 from gateway.api.deps import ApiContext
 from gateway.api.render import alarm_out, ticket_out
 from gateway.runtime.bus import ChangeBus
+from gateway.store import OutboxEntry, Store
 
 __all__ = ["ApiServer", "LiveRef", "StoreOutbox", "serve", "start_api"]
 
@@ -106,12 +107,12 @@ class LiveRef:
 class StoreOutbox:
     """Failed help-desk messages through the store's outbox methods; a retry wakes the worker."""
 
-    def __init__(self, store: Any, worker: Any = None) -> None:
+    def __init__(self, store: Store, worker: Any = None) -> None:
         self.store = store
         self.worker = worker
 
-    async def list_failed(self, limit: int = 500) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.store.outbox_list, "failed", limit)  # type: ignore[no-any-return]
+    async def list_failed(self, limit: int = 500) -> list[OutboxEntry]:
+        return await asyncio.to_thread(self.store.outbox_list, "failed", limit)
 
     async def retry(self, message_id: int) -> bool:
         ok = bool(await asyncio.to_thread(self.store.outbox_requeue, message_id))

@@ -24,7 +24,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.store import StoreReader
 
 __all__ = ["register"]
 
@@ -133,7 +136,7 @@ def _store(cfg: Any, readonly: bool = True) -> Any:
     )
 
 
-def _stored_windows(store: Any) -> list[Any]:
+def _stored_windows(store: StoreReader | None) -> list[Any]:
     from gateway.errors import StoreError
     from gateway.core.maintenance import Window
 
@@ -145,7 +148,7 @@ def _stored_windows(store: Any) -> list[Any]:
         return []
 
 
-def _windows(cfg: Any, store: Any) -> list[Any]:
+def _windows(cfg: Any, store: StoreReader | None) -> list[Any]:
     from gateway.core.maintenance import windows_from_config
 
     merged = {w.id: w for w in windows_from_config(cfg)}

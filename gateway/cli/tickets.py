@@ -29,7 +29,10 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.store import StoreReader
 
 __all__ = ["register", "CLI_VERBS", "PID_FILE"]
 
@@ -311,7 +314,7 @@ def _offline(cfg: Any, ticket_id: int, action: str, actor: str, note: str, kw: d
 
 
 def _outbox_rows(
-    cfg: Any, store: Any, messages: list[tuple[int, str, dict[str, Any]]], tickets: dict[int, Any]
+    cfg: Any, store: StoreReader, messages: list[tuple[int, str, dict[str, Any]]], tickets: dict[int, Any]
 ) -> list[Any]:
     """Outbox rows for the configured help desks, shaped as the pipeline writes them."""
     from gateway.store import OutboxRow
@@ -344,7 +347,7 @@ def _outbox_rows(
 # --------------------------------------------------------------------------- reports
 
 
-def _read_store(cfg: Any) -> Any:
+def _read_store(cfg: Any) -> StoreReader | None:
     from gateway.store.sqlite import SqliteStore
 
     path = _store_path(cfg)

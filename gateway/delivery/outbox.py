@@ -8,11 +8,11 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from gateway.clock import Clock
 from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk.base import HelpDesk, OutboxMessage, RemoteChange
+from gateway.store import OutboxEntry, Store, StoreReader
 
 __all__ = ["OutboxWorker", "SyncPoller", "OutboxStats", "backoff"]
 
@@ -50,7 +50,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         connectors: Mapping[str, HelpDesk],
         clock: Clock,
         *,
@@ -121,14 +121,14 @@ class OutboxWorker:
             return 0
         sem = asyncio.Semaphore(self.concurrency)
 
-        async def one(row: dict[str, Any]) -> None:
+        async def one(row: OutboxEntry) -> None:
             async with sem:
                 await self._deliver(row)
 
         await asyncio.gather(*(one(r) for r in rows))
         return len(rows)
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def _deliver(self, row: OutboxEntry) -> None:
         conn_name = row["connector"]
         conn = self.connectors[conn_name]
         ticket_id = int(row["ticket_id"])
@@ -166,7 +166,7 @@ class OutboxWorker:
         if self._last_reason.pop(conn_name, None) is not None:
             log.warning("%s: deliveries succeed again", conn_name)
 
-    async def _failed(self, row: dict[str, Any], conn_name: str, e: DeliveryError) -> None:
+    async def _failed(self, row: OutboxEntry, conn_name: str, e: DeliveryError) -> None:
         self.stats.by_reason[e.reason] = self.stats.by_reason.get(e.reason, 0) + 1
         if e.retryable:
             self.stats.retried += 1
@@ -195,7 +195,7 @@ class SyncPoller:
 
     def __init__(
         self,
-        store: Any,
+        store: StoreReader,
         connectors: Mapping[str, HelpDesk],
         clock: Clock,
         apply: Callable[[str, int, RemoteChange], Awaitable[None]],
@@ -217,7 +217,8 @@ class SyncPoller:
     async def start(self) -> None:
         now = self.clock.now()
         for name in self.connectors:
-            self._since[name] = float(await asyncio.to_thread(self.store.get_meta, f"sync.since.{name}") or now)
+            since = await asyncio.to_thread(self.store.get_meta, f"sync.since.{name}")
+            self._since[name] = float(since or now)
         self._task = asyncio.create_task(self._run(), name="helpdesk-sync")
 
     async def stop(self) -> None:

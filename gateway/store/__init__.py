@@ -1,19 +1,49 @@
-"""Persistence: the Store protocol and the batch a pipeline commits in one transaction."""
+"""Persistence: the Store protocols, the batch a pipeline commits in one transaction, and row types.
+
+Two protocols, by who may call them:
+
+* :class:`StoreReader`: queries. Safe on a read-only opening (``gateway alarms``, reports,
+  the API's reads) and from any thread while the daemon writes.
+* :class:`Store` (a ``StoreReader``): the writes. ``commit`` is the pipeline's (the single
+  writer of alarms, tickets and timeline); the outbox methods are the delivery worker's;
+  maintenance windows and failed-message triage are operator writes (API, CLI).
+
+A backend (``sqlite.SqliteStore`` today) passes ``tests/store_contract/``: the same suite
+runs against every backend, so the behaviour documented here is the behaviour tested there.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from gateway.core.alarms import Alarm
 from gateway.core.tickets import Ticket, TimelineEntry
 
-__all__ = ["BatchWrite", "OutboxRow", "Store"]
+__all__ = [
+    "BatchWrite",
+    "OUTBOX_STATES",
+    "OutboxEntry",
+    "OutboxRow",
+    "Store",
+    "StoreReader",
+    "TimelineRow",
+]
+
+#: Outbox message states. ``pending`` waits (``next_attempt``); ``sending`` is leased by a
+#: delivery in flight; ``delivered`` and ``discarded`` are final; ``failed`` is parked until an
+#: operator retries (back to ``pending``) or discards it.
+OUTBOX_STATES = ("pending", "sending", "delivered", "failed", "discarded")
 
 
 @dataclass(slots=True)
 class OutboxRow:
-    """A message the help desk must see, written with the change that caused it."""
+    """A message the help desk must see, written with the change that caused it.
+
+    ``key`` is the message's idempotency key at the help desk (the ticket key for ``open``,
+    a unique key per message otherwise); ``payload`` must be JSON-serialisable.
+    """
 
     connector: str
     ticket_id: int
@@ -22,14 +52,49 @@ class OutboxRow:
     payload: dict[str, Any]
 
 
+class OutboxEntry(TypedDict):
+    """A stored outbox message, as the worker and operators see it."""
+
+    id: int
+    connector: str
+    ticket_id: int
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    state: str
+    #: Delivery attempts started (recorded before each request goes out).
+    attempts: int
+    #: Not handed out before this time: the retry time, or the end of the lease while sending.
+    next_attempt: float
+    remote_id: str | None
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None
+
+
+class TimelineRow(TypedDict):
+    """A stored timeline line (:class:`~gateway.core.tickets.TimelineEntry` as a mapping)."""
+
+    ticket_id: int
+    ts: float
+    actor: str
+    kind: str
+    note: str
+
+
 @dataclass(slots=True)
 class BatchWrite:
     """Everything one pipeline batch changed; committed atomically or not at all."""
 
+    #: Upserted by id; the full current state of each alarm (behaviour state included).
     alarms: list[Alarm] = field(default_factory=list)
+    #: Upserted by id; the full current state of each ticket (clocks included).
     tickets: list[Ticket] = field(default_factory=list)
+    #: Appended in list order (the timeline keeps insertion order within a ticket).
     timeline: list[TimelineEntry] = field(default_factory=list)
+    #: Appended in list order; per (connector, ticket) this is the delivery order.
     outbox: list[OutboxRow] = field(default_factory=list)
+    #: Upserted key/value pairs (read back with ``get_meta``).
     meta: dict[str, str] = field(default_factory=dict)
     #: Delivery keys of submitted events recorded by this batch (key, time), and the time
     #: before which older keys may be forgotten (see ``Pipeline.submit(key=...)``).
@@ -40,33 +105,215 @@ class BatchWrite:
         return bool(self.alarms or self.tickets or self.timeline or self.outbox or self.meta or self.delivery_keys)
 
 
-class Store(Protocol):
-    """Durable state. One writer (the pipeline, through ``commit``); readers may be many.
+class StoreReader(Protocol):
+    """Read access to durable state. Every method is a query: it changes nothing.
 
-    ``commit`` is atomic: after it returns, every row of the batch is durable (for
-    SQLite in WAL mode with synchronous=NORMAL, durable against a process crash; FULL
-    also against power loss). It raises ``StoreError`` and then nothing was written.
-    Methods are blocking; async callers run them on the store's own thread.
+    Threads: methods block; async callers run them with ``asyncio.to_thread``. A backend
+    serialises calls itself, so readers on other threads may run while the writer commits.
+    Consistency: each call sees committed data only (never half a batch), as of some
+    moment during the call; two calls may see different batches.
+    Errors: a backend failure raises :class:`~gateway.errors.StoreError`.
+    Rows: alarms and tickets come back as domain objects (``load_*``) or as their
+    ``to_dict()`` mappings (``list_*``, ``find_*``, ``get_*``); "newest first" means by id,
+    descending; ``limit`` caps the rows returned.
     """
 
-    def commit(self, batch: BatchWrite) -> None: ...
-
-    def load_open_alarms(self) -> list[Alarm]: ...
-
-    def load_open_tickets(self) -> list[Ticket]: ...
-
-    def next_ids(self) -> tuple[int, int]:
-        """(next alarm id, next ticket id)."""
+    def schema_version(self) -> int:
+        """The schema version the store is at (migrations applied, see ``migrations``)."""
         ...
 
-    def list_alarms(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+    # -- start-up state (the pipeline's in-memory books are rebuilt from these) ------------
+    def load_open_alarms(self) -> list[Alarm]:
+        """Alarms not ``cleared``, by id ascending, behaviour state (holds, flaps, ...) restored."""
+        ...
 
-    def list_tickets(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+    def load_open_tickets(self) -> list[Ticket]:
+        """Tickets not ``closed``, by id ascending, SLA clocks (timers) included."""
+        ...
 
-    def get_ticket(self, ticket_id: int) -> dict[str, Any] | None: ...
+    def load_ticket(self, ticket_id: int) -> Ticket | None:
+        """One ticket, closed ones too (a reopen reads it back); ``None`` if there is none."""
+        ...
 
-    def timeline(self, ticket_id: int) -> list[dict[str, Any]]: ...
+    def next_ids(self) -> tuple[int, int]:
+        """(next alarm id, next ticket id): one more than the largest committed id of each
+        (1 for an empty store). Ids are assigned by the writer, not by the store, so a
+        restart continues the sequence without reusing an id."""
+        ...
 
-    def get_meta(self, key: str) -> str | None: ...
+    def load_delivery_keys(self, since: float) -> list[tuple[str, float]]:
+        """Delivery keys committed (``BatchWrite.delivery_keys``) at or after ``since`` and
+        not forgotten yet, oldest first: the pipeline's duplicate filter after a restart."""
+        ...
 
-    def close(self) -> None: ...
+    # -- queries (API, CLI) ---------------------------------------------------------------
+    def list_alarms(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Alarms (``Alarm.to_dict()``), all or in one ``state``, newest first."""
+        ...
+
+    def find_alarms(
+        self,
+        *,
+        states: Sequence[str] | None = None,
+        levels: Sequence[int] | None = None,
+        devices: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Alarms matching every given filter, newest first. Each filter is a list of
+        accepted values; ``None`` does not filter, an empty list matches nothing."""
+        ...
+
+    def get_alarm(self, alarm_id: int) -> dict[str, Any] | None:
+        """One alarm (``Alarm.to_dict()``), or ``None``."""
+        ...
+
+    def list_tickets(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Tickets (``Ticket.to_dict()``), all or in one ``status``, newest first."""
+        ...
+
+    def find_tickets(
+        self,
+        *,
+        statuses: Sequence[str] | None = None,
+        levels: Sequence[int] | None = None,
+        devices: Sequence[str] | None = None,
+        sites: Sequence[str] | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Tickets matching every given filter (as :meth:`find_alarms`), newest first."""
+        ...
+
+    def get_ticket(self, ticket_id: int) -> dict[str, Any] | None:
+        """One ticket (``Ticket.to_dict()``), or ``None``."""
+        ...
+
+    def tickets_opened(self, policy: str, start: float, end: float) -> list[Ticket]:
+        """A policy's tickets opened in ``[start, end)``, by opening time then id (reports)."""
+        ...
+
+    def timeline(self, ticket_id: int) -> list[TimelineRow]:
+        """A ticket's timeline in commit order (batch order, then order within the batch)."""
+        ...
+
+    def get_meta(self, key: str) -> str | None:
+        """A value committed through ``BatchWrite.meta``, or ``None``."""
+        ...
+
+    def list_maintenance(self, ending_after: float | None = None) -> list[dict[str, Any]]:
+        """Stored maintenance windows (``Window.to_dict()``) by start time, then id; with
+        ``ending_after``, only windows whose end is later than it."""
+        ...
+
+    # -- outbox and help-desk links (read side) -------------------------------------------
+    def outbox_list(self, state: str | None = None, limit: int = 500) -> list[OutboxEntry]:
+        """Outbox messages, all or in one state, newest first (operators' view)."""
+        ...
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Number of outbox messages by state; states with none are absent."""
+        ...
+
+    def remote_id(self, connector: str, ticket_id: int) -> str | None:
+        """The help desk's id for a ticket, once a delivery reported one; else ``None``."""
+        ...
+
+    def remote_links(self, connector: str) -> dict[str, int]:
+        """Remote id → ticket id for every linked ticket of a connector (two-way sync)."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection. Idempotent; no other method may be called afterwards."""
+        ...
+
+
+class Store(StoreReader, Protocol):
+    """Durable state, writable. One writer of alarms and tickets (the pipeline, through
+    ``commit``); the outbox worker and operators write only their own rows.
+
+    Transactions: ``commit`` and every other write are each one transaction: after the
+    call returns the change is durable (SQLite in WAL mode with ``synchronous=NORMAL``:
+    against a process crash; ``FULL``: against power loss too); when it raises
+    :class:`~gateway.errors.StoreError`, nothing of it was written and the call may be
+    retried as is. Writes never partially apply.
+
+    Outbox protocol (the worker's side; one worker per store):
+
+    1. ``outbox_reset_leases()`` once at start: messages a crash left ``sending`` are due
+       again, ``attempts`` kept.
+    2. ``outbox_due(now)`` hands out, per (connector, ticket), only the oldest message not
+       yet final, and only if it is due: per-ticket order holds, tickets run in parallel.
+    3. ``outbox_attempt(id, now, lease)`` before the request: it leases the message
+       (``sending``, not handed out again until ``now + lease``) and counts the attempt,
+       so after a crash ``attempts > 0`` says "it may have arrived; look it up by key".
+    4. Then exactly one of ``outbox_delivered`` (final; links the remote id; the ticket's
+       next message becomes due), ``outbox_retry_later`` (back to ``pending`` at a time),
+       ``outbox_failed`` (parked; the ticket's next message becomes due, since a permanent
+       refusal of one message must not block the ticket's later ones).
+
+    A delivered or discarded message is never handed out again. Operators turn a failed
+    message back into a pending one (``outbox_requeue``) or drop it (``outbox_discard``).
+    """
+
+    def commit(self, batch: BatchWrite) -> None:
+        """Write a whole batch in one transaction: all of it or, on ``StoreError``, none.
+
+        Alarms and tickets are upserted by id: the later write's state wins (their
+        identity — key, device, rule, policy, first seen, opened at — never changes for an
+        id, and writers must not change it). Timeline and outbox rows are appended in list
+        order; meta values upserted; delivery keys inserted (a repeated key takes the new
+        time). If
+        the batch records delivery keys and sets ``forget_keys_before``, keys older than it
+        are deleted in the same transaction. An empty batch writes nothing.
+
+        Backends call ``gateway.failpoints.hit("store_commit_mid_batch")`` after the rows
+        are written and before the transaction commits, so tests can fail a batch midway.
+        """
+        ...
+
+    def save_maintenance(self, window: dict[str, Any]) -> None:
+        """Insert or replace (by ``window["id"]``) one maintenance window
+        (``Window.to_dict()``: ``id``, ``start``, ``end`` and the rest)."""
+        ...
+
+    # -- outbox (worker) ----------------------------------------------------------------
+    def outbox_due(self, now: float, limit: int = 100) -> list[OutboxEntry]:
+        """The head of each (connector, ticket) queue whose ``next_attempt <= now``, oldest
+        first. The head is the oldest ``pending`` or ``sending`` message: a leased head
+        hides its ticket's queue until the lease ends."""
+        ...
+
+    def outbox_attempt(self, msg_id: int, now: float, lease: float) -> None:
+        """Lease a message for one delivery: ``sending``, ``attempts + 1``, due again at
+        ``now + lease`` (if the worker dies, the message comes back then)."""
+        ...
+
+    def outbox_delivered(
+        self, msg_id: int, now: float, remote_id: str | None, connector: str, ticket_id: int, key: str
+    ) -> None:
+        """Mark a message delivered and, with a ``remote_id``, link the ticket to it (in
+        the same transaction). The first link of a (connector, ticket) wins; later ones are
+        ignored, so replays are harmless."""
+        ...
+
+    def outbox_retry_later(self, msg_id: int, next_attempt: float, error: str) -> None:
+        """Release a leased message: ``pending`` again, due at ``next_attempt``; the error
+        is kept (truncated to 500 characters) for operators."""
+        ...
+
+    def outbox_failed(self, msg_id: int, error: str) -> None:
+        """Park a message as ``failed`` (permanent refusal), keeping the error (500 chars)."""
+        ...
+
+    def outbox_requeue(self, msg_id: int) -> bool:
+        """An operator retries a ``failed`` message: ``pending``, due now, attempts kept.
+        Returns ``False`` (and changes nothing) if it is not a failed message."""
+        ...
+
+    def outbox_discard(self, msg_id: int) -> bool:
+        """An operator drops a ``failed`` message for good (``discarded``). Returns
+        ``False`` (and changes nothing) if it is not a failed message."""
+        ...
+
+    def outbox_reset_leases(self) -> None:
+        """At worker start: every ``sending`` message is ``pending`` and due now."""
+        ...

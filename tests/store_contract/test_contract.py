@@ -1,0 +1,421 @@
+"""The Store contract (``gateway.store.Store``), run against every backend: one transaction
+per batch, upsert and reload of alarms and tickets (with their behaviour state and SLA
+timers), timeline order, next ids, delivery keys, the help-desk outbox (order per ticket,
+leases, final states, operator triage, links), maintenance windows, meta values."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway import failpoints
+from gateway.errors import StoreError
+from gateway.model import FaultLevel
+from gateway.store import BatchWrite, OutboxRow, Store, StoreReader
+from gateway.store.migrations.sqlite import LATEST
+from tests.store_contract import samples as s
+from tests.store_contract.backends import Backend
+
+T0 = s.T0
+
+
+def snapshot(st: StoreReader) -> dict[str, Any]:
+    """Everything a reader can see (for "nothing of the batch is visible")."""
+    return {
+        "alarms": st.list_alarms(limit=10_000),
+        "tickets": st.list_tickets(limit=10_000),
+        "timeline": {t: st.timeline(t) for t in range(1, 10)},
+        "outbox": st.outbox_list(limit=10_000),
+        "counts": st.outbox_counts(),
+        "meta": {k: st.get_meta(k) for k in ("m", "other")},
+        "keys": st.load_delivery_keys(0.0),
+        "next_ids": st.next_ids(),
+        "maintenance": st.list_maintenance(),
+        "links": st.remote_links("desk"),
+    }
+
+
+def base_batch() -> BatchWrite:
+    return BatchWrite(
+        alarms=[s.alarm(1, ticket_id=1)],
+        tickets=[s.ticket(1)],
+        timeline=[s.entry(1, T0, "opened")],
+        outbox=[OutboxRow("desk", 1, "gw-t1", "open", {"id": 1})],
+        meta={"m": "1"},
+        delivery_keys=[("k-old", T0)],
+    )
+
+
+def second_batch() -> BatchWrite:
+    """Touches every kind of row: an update and an insert of alarms and tickets, appends,
+    a meta update, a new key and the forgetting of an old one."""
+    return BatchWrite(
+        alarms=[s.alarm(1, ticket_id=1, count=9), s.alarm(5)],
+        tickets=[s.ticket(1, status="acknowledged"), s.ticket(5, alarm_id=5)],
+        timeline=[s.entry(1, T0 + 100, "acknowledge"), s.entry(5, T0 + 100, "opened")],
+        outbox=[OutboxRow("desk", 1, "gw-t1-m1", "ack", {"id": 1}), OutboxRow("desk", 5, "gw-t5", "open", {"id": 5})],
+        meta={"m": "2", "other": "x"},
+        delivery_keys=[("k-new", T0 + 100)],
+        forget_keys_before=T0 + 50,
+    )
+
+
+# -- one transaction per batch ---------------------------------------------------------------
+def test_a_batch_failing_after_its_rows_are_written_leaves_nothing(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.commit(base_batch())
+    before = snapshot(store)
+    monkeypatch.setitem(failpoints.ARMED, "store_mid_commit", "raise")
+    with pytest.raises(StoreError, match="store_mid_commit"):
+        store.commit(second_batch())
+    assert snapshot(store) == before
+    # The store is usable afterwards, and the same batch can be retried as is.
+    monkeypatch.delitem(failpoints.ARMED, "store_mid_commit")
+    store.commit(second_batch())
+    after = snapshot(store)
+    assert after["next_ids"] == (6, 6)
+    assert [k for k, _ in after["keys"]] == ["k-new"]
+    assert after["meta"] == {"m": "2", "other": "x"}
+
+
+@pytest.mark.parametrize("table", ["alarms", "tickets", "timeline", "outbox", "meta", "delivery_keys"])
+def test_a_batch_refused_by_the_database_midway_leaves_nothing(
+    store: Store, backend: Backend, location: str, table: str
+) -> None:
+    """The database refuses one kind of row; every row written before it in the same batch
+    (alarms come first, delivery keys last) must vanish with it."""
+    store.commit(base_batch())
+    before = snapshot(store)
+    with backend.refuse_inserts(location, table):
+        with pytest.raises(StoreError, match="commit failed"):
+            store.commit(second_batch())
+        assert snapshot(store) == before
+    store.commit(second_batch())
+    assert snapshot(store)["next_ids"] == (6, 6)
+
+
+def test_an_empty_batch_writes_nothing(store: Store) -> None:
+    store.commit(BatchWrite(forget_keys_before=T0 + 1e9))
+    store.commit(base_batch())
+    before = snapshot(store)
+    store.commit(BatchWrite())
+    store.commit(BatchWrite(forget_keys_before=T0 + 1e9))  # nothing recorded: nothing forgotten
+    assert snapshot(store) == before
+
+
+def test_a_commit_is_seen_whole_by_another_connection(store: Store, open_store: Callable[..., Store]) -> None:
+    other = open_store()
+    store.commit(base_batch())
+    assert snapshot(other) == snapshot(store)
+
+
+def test_readers_on_other_threads_run_while_the_writer_commits(store: Store) -> None:
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                ids = [a["id"] for a in store.list_alarms()]
+                assert ids == sorted(ids, reverse=True)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for r in readers:
+        r.start()
+    for i in range(1, 51):
+        store.commit(BatchWrite(alarms=[s.alarm(i)]))
+    stop.set()
+    for r in readers:
+        r.join()
+    assert not errors
+    assert store.next_ids() == (51, 1)
+
+
+def test_state_survives_closing_and_reopening(store: Store, open_store: Callable[..., Store]) -> None:
+    store.commit(base_batch())
+    store.commit(second_batch())
+    before = snapshot(store)
+    store.close()
+    store.close()  # idempotent
+    assert snapshot(open_store()) == before
+
+
+# -- alarms ------------------------------------------------------------------------------------
+def _alarm_state(a: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    return a.to_dict(), a.extra()
+
+
+def test_alarms_upsert_and_reload_with_behaviour_state(store: Store) -> None:
+    store.commit(BatchWrite(alarms=[s.alarm(1), s.stateful_alarm(2), s.alarm(3, state="cleared", cleared_at=T0 + 9)]))
+    newer = s.alarm(1, count=7, level=FaultLevel.CRITICAL, ticket_id=4)
+    newer.acked = True
+    store.commit(BatchWrite(alarms=[newer]))
+
+    loaded = store.load_open_alarms()
+    assert [a.id for a in loaded] == [1, 2]  # cleared ones are not state to resume
+    assert [_alarm_state(a) for a in loaded] == [_alarm_state(newer), _alarm_state(s.stateful_alarm(2))]
+    assert store.get_alarm(1) == newer.to_dict()
+    assert store.get_alarm(3) == s.alarm(3, state="cleared", cleared_at=T0 + 9).to_dict()
+    assert store.get_alarm(99) is None
+    assert [a["id"] for a in store.list_alarms()] == [3, 2, 1]
+    assert [a["id"] for a in store.list_alarms(state="cleared")] == [3]
+    assert [a["id"] for a in store.list_alarms(limit=2)] == [3, 2]
+
+
+def test_find_alarms_filters(store: Store) -> None:
+    store.commit(BatchWrite(alarms=[
+        s.alarm(1, device="sw-1"), s.alarm(2, device="sw-2", level=FaultLevel.CRITICAL),
+        s.alarm(3, device="sw-2", state="cleared"), s.alarm(4, device="sw-3", state="pending"),
+    ]))
+
+    def ids(**kw: Any) -> list[int]:
+        return [a["id"] for a in store.find_alarms(**kw)]
+
+    assert ids() == [4, 3, 2, 1]
+    assert ids(devices=["sw-2"]) == [3, 2]
+    assert ids(devices=["sw-2"], states=["active"]) == [2]
+    assert ids(levels=[int(FaultLevel.CRITICAL)]) == [2]
+    assert ids(states=["active", "pending"]) == [4, 2, 1]
+    assert ids(states=[]) == []  # an empty filter matches nothing
+    assert ids(limit=1) == [4]
+
+
+# -- tickets and their timers ----------------------------------------------------------------
+def test_tickets_upsert_and_reload_with_their_clocks(store: Store) -> None:
+    store.commit(BatchWrite(tickets=[s.ticket(1), s.ticket(2, status="acknowledged"), s.ticket(3)]))
+    closed = s.ticket(3, status="closed", closed_at=T0 + 500)
+    store.commit(BatchWrite(tickets=[closed]))
+
+    loaded = store.load_open_tickets()
+    assert loaded == [s.ticket(1), s.ticket(2, status="acknowledged")]  # clocks: due times, consumed, warned
+    assert loaded[0].clocks[1].provisional and loaded[0].clocks[0].warned == [0.5]
+    assert store.load_ticket(3) == closed  # a reopen reads a closed ticket back
+    assert store.load_ticket(99) is None
+    assert store.get_ticket(3) == closed.to_dict()
+    assert store.get_ticket(99) is None
+    assert [t["id"] for t in store.list_tickets()] == [3, 2, 1]
+    assert [t["id"] for t in store.list_tickets(status="closed")] == [3]
+    assert [t["id"] for t in store.list_tickets(limit=1)] == [3]
+
+
+def test_find_tickets_filters(store: Store) -> None:
+    store.commit(BatchWrite(tickets=[
+        s.ticket(1, site="north"), s.ticket(2, site="south", device="sw-2"),
+        s.ticket(3, site="south", level=FaultLevel.CRITICAL, status="closed", closed_at=T0 + 1),
+    ]))
+
+    def ids(**kw: Any) -> list[int]:
+        return [t["id"] for t in store.find_tickets(**kw)]
+
+    assert ids() == [3, 2, 1]
+    assert ids(sites=["south"]) == [3, 2]
+    assert ids(sites=["south"], statuses=["open"]) == [2]
+    assert ids(devices=["sw-2", "sw-1"], levels=[int(FaultLevel.MAJOR)]) == [2, 1]
+    assert ids(sites=[]) == []
+    assert ids(limit=2) == [3, 2]
+
+
+def test_tickets_opened_in_a_range(store: Store) -> None:
+    store.commit(BatchWrite(tickets=[
+        s.ticket(1, opened_at=T0 + 20), s.ticket(2, opened_at=T0 + 10), s.ticket(3, opened_at=T0 + 10),
+        s.ticket(4, opened_at=T0 + 30), s.ticket(5, opened_at=T0 + 15, policy="silver"),
+    ]))
+    assert [t.id for t in store.tickets_opened("gold", T0 + 10, T0 + 30)] == [2, 3, 1]  # [start, end)
+    assert [t.id for t in store.tickets_opened("silver", T0, T0 + 100)] == [5]
+    assert store.tickets_opened("gold", T0 + 40, T0 + 50) == []
+
+
+def test_timeline_keeps_commit_order(store: Store) -> None:
+    store.commit(BatchWrite(timeline=[s.entry(1, T0 + 5, "opened"), s.entry(2, T0, "opened"), s.entry(1, T0, "comment", "é")]))
+    store.commit(BatchWrite(timeline=[s.entry(1, T0 - 100, "acknowledge")]))
+    assert [(e["kind"], e["ts"]) for e in store.timeline(1)] == [("opened", T0 + 5), ("comment", T0), ("acknowledge", T0 - 100)]
+    assert store.timeline(1)[1] == {"ticket_id": 1, "ts": T0, "actor": "user:li", "kind": "comment", "note": "é"}
+    assert [e["kind"] for e in store.timeline(2)] == ["opened"]
+    assert store.timeline(3) == []
+
+
+def test_next_ids_follow_the_largest_committed_ids(store: Store, open_store: Callable[..., Store]) -> None:
+    assert store.next_ids() == (1, 1)
+    store.commit(BatchWrite(alarms=[s.alarm(7, state="cleared", cleared_at=T0)], tickets=[s.ticket(3)]))
+    assert store.next_ids() == (8, 4)
+    store.commit(BatchWrite(alarms=[s.alarm(2)], tickets=[s.ticket(9, status="closed", closed_at=T0)]))
+    assert store.next_ids() == (8, 10)  # closed and cleared rows hold their ids too
+    assert open_store().next_ids() == (8, 10)
+
+
+def test_meta_values_are_upserted(store: Store) -> None:
+    assert store.get_meta("sync.since.desk") is None
+    store.commit(BatchWrite(meta={"sync.since.desk": "1", "a": "b"}))
+    store.commit(BatchWrite(meta={"sync.since.desk": "2"}))
+    assert (store.get_meta("sync.since.desk"), store.get_meta("a")) == ("2", "b")
+
+
+# -- delivery keys -------------------------------------------------------------------------
+def test_delivery_keys_are_loaded_by_cutoff_and_forgotten_before_one(store: Store) -> None:
+    store.commit(BatchWrite(delivery_keys=[("a", T0), ("b", T0 + 10), ("c", T0 + 20)]))
+    assert store.load_delivery_keys(T0 + 10) == [("b", T0 + 10), ("c", T0 + 20)]  # at or after
+    assert store.load_delivery_keys(0.0) == [("a", T0), ("b", T0 + 10), ("c", T0 + 20)]  # oldest first
+    store.commit(BatchWrite(delivery_keys=[("d", T0 + 30), ("a", T0 + 40)], forget_keys_before=T0 + 20))
+    # "b" is older than the cutoff; "c" is at it and stays; the repeated "a" took its new time.
+    assert store.load_delivery_keys(0.0) == [("c", T0 + 20), ("d", T0 + 30), ("a", T0 + 40)]
+
+
+# -- outbox ----------------------------------------------------------------------------------
+def _outbox(store: Store, *rows: tuple[str, int, str]) -> None:
+    store.commit(BatchWrite(outbox=[OutboxRow(c, t, f"{c}-{t}-{kind}", kind, {"kind": kind, "n": [1, {"x": "ü"}]})
+                                    for c, t, kind in rows]))
+
+
+def _due(store: Store, now: float, limit: int = 100) -> list[tuple[str, int, str]]:
+    return [(r["connector"], r["ticket_id"], r["kind"]) for r in store.outbox_due(now, limit)]
+
+
+def test_outbox_hands_out_the_head_of_each_ticket_queue_in_order(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"), ("desk", 2, "open"), ("desk", 1, "ack"))
+    _outbox(store, ("pd", 1, "open"), ("desk", 1, "close"))
+    assert _due(store, T0) == [("desk", 1, "open"), ("desk", 2, "open"), ("pd", 1, "open")]
+    assert _due(store, T0, limit=2) == [("desk", 1, "open"), ("desk", 2, "open")]
+    delivered = []
+    while rows := store.outbox_due(T0):
+        for r in rows:
+            store.outbox_attempt(r["id"], T0, 60.0)
+            store.outbox_delivered(r["id"], T0, None, r["connector"], r["ticket_id"], r["key"])
+            delivered.append((r["connector"], r["ticket_id"], r["kind"]))
+    per_ticket = [d for d in delivered if d[:2] == ("desk", 1)]
+    assert per_ticket == [("desk", 1, "open"), ("desk", 1, "ack"), ("desk", 1, "close")]
+    assert len(delivered) == 5
+    row = store.outbox_list(state="delivered", limit=1)[0]
+    assert row["payload"] == {"kind": "close", "n": [1, {"x": "ü"}]} and row["delivered_at"] == T0
+
+
+def test_a_leased_message_is_not_handed_out_again_until_its_lease_ends(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"), ("desk", 1, "ack"))
+    [head] = store.outbox_due(T0)
+    assert (head["state"], head["attempts"]) == ("pending", 0)
+    store.outbox_attempt(head["id"], T0, 60.0)
+    assert store.outbox_due(T0) == [] and store.outbox_due(T0 + 59.9) == []  # the whole ticket waits
+    [again] = store.outbox_due(T0 + 60)  # the worker died: the lease ran out
+    assert (again["id"], again["state"], again["attempts"]) == (head["id"], "sending", 1)
+
+
+def test_leases_are_released_at_worker_start(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"))
+    [head] = store.outbox_due(T0)
+    store.outbox_attempt(head["id"], T0, 3600.0)
+    store.outbox_reset_leases()
+    [again] = store.outbox_due(T0)
+    assert (again["state"], again["attempts"]) == ("pending", 1)  # attempts kept: look it up by key
+
+
+def test_retry_later_releases_the_message_at_its_time(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"))
+    [head] = store.outbox_due(T0)
+    store.outbox_attempt(head["id"], T0, 60.0)
+    store.outbox_retry_later(head["id"], T0 + 5, "timeout " + "x" * 1000)
+    assert store.outbox_due(T0 + 4.9) == []
+    [again] = store.outbox_due(T0 + 5)
+    assert again["state"] == "pending" and again["last_error"] is not None and len(again["last_error"]) == 500
+
+
+def test_delivered_messages_are_never_handed_out_again(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"))
+    [head] = store.outbox_due(T0)
+    store.outbox_attempt(head["id"], T0, 60.0)
+    store.outbox_delivered(head["id"], T0 + 1, "HD-1", "desk", 1, head["key"])
+    store.outbox_reset_leases()
+    assert store.outbox_due(T0 + 1e9) == []
+    assert store.outbox_requeue(head["id"]) is False and store.outbox_discard(head["id"]) is False
+    assert store.outbox_counts() == {"delivered": 1}
+
+
+def test_links_to_remote_tickets_first_one_wins(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"), ("desk", 1, "ack"), ("desk", 2, "open"), ("pd", 1, "open"))
+    ids = {(r["connector"], r["ticket_id"], r["kind"]): r["id"] for r in store.outbox_list()}
+    store.outbox_delivered(ids["desk", 1, "open"], T0, "HD-1", "desk", 1, "k1")
+    store.outbox_delivered(ids["desk", 1, "ack"], T0, "HD-other", "desk", 1, "k1")  # a replay: ignored
+    store.outbox_delivered(ids["desk", 2, "open"], T0, None, "desk", 2, "k2")  # no remote id: no link
+    store.outbox_delivered(ids["pd", 1, "open"], T0, "PD-1", "pd", 1, "k1")
+    assert store.remote_id("desk", 1) == "HD-1"
+    assert store.remote_id("desk", 2) is None
+    assert store.remote_links("desk") == {"HD-1": 1}
+    assert store.remote_links("pd") == {"PD-1": 1}
+    assert store.remote_links("nobody") == {}
+    assert store.outbox_list(state="delivered")[-1]["remote_id"] == "HD-1"
+
+
+def test_failed_messages_are_parked_and_triaged_by_operators(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"), ("desk", 1, "ack"), ("desk", 2, "open"))
+    first = store.outbox_due(T0)[0]
+    store.outbox_attempt(first["id"], T0, 60.0)
+    store.outbox_failed(first["id"], "permanent: 400 bad request")
+    # Parked: not handed out; the ticket's next message goes on.
+    assert _due(store, T0 + 1e6) == [("desk", 1, "ack"), ("desk", 2, "open")]
+    [failed] = store.outbox_list(state="failed")
+    assert (failed["id"], failed["last_error"], failed["attempts"]) == (first["id"], "permanent: 400 bad request", 1)
+    assert store.outbox_counts() == {"failed": 1, "pending": 2}
+
+    assert store.outbox_requeue(first["id"]) is True
+    assert store.outbox_requeue(first["id"]) is False  # not failed any more
+    assert [r["id"] for r in store.outbox_due(T0)][0] == first["id"]  # due now, head again
+    assert store.outbox_list(state="pending")[-1]["attempts"] == 1
+
+    store.outbox_attempt(first["id"], T0, 60.0)
+    store.outbox_failed(first["id"], "again")
+    assert store.outbox_discard(first["id"]) is True
+    assert store.outbox_discard(first["id"]) is False
+    assert store.outbox_requeue(first["id"]) is False
+    assert first["id"] not in [r["id"] for r in store.outbox_due(T0 + 1e9)]
+    assert store.outbox_counts() == {"discarded": 1, "pending": 2}
+    assert store.outbox_requeue(12345) is False and store.outbox_discard(12345) is False
+
+
+def test_outbox_list_is_newest_first(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"), ("desk", 2, "open"), ("desk", 3, "open"))
+    rows = store.outbox_list()
+    assert [r["ticket_id"] for r in rows] == [3, 2, 1]
+    assert [r["ticket_id"] for r in store.outbox_list(limit=1)] == [3]
+    assert store.outbox_list(state="failed") == []
+    r = rows[0]
+    assert set(r) == {"id", "connector", "ticket_id", "key", "kind", "payload", "state", "attempts", "next_attempt",
+                      "remote_id", "last_error", "created_at", "delivered_at"}
+    assert (r["key"], r["state"], r["attempts"], r["remote_id"], r["last_error"], r["delivered_at"]) == (
+        "desk-3-open", "pending", 0, None, None, None)
+
+
+# -- maintenance windows ----------------------------------------------------------------------
+def test_maintenance_windows_are_saved_replaced_and_listed(store: Store) -> None:
+    store.save_maintenance(s.window("mw-b", T0 + 100, T0 + 200))
+    store.save_maintenance(s.window("mw-a", T0 + 100, T0 + 300))
+    store.save_maintenance(s.window("mw-c", T0, T0 + 50))
+    assert [w["id"] for w in store.list_maintenance()] == ["mw-c", "mw-a", "mw-b"]  # by start, then id
+    ended = {**s.window("mw-a", T0 + 100, T0 + 300), "end": T0 + 150, "ended_by": "li"}
+    store.save_maintenance(ended)
+    assert [w for w in store.list_maintenance() if w["id"] == "mw-a"] == [ended]
+    assert [w["id"] for w in store.list_maintenance(ending_after=T0 + 150)] == ["mw-b"]  # strictly later
+    assert [w["id"] for w in store.list_maintenance(ending_after=T0 + 149)] == ["mw-a", "mw-b"]
+
+
+# -- schema and read-only opening -------------------------------------------------------------
+def test_a_new_store_is_at_the_newest_schema(store: Store) -> None:
+    assert store.schema_version() == LATEST
+
+
+def test_a_read_only_store_reads_and_refuses_writes(store: Store, backend: Backend, open_store: Callable[..., Store]) -> None:
+    backend.require("readonly_open")
+    store.commit(base_batch())
+    ro = open_store(readonly=True)
+    assert snapshot(ro) == snapshot(store)
+    assert ro.schema_version() == LATEST
+    with pytest.raises(StoreError):
+        ro.commit(second_batch())
+    with pytest.raises(StoreError):
+        ro.save_maintenance(s.window("mw-1", T0, T0 + 1))
+    with pytest.raises(StoreError):
+        ro.outbox_reset_leases()
+    assert snapshot(ro) == snapshot(store)
+    store.commit(second_batch())
+    assert snapshot(ro) == snapshot(store)  # it sees later commits
