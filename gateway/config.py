@@ -78,8 +78,9 @@ class LivenessSection(_Strict):
     default_interval: Duration = 60.0
     #: Missed intervals before a device counts as lost (deadline = last seen + interval × tolerance).
     tolerance: int = Field(default=3, ge=1, le=100)
-    #: After a restart of the gateway or of the broker, devices get this long before a loss can
-    #: fire (they have to reconnect too; default: one full deadline).
+    #: Ceiling of the restart grace. After a gateway restart each device waits its own deadline
+    #: (interval × tolerance), or this long if that is shorter; after a broker reconnect every
+    #: deadline is re-armed in full. Unset: no ceiling.
     grace: Duration | None = None
     #: Learn each device's interval from its observed cadence when none is configured.
     learn: bool = False
