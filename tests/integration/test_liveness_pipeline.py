@@ -98,7 +98,11 @@ async def test_broker_restart_no_false_loss_storm(tmp_path: Path, private_broker
         async def beat_forever() -> None:
             while True:
                 try:
-                    async with aiomqtt.Client(host, port, identifier=f"beats-{uuid.uuid4().hex[:6]}") as client:
+                    # A short timeout: a QoS 0 publish into the connection the broker just dropped
+                    # can otherwise wait aiomqtt's default 10 s, and the devices would not be back
+                    # within their deadline for a reason of the test's own.
+                    async with aiomqtt.Client(host, port, identifier=f"beats-{uuid.uuid4().hex[:6]}",
+                                              timeout=1.0) as client:
                         await Beats(client, prefix, devs).run()
                 except aiomqtt.MqttError:
                     await asyncio.sleep(0.1)
