@@ -8,6 +8,7 @@ import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -45,10 +46,21 @@ class GatewaySection(_Strict):
     instance: str = "gw1"
     #: Where the SQLite database and state files live (relative to the config file).
     data_dir: str = "var"
-    #: Time zone for calendars, reports and the board.
+    #: Time zone for calendars, reports, the board and the times the CLI prints.
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (an IANA name, e.g. 'Asia/Shanghai' or 'UTC')"
+            ) from None
+        return v
 
 
 class PipelineSection(_Strict):
