@@ -193,7 +193,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     """Help-desk messages: list them, retry or discard a failed one. The outbox is shared by
     the daemon and this command through the store (a row update; the worker picks it up)."""
     from gateway.store.sqlite import SqliteStore
-    from gateway.core.views import iso, table
+    from gateway.core.views import iso, local, table
 
     cfg = _load(args.config)
     path = cfg.data_path(cfg.store.path)
@@ -211,7 +211,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             return 0
         rows = store.outbox_list(state=args.state, limit=args.limit)
         view = [{"id": r["id"], "connector": r["connector"], "ticket": r["ticket_id"], "kind": r["kind"], "state": r["state"],
-                 "attempts": r["attempts"], "created": iso(r["created_at"]), "error": (r["last_error"] or "")[:80]} for r in rows]
+                 "attempts": r["attempts"], "created": iso(r["created_at"]),
+                 "created_local": local(r["created_at"], cfg.gateway.timezone), "error": (r["last_error"] or "")[:80]} for r in rows]
         print(json.dumps(view, indent=2) if args.json else table(view, ["id", "connector", "ticket", "kind", "state", "attempts", "created", "error"]))
         return 0
     finally:

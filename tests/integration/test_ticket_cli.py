@@ -190,10 +190,13 @@ def _people(utc: str, tz: str) -> str:
 def test_cli_text_shows_local_times_and_json_keeps_utc(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], tz: str, offset: str
 ) -> None:
-    """alarms, tickets, ticket show and maintenance list print times in gateway.timezone with
-    the offset; their JSON keeps the UTC values and adds a *_local rendering beside them."""
+    """alarms, tickets, ticket show, maintenance list and outbox list print times in
+    gateway.timezone with the offset; their JSON keeps the UTC values and adds a *_local
+    rendering beside them."""
     d = base_config(tmp_path / "var")
     d["gateway"]["timezone"] = tz
+    d["helpdesk"] = [{"type": "webhook", "name": "hooks", "url": "http://127.0.0.1:9/x",
+                      "secret": "0123456789abcdef0123"}]  # the comment below queues a message
     d["devices"].append({"id": "app-1", "class": "software.app", "site": "dc", "policy": "software-7x24"})
     cfg = str(write_config(tmp_path / "config.toml", d))
     tid = _seed(Path(cfg))
@@ -239,6 +242,13 @@ def test_cli_text_shows_local_times_and_json_keeps_utc(
     assert (row["start_local"], row["end_local"]) == (_people(start, tz), _people(end, tz))
     rc, out, _ = _run(capsys, "maintenance", "list", "-c", cfg)
     assert _people(start, tz) in out and _people(end, tz) in out and "Z " not in out
+
+    rc, out, _ = _run(capsys, "outbox", "list", "-c", cfg, "--json")
+    msgs = json.loads(out)
+    assert msgs and all(m["created"].endswith("Z") for m in msgs)
+    assert [m["created_local"] for m in msgs] == [_people(m["created"], tz) for m in msgs]
+    rc, out, _ = _run(capsys, "outbox", "list", "-c", cfg)
+    assert all(_people(m["created"], tz) in out and m["created"] not in out for m in msgs)
 
 
 @pytest.fixture
