@@ -8,6 +8,7 @@ import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -45,10 +46,21 @@ class GatewaySection(_Strict):
     instance: str = "gw1"
     #: Where the SQLite database and state files live (relative to the config file).
     data_dir: str = "var"
-    #: Time zone for calendars, reports and the board.
+    #: Time zone for calendars, reports, the board and the times the CLI prints.
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (an IANA name, e.g. 'Asia/Shanghai' or 'UTC')"
+            ) from None
+        return v
 
 
 class PipelineSection(_Strict):
@@ -78,8 +90,9 @@ class LivenessSection(_Strict):
     default_interval: Duration = 60.0
     #: Missed intervals before a device counts as lost (deadline = last seen + interval × tolerance).
     tolerance: int = Field(default=3, ge=1, le=100)
-    #: After a restart of the gateway or of the broker, devices get this long before a loss can
-    #: fire (they have to reconnect too; default: one full deadline).
+    #: Ceiling of the restart grace. After a gateway restart each device waits its own deadline
+    #: (interval × tolerance), or this long if that is shorter; after a broker reconnect every
+    #: deadline is re-armed in full. Unset: no ceiling.
     grace: Duration | None = None
     #: Learn each device's interval from its observed cadence when none is configured.
     learn: bool = False

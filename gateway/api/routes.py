@@ -405,6 +405,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         return {
             "now": iso(now()),
             "instance": ctx.config.gateway.instance,
+            "timezone": ctx.config.gateway.timezone,
             "alarms": [alarm_out(a, ctx.inventory) for a in alarms],
             "tickets": [ticket_dict(t) for t in tickets],
             "devices": board_devices(),

@@ -234,6 +234,9 @@ class BoardOut(_Out):
 
     now: str
     instance: str
+    timezone: str = Field(
+        description="gateway.timezone (IANA): the board shows times in it, not in the browser's zone"
+    )
     alarms: list[AlarmOut]
     tickets: list[TicketOut]
     devices: list[DeviceOut]

@@ -137,7 +137,8 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     store = _open_store(cfg)
-    rows = [alarm_view(a) for a in (store.list_alarms(state=args.state, limit=args.limit) if store else [])]
+    tz = cfg.gateway.timezone  # text shows local times; JSON adds *_local beside the UTC ones
+    rows = [alarm_view(a, tz) for a in (store.list_alarms(state=args.state, limit=args.limit) if store else [])]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
@@ -146,24 +147,25 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
-    from gateway.core.views import table, ticket_view
+    from gateway.core.views import shown, table, ticket_view
 
     cfg = _load(args.config)
     store = _open_store(cfg)
-    rows = [ticket_view(t) for t in (store.list_tickets(status=args.status, limit=args.limit) if store else [])]
+    tz = cfg.gateway.timezone
+    rows = [ticket_view(t, tz) for t in (store.list_tickets(status=args.status, limit=args.limit) if store else [])]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         flat = []
         for r in rows:
-            due = {c["kind"]: f"{c['due_at'] or '-'} ({c['state']}{', PROVISIONAL' if c['provisional'] else ''})" for c in r["clocks"]}
+            due = {c["kind"]: f"{shown(c, 'due_at') or '-'} ({c['state']}{', PROVISIONAL' if c['provisional'] else ''})" for c in r["clocks"]}
             flat.append({**r, "clocks": "; ".join(f"{k}: {v}" for k, v in due.items())})
         print(table(flat, ["id", "level", "status", "device", "alarm_key", "opened_at", "clocks"]))
     return 0
 
 
 def cmd_ticket_show(args: argparse.Namespace) -> int:
-    from gateway.core.views import clock_line, iso, ticket_view
+    from gateway.core.views import clock_line, shown, ticket_view, timeline_view
 
     cfg = _load(args.config)
     store = _open_store(cfg)
@@ -171,18 +173,19 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
     if t is None:
         print(f"error: no ticket {args.id}", file=sys.stderr)
         return 1
-    view = ticket_view(t)
-    view["timeline"] = [{**e, "ts": iso(e["ts"])} for e in store.timeline(args.id)]
+    tz = cfg.gateway.timezone
+    view = ticket_view(t, tz)
+    view["timeline"] = [timeline_view(e, tz) for e in store.timeline(args.id)]
     if args.json:
         print(json.dumps(view, indent=2, ensure_ascii=False))
     else:
         print(f"Ticket {view['id']}  level {view['level']} ({view['level_name']})  {view['status']}")
         print(f"  {view['title']}")
-        print(f"  device {view['device']}  key {view['alarm_key']}  policy {view['policy']}  opened {view['opened_at']}")
+        print(f"  device {view['device']}  key {view['alarm_key']}  policy {view['policy']}  opened {shown(view, 'opened_at')}")
         for c in view["clocks"]:
             print(f"  clock {clock_line(c)}")
         for e in view["timeline"]:
-            print(f"  {e['ts']}  {e['actor']:<16} {e['kind']:<12} {e['note']}")
+            print(f"  {shown(e, 'ts')}  {e['actor']:<16} {e['kind']:<12} {e['note']}")
     return 0
 
 
@@ -190,7 +193,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     """Help-desk messages: list them, retry or discard a failed one. The outbox is shared by
     the daemon and this command through the store (a row update; the worker picks it up)."""
     from gateway.store.sqlite import SqliteStore
-    from gateway.core.views import iso, table
+    from gateway.core.views import iso, local, table
 
     cfg = _load(args.config)
     path = cfg.data_path(cfg.store.path)
@@ -208,7 +211,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
             return 0
         rows = store.outbox_list(state=args.state, limit=args.limit)
         view = [{"id": r["id"], "connector": r["connector"], "ticket": r["ticket_id"], "kind": r["kind"], "state": r["state"],
-                 "attempts": r["attempts"], "created": iso(r["created_at"]), "error": (r["last_error"] or "")[:80]} for r in rows]
+                 "attempts": r["attempts"], "created": iso(r["created_at"]),
+                 "created_local": local(r["created_at"], cfg.gateway.timezone), "error": (r["last_error"] or "")[:80]} for r in rows]
         print(json.dumps(view, indent=2) if args.json else table(view, ["id", "connector", "ticket", "kind", "state", "attempts", "created", "error"]))
         return 0
     finally:

@@ -117,6 +117,13 @@ def _iso(ts: float | None) -> str:
     return iso(ts) or "-"
 
 
+def _local(ts: float | None, tz: str) -> str:
+    """A time for people: in the gateway's time zone, with its offset."""
+    from gateway.core.views import local
+
+    return local(ts, tz) or "-"
+
+
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     from gateway.core.views import table
 
@@ -561,15 +568,18 @@ def cmd_maintenance_list(args: argparse.Namespace) -> int:
     for w in sorted(_windows(cfg, store), key=lambda w: (w.start, w.id)):
         if not args.all and w.end <= now:
             continue
-        rows.append({**w.to_dict(), "active": w.active(now)})
+        # JSON keeps epoch seconds for programs and adds the local rendering for people.
+        tz = cfg.gateway.timezone
+        local = {"start_local": _local(w.start, tz), "end_local": _local(w.end, tz)}
+        rows.append({**w.to_dict(), **local, "active": w.active(now)})
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     view = [
         {
             **r,
-            "start": _iso(r["start"]),
-            "end": _iso(r["end"]),
+            "start": r["start_local"],
+            "end": r["end_local"],
             "scope": " ".join(f"{k}={','.join(r[k])}" for k in ("devices", "sites", "classes") if r[k]),
             "active": "yes" if r["active"] else "",
         }
@@ -633,7 +643,7 @@ def cmd_maintenance_add(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(w.to_dict(), indent=2, ensure_ascii=False))
     else:
-        print(f"added maintenance window {w.id}: {w.scope_text()}, {_iso(w.start)} … {_iso(w.end)}")
+        print(f"added maintenance window {w.id}: {w.scope_text()}, {_local(w.start, tz)} … {_local(w.end, tz)}")
     _notify_daemon(cfg)
     return 0
 
@@ -654,6 +664,6 @@ def cmd_maintenance_end(args: argparse.Namespace) -> int:
         store.save_maintenance(ended.to_dict())
     finally:
         store.close()
-    print(f"ended maintenance window {ended.id} at {_iso(ended.end)}")
+    print(f"ended maintenance window {ended.id} at {_local(ended.end, cfg.gateway.timezone)}")
     _notify_daemon(cfg)
     return 0

@@ -170,10 +170,10 @@ def _write(text: str, output: str) -> None:
         sys.stdout.write(text)
 
 
-def _summary(t: Any) -> str:
+def _summary(t: Any, tz: str | None = None) -> str:
     from gateway.core.views import clock_line, ticket_view
 
-    v = ticket_view(t if isinstance(t, dict) else t.to_dict())
+    v = ticket_view(t if isinstance(t, dict) else t.to_dict(), tz)
     urgent = ", urgent" if v["urgent"] else ""
     paused = ", paused" if v["paused"] else ""
     lines = [f"ticket {v['id']}: {v['status']}, level {v['level']} ({v['level_name']}{urgent}){paused}"]
@@ -309,7 +309,7 @@ def _offline(cfg: Any, ticket_id: int, action: str, actor: str, note: str, kw: d
         store.commit(batch)
     finally:
         store.close()
-    print(_summary(t))
+    print(_summary(t, cfg.gateway.timezone))
     return 0
 
 

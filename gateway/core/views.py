@@ -1,24 +1,71 @@
-"""Presentation of alarms and tickets for people and programs: ISO-8601 UTC times, tables."""
+"""Presentation of alarms and tickets for people and programs: ISO-8601 UTC times for programs,
+the gateway's local time (with its offset) for people, tables.
+
+A view made with a time zone (``alarm_view(a, tz)``) keeps every UTC field unchanged and adds
+``<field>_local`` beside each time (``last_seen_local = "2026-12-02 14:03:07+08:00"``);
+:func:`table`, :func:`clock_line` and :func:`shown` print the local one when it is there.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.model import FaultLevel
 
-__all__ = ["iso", "alarm_view", "clock_view", "ticket_view", "clock_line", "table"]
+__all__ = [
+    "iso",
+    "local",
+    "shown",
+    "alarm_view",
+    "clock_view",
+    "ticket_view",
+    "timeline_view",
+    "clock_line",
+    "table",
+]
 
 
 def iso(ts: float | None) -> str | None:
+    """``ts`` as ISO-8601 UTC with milliseconds, for programs: ``2026-12-02T06:03:07.000Z``."""
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def alarm_view(a: Mapping[str, Any]) -> dict[str, Any]:
-    return {
+@lru_cache(maxsize=32)
+def _zone(tz: str) -> ZoneInfo:
+    return ZoneInfo(tz)
+
+
+def local(ts: float | None, tz: str) -> str | None:
+    """``ts`` in the time zone ``tz`` with its offset, to the second, for people:
+    ``2026-12-02 14:03:07+08:00`` (``+00:00`` for UTC)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, _zone(tz)).isoformat(sep=" ", timespec="seconds")
+
+
+def shown(view: Mapping[str, Any], field: str) -> Any:
+    """What a person reads for ``field`` of a view: its ``_local`` rendering when the view has
+    one, else the field itself."""
+    value = view.get(f"{field}_local")
+    return value if value is not None else view.get(field)
+
+
+def _add_local(out: dict[str, Any], raw: Mapping[str, Any], fields: Iterable[str], tz: str | None) -> None:
+    if tz is None:
+        return
+    for name in fields:
+        out[f"{name}_local"] = local(raw.get(name), tz)
+
+
+def alarm_view(a: Mapping[str, Any], tz: str | None = None) -> dict[str, Any]:
+    """One alarm for people and programs (times ISO-8601 UTC; with ``tz`` also ``*_local``)."""
+    out = {
         "id": a["id"],
         "key": a["key"],
         "level": a["level"],
@@ -34,10 +81,12 @@ def alarm_view(a: Mapping[str, Any]) -> dict[str, Any]:
         "ticket_id": a.get("ticket_id"),
         "acked": a.get("acked", False),
     }
+    _add_local(out, a, ("first_seen", "last_seen", "cleared_at"), tz)
+    return out
 
 
-def clock_view(c: Mapping[str, Any]) -> dict[str, Any]:
-    """One SLA clock for people and programs.
+def clock_view(c: Mapping[str, Any], tz: str | None = None) -> dict[str, Any]:
+    """One SLA clock for people and programs (with ``tz`` also ``*_local`` times).
 
     ``state`` is one of ``waiting``, ``running``, ``paused``, ``met``, ``breached``,
     ``not_needed``; ``breached`` stays true once the deadline passed (also while the
@@ -46,7 +95,7 @@ def clock_view(c: Mapping[str, Any]) -> dict[str, Any]:
     """
     deferred = bool(c.get("deferred"))
     stopped = c.get("stopped_at") is not None
-    return {
+    out = {
         "kind": c["kind"],
         "target_seconds": c["target"],
         "calendar": c["calendar"],
@@ -61,12 +110,16 @@ def clock_view(c: Mapping[str, Any]) -> dict[str, Any]:
         "breached_at": iso(c.get("breached_at")),
         "business_seconds": c.get("business_elapsed"),
     }
+    if tz is not None:
+        for name in ("started_at", "due_at", "stopped_at", "breached_at"):
+            out[f"{name}_local"] = local(c.get(name), tz) if out[name] is not None else None
+    return out
 
 
-def ticket_view(t: Mapping[str, Any]) -> dict[str, Any]:
-    """One ticket for people and programs (times ISO-8601 UTC)."""
-    clocks = [clock_view(c) for c in t.get("clocks", [])]
-    return {
+def ticket_view(t: Mapping[str, Any], tz: str | None = None) -> dict[str, Any]:
+    """One ticket for people and programs (times ISO-8601 UTC; with ``tz`` also ``*_local``)."""
+    clocks = [clock_view(c, tz) for c in t.get("clocks", [])]
+    out = {
         "id": t["id"],
         "level": t["level"],
         "level_name": FaultLevel(t["level"]).label,
@@ -90,21 +143,32 @@ def ticket_view(t: Mapping[str, Any]) -> dict[str, Any]:
         "report": t.get("report", {}),
         "remote": t.get("remote", {}),
     }
+    _add_local(out, t, ("opened_at", "updated_at", "closed_at"), tz)
+    return out
+
+
+def timeline_view(e: Mapping[str, Any], tz: str | None = None) -> dict[str, Any]:
+    """One timeline entry: ``ts`` ISO-8601 UTC; with ``tz`` also ``ts_local``."""
+    out = {**e, "ts": iso(e["ts"])}
+    _add_local(out, e, ("ts",), tz)
+    return out
 
 
 def clock_line(c: Mapping[str, Any]) -> str:
-    """A one-line summary of a :func:`clock_view`, e.g. ``on_site due 2026-…Z running (provisional)``."""
+    """A one-line summary of a :func:`clock_view`, e.g. ``on_site due 2026-… running (provisional)``;
+    the due time is the local one when the view has it."""
     flags = [c["state"].replace("_", " ")]
     if c["paused"] and c["state"] != "paused":
         flags.append("paused")
     if c["provisional"]:
         flags.append("PROVISIONAL")
-    return f"{c['kind']:<9} due {c['due_at'] or '-':<25} {', '.join(flags)}"
+    return f"{c['kind']:<9} due {shown(c, 'due_at') or '-':<25} {', '.join(flags)}"
 
 
 def table(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
+    """A text table for people; a column whose row has a ``<column>_local`` shows that."""
     rows = list(rows)
-    cells = [[str(r.get(c, "") if r.get(c) is not None else "") for c in columns] for r in rows]
+    cells = [[str(v) if (v := shown(r, c)) is not None else "" for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]

@@ -22,20 +22,25 @@ Scale (one gateway watching up to ~1,000,000 devices) decides the data layout:
   ids, break ties between equal deadlines (a restart or a reconnect gives thousands of
   devices the same one): integer comparison halves the cost of a mass re-arm, and the
   slot's int object is the one the id index already holds.
-* Restart grace and broker re-arm are two global floors applied when a deadline is
-  computed, so neither walks a million devices.
+* Restart grace and broker re-arm are two global *times* (when the gateway started, when
+  the broker came back) applied when a deadline is computed, so neither walks a million
+  devices; the length of each device's grace is its own, computed in the same place.
 
 Deadline of a device that is not lost::
 
-    max(max(last_seen, rearm_from) + interval * tolerance, grace_until)
+    span = interval * tolerance
+    max(max(last_seen, rearm_from) + span, grace_from + min(span, grace))
 
 where ``interval`` is the explicit one (from :meth:`Watchdog.track`, the device class,
-or the inventory), else the learned cadence when learning is on, else the default.
+or the inventory), else the learned cadence when learning is on, else the default, and
+``grace`` is the configured ceiling (infinite when unset). So after a restart a 4 s gas
+sensor is watched again 12 s later, not after the default device's three minutes.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from array import array
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
@@ -87,8 +92,9 @@ class Watchdog:
             explicit interval and no learned cadence.
         tolerance: how many intervals may pass without a heartbeat before the device is
             lost (reported as the ``missed`` attribute).
-        grace: how long after a restart no device is declared lost
-            (:meth:`restart_grace`); ``None`` means ``default_interval * tolerance``.
+        grace: ceiling of the restart grace (:meth:`restart_grace`). After a restart each
+            device has its own ``interval * tolerance`` before it can be declared lost,
+            but at most ``grace`` when it is given; ``None`` means no ceiling.
         learn: learn each device's cadence from the gaps between its heartbeats and use it
             when the device has no explicit interval.
         class_intervals: explicit intervals by device class, used by :meth:`track` when
@@ -108,7 +114,7 @@ class Watchdog:
         "_explicit",
         "_free",
         "_grace",
-        "_grace_until",
+        "_grace_from",
         "_heap",
         "_hkey",
         "_ids",
@@ -144,7 +150,7 @@ class Watchdog:
             raise ValueError("grace must not be negative")
         self._default = float(default_interval)
         self._tol = int(tolerance)
-        self._grace = float(grace) if grace is not None else self._default * self._tol
+        self._grace = float(grace) if grace is not None else math.inf
         self._learn = bool(learn)
         self._class_intervals: dict[str, float] = {}
         for cls, iv in (class_intervals or {}).items():
@@ -169,7 +175,7 @@ class Watchdog:
         self._lost = bytearray()
         self._heap: list[tuple[float, int]] = []
 
-        self._grace_until = 0.0
+        self._grace_from = 0.0
         self._rearm_from = 0.0
         self._outage_since: float | None = None
 
@@ -377,12 +383,14 @@ class Watchdog:
     # ------------------------------------------------------------------ outages and restarts
 
     def restart_grace(self, now: float) -> None:
-        """After a restart, hold every deadline until at least ``now + grace``.
+        """After a restart, hold each device's deadline until at least ``now`` plus its own
+        ``interval * tolerance`` (at most ``grace`` when a ceiling is configured).
 
         Devices that went silent while the gateway was down are then declared lost only if
-        they stay silent through the grace period, instead of in one storm at start-up.
+        they stay silent through their grace, instead of in one storm at start-up; and a
+        fast device is not left unwatched for a slow default device's deadline.
         """
-        self._grace_until = max(self._grace_until, now + self._grace)
+        self._grace_from = max(self._grace_from, now)
 
     def broker_down(self, now: float) -> None:
         """The broker that carries the heartbeats is unreachable: stop declaring losses.
@@ -395,13 +403,13 @@ class Watchdog:
     def broker_up(self, now: float) -> None:
         """The broker is back: every deadline is re-armed from ``now``.
 
-        A device then has a full ``interval * tolerance`` to be heard again, and at least
-        the restart grace: the devices have to reconnect to the restarted broker too, each
-        with its own backoff, so the reconnect does not raise a false "lost" storm.
+        Each device then has its own full ``interval * tolerance`` to be heard again (the
+        devices reconnect to the restarted broker too, each with its own backoff; that is
+        what the tolerance allows for), so the reconnect raises no false "lost" storm, and a
+        fast device is watched again after its own deadline, not a slow default's.
         """
         self._outage_since = None
         self._rearm_from = max(self._rearm_from, now)
-        self._grace_until = max(self._grace_until, now + self._grace)
 
     @property
     def broker_outage_since(self) -> float | None:
@@ -547,10 +555,10 @@ class Watchdog:
         return self._explicit[i] or self._learned[i] or self._default
 
     def _deadline(self, i: int) -> float:
-        last = self._last[i]
-        last = max(last, self._rearm_from)
-        d = last + self._interval(i) * self._tol
-        return max(d, self._grace_until)
+        span = self._interval(i) * self._tol
+        last = max(self._last[i], self._rearm_from)
+        grace = span if span < self._grace else self._grace
+        return max(last + span, self._grace_from + grace)
 
     def _push(self, i: int, deadline: float) -> None:
         self._hkey[i] = deadline

@@ -20,13 +20,16 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from gateway.app import Gateway
 from gateway.config import config_from_dict
+from gateway.model import Event
 from tests.fixtures.netsnmp import LINK_DOWN, NetSnmp, free_udp_port, link_varbinds
 from tests.helpers import base_config
 
@@ -73,7 +76,8 @@ class Browser:
         self._task = asyncio.create_task(self._read())
 
     @classmethod
-    async def launch(cls, width: int = 1440, height: int = 900) -> Browser:
+    async def launch(cls, width: int = 1440, height: int = 900, tz: str | None = None) -> Browser:
+        """Start Chromium; ``tz`` sets its time zone (the ``TZ`` environment variable)."""
         exe = _chromium()
         user_dir = tempfile.mkdtemp(prefix="board-chromium-")
         cmd_r, cmd_w = os.pipe()  # we write commands; Chromium reads them on fd 3
@@ -102,6 +106,7 @@ class Browser:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, "TZ": tz} if tz else None,
         )
         os.close(cmd_r)
         os.close(ev_w)
@@ -315,4 +320,64 @@ async def test_trap_appears_live_and_ack_stops_the_response_clock(
             await b.screenshot(shot.with_name(shot.stem + "-zh.png"))
         await b.click("#lang")
         await b.wait_js("document.documentElement.lang === 'en'")
+        assert not [c for c in b.console if c.startswith("EXCEPTION")], b.console
+
+
+@pytest.fixture
+async def browser_in_new_york() -> AsyncIterator[Browser]:
+    b = await Browser.launch(tz="America/New_York")
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+def _shown(ts: float, zone: str) -> str:
+    """How the board (en-GB) writes a time: day/month, 24-hour clock."""
+    return datetime.fromtimestamp(ts, ZoneInfo(zone)).strftime("%d/%m, %H:%M:%S")
+
+
+async def test_board_shows_times_in_the_gateways_zone_not_the_browsers(
+    tmp_path: Path, browser_in_new_york: Browser
+) -> None:
+    """A NOC screen in New York reading a gateway in Shanghai sees Shanghai times (the zone of
+    the CLI, the reports and the SLA calendars), never its own."""
+    d = base_config(tmp_path / "var")
+    d["gateway"]["timezone"] = "Asia/Shanghai"
+    d["api"] = {
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": 0,
+        "tokens": [{"token": OP_TOKEN, "role": "operator", "name": "noc-desk"}],
+    }
+    cfg = config_from_dict(d, str(tmp_path / "config.toml"), str(tmp_path))
+    b = browser_in_new_york
+    async with Gateway(cfg) as gw:
+        await b.goto(gw.api.url + "/")
+        assert await b.js("Intl.DateTimeFormat().resolvedOptions().timeZone") == "America/New_York"
+        await b.wait_js("!document.getElementById('token-dialog').hidden")
+        await b.type_text("#token-input", OP_TOKEN)
+        await b.click("#token-save")
+        await b.wait_js("document.body.dataset.live === '1'")
+
+        link_down = Event(time.time(), "test", "sw-1", "IF-MIB::linkDown", {"ifIndex": 7, "ifDescr": "eth7"})
+        assert gw.pipeline.offer(link_down)
+        alarm_meta = "document.querySelector('.alarm[data-key=\"sw-1/if/7\"] .meta')"
+        await b.wait_js(f"{alarm_meta} !== null")
+        await b.wait_js("document.querySelector('.ticket .clock[data-clock=\"response\"]') !== null")
+        [alarm] = gw.store.list_alarms()
+        [ticket] = gw.store.list_tickets()
+        due = next(c["due_at"] for c in ticket["clocks"] if c["kind"] == "response")
+
+        text = await b.js(f"{alarm_meta}.textContent")
+        assert _shown(alarm["last_seen"], "Asia/Shanghai") in text, text
+        assert _shown(alarm["last_seen"], "America/New_York") not in text, text
+        tk = f".ticket[data-ticket-id='{ticket['id']}']"
+        since = await b.js(f'document.querySelector("{tk} > .meta").textContent')
+        assert _shown(ticket["opened_at"], "Asia/Shanghai") in since, since
+        name = f"{tk} .clock[data-clock='response'] .name"
+        clock = await b.js(f"document.querySelector({json.dumps(name)}).textContent")
+        assert _shown(due, "Asia/Shanghai") in clock, clock
+        now = await b.wait_js("document.getElementById('now').textContent")
+        assert "GMT+8" in now, now
         assert not [c for c in b.console if c.startswith("EXCEPTION")], b.console

@@ -1,6 +1,7 @@
 """Silence is a fault: real MQTT heartbeats through a real Mosquitto into a running gateway;
 a device that stops gets a heartbeat.lost alarm and a ticket on time; resuming clears it;
-a last will raises the loss at once; a broker restart raises no false losses."""
+a last will raises the loss at once; a broker restart raises no false losses; after a gateway
+or broker restart a fast device is watched again after its own deadline, not the default's."""
 
 from __future__ import annotations
 
@@ -98,7 +99,11 @@ async def test_broker_restart_no_false_loss_storm(tmp_path: Path, private_broker
         async def beat_forever() -> None:
             while True:
                 try:
-                    async with aiomqtt.Client(host, port, identifier=f"beats-{uuid.uuid4().hex[:6]}") as client:
+                    # A short timeout: a QoS 0 publish into the connection the broker just dropped
+                    # can otherwise wait aiomqtt's default 10 s, and the devices would not be back
+                    # within their deadline for a reason of the test's own.
+                    async with aiomqtt.Client(host, port, identifier=f"beats-{uuid.uuid4().hex[:6]}",
+                                              timeout=1.0) as client:
                         await Beats(client, prefix, devs).run()
                 except aiomqtt.MqttError:
                     await asyncio.sleep(0.1)
@@ -118,3 +123,82 @@ async def test_broker_restart_no_false_loss_storm(tmp_path: Path, private_broker
             assert any(a["key"].startswith("gateway/") for a in alarms)  # the outage is one alarm of its own
         finally:
             task.cancel()
+
+
+# A fast device among slow defaults: the grace after a restart is its own deadline.
+FAST_INTERVAL = 4.0
+FAST_TOLERANCE = 3
+FAST_DEADLINE = FAST_INTERVAL * FAST_TOLERANCE  # 12 s; the default device's would be 180 s
+
+
+def _fast_cfg(tmp_path: Path, host: str, port: int, prefix: str) -> Any:
+    """One 4 s gas sensor; the default interval (60 s) and no grace, as shipped."""
+    d = base_config(tmp_path / "var", None)
+    d["devices"] = [{"id": "gas-fast", "class": "mine.gas-sensor", "site": "s1", "policy": "mine-monitoring",
+                     "heartbeat_interval": FAST_INTERVAL}]
+    d["adapters"] = {"mqtt": [{
+        "name": "mqtt", "url": f"mqtt://{host}:{port}", "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
+        "subscriptions": [{"topic": prefix + "/{device}/heartbeat", "kind": "heartbeat", "qos": 0}],
+    }]}
+    d["liveness"] = {"default_interval": 60.0, "tolerance": FAST_TOLERANCE}
+    return config_from_dict(d, "t.toml", str(tmp_path))
+
+
+async def _heard(gw: Gateway, client: aiomqtt.Client, prefix: str, after: float) -> None:
+    """Publish heartbeats of gas-fast until the gateway has recorded one sent after ``after``."""
+    async def beat_and_check() -> bool:
+        await client.publish(f"{prefix}/gas-fast/heartbeat", json.dumps({"ch4": 0.2}).encode())
+        s = gw.watchdog.status("gas-fast")
+        return s is not None and s.last_seen > after
+
+    deadline = time.monotonic() + 5
+    while not await beat_and_check():
+        assert time.monotonic() < deadline, "gas-fast's heartbeats did not arrive"
+        await asyncio.sleep(0.2)
+
+
+async def test_fast_device_is_lost_on_its_own_deadline_after_a_restart(
+    tmp_path: Path, mqtt_broker: tuple[str, int]
+) -> None:
+    """A 4 s device heard before a gateway restart and silent after it is lost 12 s after the
+    restart (its own interval x tolerance), not after the default device's 3 minutes."""
+    host, port = mqtt_broker
+    prefix = f"g/{uuid.uuid4().hex[:8]}"
+    cfg = _fast_cfg(tmp_path, host, port, prefix)
+    async with Gateway(cfg) as gw, \
+            aiomqtt.Client(host, port, identifier=f"beats-{uuid.uuid4().hex[:6]}") as client:
+        await _heard(gw, client, prefix, time.time())
+    assert gw.watchdog.status("gas-fast").last_seen > 0  # type: ignore[union-attr]
+
+    restarted = time.time()
+    async with Gateway(_fast_cfg(tmp_path, host, port, prefix)) as gw:
+        assert gw.watchdog.status("gas-fast").lost is False  # type: ignore[union-attr]
+        [alarm] = await eventually(_alarm(gw, "gas-fast/reachability"), timeout=FAST_DEADLINE + 10)
+        took = time.time() - restarted
+        assert alarm["state"] == "active"
+        assert FAST_DEADLINE <= took <= FAST_DEADLINE + 1.0, f"lost {took:.2f} s after the restart"
+
+
+async def test_fast_device_is_lost_on_its_own_deadline_after_a_broker_restart(
+    tmp_path: Path, private_broker: Callable[..., MosquittoProcess]
+) -> None:
+    """After a broker restart a 4 s device that does not come back is lost 12 s after the
+    gateway reconnected (its own deadline re-armed), not after the default's 3 minutes."""
+    broker = private_broker()
+    host, port = broker.address
+    prefix = f"b/{uuid.uuid4().hex[:8]}"
+    async with Gateway(_fast_cfg(tmp_path, host, port, prefix)) as gw:
+        async with aiomqtt.Client(host, port, identifier=f"beats-{uuid.uuid4().hex[:6]}") as client:
+            await _heard(gw, client, prefix, time.time())
+        mqtt = gw.adapters[0]
+        broker.stop()
+        await eventually(lambda: gw.watchdog.broker_outage_since is not None, timeout=5)
+        broker.start()
+        back = time.time()  # the reconnect (and the re-arm) comes after this
+        await eventually(lambda: mqtt.stats().get("reconnects", 0) >= 1, timeout=10)
+        seen = time.time()  # ... and before this
+        [alarm] = await eventually(_alarm(gw, "gas-fast/reachability"), timeout=FAST_DEADLINE + 10)
+        now = time.time()
+        assert alarm["state"] == "active"
+        assert now - back >= FAST_DEADLINE, f"lost {now - back:.2f} s after the broker came back"
+        assert now - seen <= FAST_DEADLINE + 1.0, f"lost {now - seen:.2f} s after the reconnect"

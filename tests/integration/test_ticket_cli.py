@@ -11,9 +11,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -173,6 +175,80 @@ def test_report_and_sla_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert rc == 1 and "no contract (policy) named 'nope'" in err
     rc, _, err = _run(capsys, "sla-report", "-c", cfg, "--contract", "software-7x24", "--month", "2026/02")
     assert rc == 1 and "YYYY-MM" in err
+
+
+def _people(utc: str, tz: str) -> str:
+    """What a person should read for an ISO-8601 UTC time: the gateway's local time, to the
+    second, with its offset (computed here independently of the gateway's helpers)."""
+    t = datetime.fromisoformat(utc.replace("Z", "+00:00")).astimezone(ZoneInfo(tz))
+    return t.strftime("%Y-%m-%d %H:%M:%S") + t.strftime("%z")[:3] + ":" + t.strftime("%z")[3:]
+
+
+@pytest.mark.parametrize(
+    ("tz", "offset"), [("Asia/Shanghai", "+08:00"), ("UTC", "+00:00")], ids=["shanghai", "utc"]
+)
+def test_cli_text_shows_local_times_and_json_keeps_utc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tz: str, offset: str
+) -> None:
+    """alarms, tickets, ticket show, maintenance list and outbox list print times in
+    gateway.timezone with the offset; their JSON keeps the UTC values and adds a *_local
+    rendering beside them."""
+    d = base_config(tmp_path / "var")
+    d["gateway"]["timezone"] = tz
+    d["helpdesk"] = [{"type": "webhook", "name": "hooks", "url": "http://127.0.0.1:9/x",
+                      "secret": "0123456789abcdef0123"}]  # the comment below queues a message
+    d["devices"].append({"id": "app-1", "class": "software.app", "site": "dc", "policy": "software-7x24"})
+    cfg = str(write_config(tmp_path / "config.toml", d))
+    tid = _seed(Path(cfg))
+    _run(capsys, "ticket", "comment", str(tid), "-c", cfg, "--note", "looking")
+
+    rc, out, err = _run(capsys, "alarms", "-c", cfg, "--json")
+    assert rc == 0, err
+    [alarm] = json.loads(out)
+    assert alarm["last_seen"].endswith("Z") and alarm["first_seen"].endswith("Z")
+    assert alarm["last_seen_local"] == _people(alarm["last_seen"], tz)
+    assert alarm["first_seen_local"].endswith(offset) and alarm["cleared_at_local"] is None
+    rc, out, _ = _run(capsys, "alarms", "-c", cfg)
+    assert _people(alarm["last_seen"], tz) in out and alarm["last_seen"] not in out
+
+    rc, out, _ = _run(capsys, "tickets", "-c", cfg, "--json")
+    [ticket] = json.loads(out)
+    assert ticket["opened_at"].endswith("Z") and ticket["opened_at_local"] == _people(ticket["opened_at"], tz)
+    due = [c["due_at"] for c in ticket["clocks"] if c["due_at"]]
+    assert due and all(c["due_at_local"] == _people(c["due_at"], tz) for c in ticket["clocks"] if c["due_at"])
+    rc, out, _ = _run(capsys, "tickets", "-c", cfg)
+    assert _people(ticket["opened_at"], tz) in out and all(_people(x, tz) in out for x in due)
+    assert "Z " not in out and not out.rstrip().endswith("Z")
+
+    rc, out, _ = _run(capsys, "ticket", "show", str(tid), "-c", cfg, "--json")
+    shown = json.loads(out)
+    assert shown["opened_at"] == ticket["opened_at"]
+    assert [e["ts_local"] for e in shown["timeline"]] == [_people(e["ts"], tz) for e in shown["timeline"]]
+    rc, out, _ = _run(capsys, "ticket", "show", str(tid), "-c", cfg)
+    assert f"opened {_people(ticket['opened_at'], tz)}" in out
+    assert all(_people(x, tz) in out for x in due)
+    assert all(f"  {_people(e['ts'], tz)}  " in out for e in shown["timeline"])
+    assert "Z  " not in out and "Z\n" not in out
+
+    rc, out, err = _run(capsys, "maintenance", "add", "-c", cfg, "--device", "app-*", "--for", "2h",
+                        "--reason", "upgrade", "--id", "mw-1", "--json")
+    assert rc == 0, err
+    w = json.loads(out.split("\n  (")[0])
+    rc, out, _ = _run(capsys, "maintenance", "list", "-c", cfg, "--json")
+    [row] = json.loads(out)
+    assert (row["start"], row["end"]) == (w["start"], w["end"])  # epoch seconds, as before
+    start = datetime.fromtimestamp(w["start"], timezone.utc).isoformat()
+    end = datetime.fromtimestamp(w["end"], timezone.utc).isoformat()
+    assert (row["start_local"], row["end_local"]) == (_people(start, tz), _people(end, tz))
+    rc, out, _ = _run(capsys, "maintenance", "list", "-c", cfg)
+    assert _people(start, tz) in out and _people(end, tz) in out and "Z " not in out
+
+    rc, out, _ = _run(capsys, "outbox", "list", "-c", cfg, "--json")
+    msgs = json.loads(out)
+    assert msgs and all(m["created"].endswith("Z") for m in msgs)
+    assert [m["created_local"] for m in msgs] == [_people(m["created"], tz) for m in msgs]
+    rc, out, _ = _run(capsys, "outbox", "list", "-c", cfg)
+    assert all(_people(m["created"], tz) in out and m["created"] not in out for m in msgs)
 
 
 @pytest.fixture

@@ -71,9 +71,10 @@ def test_every_option_is_commented_where_it_first_appears() -> None:
         ("[policies.p.levels.5]\nresponse = '1h'\n", "policies.p.levels.5", ""),
         ("[[devices]]\nid = 'a'\nparent = 'b'\n", "devices[0].parent", "no device"),
         ("[[adapters.snmp]]\nallowed_sources = ['10.0.0.0/33']\n", "adapters.snmp[0].allowed_sources", "network"),
+        ("[gateway]\ntimezone = 'Mars/Olympus'\n", "gateway.timezone", "unknown time zone 'Mars/Olympus'"),
     ],
     ids=["unknown-key", "wrong-type", "port-range", "missing-policy", "default-policy", "bad-duration",
-         "bad-level", "missing-parent", "bad-cidr"],
+         "bad-level", "missing-parent", "bad-cidr", "unknown-timezone"],
 )
 def test_errors_name_file_and_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:
     f = tmp_path / "config.toml"

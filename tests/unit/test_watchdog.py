@@ -104,14 +104,59 @@ def test_lwt_for_an_untracked_device_still_reports_it():
 # ---------------------------------------------------------------------- restart grace and snapshots
 
 
-def test_restart_grace_holds_deadlines_and_keeps_later_ones():
+RESTART_GRACE = [
+    # grace=, the device's interval (None: the 60 s default), last heartbeat before the restart
+    # (seconds relative to it), when it is lost (seconds after the restart)
+    pytest.param(None, 4.0, -1.0, 12.0, id="4s-device-own-deadline-after-a-beat"),
+    pytest.param(None, 4.0, -1000.0, 12.0, id="4s-device-own-deadline-long-silent"),
+    pytest.param(None, None, -1000.0, 180.0, id="default-device-own-deadline"),
+    pytest.param(None, 100.0, -10.0, 300.0, id="slow-device-own-deadline"),
+    pytest.param(100.0, 4.0, -1000.0, 12.0, id="grace-never-extends-a-short-deadline"),
+    pytest.param(100.0, None, -1000.0, 100.0, id="grace-caps-a-long-deadline"),
+    pytest.param(100.0, 100.0, -250.0, 100.0, id="grace-caps-a-slow-device"),
+    pytest.param(100.0, 100.0, -10.0, 290.0, id="grace-keeps-a-later-deadline-from-a-beat"),
+    pytest.param(5.0, 4.0, -1000.0, 5.0, id="short-grace-caps-a-4s-device"),
+    pytest.param(0.0, 4.0, -1000.0, 0.0, id="zero-grace"),
+]
+
+
+@pytest.mark.parametrize(("grace", "interval", "beat", "lost_after"), RESTART_GRACE)
+def test_restart_grace_is_each_devices_own_deadline_capped_by_grace(grace, interval, beat, lost_after, clock):
+    """After a restart a device gets its own interval x tolerance, not the default's: a gas
+    sensor beating every 4 s is watched again 12 s after a restart, not after 3 minutes. An
+    explicit grace is a ceiling for every device, never an extension."""
+    before = Watchdog(default_interval=60.0, tolerance=3, grace=grace)
+    before.track("dev", interval=interval, now=T0 - 5000)
+    before.heartbeat("dev", T0 + beat)
+    state = json.loads(json.dumps(before.snapshot()))
+
+    clock.set(T0)  # the gateway starts again
+    wd = Watchdog(default_interval=60.0, tolerance=3, grace=grace)
+    wd.restore(state)
+    wd.track("dev", interval=interval, now=clock.now())
+    wd.restart_grace(clock.now())
+    assert wd.next_deadline() == T0 + lost_after
+    if lost_after:
+        clock.set(T0 + lost_after - 0.001)
+        assert wd.due(clock.now()) == []
+    clock.set(T0 + lost_after)
+    (ev,) = wd.due(clock.now())
+    assert (ev.device, ev.ts) == ("dev", T0 + lost_after)
+
+
+def test_restart_grace_holds_every_device_until_its_own_deadline(clock):
+    """Several devices at once: each waits its own grace; the floor is not one global time."""
     wd = Watchdog(default_interval=10.0, grace=100.0)
-    wd.track("stale", now=T0 - 1000)  # silent since long before the restart
-    wd.track("fresh", interval=100.0, now=T0)  # deadline T0+300, later than the grace
-    wd.restart_grace(T0)
-    assert wd.due(T0 + 99) == []
-    assert [e.device for e in wd.due(T0 + 100)] == ["stale"]
-    assert wd.next_deadline() == T0 + 300
+    wd.track("stale", now=T0 - 1000)  # silent since long before the restart: 30 s
+    wd.track("gas", interval=4.0, now=T0 - 1000)  # 12 s
+    wd.track("pump", interval=60.0, now=T0 - 1000)  # 180 s, capped at 100 s
+    wd.track("fresh", interval=100.0, now=T0)  # deadline T0+300, later than any grace
+    wd.restart_grace(clock.now())
+    fired = []
+    while (nd := wd.next_deadline()) is not None and nd <= T0 + 300:
+        clock.set(nd)
+        fired += [(e.device, e.ts - T0) for e in wd.due(clock.now())]
+    assert fired == [("gas", 12.0), ("stale", 30.0), ("pump", 100.0), ("fresh", 300.0)]
 
 
 def test_snapshot_restore_keeps_last_seen_and_lost_state():
@@ -133,8 +178,11 @@ def test_snapshot_restore_keeps_last_seen_and_lost_state():
     assert again.status("a").interval == 5.0
     assert again.status("b").learned == pytest.approx(8.0)
     again.restart_grace(T0 + 3600)
-    assert again.due(T0 + 3600 + 29) == []
-    assert sorted(e.device for e in again.due(T0 + 3600 + 30)) == ["a", "b"]  # c was already lost
+    # Each device gets its own deadline: a 5 s x 3, b its learned 8 s x 3.
+    assert again.due(T0 + 3600 + 14.9) == []
+    assert [e.device for e in again.due(T0 + 3600 + 15)] == ["a"]
+    assert again.due(T0 + 3600 + 23.9) == []
+    assert [e.device for e in again.due(T0 + 3600 + 24)] == ["b"]  # c was already lost
     assert again.heartbeat("c", T0 + 4000).name == RESTORED
 
 
@@ -161,16 +209,23 @@ def test_no_losses_during_a_broker_outage_and_rearm_from_reconnect():
     assert sorted(e.device for e in wd.due(T0 + 630)) == ["a", "b", "c"]
 
 
-def test_reconnect_gives_devices_at_least_the_restart_grace():
-    """Devices must reconnect to a restarted broker too (with their own backoff): after the
-    broker is back, no device is lost before the grace has passed, even when its
-    interval x tolerance is shorter."""
-    wd = Watchdog(default_interval=10.0, tolerance=3, grace=60.0)
-    wd.track("a", now=T0)
+@pytest.mark.parametrize("grace", [None, 100.0, 5.0], ids=["no-grace", "grace-100s", "grace-5s"])
+def test_reconnect_rearms_each_device_with_its_own_deadline(grace, clock):
+    """After a broker outage every device has its own full interval x tolerance from the
+    reconnect (silence during the outage says nothing), and no more: a 4 s gas sensor is
+    watched again 12 s after the reconnect, not after the default's 3 minutes. An explicit
+    grace neither extends nor shortens that (it caps only the restart grace)."""
+    wd = Watchdog(default_interval=60.0, tolerance=3, grace=grace)
+    wd.track("gas", interval=4.0, now=T0)
+    wd.track("slow", now=T0)
     wd.broker_down(T0 + 5)
-    wd.broker_up(T0 + 100)
-    assert wd.due(T0 + 159) == []
-    assert [e.device for e in wd.due(T0 + 160)] == ["a"]
+    clock.set(T0 + 100)
+    wd.broker_up(clock.now())
+    assert wd.next_deadline() == T0 + 112
+    assert wd.due(T0 + 111.999) == []
+    assert [e.device for e in wd.due(T0 + 112)] == ["gas"]
+    assert wd.due(T0 + 279.999) == []
+    assert [e.device for e in wd.due(T0 + 280)] == ["slow"]
 
 
 def test_heartbeat_after_reconnect_counts_normally():

@@ -61,6 +61,7 @@
     devices: [],
     health: null,
     instance: "",
+    timeZone: "",  // the gateway's (gateway.timezone, from the snapshot): every time is shown in it
     loading: false,
     pending: [],
     stream: null,
@@ -104,10 +105,34 @@
     const core = (d ? d + "d " + pad(h) : String(h)) + ":" + pad(m) + ":" + pad(s);
     return (neg ? "-" : "") + core;
   }
+  // Times are shown in the gateway's time zone, not the browser's: a NOC screen in another
+  // zone must read the same clock as the CLI, the reports and the contract's calendars.
+  const formats = new Map();
+  function format(withZone) {
+    const key = state.lang + "|" + state.timeZone + "|" + withZone;
+    let f = formats.get(key);
+    if (!f) {
+      const opts = { hour12: false, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+      if (state.timeZone) opts.timeZone = state.timeZone;
+      if (withZone) opts.timeZoneName = "shortOffset";
+      f = new Intl.DateTimeFormat(state.lang === "zh" ? "zh-CN" : "en-GB", opts);
+      formats.set(key, f);
+    }
+    return f;
+  }
   function localTime(iso) {
     if (!iso) return "";
-    const d = new Date(iso);
-    return d.toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour12: false, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    return format(false).format(new Date(iso));
+  }
+  function setTimeZone(tz) {
+    if (!tz || tz === state.timeZone) return;
+    try {
+      new Intl.DateTimeFormat("en", { timeZone: tz });
+    } catch (e) {
+      return;  // unknown to this browser: keep what we had
+    }
+    state.timeZone = tz;
+    $("now").title = tz;
   }
 
   // -- HTTP --------------------------------------------------------------------------------
@@ -143,6 +168,7 @@
     try {
       const b = await api("GET", "/board");
       state.instance = b.instance;
+      setTimeZone(b.timezone);
       state.alarms = new Map();
       state.tickets = new Map();
       for (const a of b.alarms) putAlarm(a, true);
@@ -445,7 +471,8 @@
     });
     setInterval(() => {
       tickCountdowns();
-      $("now").textContent = localTime(new Date().toISOString());
+      // Only once the gateway's zone is known: the browser's would be the wrong clock.
+      $("now").textContent = state.timeZone ? format(true).format(new Date()) : "";
     }, 1000);
     setInterval(() => { if (state.me) loadSnapshot().catch(() => {}); }, REFRESH_MS);
     render();
