@@ -100,7 +100,7 @@ class Gateway:
             self._stack.callback(self.recorder.close)  # runs after the pipeline drained
         self.timeseries = None
         if cfg.timeseries.enabled:
-            from gateway.timeseries import TimeseriesSink
+            from gateway.timeseries.sink import TimeseriesSink
 
             self.timeseries = TimeseriesSink(cfg.timeseries, resolve=self.inventory.resolve)
             await self.timeseries.start()

@@ -28,7 +28,7 @@ from gateway.delivery.helpdesk.webhook import WebhookConfig
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 from gateway.model import Device
-from gateway.timeseries import TimeseriesConfig
+from gateway.timeseries.config import TimeseriesConfig
 from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 
 __all__ = ["Config", "load_config", "parse_duration", "format_loc", "build_policies", "build_devices"]
