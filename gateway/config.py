@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 import tomllib
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import GenericAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -16,12 +17,13 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from adapters.mqtt import MqttConfig
-from adapters.snmp.config import SnmpListenerConfig
+from adapters import REGISTRY as ADAPTERS
+from adapters import AdapterSpec
 from gateway.delivery.helpdesk.django_helpdesk import DjangoHelpdeskConfig
 from gateway.delivery.helpdesk.pagerduty import PagerDutyConfig
 from gateway.delivery.helpdesk.webhook import WebhookConfig
@@ -68,9 +70,31 @@ class StoreSection(_Strict):
     synchronous: Literal["normal", "full"] = "normal"
 
 
-class AdaptersSection(_Strict):
-    snmp: list[SnmpListenerConfig] = Field(default_factory=list)
-    mqtt: list[MqttConfig] = Field(default_factory=list)
+class AdaptersBase(_Strict):
+    """``[adapters]``: a list of entries per kind in ``adapters.REGISTRY`` (``[[adapters.snmp]]``, ...).
+
+    The model with one field per kind is :data:`AdaptersSection`, assembled from the table.
+    """
+
+    def by_kind(self) -> list[tuple[str, list[Any]]]:
+        """``(kind, entries)`` for every adapter kind, in the table's order (empty lists included)."""
+        return [(kind, getattr(self, kind)) for kind in type(self).model_fields]
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, kind: str) -> list[Any]: ...
+
+
+def adapters_section(specs: Iterable[AdapterSpec]) -> type[AdaptersBase]:
+    """The ``[adapters]`` model: ``<name>: list[<config_model>]`` for each spec, in order."""
+    fields: dict[str, Any] = {s.name: (GenericAlias(list, (s.config_model,)), Field(default_factory=list)) for s in specs}
+    return create_model("AdaptersSection", __base__=AdaptersBase, __module__=__name__, **fields)
+
+
+if TYPE_CHECKING:
+    AdaptersSection = AdaptersBase
+else:
+    AdaptersSection = adapters_section(ADAPTERS.values())
 
 
 class LivenessSection(_Strict):
@@ -106,6 +130,7 @@ class TargetTable(_Strict):
 
 
 Target = Duration | TargetTable
+LevelKey = Literal["1", "2", "3", "4"]
 
 
 class LevelTargets(_Strict):
@@ -143,8 +168,8 @@ class PolicySection(_Strict):
     urgent_levels: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=list)
     #: Response target of urgent tickets (replaces the level's response).
     urgent_response: Target | None = None
-    levels: dict[Literal["1", "2", "3", "4"], LevelTargets] = Field(default_factory=dict)
-    regions: dict[str, dict[Literal["1", "2", "3", "4"], LevelTargets]] = Field(default_factory=dict)
+    levels: dict[LevelKey, LevelTargets] = Field(default_factory=dict)
+    regions: dict[str, dict[LevelKey, LevelTargets]] = Field(default_factory=dict)
     #: Penalty terms; none = the contract has no penalties.
     penalties: PenaltySection | None = None
     #: A fault that comes back after its ticket was restored: "new" ticket, or "reopen" the previous one.
@@ -348,10 +373,12 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
     for i, n in enumerate(hd):
         if hd.index(n) != i:
             errs.append(ConfigError(file, f"helpdesk[{i}].name", f"duplicate help-desk name {n!r}"))
-    names = [s.name for s in cfg.adapters.snmp] + [m.name for m in cfg.adapters.mqtt]
-    for i, n in enumerate(names):
-        if names.index(n) != i:
-            errs.append(ConfigError(file, f"adapters.snmp[{i}].name", f"duplicate adapter name {n!r}"))
+    adapter_names: set[str] = set()  # one namespace across kinds: names label metrics and events
+    for kind, entries in cfg.adapters.by_kind():
+        for i, a in enumerate(entries):
+            if a.name in adapter_names:
+                errs.append(ConfigError(file, f"adapters.{kind}[{i}].name", f"duplicate adapter name {a.name!r}"))
+            adapter_names.add(a.name)
     return errs
 
 
@@ -418,7 +445,7 @@ def _target(t: Any, default_cal: str) -> ClockTarget | None:
     return ClockTarget(float(t), default_cal)
 
 
-def _level_map(levels: dict[str, LevelTargets], cal: str) -> dict[int, dict[str, ClockTarget]]:
+def _level_map(levels: dict[LevelKey, LevelTargets], cal: str) -> dict[int, dict[str, ClockTarget]]:
     out: dict[int, dict[str, ClockTarget]] = {}
     for lvl, lt in levels.items():
         m = {}
