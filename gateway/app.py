@@ -199,7 +199,7 @@ class Gateway:
         from gateway.delivery.helpdesk import CONNECTORS
         from gateway.delivery.outbox import OutboxWorker, SyncPoller
 
-        connectors = {h.name: CONNECTORS[h.type][1](h) for h in cfg.helpdesk}
+        connectors = {h.name: CONNECTORS[h.type].load_factory()(h) for h in cfg.helpdesk}
         self.outbox = OutboxWorker(
             self.store, connectors, self.clock,
             base_delay=cfg.outbox.retry_base, max_delay=cfg.outbox.retry_max,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import tomllib
 from collections.abc import Iterable
 from datetime import datetime
@@ -24,9 +26,7 @@ from pydantic import (
 
 from adapters import REGISTRY as ADAPTERS
 from adapters import AdapterSpec
-from gateway.delivery.helpdesk.django_helpdesk import DjangoHelpdeskConfig
-from gateway.delivery.helpdesk.pagerduty import PagerDutyConfig
-from gateway.delivery.helpdesk.webhook import WebhookConfig
+from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 from gateway.model import Device
@@ -227,7 +227,18 @@ class CalendarsSection(_Strict):
     holiday_dirs: list[str] = Field(default_factory=list)
 
 
-HelpdeskEntry = Annotated[DjangoHelpdeskConfig | WebhookConfig | PagerDutyConfig, Field(discriminator="type")]
+def helpdesk_entry(specs: Iterable[ConnectorSpec]) -> Any:
+    """The model of one ``[[helpdesk]]`` entry: the connectors' models, told apart by ``type``."""
+    models = [s.config_model for s in specs]
+    if len(models) == 1:
+        return models[0]
+    return Annotated[functools.reduce(operator.or_, models), Field(discriminator="type")]
+
+
+if TYPE_CHECKING:
+    HelpdeskEntry = ConnectorConfig
+else:
+    HelpdeskEntry = helpdesk_entry(CONNECTORS.values())
 
 
 class OutboxSection(_Strict):
@@ -291,7 +302,8 @@ class Config(_Strict):
         return path if path.is_absolute() else Path(self.base_dir) / path
 
 
-_UNION_TAGS = {"django-helpdesk", "webhook", "pagerduty"}
+#: Discriminator tags pydantic puts into error locations (``helpdesk.0.webhook.url``).
+_UNION_TAGS = frozenset(CONNECTORS)
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
