@@ -1,30 +1,58 @@
 """Protocol adapters. Each turns bytes from devices into ``gateway.model.Event``s.
 
-``REGISTRY`` is a static table (no registration by import side effect); only the
-composition root (``gateway.app``) reads it.
+``REGISTRY`` is a static table of :class:`AdapterSpec` (no registration by import side
+effect). ``gateway.config`` reads each kind's name and config model from it (the
+``[[adapters.<name>]]`` tables); the composition root (``gateway.app``) reads the factories.
+A factory is named by its dotted path and imported only when adapters are built, so
+loading a config imports no client library (aiomqtt, pysnmp, ...).
+
+Adding an adapter kind: a package with a ``config.py`` (the model: pydantic, stdlib and
+leaf modules only) and an async ``build(configs, ctx)`` factory, plus one row below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import cast
 
-__all__ = ["REGISTRY"]
+from pydantic import BaseModel
 
+from adapters.base import AdapterFactory
+from adapters.mqtt.config import MqttConfig
+from adapters.snmp.config import SnmpListenerConfig
 
-def _snmp(cfg: Any, *, clock: Any, resolver: Any = None, state_dir: Any = None) -> Any:
-    from adapters.snmp.receiver import SnmpAdapter
-
-    return SnmpAdapter(cfg, clock, resolver=resolver, state_dir=state_dir)
-
-
-def _mqtt(cfg: Any, *, clock: Any, **_: Any) -> Any:
-    from adapters.mqtt import MqttAdapter
-
-    return MqttAdapter(cfg, clock)
+__all__ = ["REGISTRY", "AdapterSpec"]
 
 
-REGISTRY: dict[str, Callable[..., Any]] = {
-    "snmp": _snmp,
-    "mqtt": _mqtt,
-}
+@dataclass(frozen=True, slots=True)
+class AdapterSpec:
+    """One adapter kind.
+
+    Attributes:
+        name: the kind: its config entries are ``[[adapters.<name>]]``.
+        config_model: the model of one entry (must forbid unknown keys and have a ``name``).
+        factory: ``"module:function"`` of its :data:`~adapters.base.AdapterFactory`,
+            imported by :meth:`load_factory` only.
+    """
+
+    name: str
+    config_model: type[BaseModel]
+    factory: str
+
+    def load_factory(self) -> AdapterFactory:
+        """Import and return the factory (this is where the adapter's libraries load)."""
+        module, _, attr = self.factory.partition(":")
+        return cast(AdapterFactory, getattr(importlib.import_module(module), attr))
+
+
+def _table(*specs: AdapterSpec) -> Mapping[str, AdapterSpec]:
+    return {s.name: s for s in specs}
+
+
+#: Adapter kinds by name, in start order.
+REGISTRY: Mapping[str, AdapterSpec] = _table(
+    AdapterSpec("snmp", SnmpListenerConfig, "adapters.snmp.receiver:build"),
+    AdapterSpec("mqtt", MqttConfig, "adapters.mqtt.adapter:build"),
+)

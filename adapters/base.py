@@ -1,13 +1,25 @@
-"""The adapter contract: ``start(sink)`` / ``stop()``, the ``EventSink`` they feed, and stats."""
+"""The adapter contract: ``start(sink)`` / ``stop()``, the ``EventSink`` they feed, stats, and
+what a factory is handed to build adapters (``AdapterContext``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.clock import Clock
 from gateway.model import Event
 
-__all__ = ["Adapter", "CommitCallback", "Counters", "EventSink", "RateLimitedLog"]
+__all__ = [
+    "Adapter",
+    "AdapterContext",
+    "AdapterFactory",
+    "CommitCallback",
+    "Counters",
+    "EventSink",
+    "RateLimitedLog",
+]
 
 #: Called on the event loop thread once the event's batch is committed (``True``)
 #: or could not be committed (``False``).
@@ -73,6 +85,33 @@ class Adapter(Protocol):
     def stats(self) -> dict[str, int]:
         """Counters by name (e.g. ``received``, ``rejected.bad_community``) for /metrics."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterContext:
+    """What the composition root hands an adapter factory: narrow services, no application object.
+
+    Attributes:
+        clock: the gateway's time source.
+        state_dir: the data directory, for state an adapter keeps across restarts
+            (e.g. an SNMP engine ID).
+        resolve_path: a path from the config file (relative to the file's directory) as
+            a usable path.
+        broker_down: for adapters that receive through a broker: call with ``now`` when
+            it becomes unreachable (heartbeats cannot arrive, so loss detection pauses).
+        broker_up: call with ``now`` when the broker is reachable again (deadlines re-arm).
+    """
+
+    clock: Clock
+    state_dir: Path
+    resolve_path: Callable[[str], Path]
+    broker_down: Callable[[float], None]
+    broker_up: Callable[[float], None]
+
+
+#: Builds every configured instance of one adapter kind (in config order, not started).
+#: One call per kind, so instances can share what is costly to load (SNMP's MIBs).
+AdapterFactory = Callable[[Sequence[Any], AdapterContext], Awaitable[Sequence[Adapter]]]
 
 
 class Counters(dict[str, int]):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters import REGISTRY
+from adapters.base import AdapterContext
 from gateway.core.alarms import AlarmBook
 from gateway.core.calendars import default_calendars
 from gateway.clock import Clock, SystemClock
@@ -100,7 +101,7 @@ class Gateway:
             self._stack.callback(self.recorder.close)  # runs after the pipeline drained
         self.timeseries = None
         if cfg.timeseries.enabled:
-            from gateway.timeseries import TimeseriesSink
+            from gateway.timeseries.sink import TimeseriesSink
 
             self.timeseries = TimeseriesSink(cfg.timeseries, resolve=self.inventory.resolve)
             await self.timeseries.start()
@@ -118,17 +119,12 @@ class Gateway:
         await self._start_helpdesk()
 
         # Adapters start last and stop first, so nothing arrives at a stopped pipeline.
-        resolver = None
-        if cfg.adapters.snmp:
-            mib_dirs = sorted({str(cfg.resolve_path(d)) for s in cfg.adapters.snmp for d in s.mib_dirs})
-            resolver = await asyncio.to_thread(_load_mibs, mib_dirs)
-        for kind, configs in (("snmp", cfg.adapters.snmp), ("mqtt", cfg.adapters.mqtt)):
-            for acfg in configs:
-                adapter = REGISTRY[kind](acfg, clock=self.clock, resolver=resolver, state_dir=data_dir)
-                if kind == "mqtt":
-                    # Broker outages pause loss detection; reconnects re-arm deadlines (no false storm).
-                    adapter.on_disconnected = self._broker_down
-                    adapter.on_connected = self._broker_up
+        ctx = AdapterContext(clock=self.clock, state_dir=data_dir, resolve_path=cfg.resolve_path,
+                             broker_down=self._broker_down, broker_up=self._broker_up)
+        for kind, configs in cfg.adapters.by_kind():
+            if not configs:
+                continue
+            for adapter in await REGISTRY[kind].load_factory()(configs, ctx):
                 await adapter.start(self.pipeline)
                 self._stack.push_async_callback(adapter.stop)
                 self.adapters.append(adapter)
@@ -203,7 +199,7 @@ class Gateway:
         from gateway.delivery.helpdesk import CONNECTORS
         from gateway.delivery.outbox import OutboxWorker, SyncPoller
 
-        connectors = {h.name: CONNECTORS[h.type][1](h) for h in cfg.helpdesk}
+        connectors = {h.name: CONNECTORS[h.type].load_factory()(h) for h in cfg.helpdesk}
         self.outbox = OutboxWorker(
             self.store, connectors, self.clock,
             base_delay=cfg.outbox.retry_base, max_delay=cfg.outbox.retry_max,
@@ -415,9 +411,3 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _load_mibs(extra_dirs: list[str]) -> Any:
-    from adapters.snmp.mibs import MibResolver
-
-    return MibResolver(extra_dirs=extra_dirs)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
-import re
+import operator
 import tomllib
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import GenericAlias
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -17,19 +20,18 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from adapters.mqtt import MqttConfig
-from adapters.snmp.config import SnmpListenerConfig
-from gateway.delivery.helpdesk.django_helpdesk import DjangoHelpdeskConfig
-from gateway.delivery.helpdesk.pagerduty import PagerDutyConfig
-from gateway.delivery.helpdesk.webhook import WebhookConfig
+from adapters import REGISTRY as ADAPTERS
+from adapters import AdapterSpec
+from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 from gateway.model import Device
-from gateway.timeseries import TimeseriesConfig
+from gateway.timeseries.config import TimeseriesConfig
 from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 
 __all__ = ["Config", "load_config", "parse_duration", "format_loc", "build_policies", "build_devices"]
@@ -80,9 +82,31 @@ class StoreSection(_Strict):
     synchronous: Literal["normal", "full"] = "normal"
 
 
-class AdaptersSection(_Strict):
-    snmp: list[SnmpListenerConfig] = Field(default_factory=list)
-    mqtt: list[MqttConfig] = Field(default_factory=list)
+class AdaptersBase(_Strict):
+    """``[adapters]``: a list of entries per kind in ``adapters.REGISTRY`` (``[[adapters.snmp]]``, ...).
+
+    The model with one field per kind is :data:`AdaptersSection`, assembled from the table.
+    """
+
+    def by_kind(self) -> list[tuple[str, list[Any]]]:
+        """``(kind, entries)`` for every adapter kind, in the table's order (empty lists included)."""
+        return [(kind, getattr(self, kind)) for kind in type(self).model_fields]
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, kind: str) -> list[Any]: ...
+
+
+def adapters_section(specs: Iterable[AdapterSpec]) -> type[AdaptersBase]:
+    """The ``[adapters]`` model: ``<name>: list[<config_model>]`` for each spec, in order."""
+    fields: dict[str, Any] = {s.name: (GenericAlias(list, (s.config_model,)), Field(default_factory=list)) for s in specs}
+    return create_model("AdaptersSection", __base__=AdaptersBase, __module__=__name__, **fields)
+
+
+if TYPE_CHECKING:
+    AdaptersSection = AdaptersBase
+else:
+    AdaptersSection = adapters_section(ADAPTERS.values())
 
 
 class LivenessSection(_Strict):
@@ -119,6 +143,7 @@ class TargetTable(_Strict):
 
 
 Target = Duration | TargetTable
+LevelKey = Literal["1", "2", "3", "4"]
 
 
 class LevelTargets(_Strict):
@@ -156,8 +181,8 @@ class PolicySection(_Strict):
     urgent_levels: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=list)
     #: Response target of urgent tickets (replaces the level's response).
     urgent_response: Target | None = None
-    levels: dict[Literal["1", "2", "3", "4"], LevelTargets] = Field(default_factory=dict)
-    regions: dict[str, dict[Literal["1", "2", "3", "4"], LevelTargets]] = Field(default_factory=dict)
+    levels: dict[LevelKey, LevelTargets] = Field(default_factory=dict)
+    regions: dict[str, dict[LevelKey, LevelTargets]] = Field(default_factory=dict)
     #: Penalty terms; none = the contract has no penalties.
     penalties: PenaltySection | None = None
     #: A fault that comes back after its ticket was restored: "new" ticket, or "reopen" the previous one.
@@ -215,7 +240,18 @@ class CalendarsSection(_Strict):
     holiday_dirs: list[str] = Field(default_factory=list)
 
 
-HelpdeskEntry = Annotated[DjangoHelpdeskConfig | WebhookConfig | PagerDutyConfig, Field(discriminator="type")]
+def helpdesk_entry(specs: Iterable[ConnectorSpec]) -> Any:
+    """The model of one ``[[helpdesk]]`` entry: the connectors' models, told apart by ``type``."""
+    models = [s.config_model for s in specs]
+    if len(models) == 1:
+        return models[0]
+    return Annotated[functools.reduce(operator.or_, models), Field(discriminator="type")]
+
+
+if TYPE_CHECKING:
+    HelpdeskEntry = ConnectorConfig
+else:
+    HelpdeskEntry = helpdesk_entry(CONNECTORS.values())
 
 
 class OutboxSection(_Strict):
@@ -279,7 +315,8 @@ class Config(_Strict):
         return path if path.is_absolute() else Path(self.base_dir) / path
 
 
-_UNION_TAGS = {"django-helpdesk", "webhook", "pagerduty"}
+#: Discriminator tags pydantic puts into error locations (``helpdesk.0.webhook.url``).
+_UNION_TAGS = frozenset(CONNECTORS)
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
@@ -361,10 +398,12 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
     for i, n in enumerate(hd):
         if hd.index(n) != i:
             errs.append(ConfigError(file, f"helpdesk[{i}].name", f"duplicate help-desk name {n!r}"))
-    names = [s.name for s in cfg.adapters.snmp] + [m.name for m in cfg.adapters.mqtt]
-    for i, n in enumerate(names):
-        if names.index(n) != i:
-            errs.append(ConfigError(file, f"adapters.snmp[{i}].name", f"duplicate adapter name {n!r}"))
+    adapter_names: set[str] = set()  # one namespace across kinds: names label metrics and events
+    for kind, entries in cfg.adapters.by_kind():
+        for i, a in enumerate(entries):
+            if a.name in adapter_names:
+                errs.append(ConfigError(file, f"adapters.{kind}[{i}].name", f"duplicate adapter name {a.name!r}"))
+            adapter_names.add(a.name)
     return errs
 
 
@@ -431,7 +470,7 @@ def _target(t: Any, default_cal: str) -> ClockTarget | None:
     return ClockTarget(float(t), default_cal)
 
 
-def _level_map(levels: dict[str, LevelTargets], cal: str) -> dict[int, dict[str, ClockTarget]]:
+def _level_map(levels: dict[LevelKey, LevelTargets], cal: str) -> dict[int, dict[str, ClockTarget]]:
     out: dict[int, dict[str, ClockTarget]] = {}
     for lvl, lt in levels.items():
         m = {}

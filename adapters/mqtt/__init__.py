@@ -73,10 +73,16 @@ Decisions worth knowing (each one has a counter in :meth:`MqttAdapter.stats`):
   ``mqtt.broker_dropping`` with the totals.
 """
 
-from adapters.mqtt.adapter import SYS_DROPPED_TOPIC, MqttAdapter
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from adapters.mqtt.config import MqttConfig, MqttSubscription, MqttTls
 from adapters.mqtt.decode import Ignored, PayloadDecoder, Rejected, parse_ts
 from adapters.mqtt.topics import TopicTemplate
+
+if TYPE_CHECKING:
+    from adapters.mqtt.adapter import SYS_DROPPED_TOPIC, MqttAdapter
 
 __all__ = [
     "SYS_DROPPED_TOPIC",
@@ -90,3 +96,13 @@ __all__ = [
     "TopicTemplate",
     "parse_ts",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The adapter (and aiomqtt with it) loads on first use: ``gateway.config`` imports
+    # ``adapters.mqtt.config``, which runs this file, and must not pay for the client.
+    if name in ("MqttAdapter", "SYS_DROPPED_TOPIC"):
+        import importlib
+
+        return getattr(importlib.import_module("adapters.mqtt.adapter"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

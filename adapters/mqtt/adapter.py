@@ -11,7 +11,7 @@ from typing import Any
 
 import aiomqtt
 
-from adapters.base import EventSink
+from adapters.base import AdapterContext, EventSink
 from adapters.mqtt.config import MqttConfig, MqttTls
 from adapters.mqtt.decode import LOST, Ignored, PayloadDecoder, Rejected
 from adapters.mqtt.link import Link
@@ -19,7 +19,7 @@ from adapters.mqtt.wire import Publish
 from gateway.clock import Clock, SystemClock
 from gateway.model import Event
 
-__all__ = ["SYS_DROPPED_TOPIC", "MqttAdapter"]
+__all__ = ["SYS_DROPPED_TOPIC", "MqttAdapter", "build"]
 
 log = logging.getLogger(__name__)
 
@@ -747,3 +747,14 @@ class MqttAdapter:
                 super().put_nowait(item)
 
         return _CountingQueue
+
+
+async def build(configs: Sequence[MqttConfig], ctx: AdapterContext) -> list[MqttAdapter]:
+    """The ``[[adapters.mqtt]]`` clients (the factory named in ``adapters.REGISTRY``).
+
+    Broker outages pause loss detection and reconnects re-arm the deadlines, so a broker
+    restart does not look like every device going silent at once.
+    """
+    return [
+        MqttAdapter(c, ctx.clock, on_connected=ctx.broker_up, on_disconnected=ctx.broker_down) for c in configs
+    ]

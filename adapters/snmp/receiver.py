@@ -11,11 +11,11 @@ import os
 import socket
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.base import Counters, EventSink, RateLimitedLog
+from adapters.base import AdapterContext, Counters, EventSink, RateLimitedLog
 from adapters.snmp import ber
 from adapters.snmp.config import SnmpListenerConfig
 from adapters.snmp.fastpath import RepeatCache, split_v2c_trap
@@ -25,7 +25,7 @@ from gateway.clock import Clock
 from gateway.errors import DecodeError
 from gateway.model import Event
 
-__all__ = ["EventBuilder", "SnmpAdapter"]
+__all__ = ["EventBuilder", "SnmpAdapter", "build"]
 
 log = logging.getLogger("adapters.snmp")
 
@@ -437,3 +437,20 @@ def _build_v3(config: SnmpListenerConfig, state_dir: str | os.PathLike[str] | No
 def engine_id_path(state_dir: str | os.PathLike[str], name: str) -> Path:
     """Where a listener's local SNMP engine ID is kept (stable across restarts)."""
     return Path(state_dir) / f"snmp-{name}.engineid"
+
+
+async def build(configs: Sequence[SnmpListenerConfig], ctx: AdapterContext) -> list[SnmpAdapter]:
+    """The ``[[adapters.snmp]]`` listeners (the factory named in ``adapters.REGISTRY``).
+
+    They share one MIB resolver with every listener's ``mib_dirs`` (relative to the config
+    file), loaded once and off the event loop: compiling MIBs takes a while.
+    """
+    mib_dirs = sorted({str(ctx.resolve_path(d)) for c in configs for d in c.mib_dirs})
+    resolver = await asyncio.to_thread(_load_mibs, mib_dirs)
+    return [SnmpAdapter(c, ctx.clock, resolver=resolver, state_dir=ctx.state_dir) for c in configs]
+
+
+def _load_mibs(extra_dirs: list[str]) -> Any:
+    from adapters.snmp.mibs import MibResolver
+
+    return MibResolver(extra_dirs=extra_dirs)

@@ -72,9 +72,20 @@ def test_every_option_is_commented_where_it_first_appears() -> None:
         ("[[devices]]\nid = 'a'\nparent = 'b'\n", "devices[0].parent", "no device"),
         ("[[adapters.snmp]]\nallowed_sources = ['10.0.0.0/33']\n", "adapters.snmp[0].allowed_sources", "network"),
         ("[gateway]\ntimezone = 'Mars/Olympus'\n", "gateway.timezone", "unknown time zone 'Mars/Olympus'"),
+        ("[[adapters.mqtt]]\nurl = 'http://b'\nsubscriptions = [{topic = 'a/{device}'}]\n", "adapters.mqtt[0].url",
+         "mqtt://"),
+        ("[[adapters.mqtt]]\nsubscriptions = [{topic = 'a/{device}', qos = 2}]\n", "adapters.mqtt[0].subscriptions[0].qos",
+         ""),
+        ("[[adapters.snmp]]\nname = 'a'\n[[adapters.mqtt]]\nname = 'a'\nsubscriptions = [{topic = 'a/{device}'}]\n",
+         "adapters.mqtt[0].name", "duplicate adapter name 'a'"),
+        ("[[helpdesk]]\ntype = 'webhook'\nurl = 'ftp://x'\nsecret = '0123456789abcdef'\n", "helpdesk[0].url", "http"),
+        ("[[helpdesk]]\ntype = 'pagerduty'\nrouting_key = 'k'\nbogus = 1\n", "helpdesk[0].bogus", "unknown key"),
+        ("[[helpdesk]]\ntype = 'nosuch'\n", "helpdesk[0]", "webhook"),
+        ("[timeseries]\nflush_interval = 'soon'\n", "timeseries.flush_interval", "not a duration"),
     ],
     ids=["unknown-key", "wrong-type", "port-range", "missing-policy", "default-policy", "bad-duration",
-         "bad-level", "missing-parent", "bad-cidr", "unknown-timezone"],
+         "bad-level", "missing-parent", "bad-cidr", "unknown-timezone", "mqtt-url", "mqtt-qos", "duplicate-adapter-name", "webhook-url",
+         "helpdesk-unknown-key", "helpdesk-unknown-type", "timeseries-duration"],
 )
 def test_errors_name_file_and_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:
     f = tmp_path / "config.toml"

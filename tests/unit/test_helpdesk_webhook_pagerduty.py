@@ -645,7 +645,9 @@ def test_classify_http_error_table(
 
 async def test_connector_table_is_static_and_complete() -> None:
     assert set(CONNECTORS) == {"django-helpdesk", "webhook", "pagerduty"}
-    for type_name, (model, cls) in CONNECTORS.items():
+    for type_name, spec in CONNECTORS.items():
+        model, cls = spec.config_model, spec.load_factory()
+        assert spec.name == type_name
         assert model.model_config.get("extra") == "forbid"
         assert model.model_fields["type"].default == type_name
         for method in ("deliver", "find_remote", "poll_changes", "aclose"):

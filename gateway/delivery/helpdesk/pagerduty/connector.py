@@ -1,4 +1,4 @@
-"""The PagerDuty Events API v2 connector and its config model.
+"""The PagerDuty Events API v2 connector.
 
 ===========================================  ==============================================
 message                                      event
@@ -23,10 +23,9 @@ permanent, 429 and 5xx are retried.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk.base import (
@@ -41,6 +40,7 @@ from gateway.delivery.helpdesk.base import (
     ticket_key_of,
     to_json,
 )
+from gateway.delivery.helpdesk.pagerduty.config import PagerDutyConfig
 from gateway.model import FaultLevel
 
 __all__ = ["DEDUP_KEY_MAX", "SEVERITY", "SUMMARY_MAX", "PagerDuty", "PagerDutyConfig"]
@@ -50,37 +50,6 @@ SEVERITY = {1: "critical", 2: "error", 3: "warning", 4: "info"}
 SUMMARY_MAX = 1024
 DEDUP_KEY_MAX = 255
 _DONE = ("resolved", "closed")
-
-
-class PagerDutyConfig(BaseModel):
-    """``[[helpdesk]]`` with ``type = "pagerduty"``.
-
-    Attributes:
-        type: connector type (``pagerduty``).
-        name: this connector's name in logs, metrics and the outbox.
-        routing_key: the integration key of a PagerDuty service (Events API v2).
-        url: the Events API v2 enqueue endpoint.
-        timeout: seconds per request (connect, read, write, pool each).
-        client: shown in PagerDuty as the monitoring client that sent the event.
-        client_url: optional link back (e.g. the NOC board).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["pagerduty"] = "pagerduty"
-    name: str = "pagerduty"
-    routing_key: SecretStr = Field(min_length=1)
-    url: str = "https://events.pagerduty.com/v2/enqueue"
-    timeout: float = Field(default=10.0, gt=0)
-    client: str = "device-alarm-gateway"
-    client_url: str | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v
 
 
 class PagerDuty(HttpConnector):

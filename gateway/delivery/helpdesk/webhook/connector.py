@@ -1,4 +1,4 @@
-"""The generic signed-webhook connector, its config model, wire schema and signature check.
+"""The generic signed-webhook connector, its wire schema and signature check.
 
 Every outbox message becomes one ``POST`` of a JSON document to ``url``::
 
@@ -41,10 +41,10 @@ import hmac
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import SecretStr
 
 from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk.base import (
@@ -56,6 +56,12 @@ from gateway.delivery.helpdesk.base import (
     send,
     ticket_key_of,
     to_json,
+)
+from gateway.delivery.helpdesk.webhook.config import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookConfig,
 )
 
 __all__ = [
@@ -71,10 +77,6 @@ __all__ = [
 ]
 
 SCHEMA_ID = "gateway.delivery.helpdesk.webhook/v1"
-TIMESTAMP_HEADER = "X-Gateway-Timestamp"
-SIGNATURE_HEADER = "X-Gateway-Signature"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-_RESERVED = {h.lower() for h in (TIMESTAMP_HEADER, SIGNATURE_HEADER, IDEMPOTENCY_HEADER, "content-type")}
 
 #: JSON Schema (draft 2020-12) of the document POSTed to the receiver.
 WEBHOOK_SCHEMA: dict[str, Any] = {
@@ -133,44 +135,6 @@ WEBHOOK_SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-
-class WebhookConfig(BaseModel):
-    """``[[helpdesk]]`` with ``type = "webhook"``.
-
-    Attributes:
-        type: connector type (``webhook``).
-        name: this connector's name in logs, metrics and the outbox.
-        url: where to POST.
-        secret: shared HMAC key; the receiver verifies the signature with it.
-        timeout: seconds per request (connect, read, write, pool each).
-        headers: extra headers (e.g. an ``Authorization``); may not replace the
-            signature, timestamp, idempotency or content-type headers.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["webhook"] = "webhook"
-    name: str = "webhook"
-    url: str
-    secret: SecretStr = Field(min_length=16)
-    timeout: float = Field(default=10.0, gt=0)
-    headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v
-
-    @field_validator("headers")
-    @classmethod
-    def _not_reserved(cls, v: dict[str, str]) -> dict[str, str]:
-        clash = sorted(h for h in v if h.lower() in _RESERVED)
-        if clash:
-            raise ValueError(f"headers set by the connector cannot be configured: {', '.join(clash)}")
-        return v
 
 
 def _key_bytes(secret: str | bytes | SecretStr) -> bytes:
