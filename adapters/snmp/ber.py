@@ -359,7 +359,7 @@ def _decode_varbinds(data: bytes, pos: int, end: int, v2: bool) -> list[tuple[st
             if ve == vs or data[vs] & 0x80:
                 raise DecodeError("bad_value", f"empty or negative 0x{t:02x} value at offset {vs}")
             value = from_bytes(data[vs:ve], "big")
-            if value > _U32_MAX:  # type: ignore[operator]
+            if value > _U32_MAX:
                 raise DecodeError("bad_value", f"0x{t:02x} value {value} above 2**32-1 at offset {vs}")
         elif t == 0x06:
             key = data[vs:ve]
@@ -369,13 +369,13 @@ def _decode_varbinds(data: bytes, pos: int, end: int, v2: bool) -> list[tuple[st
         elif t == 0x02:
             if ve - vs == 1:
                 value = data[vs]
-                if value > 0x7F:  # type: ignore[operator]
-                    value -= 0x100  # type: ignore[operator]
+                if value > 0x7F:
+                    value -= 0x100
             else:
                 if ve == vs:
                     raise DecodeError("bad_length", f"empty INTEGER at offset {vs}")
                 value = from_bytes(data[vs:ve], "big", signed=True)
-                if v2 and not _INT32_MIN <= value <= _INT32_MAX:  # type: ignore[operator]
+                if v2 and not _INT32_MIN <= value <= _INT32_MAX:
                     raise DecodeError("bad_value", f"INTEGER {value} out of Integer32 range at offset {vs}")
         elif t == 0x04 or t == 0x44:
             value = data[vs:ve]
@@ -391,7 +391,7 @@ def _decode_varbinds(data: bytes, pos: int, end: int, v2: bool) -> list[tuple[st
             if ve == vs or data[vs] & 0x80:
                 raise DecodeError("bad_value", f"empty or negative Counter64 at offset {vs}")
             value = from_bytes(data[vs:ve], "big")
-            if value > _U64_MAX:  # type: ignore[operator]
+            if value > _U64_MAX:
                 raise DecodeError("bad_value", f"Counter64 {value} above 2**64-1 at offset {vs}")
         else:
             raise DecodeError("bad_tag", f"varbind value type 0x{t:02x} at offset {o_end}")
@@ -418,11 +418,11 @@ def peek_version(data: bytes) -> int:
             (``unsupported_version``).
     """
     n = len(data)
-    start, end = _expect(data, 0, n, 0x30, "message")  # type: ignore[arg-type]
-    start, v_end = _expect(data, start, end, 0x02, "version")  # type: ignore[arg-type]
+    start, end = _expect(data, 0, n, 0x30, "message")
+    start, v_end = _expect(data, start, end, 0x02, "version")
     if v_end - start > 4:
         raise DecodeError("bad_length", f"version INTEGER of {v_end - start} octets")
-    version = _int(data, start, v_end, "version")  # type: ignore[arg-type]
+    version = _int(data, start, v_end, "version")
     if version != V1 and version != V2C and version != V3:
         raise DecodeError("unsupported_version", f"version {version}")
     return version
@@ -648,7 +648,7 @@ def _oid_arcs(oid: object) -> list[int]:
 
 def _oid_tlv(oid: object) -> bytes:
     if type(oid) is str:
-        cached = _OID_ENC_CACHE.get(oid)  # type: ignore[arg-type]
+        cached = _OID_ENC_CACHE.get(oid)
         if cached is not None:
             return cached
     arcs = _oid_arcs(oid)
@@ -672,7 +672,7 @@ def _oid_tlv(oid: object) -> bytes:
         out.extend(reversed(chunk))
     encoded = _tlv(TAG_OID, bytes(out))
     if type(oid) is str and len(_OID_ENC_CACHE) < OID_CACHE_MAX:
-        _OID_ENC_CACHE[oid] = encoded  # type: ignore[index]
+        _OID_ENC_CACHE[oid] = encoded
     return encoded
 
 
@@ -699,7 +699,7 @@ def _encode_value(v: object, v2: bool) -> bytes:
     if v is None:
         return b"\x05\x00"
     if type(v) is Typed:
-        tag, val = v  # type: ignore[misc]
+        tag, val = v
     elif isinstance(v, int):
         tag, val = TAG_INTEGER, v
     elif isinstance(v, (bytes, bytearray, memoryview, str)):

@@ -118,7 +118,8 @@ class UsmUser:
         """
 
         def secret(v: Any) -> str | bytes | None:
-            return v.get_secret_value() if hasattr(v, "get_secret_value") else v
+            out: str | bytes | None = v.get_secret_value() if hasattr(v, "get_secret_value") else v
+            return out
 
         return cls(
             user=cfg.user,
@@ -346,7 +347,7 @@ def _reason(indication: Any) -> str:
     return "malformed"
 
 
-class _CaptureDispatcher(AbstractTransportDispatcher):
+class _CaptureDispatcher(AbstractTransportDispatcher):  # type: ignore[misc]  # pysnmp is untyped
     """A transport dispatcher that never touches the network: what pysnmp sends is kept."""
 
     def __init__(self) -> None:
@@ -525,7 +526,7 @@ class V3Processor:
         )
 
     @staticmethod
-    def _cred(u: UsmUser, auth_services: dict, priv_services: dict) -> _Cred:
+    def _cred(u: UsmUser, auth_services: dict[Any, Any], priv_services: dict[Any, Any]) -> _Cred:
         try:
             auth = getattr(pconfig, AUTH_PROTOCOLS[u.auth_protocol.lower()])
         except KeyError:
@@ -679,7 +680,8 @@ class V3Processor:
             reason = _reason(indication)
             if not eid and reason == "unknown_engine_id" and report is not None:
                 self.stats.discovery += 1
-                return V3Result(message=None, respond=lambda r=report: r, user=_user_str(name))
+                answer = report
+                return V3Result(message=None, respond=lambda: answer, user=_user_str(name))
             raise V3DecodeError(reason, f"{indication} (user {_user_str(name)})", peer_s, report) from None
         except (PyAsn1Error, perror.ProtocolError, ValueError, TypeError) as exc:
             if tentative:

@@ -268,7 +268,7 @@ class ChinaWorkdays:
 def _package_years() -> dict[int, _YearData]:
     """Per-year data from ``chinesecalendar``, or nothing when it is not importable."""
     try:
-        import chinese_calendar  # type: ignore[import-untyped]
+        import chinese_calendar
     except ImportError:
         return {}
     holidays: Mapping[date, Any] = chinese_calendar.holidays
