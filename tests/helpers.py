@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import inspect
 import time
 import tomllib
 from collections.abc import Callable
@@ -88,20 +89,33 @@ def write_config(path: Path, d: dict[str, Any]) -> Path:
     return path
 
 
-async def eventually(cond: Callable[[], Any], timeout: float = 15.0, interval: float = 0.02) -> Any:
-    """Poll ``cond`` until it returns something truthy; fail after ``timeout`` seconds (generous:
-    CI machines are shared, and a passing test never waits for it)."""
+async def eventually(
+    cond: Callable[[], Any],
+    timeout: float = 15.0,
+    interval: float = 0.02,
+    what: str | Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``cond`` until it returns something truthy and return that; fail after ``timeout``
+    seconds (generous: CI machines are shared, and a passing test never waits for it).
+
+    ``cond`` may be a coroutine function (its result is awaited). ``what`` names the
+    condition in the failure message; a callable is called then (e.g. to show what did
+    arrive)."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
+        if inspect.isawaitable(v):
+            v = await v
         if v:
             return v
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            detail = what() if callable(what) else what
+            raise AssertionError(f"condition not met within {timeout} s" + (f": {detail}" if detail else ""))
         await asyncio.sleep(interval)
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 5.0, interval: float = 0.05) -> Any:
+    """``eventually`` for synchronous tests (end-to-end tests that drive a daemon process)."""
     deadline = time.monotonic() + timeout
     while True:
         v = cond()
@@ -110,3 +124,12 @@ def wait_until(cond: Callable[[], Any], timeout: float = 5.0, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+async def committed(pipeline: Any, timeout: float = 15.0) -> None:
+    """Wait until everything queued in a gateway's pipeline so far is committed.
+
+    A no-op command goes through the writer's FIFO queue behind every event offered before
+    it, and its future resolves only after the batch it ran in has committed: a positive
+    marker, so a test can then assert what did *not* happen without sleeping."""
+    await asyncio.wait_for(pipeline.execute(lambda now: None), timeout)

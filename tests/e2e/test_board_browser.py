@@ -31,7 +31,7 @@ from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.model import Event
 from tests.fixtures.netsnmp import LINK_DOWN, NetSnmp, free_udp_port, link_varbinds
-from tests.helpers import base_config
+from tests.helpers import base_config, eventually
 
 OP_TOKEN = "board-operator-token-3c1d"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -175,16 +175,8 @@ class Browser:
         return r["result"].get("value")
 
     async def wait_js(self, expression: str, timeout: float = 5.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            v = await self.js(expression)
-            if v:
-                return v
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"not true within {timeout} s: {expression}\nconsole: {self.console[-10:]}"
-                )
-            await asyncio.sleep(0.05)
+        return await eventually(lambda: self.js(expression), timeout, interval=0.05,
+                                what=lambda: f"{expression}\nconsole: {self.console[-10:]}")
 
     async def goto(self, url: str) -> None:
         await self.send("Page.navigate", {"url": url})

@@ -106,7 +106,7 @@ def _reloads(daemon: Daemon, pack: Path, stop: threading.Event, rng: random.Rand
             os.kill(pid, signal.SIGHUP)
         except ProcessLookupError:
             return
-        time.sleep(rng.uniform(0.005, 0.08))
+        time.sleep(rng.uniform(0.005, 0.08))  # why: reloads at random intervals, a load generator's pacing
 
 
 def test_kill9_during_rule_reloads_repeatedly(tmp_path: Path, netsnmp: NetSnmp) -> None:
@@ -145,7 +145,7 @@ def test_kill9_during_rule_reloads_repeatedly(tmp_path: Path, netsnmp: NetSnmp) 
                        threading.Thread(target=_reloads, args=(daemon, pack, stop, rng, version))]
             for w in workers:
                 w.start()
-            time.sleep(rng.uniform(0.3, 1.5))  # somewhere in the middle of reloading
+            time.sleep(rng.uniform(0.3, 1.5))  # why: the kill lands at a random instant amid reloads and traps
             daemon.kill9()
             stop.set()
             for w in workers:

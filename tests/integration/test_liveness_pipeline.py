@@ -18,7 +18,7 @@ import aiomqtt
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from tests.fixtures.mqtt_broker import MosquittoProcess
-from tests.helpers import base_config, eventually
+from tests.helpers import base_config, committed, eventually
 
 INTERVAL = 0.4
 TOLERANCE = 2
@@ -51,11 +51,29 @@ class Beats:
             for d, on in self.on.items():
                 if on:
                     await self.client.publish(f"{self.prefix}/{d}/heartbeat", json.dumps({"ch4": 0.2}).encode())
-            await asyncio.sleep(INTERVAL / 2)
+            await asyncio.sleep(INTERVAL / 2)  # why: the devices' heartbeat period
 
 
 def _alarm(gw: Gateway, key: str, state: str | None = None) -> Callable[[], Any]:
     return lambda: [a for a in gw.store.list_alarms() if a["key"] == key and (state is None or a["state"] == state)]
+
+
+def _alive_on_heartbeats(gw: Gateway, devices: list[str], since: float = 0.0) -> Callable[[], bool]:
+    """Every device heard after ``since`` and watched on its own heartbeats: its deadline is
+    last heard + interval × tolerance again, no longer held back by the restart (or broker
+    re-arm) grace, so a silence from now on is timed from its last beat."""
+    assert gw.watchdog is not None
+
+    def check() -> bool:
+        for d in devices:
+            st = gw.watchdog.status(d)  # type: ignore[union-attr]
+            if st is None or st.lost or st.deadline is None or st.last_seen <= since:
+                return False
+            if st.deadline > st.last_seen + INTERVAL * TOLERANCE + 1e-6:
+                return False
+        return True
+
+    return check
 
 
 async def test_lost_on_time_restored_and_lwt(tmp_path: Path, mqtt_broker: tuple[str, int]) -> None:
@@ -67,7 +85,8 @@ async def test_lost_on_time_restored_and_lwt(tmp_path: Path, mqtt_broker: tuple[
         beats = Beats(client, prefix, devs)
         task = asyncio.create_task(beats.run())
         try:
-            await asyncio.sleep(2.0)  # past the restart grace, all alive
+            await eventually(_alive_on_heartbeats(gw, devs), timeout=10)  # past the restart grace
+            await committed(gw.pipeline)
             assert gw.store.list_alarms() == []
             beats.on["gas-a"] = False
             stopped = time.time()
@@ -106,17 +125,22 @@ async def test_broker_restart_no_false_loss_storm(tmp_path: Path, private_broker
                                               timeout=1.0) as client:
                         await Beats(client, prefix, devs).run()
                 except aiomqtt.MqttError:
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(0.1)  # why: a device's reconnect backoff while the broker is down
 
         task = asyncio.create_task(beat_forever())
         try:
-            await asyncio.sleep(2.0)
+            await eventually(_alive_on_heartbeats(gw, devs), timeout=10)  # past the restart grace
             broker.stop()
-            await asyncio.sleep(INTERVAL * TOLERANCE * 4)  # far past every device's deadline
+            # why: the scenario is silence: the broker stays down far past every device's deadline
+            await asyncio.sleep(INTERVAL * TOLERANCE * 4)
             broker.start()
             mqtt = gw.adapters[0]
             await eventually(lambda: mqtt.stats().get("reconnects", 0) >= 1, timeout=10)
-            await asyncio.sleep(INTERVAL * TOLERANCE * 2)
+            # No false loss, without a blind wait: a loss could only be declared until each device
+            # is heard again through the restarted broker; once all are (and that is committed),
+            # every deadline runs from a fresh heartbeat.
+            await eventually(_alive_on_heartbeats(gw, devs, since=time.time()), timeout=10)
+            await committed(gw.pipeline)
             alarms = gw.store.list_alarms()
             lost = [a for a in alarms if a["key"].endswith("/reachability")]
             assert lost == [], f"false losses after a broker restart: {[a['key'] for a in lost]}"

@@ -5,15 +5,14 @@ events they hand to the sink and the counters they keep must be identical."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
-import time
 from typing import Any
 
 import aiomqtt
 
 from adapters.mqtt import MqttAdapter
+from tests.helpers import eventually
 from tests.integration.test_mqtt_adapter import ListSink, make_config
 
 
@@ -72,10 +71,9 @@ async def test_wire_and_aiomqtt_hand_over_the_same_events_and_counts(mqtt_broker
             for topic, payload, qos, retain in msgs:
                 await pub.publish(topic, payload, qos=qos, retain=retain)
         want = len(msgs) + 1
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(a.stats().get("received", 0) < want for a in adapters.values()):
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.3)  # PUBACKs of the last commits
+        await eventually(lambda: all(a.stats().get("received", 0) >= want for a in adapters.values()))
+        # The last commits settled (and their PUBACKs sent): nothing is still in flight.
+        await eventually(lambda: all(a.stats()["inflight"] == 0 for a in adapters.values()))
     finally:
         for a in adapters.values():
             await a.stop()

@@ -5,7 +5,6 @@ ignored by reason, and still accepts a valid heartbeat afterwards."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import aiomqtt
@@ -13,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.mqtt import MqttAdapter
+from tests.helpers import eventually
 from tests.integration.test_mqtt_adapter import ListSink, make_config
 from tests.mqtt_payloads import IGNORED, REJECTED, payloads
 
@@ -46,14 +46,6 @@ def subscriptions(prefix: str) -> list[dict[str, object]]:
     ]
 
 
-async def until(cond: object, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def outcomes(stats: dict[str, int]) -> dict[str, int]:
     """The per-message outcome counters: accepted, rejected.<reason>, ignored.<reason>."""
     return {k: v for k, v in stats.items() if k == "accepted" or k.startswith(("rejected.", "ignored."))}
@@ -70,14 +62,15 @@ async def scenario(host: str, port: int, batch: list[tuple[str, bytes, int]]) ->
         async with aiomqtt.Client(host, port) as pub:
             for suffix, payload, qos in batch:
                 await pub.publish(f"{prefix}/{suffix}", payload, qos=qos)
-            await until(lambda: adapter.stats().get("received", 0) >= len(batch), "every message")
+            await eventually(lambda: adapter.stats().get("received", 0) >= len(batch), 20, what="every message")
             counted = outcomes(adapter.stats())
             assert sum(counted.values()) == len(batch) == adapter.stats()["received"], counted
             reasons = {k.split(".", 1)[1] for k in counted if k != "accepted"}
             assert reasons <= REJECTED | IGNORED, reasons  # rejected.internal would be a decoder bug
 
             await pub.publish(f"{prefix}/site/hq/device/after-junk/heartbeat", b'{"battery": 80}')
-            await until(lambda: any(e.device == "after-junk" for e in sink.events), "the valid heartbeat")
+            await eventually(lambda: any(e.device == "after-junk" for e in sink.events), 20,
+                             what="the valid heartbeat")
         stats = adapter.stats()
         assert adapter.connected and stats["connects"] == 1 and "disconnects" not in stats, stats
         assert stats["accepted"] == counted.get("accepted", 0) + 1

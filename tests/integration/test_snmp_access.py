@@ -106,6 +106,7 @@ async def test_storm_becomes_one_summarised_alarm(tmp_path: Path) -> None:
         for _ in range(3):  # three windows of a storm
             for _ in range(200):
                 s.sendto(pkt, ("127.0.0.1", port))
+            # why: the storm guard counts per 0.5 s window of real time: one burst in each
             await asyncio.sleep(0.55)
         s.close()
         snmp = gw.adapters[0]

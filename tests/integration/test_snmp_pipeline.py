@@ -126,7 +126,8 @@ async def test_inform_retransmissions_are_recorded_once(tmp_path: Path, netsnmp:
         gw.pipeline.paused_commit = True
 
         async def release() -> None:
-            await asyncio.sleep(2.5)  # past two of snmpinform's retries
+            # Held until snmpinform has resent the unanswered INFORM twice.
+            await eventually(lambda: gw.adapters[0].counters.get("informs.retransmitted", 0) >= 2)
             gw.pipeline.paused_commit = False
 
         task = asyncio.create_task(release())

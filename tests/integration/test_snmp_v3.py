@@ -427,7 +427,8 @@ async def test_inside_a_running_event_loop(tmp_path: Path) -> None:
             result = proc.process(data, peer)
             if result.message is not None:
                 got.append(result.message)
-                await asyncio.sleep(0.01)  # "commit", then answer
+                # why: stands for the commit: the answer goes out after the loop has run other work
+                await asyncio.sleep(0.01)
             await loop.sock_sendto(recv.sock, result.respond(), peer)
         _, err = await asyncio.wait_for(tool.communicate(), 10)
     finally:

@@ -9,7 +9,6 @@ import logging
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,17 @@ import pytest
 from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.errors import StoreError
+from tests.fixtures import traps
 from tests.fixtures.netsnmp import LINK_DOWN, NetSnmp, free_udp_port, link_varbinds
-from tests.helpers import base_config, eventually
+from tests.helpers import base_config, committed, eventually
 
+#: Holds an exclusive lock on the database until told to let go (a line or EOF on stdin).
 HOLD_LOCK = """
-import sqlite3, sys, time
+import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None)
 db.execute("BEGIN EXCLUSIVE")
 print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()
 db.execute("COMMIT")
 """
 
@@ -36,16 +37,19 @@ async def test_database_locked_by_another_process(tmp_path: Path, netsnmp: NetSn
     caplog.set_level(logging.ERROR, logger="gateway.pipeline")
     async with Gateway(cfg) as gw:
         db = str(gw.store.path)
-        locker = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, db, "8"], stdout=subprocess.PIPE, text=True)
+        locker = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, db], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert locker.stdin is not None and locker.stdout is not None
         try:
-            assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+            assert locker.stdout.readline().strip() == "locked"
             for i in range(20):
                 await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(1 + i % 2))
+            # Held until the gateway has found the store locked and is retrying, then let go.
             await eventually(lambda: not gw.pipeline.healthy, timeout=15)
             assert "store commit failed" in caplog.text and "locked" in caplog.text
         finally:
+            locker.stdin.close()  # EOF: the locker commits and exits
             locker.wait(30)
-            assert locker.stdout is not None
             locker.stdout.close()
         await eventually(lambda: gw.pipeline.healthy, timeout=15)
         await eventually(lambda: sum(a["count"] for a in gw.store.list_alarms()) == 20, timeout=10)
@@ -85,19 +89,14 @@ async def test_disk_full_holds_events_within_bounds_and_recovers(tmp_path: Path,
             await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(3))
         await eventually(lambda: faulty.failures >= 2 and not gw.pipeline.healthy)
         # While the store is down, a burst beyond the queue bound is shed and counted, never unbounded.
-        import socket
-
         from adapters.snmp import ber
         pkt = ber.encode_trap(ber.TrapMessage(ber.V2C, b"public", ber.PDU_TRAP_V2, 1, [
             ("1.3.6.1.2.1.1.3.0", ber.Typed(ber.TAG_TIMETICKS, 1)),
             ("1.3.6.1.6.3.1.1.4.1.0", ber.Typed(ber.TAG_OID, LINK_DOWN)),
             ("1.3.6.1.2.1.2.2.1.1.3", 3),
         ]))
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for _ in range(200):
-            s.sendto(pkt, ("127.0.0.1", port))
-            time.sleep(0.0005)
-        s.close()
+        # From a thread, a short pause every 20 datagrams, so the gateway reads them as they come.
+        await asyncio.to_thread(traps.send, port, [pkt] * 200, 20)
         await eventually(lambda: gw.pipeline.stats.received >= 205, timeout=10)
         assert gw.pipeline.depth <= 50
         shed = gw.pipeline.stats.shed
@@ -105,9 +104,9 @@ async def test_disk_full_holds_events_within_bounds_and_recovers(tmp_path: Path,
         faulty.full = False
         await eventually(lambda: gw.pipeline.healthy, timeout=15)
         await eventually(lambda: gw.pipeline.depth == 0, timeout=10)
-        # Everything not shed is committed exactly once (the last batch may still be committing).
-        await eventually(lambda: gw.store.list_alarms()[0]["count"] == 205 - shed, timeout=10)
-        await asyncio.sleep(0.3)
+        # Everything not shed is committed exactly once: once a marker queued behind the last
+        # batch has been committed, nothing of this burst can still be on its way.
+        await committed(gw.pipeline)
         [alarm] = gw.store.list_alarms()
         assert alarm["count"] == 205 - shed
 

@@ -253,13 +253,16 @@ def test_cli_text_shows_local_times_and_json_keeps_utc(
 
 @pytest.fixture
 def other_process() -> Iterator[int]:
-    """A live process that is not this one, to stand for a running daemon in a pid file."""
-    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    """A live process that is not this one, to stand for a running daemon in a pid file
+    (it waits on its stdin, so it lives until killed however long the test takes)."""
+    p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         yield p.pid
     finally:
         p.kill()
         p.wait()
+        assert p.stdin is not None
+        p.stdin.close()
 
 
 def test_running_daemon_without_api_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str], other_process: int) -> None:
