@@ -283,7 +283,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     ) -> list[dict[str, Any]]:
         """Tickets, newest first, each clock with its remaining business time."""
-        statuses = list(status) if status else None
+        statuses: list[str] | None = list(status) if status else None
         if closed is not None:
             allowed = ["closed"] if closed else [s for s in STATUSES if s != "closed"]
             statuses = [s for s in statuses if s in allowed] if statuses is not None else allowed

@@ -7,9 +7,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
@@ -191,7 +191,7 @@ async def start_api(gw: Any) -> ApiServer:
         desk=gw.desk,
         book=gw.book,
         inventory=inventory,
-        policies=LiveRef(lambda: gw.pipeline.policies),
+        policies=cast("Mapping[str, Any]", LiveRef(lambda: gw.pipeline.policies)),  # forwards to the live dict
         calendars=calendars,
         adapters=gw.adapters,
         config=cfg,
