@@ -618,9 +618,11 @@ async def test_api_port_taken_fails_the_start(tmp_path: Path) -> None:
         s.listen(1)
         cfg = api_config(tmp_path, free_udp_port())
         cfg.api.port = s.getsockname()[1]
-        with pytest.raises(OSError):
+        with pytest.raises(ConfigError) as e:
             async with Gateway(cfg):
                 pass
+        assert e.value.key == "api.port" and f"127.0.0.1:{cfg.api.port} is in use by another program" in str(e.value)
+        assert not (tmp_path / "var" / "gateway.db").exists()  # nothing began before the check
 
 
 async def test_stopping_the_gateway_ends_open_streams(tmp_path: Path) -> None:
