@@ -31,8 +31,8 @@ __all__ = [
     "CallError",
     "NoStore",
     "actor",
-    "call",
     "calendars",
+    "call",
     "daemon",
     "err",
     "load",
@@ -224,7 +224,7 @@ def _via_socket(
     while True:
         # The daemon takes the lock first and opens its socket once ready: wait for it.
         try:
-            with _unix_address(sock) as address:
+            with _UnixAddress(sock) as address:
                 transport = httpx.HTTPTransport(uds=address)
                 with httpx.Client(transport=transport, base_url="http://gateway", timeout=WAIT) as client:
                     r = client.request(method, "/api/v1" + path, json=body, headers=headers)
@@ -240,7 +240,7 @@ def _via_socket(
             raise CallError(0, f"the gateway (pid {who.pid}) did not answer on {sock}: {e}") from None
 
 
-class _unix_address:  # noqa: N801 - used as a context manager, like a function
+class _UnixAddress:
     """``path`` as a connectable address: through ``/proc/self/fd`` of its directory when it
     is longer than Unix socket addresses may be (the descriptor lives as long as the block)."""
 

@@ -22,8 +22,8 @@ DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "config.toml")
 
 
 def _print_config_errors(e: ConfigError) -> None:
-    for err in getattr(e, "errors", [e]):
-        print(f"error: {err}", file=sys.stderr)
+    for problem in getattr(e, "errors", [e]):
+        print(f"error: {problem}", file=sys.stderr)
 
 
 _load = load

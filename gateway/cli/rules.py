@@ -535,7 +535,7 @@ def _epochs(w: dict[str, Any]) -> dict[str, Any]:
     out = dict(w)
     for k in ("start", "end", "created_at"):
         if isinstance(out.get(k), str):
-            out[k] = datetime.fromisoformat(out[k].replace("Z", "+00:00")).timestamp()
+            out[k] = datetime.fromisoformat(out[k]).timestamp()
     return out
 
 

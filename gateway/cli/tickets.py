@@ -36,7 +36,7 @@ from gateway.cli.common import (
     write_out,
 )
 
-__all__ = ["register", "CLI_VERBS"]
+__all__ = ["CLI_VERBS", "register"]
 
 #: CLI verb → (TicketDesk action, API path segment, help).
 CLI_VERBS: dict[str, tuple[str, str, str]] = {

@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from gateway.errors import GatewayError
 
@@ -154,7 +155,7 @@ class DataDirLock:
         if fd is not None:
             os.close(fd)
 
-    def __enter__(self) -> DataDirLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 

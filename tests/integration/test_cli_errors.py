@@ -21,7 +21,7 @@ from tests.helpers import ROOT, base_config, write_config
 
 def gateway(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+                          timeout=120, check=False)
 
 
 def one_line(r: subprocess.CompletedProcess[str], code: int, *parts: str) -> str:
@@ -129,8 +129,8 @@ def test_check_config_finds_taken_ports_and_only_warns_about_its_own_daemon(tmp_
         r = gateway("check-config", "-c", str(cfg))
         assert r.returncode == 0 and r.stdout.startswith("OK: "), r.stderr
         assert r.stderr.splitlines() == [
-            f"warning: adapters.snmp[0].port: 127.0.0.1:{snmp_port} is in use by the running gateway "
-            f"(pid {daemon.proc.pid}) of this data dir"
+            (f"warning: adapters.snmp[0].port: 127.0.0.1:{snmp_port} is in use by the running gateway "
+             f"(pid {daemon.proc.pid}) of this data dir")
         ]
     finally:
         assert daemon.stop() == 0

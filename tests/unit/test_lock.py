@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway.runtime.lock import CLI, DAEMON, LOCK_FILE, DataDirBusy, DataDirLock, Holder, describe_os_error, holder
+from gateway.runtime.lock import (
+    CLI,
+    DAEMON,
+    LOCK_FILE,
+    DataDirBusy,
+    DataDirLock,
+    Holder,
+    describe_os_error,
+    holder,
+)
 from tests.helpers import ROOT, wait_until
 
 
