@@ -71,12 +71,18 @@ def _bind(host: str, port: int) -> socket.socket:
 def _bind_unix(path: Path) -> socket.socket:
     """A listening Unix socket at ``path`` with mode 0600 from its first moment: bound in a
     private (0700) directory beside it, then renamed into place over any stale one (only the
-    data dir lock's holder calls this, so a socket already there is a dead daemon's)."""
+    data dir lock's holder calls this, so a socket already there is a dead daemon's).
+
+    A path longer than a Unix socket address may be (~107 bytes) is bound through
+    ``/proc/self/fd`` of its directory: only ``bind`` has that limit; the file is the same.
+    """
     private = Path(tempfile.mkdtemp(prefix=".sock-", dir=path.parent))
+    tmp = private / "s"
+    dir_fd = os.open(private, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        tmp = private / "s"
-        sock.bind(_short(tmp))
+        address = str(tmp) if len(os.fsencode(str(tmp))) < 100 else f"/proc/self/fd/{dir_fd}/{tmp.name}"
+        sock.bind(address)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
         sock.listen(128)
@@ -85,27 +91,12 @@ def _bind_unix(path: Path) -> socket.socket:
         sock.close()
         raise
     finally:
+        os.close(dir_fd)
         with contextlib.suppress(OSError):
-            (private / "s").unlink()
+            tmp.unlink()
         with contextlib.suppress(OSError):
             private.rmdir()
     return sock
-
-
-def _short(path: Path) -> str:
-    """``path`` as a Unix socket address: one longer than the kernel's limit (~107 bytes) is
-    reached through ``/proc/self/fd`` of its directory (valid for this call only)."""
-    text = str(path)
-    if len(os.fsencode(text)) < 100:
-        return text
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    _KEEP.append(fd)  # bind/connect resolve it now; closed on the next call
-    while len(_KEEP) > 1:
-        os.close(_KEEP.pop(0))
-    return f"/proc/self/fd/{fd}/{path.name}"
-
-
-_KEEP: list[int] = []
 
 
 async def serve(

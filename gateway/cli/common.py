@@ -172,7 +172,10 @@ def call(
     while True:
         who = daemon(cfg)
         if who is not None:
-            return _via_socket(cfg, who, method, path, body, headers, deadline), who
+            try:
+                return _via_socket(cfg, who, method, path, body, headers, deadline), who
+            except _Gone:
+                continue  # it stopped before answering: nothing was done; look again
         if not offline:
             raise CallError(0, f"no running gateway for {cfg.source} (nothing holds {data_dir})")
         if need_store and not store_path(cfg).exists():
@@ -183,6 +186,10 @@ def call(
             # A daemon started between our look and our lock: it is the writer now.
             if e.holder.kind != DAEMON or time.monotonic() > deadline:
                 raise
+
+
+class _Gone(Exception):
+    """The daemon let the data dir go before its socket answered (it was stopping)."""
 
 
 def _decode(status: int, doc: Any, text: str) -> Any:
@@ -230,7 +237,9 @@ def _via_socket(
                     r = client.request(method, "/api/v1" + path, json=body, headers=headers)
             return _decode(r.status_code, _json(r), r.text)
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError) as e:
-            if time.monotonic() > deadline or daemon(cfg) is None:
+            if daemon(cfg) is None:
+                raise _Gone from None
+            if time.monotonic() > deadline:
                 raise CallError(
                     0, f"the gateway (pid {who.pid}) holds {cfg.data_path()} but its control socket {sock} "
                     f"does not answer ({e or type(e).__name__})"
