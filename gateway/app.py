@@ -21,7 +21,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Config, build_devices, build_policies, load_config
 from gateway.errors import ConfigError
 from gateway.core.inventory import Inventory
-from gateway.core.maintenance import MaintenanceBook, Window, new_window, windows_from_config
+from gateway.core.maintenance import MaintenanceBook, MaintenanceError, Window, new_window, windows_from_config
 from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error
 from gateway.runtime.pipeline import Pipeline
 from gateway.rulebook import load_rules
@@ -427,6 +427,9 @@ class MaintenanceHooks:
         return out
 
     async def create(self, window: dict[str, Any], actor: str) -> dict[str, Any]:
+        wid = window.get("id")
+        if wid and self._gw.maintenance.get(wid) is not None:  # a named window is never replaced
+            raise MaintenanceError(f"a maintenance window {wid!r} exists already")
         w = await self._gw.add_maintenance(
             start=window.get("start"), end=float(window["end"]), devices=window.get("devices") or (),
             sites=window.get("sites") or (), classes=window.get("classes") or (),

@@ -393,6 +393,9 @@ async def test_maintenance_windows_reload_and_outbox(h: Harness, netsnmp: NetSnm
     assert [
         x["id"] for x in (await h.get("/api/v1/maintenance", params={"include_ended": "true"})).json()
     ] == [w["id"]]
+    assert w["source"] == "api"
+    r = await h.post("/api/v1/maintenance", {**spec, "id": w["id"]})  # an id names one window, never replaced
+    assert r.status_code == 422 and "exists already" in r.json()["message"]
 
     r = await h.post("/api/v1/rules/reload")  # the gateway's own reload
     assert r.status_code == 200 and r.json()["result"]["ok"] is True and r.json()["result"]["rules"] > 0
