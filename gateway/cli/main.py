@@ -201,8 +201,15 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
+    from gateway.core.tickets import STATUSES
     from gateway.core.views import table, ticket_view
 
+    # Checked here, not by argparse: importing the ticket model to build the parser would
+    # delay every command's start (`gateway run` installs its SIGHUP handler after parsing).
+    if args.status is not None and args.status not in STATUSES:
+        print(f"error: gateway tickets: argument --status: invalid choice: {args.status!r} "
+              f"(choose from {', '.join(STATUSES)})", file=sys.stderr)
+        return 2
     store = read_store(_load(args.config))
     try:
         rows = [ticket_view(t) for t in store.list_tickets(status=args.status, limit=args.limit)]
@@ -294,8 +301,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gateway.core.tickets import STATUSES
-
     p = _Parser(prog="gateway", description="Device telemetry and auto-alarm gateway")
     p.add_argument("--version", action="version", version=f"gateway {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -332,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = with_config(sub.add_parser("tickets", help="list tickets"))
     t.add_argument("--json", action="store_true")
-    t.add_argument("--status", choices=STATUSES)
+    t.add_argument("--status", help="open, acknowledged, solution_proposed, on_site, restored or closed")
     t.add_argument("--limit", type=int, default=1000)
     t.set_defaults(func=cmd_tickets)
 
