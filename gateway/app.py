@@ -22,7 +22,8 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import Config, build_devices, build_policies, load_config
 from gateway.errors import ConfigError
 from gateway.core.inventory import Inventory
-from gateway.core.maintenance import MaintenanceBook, Window, new_window, windows_from_config
+from gateway.core.maintenance import MaintenanceBook, MaintenanceError, Window, new_window, windows_from_config
+from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error
 from gateway.runtime.pipeline import Pipeline
 from gateway.rulebook import load_rules
 from gateway.store.sqlite import SqliteStore
@@ -36,14 +37,27 @@ LIVENESS_FILE = "liveness.json"
 
 
 class Gateway:
-    """The running daemon's parts. ``async with Gateway(cfg) as gw:`` starts them all
-    (store, state, pipeline, then adapters last) and stops them in reverse (adapters first,
-    then the queue is drained and committed, then the store closes)."""
+    """The running daemon's parts. ``async with Gateway(cfg) as gw:`` takes the data dir's
+    lock, starts them all (store, state, pipeline, then adapters last) and stops them in
+    reverse (adapters first, then the queue is drained and committed, then the store
+    closes, then the lock is released).
 
-    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+    ``mode="offline"`` builds only the writer's core (lock, store, alarm book, ticket desk,
+    pipeline) and the control API as an in-process app, ``gw.control_app``: no adapters,
+    help-desk delivery, liveness or listening sockets. The CLI uses it to act when no daemon
+    runs, through the same API requests and the same pipeline as a daemon would.
+    """
+
+    def __init__(self, cfg: Config, clock: Clock | None = None, mode: str = "daemon") -> None:
+        if mode not in ("daemon", "offline"):
+            raise ValueError(f"mode must be 'daemon' or 'offline', not {mode!r}")
         self.cfg = cfg
         self.clock = clock or SystemClock()
+        self.mode = mode
         self.adapters: list[Any] = []
+        self.api: Any = None
+        self.control: Any = None
+        self.control_app: Any = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Gateway:
@@ -59,8 +73,22 @@ class Gateway:
 
     async def _start(self) -> None:
         cfg = self.cfg
+        daemon = self.mode == "daemon"
         data_dir = cfg.data_path()
-        data_dir.mkdir(parents=True, exist_ok=True)
+        # One writer per store: the lock comes before the store is opened, and is released
+        # last (the callback pushed first runs last).
+        self._lock = DataDirLock(data_dir, DAEMON if daemon else CLI)
+        try:
+            self._lock.acquire(wait_for_cli=10.0 if daemon else 30.0)
+        except OSError as e:
+            raise ConfigError(cfg.source, "gateway.data_dir", f"{data_dir} {describe_os_error(e)}") from None
+        self._stack.callback(self._lock.release)
+        api_sock = None
+        if daemon and cfg.api.enabled:
+            from gateway.api.server import bind_api
+
+            api_sock = bind_api(cfg)  # a taken port stops the start here, before anything began
+            self._stack.callback(api_sock.close)
 
         self.store = SqliteStore(cfg.data_path(cfg.store.path), synchronous=cfg.store.synchronous)
         self._stack.callback(self.store.close)
@@ -92,6 +120,9 @@ class Gateway:
             instance=cfg.gateway.instance,
             connectors=[h.name for h in cfg.helpdesk],
         )
+        if not daemon:
+            await self._start_offline()
+            return
         self.recorder = None
         if cfg.pipeline.record:
             from gateway.runtime.recorder import JsonlRecorder
@@ -128,13 +159,15 @@ class Gateway:
                 await adapter.start(self.pipeline)
                 self._stack.push_async_callback(adapter.stop)
                 self.adapters.append(adapter)
-        self.api = None
-        if cfg.api.enabled:
-            from gateway.api.server import start_api
+        from gateway.api.server import start_api, start_control
 
-            self.api = await start_api(self)
+        if cfg.api.enabled:
+            self.api = await start_api(self, api_sock)
             self._stack.push_async_callback(self.api.stop)
-        # Last: `gateway rules reload` signals this PID, so it must name a ready daemon.
+        # The CLI's way in: the same API on a socket only this data dir's owner can open.
+        self.control = await start_control(self, data_dir / CONTROL_SOCKET, self.api.ctx if self.api else None)
+        self._stack.push_async_callback(self.control.stop)
+        # Last: it names a ready daemon (the lock file names it from the start).
         self._pid_file = data_dir / PID_FILE
         self._pid_file.write_text(f"{os.getpid()}\n", "utf-8")
         self._stack.callback(_remove_pid, self._pid_file)
@@ -153,6 +186,17 @@ class Gateway:
             gc.collect()
         gc.freeze()
 
+
+    async def _start_offline(self) -> None:
+        """The writer's core only, for one CLI action: its API is called in-process."""
+        from gateway.api.server import close_context, control_app
+
+        self.watchdog = None
+        self.outbox = None
+        await self.pipeline.start()
+        self._stack.push_async_callback(self.pipeline.stop)
+        self.control_app, ctx = control_app(self)
+        self._stack.callback(close_context, ctx)
 
     def _start_liveness(self) -> None:
         """The liveness watchdog: inventory devices with an interval are watched from the
@@ -379,10 +423,14 @@ class MaintenanceHooks:
         return out
 
     async def create(self, window: dict[str, Any], actor: str) -> dict[str, Any]:
+        wid = window.get("id")
+        if wid and self._gw.maintenance.get(wid) is not None:  # a named window is never replaced
+            raise MaintenanceError(f"a maintenance window {wid!r} exists already")
         w = await self._gw.add_maintenance(
             start=window.get("start"), end=float(window["end"]), devices=window.get("devices") or (),
             sites=window.get("sites") or (), classes=window.get("classes") or (),
             author=window.get("author") or actor, reason=window.get("reason", ""), window_id=window.get("id"),
+            source=window.get("source") or "api",
         )
         return w.to_dict()
 
@@ -391,6 +439,8 @@ class MaintenanceHooks:
 
 
 PID_FILE = "gateway.pid"
+#: The control API's Unix socket in the data dir (mode 0600: the data dir's owner only).
+CONTROL_SOCKET = "gateway.sock"
 RELOAD_STATUS_FILE = "reload.json"
 
 

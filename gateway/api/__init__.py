@@ -40,10 +40,14 @@ _BOARD_HEADERS = {
 }
 
 
-def create_app(ctx: ApiContext) -> FastAPI:
-    """The ASGI application for ``ctx`` (no global state: several can live in one process)."""
+def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
+    """The ASGI application for ``ctx`` (no global state: several can live in one process).
+
+    ``local=True`` builds the control API served on the data dir's Unix socket: no bearer
+    tokens; every caller is an operator named by the ``X-Gateway-User`` header.
+    """
     tokens = TokenTable(ctx.config.api.tokens)
-    if not tokens:
+    if not tokens and not local:
         log.warning("api: no [[api.tokens]] configured; every /api/v1 request will be refused (401)")
     app = FastAPI(
         title="Device alarm gateway",
@@ -55,7 +59,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     _install_errors(app)
-    app.include_router(build_router(ctx, tokens))
+    app.include_router(build_router(ctx, tokens, local=local))
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -98,12 +98,22 @@ def _not_available(what: str) -> ApiError:
     return ApiError(501, "not_available", f"{what} is not available in this gateway")
 
 
-def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
-    """All /api/v1 routes bound to ``ctx``; ``tokens`` authenticates the callers."""
+def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> APIRouter:
+    """All /api/v1 routes bound to ``ctx``; ``tokens`` authenticates the callers.
+
+    ``local``: the control API on the data dir's Unix socket (mode 0600), which only the
+    data dir's owner can open: callers are operators named by ``X-Gateway-User``.
+    """
     router = APIRouter(prefix="/api/v1")
     bearer = HTTPBearer(auto_error=False, description="a token from [[api.tokens]] in the config")
 
-    async def viewer(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    async def owner(request: Request) -> Principal:
+        name = request.headers.get("x-gateway-user", "").strip()[:100]
+        return Principal(name or "local", "operator")
+
+    async def token_holder(
+        cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
         challenge = {"WWW-Authenticate": "Bearer"}
         if cred is None:
             raise ApiError(
@@ -113,6 +123,8 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
         if p is None:
             raise ApiError(401, "unauthorized", "unknown or revoked token", challenge)
         return p
+
+    viewer = owner if local else token_holder
 
     async def operator(p: Annotated[Principal, Depends(viewer)]) -> Principal:
         if not p.can_act:
@@ -435,6 +447,8 @@ def build_router(ctx: ApiContext, tokens: TokenTable) -> APIRouter:
             "start": start,
             "end": body.end.timestamp(),
             "reason": body.reason,
+            "id": body.id,
+            "source": "cli" if local else "api",
         }
         try:
             return _window_out(await _call(ctx.maintenance.create, spec, p.name))

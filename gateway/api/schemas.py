@@ -114,6 +114,9 @@ class MaintenanceIn(_In):
     start: datetime | None = None
     end: datetime
     reason: str = Field(default="", max_length=1000)
+    id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description="window id (default: generated)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MaintenanceIn:

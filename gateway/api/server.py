@@ -1,14 +1,20 @@
-"""Runs the API in the daemon's event loop: ``serve`` (uvicorn without its signal handling)
-and ``start_api`` (builds the change bus and the ApiContext from a running gateway)."""
+"""Runs the API in the daemon's event loop: ``serve`` (uvicorn without its signal handling),
+``start_api`` (the API and board on ``[api]`` host and port) and ``start_control`` (the same
+API on the data dir's Unix socket, for the CLI: whoever can open it owns the data dir, so
+it needs no token); ``control_app`` is that API unserved, for a CLI acting in-process."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import uvicorn
@@ -17,10 +23,22 @@ from fastapi import FastAPI
 from gateway.api import create_app
 from gateway.api.deps import ApiContext
 from gateway.api.render import alarm_out, ticket_out
+from gateway.errors import ConfigError
 from gateway.runtime.bus import ChangeBus
 from gateway.store import OutboxEntry, Store
 
-__all__ = ["ApiServer", "LiveRef", "StoreOutbox", "serve", "start_api"]
+__all__ = [
+    "ApiServer",
+    "LiveRef",
+    "StoreOutbox",
+    "api_context",
+    "bind_api",
+    "close_context",
+    "control_app",
+    "serve",
+    "start_api",
+    "start_control",
+]
 
 log = logging.getLogger("gateway.api")
 
@@ -51,13 +69,47 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(app: FastAPI, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    """Start serving ``app`` on ``host:port`` in this event loop; returns once it listens.
+def _bind_unix(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path`` with mode 0600 from its first moment: bound in a
+    private (0700) directory beside it, then renamed into place over any stale one (only the
+    data dir lock's holder calls this, so a socket already there is a dead daemon's).
+
+    A path longer than a Unix socket address may be (~107 bytes) is bound through
+    ``/proc/self/fd`` of its directory: only ``bind`` has that limit; the file is the same.
+    """
+    private = Path(tempfile.mkdtemp(prefix=".sock-", dir=path.parent))
+    tmp = private / "s"
+    dir_fd = os.open(private, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        address = str(tmp) if len(os.fsencode(str(tmp))) < 100 else f"/proc/self/fd/{dir_fd}/{tmp.name}"
+        sock.bind(address)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.close(dir_fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        with contextlib.suppress(OSError):
+            private.rmdir()
+    return sock
+
+
+async def serve(
+    app: FastAPI, host: str, port: int, *, sock: socket.socket | None = None
+) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    """Start serving ``app`` on ``host:port`` (or on the bound ``sock``) in this event loop;
+    returns once it listens.
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
     """
-    sock = _bind(host, port)
+    sock = sock if sock is not None else _bind(host, port)
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -126,7 +178,8 @@ class StoreOutbox:
 
 @dataclass(slots=True)
 class ApiServer:
-    """A running API: its context, uvicorn server and serving task."""
+    """A running API: its context, uvicorn server and serving task; ``path`` is the Unix
+    socket's for the control API (``host`` and ``port`` are then empty)."""
 
     ctx: ApiContext
     app: FastAPI
@@ -134,6 +187,7 @@ class ApiServer:
     task: asyncio.Task[None]
     host: str
     port: int
+    path: Path | None = None
 
     @property
     def url(self) -> str:
@@ -155,12 +209,21 @@ class ApiServer:
         except TimeoutError:
             log.error("API server did not stop within 10 s")
             self.task.cancel()
-        with contextlib.suppress(ValueError):
-            self.ctx.pipeline.listeners.remove(self.ctx.bus.on_commit)
+        close_context(self.ctx)
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
 
-async def start_api(gw: Any) -> ApiServer:
-    """Build the change bus and the API for a started gateway and serve it on ``[api]``.
+def close_context(ctx: ApiContext) -> None:
+    """End the context's live streams and unhook its bus from the pipeline (idempotent)."""
+    ctx.bus.close()
+    with contextlib.suppress(ValueError):
+        ctx.pipeline.listeners.remove(ctx.bus.on_commit)
+
+
+def api_context(gw: Any) -> ApiContext:
+    """The change bus and the ApiContext of a started gateway; the bus listens to its pipeline.
 
     Optional parts are taken from the gateway when it has them: ``reload`` (coroutine),
     ``maintenance_hooks`` (:class:`~gateway.api.deps.MaintenanceHooks`), ``outbox``
@@ -203,10 +266,62 @@ async def start_api(gw: Any) -> ApiServer:
         watchdog=getattr(gw, "watchdog", None),
         components=components,
     )
-    app = create_app(ctx)
-    server, task = await serve(app, cfg.api.host, cfg.api.port)
     gw.pipeline.listeners.append(bus.on_commit)
+    return ctx
+
+
+def bind_api(cfg: Any) -> socket.socket:
+    """The listening socket of ``[api]`` host and port (bound early, so that a taken port
+    stops the start before anything else began).
+
+    Raises:
+        ConfigError: ``api.port`` cannot be listened on (taken, or not allowed).
+    """
+    try:
+        return _bind(cfg.api.host, cfg.api.port)
+    except OSError as e:
+        why = "is in use by another program" if e.errno == errno.EADDRINUSE else f"cannot be listened on: {e.strerror or e}"
+        raise ConfigError(cfg.source, "api.port", f"{cfg.api.host}:{cfg.api.port} {why}") from None
+
+
+async def start_api(gw: Any, sock: socket.socket | None = None) -> ApiServer:
+    """Build the API for a started gateway and serve it on ``[api]`` host and port (or on
+    ``sock`` from :func:`bind_api`).
+
+    Raises:
+        ConfigError: ``api.port`` cannot be listened on (taken, or not allowed).
+    """
+    cfg = gw.cfg
+    if sock is None:
+        sock = bind_api(cfg)
+    ctx = api_context(gw)
+    app = create_app(ctx)
+    try:
+        server, task = await serve(app, cfg.api.host, cfg.api.port, sock=sock)
+    except BaseException:
+        close_context(ctx)
+        raise
     port = server.bound_socket.getsockname()[1]  # type: ignore[attr-defined]
     api = ApiServer(ctx, app, server, task, cfg.api.host, port)
     log.info("API and board on %s (%d token(s))", api.url, len(cfg.api.tokens))
     return api
+
+
+def control_app(gw: Any, ctx: ApiContext | None = None) -> tuple[FastAPI, ApiContext]:
+    """The control API of a started gateway (``ctx`` shared with its TCP API, if any): every
+    caller is trusted as the data dir's owner, an operator named by ``X-Gateway-User``."""
+    ctx = ctx if ctx is not None else api_context(gw)
+    return create_app(ctx, local=True), ctx
+
+
+async def start_control(gw: Any, path: Path, ctx: ApiContext | None = None) -> ApiServer:
+    """Serve the control API on the Unix socket ``path`` (mode 0600)."""
+    app, ctx = control_app(gw, ctx)
+    try:
+        sock = _bind_unix(path)
+        server, task = await serve(app, "", 0, sock=sock)
+    except BaseException:
+        close_context(ctx)
+        raise
+    log.info("control socket %s", path)
+    return ApiServer(ctx, app, server, task, "", 0, path)

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import tomllib
 from collections.abc import AsyncIterator
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ __all__ = ["run_demo", "demo_config"]
 
 log = logging.getLogger("gateway.demo")
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+#: The documented example config, shipped inside the package (works from a wheel too).
+EXAMPLE = resources.files("gateway").joinpath("data", "config.example.toml")
 
 
 def _free(kind: int) -> int:

@@ -9,9 +9,11 @@ import logging
 import os
 import signal
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 from gateway import __version__
+from gateway.cli.common import CallError, call, daemon, err, load, login, read_store
 from gateway.errors import ConfigError, GatewayError
 
 __all__ = ["main"]
@@ -20,14 +22,11 @@ DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "config.toml")
 
 
 def _print_config_errors(e: ConfigError) -> None:
-    for err in getattr(e, "errors", [e]):
-        print(f"error: {err}", file=sys.stderr)
+    for problem in getattr(e, "errors", [e]):
+        print(f"error: {problem}", file=sys.stderr)
 
 
-def _load(path: str) -> Any:
-    from gateway.config import load_config
-
-    return load_config(path)
+_load = load
 
 
 def _setup_logging(level: str, fmt: str) -> None:
@@ -52,6 +51,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     engine = load_rules(cfg)
+    problems, warnings = _check_environment(cfg)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if problems:
+        problems[0].errors = problems  # type: ignore[attr-defined]
+        raise problems[0]
     print(
         f"OK: {args.config}: {len(cfg.adapters.snmp)} SNMP listener(s), "
         f"{len(cfg.policies)} policies ({', '.join(cfg.policies)}), {len(cfg.devices)} devices, "
@@ -61,6 +66,60 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"  snmp {s.name}: udp://{s.host}:{s.port} communities={len(s.communities)} v3 users={len(s.users)}")
     print(f"  store: {cfg.data_path(cfg.store.path)}")
     return 0
+
+
+def _check_environment(cfg: Any) -> tuple[list[ConfigError], list[str]]:
+    """What ``gateway run`` will need from this machine: a data dir it can create and write,
+    and free ports. Ports held by this data dir's running daemon are only a warning."""
+    import errno
+    import socket
+
+    from gateway.runtime.lock import describe_os_error
+
+    problems: list[ConfigError] = []
+    warnings: list[str] = []
+    data_dir = cfg.data_path()
+    why = _data_dir_problem(data_dir)
+    if why:
+        problems.append(ConfigError(cfg.source, "gateway.data_dir", f"{data_dir} {why}"))
+    running = daemon(cfg)
+    ports = [(f"adapters.snmp[{i}].port", s.host, s.port, socket.SOCK_DGRAM) for i, s in enumerate(cfg.adapters.snmp)]
+    if cfg.api.enabled:
+        ports.append(("api.port", cfg.api.host, cfg.api.port, socket.SOCK_STREAM))
+    for key, host, port, kind in ports:
+        if port == 0:
+            continue
+        try:
+            family = socket.getaddrinfo(host or None, port, type=kind, flags=socket.AI_PASSIVE)[0][0]
+            with socket.socket(family, kind) as s:
+                if kind == socket.SOCK_STREAM:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the daemon binds it
+                s.bind((host, port))
+        except OSError as e:
+            where = f"{host}:{port}"
+            if e.errno == errno.EADDRINUSE and running is not None:
+                warnings.append(f"{key}: {where} is in use by the running gateway (pid {running.pid}) of this data dir")
+            elif e.errno == errno.EADDRINUSE:
+                problems.append(ConfigError(cfg.source, key, f"{where} is in use by another program"))
+            else:
+                problems.append(ConfigError(cfg.source, key, f"cannot listen on {where}: {describe_os_error(e)}"))
+    return problems, warnings
+
+
+def _data_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be the data dir (it is made if missing), or ``None``."""
+    if path.exists():
+        if not path.is_dir():
+            return "is a file, not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable"
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"cannot be created: {parent} is a file, not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot be created: {parent} is not writable"
+    return None
 
 
 _EARLY_HUP: list[int] = []
@@ -107,8 +166,6 @@ async def _run(cfg: Any) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from gateway.cli.demo import run_demo
 
     _setup_logging(args.log_level, "text")
@@ -120,25 +177,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         return await run_demo(Path(args.data_dir) if args.data_dir else None, args.port, args.speed, args.loops, stop)
 
-    return int(asyncio.run(main()) or 0)
-
-
-def _open_store(cfg: Any) -> Any:
-    from gateway.store.sqlite import SqliteStore
-
-    path = cfg.data_path(cfg.store.path)
-    if not path.exists():
-        return None
-    return SqliteStore(path, readonly=True)
+    try:
+        return int(asyncio.run(main()) or 0)
+    except ConfigError as e:
+        if e.key != "api.port":
+            raise
+        return err(f"the board's port {args.port} {e.problem.split(' ', 1)[1]}; choose another with --port")
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
     from gateway.core.views import alarm_view, table
 
     cfg = _load(args.config)
-    store = _open_store(cfg)
+    store = read_store(cfg)
     tz = cfg.gateway.timezone  # text shows local times; JSON adds *_local beside the UTC ones
-    rows = [alarm_view(a, tz) for a in (store.list_alarms(state=args.state, limit=args.limit) if store else [])]
+    try:
+        rows = [alarm_view(a, tz) for a in store.list_alarms(state=args.state, limit=args.limit)]
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
@@ -147,12 +203,22 @@ def cmd_alarms(args: argparse.Namespace) -> int:
 
 
 def cmd_tickets(args: argparse.Namespace) -> int:
+    from gateway.core.tickets import STATUSES
     from gateway.core.views import shown, table, ticket_view
 
+    # Checked here, not by argparse: importing the ticket model to build the parser would
+    # delay every command's start (`gateway run` installs its SIGHUP handler after parsing).
+    if args.status is not None and args.status not in STATUSES:
+        print(f"error: gateway tickets: argument --status: invalid choice: {args.status!r} "
+              f"(choose from {', '.join(STATUSES)})", file=sys.stderr)
+        return 2
     cfg = _load(args.config)
-    store = _open_store(cfg)
+    store = read_store(cfg)
     tz = cfg.gateway.timezone
-    rows = [ticket_view(t, tz) for t in (store.list_tickets(status=args.status, limit=args.limit) if store else [])]
+    try:
+        rows = [ticket_view(t, tz) for t in store.list_tickets(status=args.status, limit=args.limit)]
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
@@ -168,14 +234,16 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
     from gateway.core.views import clock_line, shown, ticket_view, timeline_view
 
     cfg = _load(args.config)
-    store = _open_store(cfg)
-    t = store.get_ticket(args.id) if store else None
-    if t is None:
-        print(f"error: no ticket {args.id}", file=sys.stderr)
-        return 1
+    store = read_store(cfg)
     tz = cfg.gateway.timezone
-    view = ticket_view(t, tz)
-    view["timeline"] = [timeline_view(e, tz) for e in store.timeline(args.id)]
+    try:
+        t = store.get_ticket(args.id)
+        if t is None:
+            return err(f"no ticket {args.id}")
+        view = ticket_view(t, tz)
+        view["timeline"] = [timeline_view(e, tz) for e in store.timeline(args.id)]
+    finally:
+        store.close()
     if args.json:
         print(json.dumps(view, indent=2, ensure_ascii=False))
     else:
@@ -190,37 +258,57 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    """Help-desk messages: list them, retry or discard a failed one. The outbox is shared by
-    the daemon and this command through the store (a row update; the worker picks it up)."""
-    from gateway.store.sqlite import SqliteStore
+    """Help-desk messages: list them (read-only), retry or discard a failed one (through the
+    data dir's writer: the daemon, whose worker picks a retried message up, or in-process)."""
     from gateway.core.views import iso, local, table
 
     cfg = _load(args.config)
-    path = cfg.data_path(cfg.store.path)
-    if not path.exists():
-        print("error: no store yet (the gateway has not run with this config)", file=sys.stderr)
-        return 1
-    store = SqliteStore(path, synchronous=cfg.store.synchronous)
-    try:
-        if args.outbox_action in ("retry", "discard"):
-            ok = store.outbox_requeue(args.id) if args.outbox_action == "retry" else store.outbox_discard(args.id)
-            if not ok:
-                print(f"error: message {args.id} is not a failed message", file=sys.stderr)
-                return 1
-            print(f"message {args.id}: {'queued again' if args.outbox_action == 'retry' else 'discarded'}")
-            return 0
-        rows = store.outbox_list(state=args.state, limit=args.limit)
-        view = [{"id": r["id"], "connector": r["connector"], "ticket": r["ticket_id"], "kind": r["kind"], "state": r["state"],
-                 "attempts": r["attempts"], "created": iso(r["created_at"]),
-                 "created_local": local(r["created_at"], cfg.gateway.timezone), "error": (r["last_error"] or "")[:80]} for r in rows]
-        print(json.dumps(view, indent=2) if args.json else table(view, ["id", "connector", "ticket", "kind", "state", "attempts", "created", "error"]))
+    if args.outbox_action in ("retry", "discard"):
+        try:
+            call(cfg, "POST", f"/outbox/{args.id}/{args.outbox_action}", user=login())
+        except CallError as e:
+            return err(e.message)
+        print(f"message {args.id}: {'queued again' if args.outbox_action == 'retry' else 'discarded'}")
         return 0
+    store = read_store(cfg)
+    try:
+        rows = store.outbox_list(state=args.state, limit=args.limit)
     finally:
         store.close()
+    view = [{"id": r["id"], "connector": r["connector"], "ticket": r["ticket_id"], "kind": r["kind"], "state": r["state"],
+             "attempts": r["attempts"], "created": iso(r["created_at"]),
+             "created_local": local(r["created_at"], cfg.gateway.timezone), "error": (r["last_error"] or "")[:80]} for r in rows]
+    print(json.dumps(view, indent=2) if args.json else table(view, ["id", "connector", "ticket", "kind", "state", "attempts", "created", "error"]))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write the documented example config (``config.toml``) and its ``var/`` data dir."""
+    from importlib import resources
+
+    target = Path(args.dir)
+    path = target / "config.toml"
+    text = resources.files("gateway").joinpath("data", "config.example.toml").read_text("utf-8")
+    if path.exists():
+        return err(f"{path} exists already; not overwritten (remove it, or give another directory)")
+    target.mkdir(parents=True, exist_ok=True)
+    with path.open("x", encoding="utf-8") as fh:  # "x": never overwrite, even in a race
+        fh.write(text)
+    (target / "var").mkdir(exist_ok=True)
+    print(f"wrote {path} (every option documented) and {target / 'var'}/")
+    print(f"next: gateway check-config -c {path}   then   gateway run -c {path}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (no usage block before them)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gateway", description="Device telemetry and auto-alarm gateway")
+    p = _Parser(prog="gateway", description="Device telemetry and auto-alarm gateway")
     p.add_argument("--version", action="version", version=f"gateway {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -232,7 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--record", default="", help="record every ingested event to this JSON-lines file")
     r.set_defaults(func=cmd_run)
 
-    with_config(sub.add_parser("check-config", help="validate a config file")).set_defaults(func=cmd_check_config)
+    with_config(sub.add_parser(
+        "check-config", help="validate a config file; check the data dir can be written and the ports are free"
+    )).set_defaults(func=cmd_check_config)
+
+    it = sub.add_parser("init", help="write the documented example config (config.toml) and a var/ dir to start from")
+    it.add_argument("dir", nargs="?", default=".", help="where (default: the current directory)")
+    it.set_defaults(func=cmd_init)
 
     dm = sub.add_parser("demo", help="run the gateway with simulated devices (SNMP and MQTT); prints the board's URL")
     dm.add_argument("--port", type=int, default=8080, help="board and API port (default: %(default)s)")
@@ -250,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = with_config(sub.add_parser("tickets", help="list tickets"))
     t.add_argument("--json", action="store_true")
-    t.add_argument("--status")
+    t.add_argument("--status", help="open, acknowledged, solution_proposed, on_site, restored or closed")
     t.add_argument("--limit", type=int, default=1000)
     t.set_defaults(func=cmd_tickets)
 
@@ -291,8 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     except GatewayError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except OSError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except OSError as e:  # words, not a bare "[Errno n]"
+        what = e.strerror or str(e)
+        print(f"error: {e.filename}: {what}" if e.filename else f"error: {what}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -7,19 +7,18 @@
 * ``rules replay CAPTURE.jsonl --rules DIR``: a recorded stream (``gateway run --record``)
   through a rule set on a fresh in-memory book and desk; ``--compare`` runs the live
   config's rules too and prints what differs per fault key.
-* ``rules reload``: validate the config and rules here, then signal the running daemon
-  (SIGHUP to the PID in ``<data_dir>/gateway.pid``) and report what it said.
-* ``maintenance add|end|list``: maintenance windows kept in the store; the running daemon
-  is signalled to pick them up.
+* ``rules reload``: validate the config and rules here, then ask the running daemon to
+  reload (over its control socket) and report what it said.
+* ``maintenance add|end``: through the data dir's writer (the running daemon, or the core
+  started in-process when none runs), which keeps the window in the store and applies it;
+  ``maintenance list`` reads the store.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.store import StoreReader
+
+from gateway.cli.common import CallError, call, err, login, read_store_if_any
 
 __all__ = ["register"]
 
@@ -76,7 +77,7 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
         rsub.add_parser("reload", help="validate, then make the running gateway reload rules and policies")
     )
     rl.add_argument(
-        "--wait", type=float, default=10.0, help="seconds to wait for the daemon's answer (default: 10)"
+        "--wait", type=float, default=30.0, help="seconds to wait for the daemon's answer (default: 30)"
     )
     rl.set_defaults(func=cmd_rules_reload)
 
@@ -130,19 +131,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return table(rows, columns)
 
 
-def _store(cfg: Any, readonly: bool = True) -> Any:
-    from gateway.store.sqlite import SqliteStore
-
-    path = cfg.data_path(cfg.store.path)
-    if readonly and not path.exists():
-        return None
-    return (
-        SqliteStore(path, readonly=readonly)
-        if readonly
-        else SqliteStore(path, synchronous=cfg.store.synchronous)
-    )
-
-
 def _stored_windows(store: StoreReader | None) -> list[Any]:
     from gateway.errors import StoreError
     from gateway.core.maintenance import Window
@@ -162,13 +150,6 @@ def _windows(cfg: Any, store: StoreReader | None) -> list[Any]:
     for w in _stored_windows(store):
         merged[w.id] = w
     return list(merged.values())
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
 
 
 def _read_events(path: str) -> list[Any]:
@@ -209,7 +190,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     policies = build_policies(cfg)
     calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
     inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
-    store = None if args.no_state else _store(cfg)
+    store = None if args.no_state else read_store_if_any(cfg)
     next_alarm, next_ticket = store.next_ids() if store is not None else (1, 1)
     book = AlarmBook(next_alarm, inventory=inventory, maintenance=MaintenanceBook(_windows(cfg, store)))
     desk = TicketDesk(policies, calendars, next_ticket)
@@ -495,60 +476,20 @@ def _print_replay(res: Any, with_log: bool) -> None:
 
 
 # -- rules reload -----------------------------------------------------------------------------
-def _daemon_pid(cfg: Any) -> int | None:
-    from gateway.app import PID_FILE
-
-    try:
-        pid = int(cfg.data_path(PID_FILE).read_text("utf-8").strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
-def _signal_reload(cfg: Any, wait: float) -> tuple[int | None, dict[str, Any] | None]:
-    """SIGHUP the daemon and wait for its reload status; (pid, status) — pid None: not running."""
-    from gateway.app import RELOAD_STATUS_FILE
-
-    pid = _daemon_pid(cfg)
-    if pid is None:
-        return None, None
-    status_file = cfg.data_path(RELOAD_STATUS_FILE)
-    before = status_file.stat().st_mtime_ns if status_file.exists() else None
-    os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        if status_file.exists() and status_file.stat().st_mtime_ns != before:
-            try:
-                return pid, json.loads(status_file.read_text("utf-8"))
-            except ValueError:
-                pass  # being written; read again
-        time.sleep(0.05)
-    return pid, None
-
-
 def cmd_rules_reload(args: argparse.Namespace) -> int:
     from gateway.config import load_config
     from gateway.rulebook import load_rules
 
     cfg = load_config(args.config)
     engine = load_rules(cfg)  # a bad file is reported here, before the daemon is bothered
-    pid, status = _signal_reload(cfg, args.wait)
-    if pid is None:
-        print(
-            f"error: no running gateway for {args.config} (no live PID in {cfg.data_path('gateway.pid')})",
-            file=sys.stderr,
-        )
-        return 1
-    if status is None:
-        print(f"signalled gateway (pid {pid}); no answer within {args.wait:g} s — see its log")
-        return 1
-    if not status.get("ok"):
-        print(
-            f"error: gateway (pid {pid}) rejected the reload; the previous rules stay live: {status.get('error')}",
-            file=sys.stderr,
-        )
-        return 1
+    try:
+        doc, who = call(cfg, "POST", "/rules/reload", user=login(), offline=False, timeout=args.wait)
+    except CallError as e:
+        if e.status == 422:
+            return err(f"the running gateway rejected the reload; the previous rules stay live: {e.message}")
+        return err(e.message)
+    status = (doc or {}).get("result") or {}
+    pid = who.pid if who is not None else "?"
     print(
         f"reloaded gateway (pid {pid}): {status.get('rules', len(engine.rules))} rules, "
         f"{status.get('policies')} policies, {status.get('devices')} devices, "
@@ -562,10 +503,15 @@ def cmd_maintenance_list(args: argparse.Namespace) -> int:
     from gateway.config import load_config
 
     cfg = load_config(args.config)
-    store = _store(cfg)
+    store = read_store_if_any(cfg)
+    try:
+        windows = _windows(cfg, store)
+    finally:
+        if store is not None:
+            store.close()
     now = time.time()
     rows = []
-    for w in sorted(_windows(cfg, store), key=lambda w: (w.start, w.id)):
+    for w in sorted(windows, key=lambda w: (w.start, w.id)):
         if not args.all and w.end <= now:
             continue
         # JSON keeps epoch seconds for programs and adds the local rendering for people.
@@ -589,23 +535,40 @@ def cmd_maintenance_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _notify_daemon(cfg: Any) -> None:
-    pid, status = _signal_reload(cfg, 10.0)
-    if pid is None:
-        print("  (no running gateway: it picks the change up when it starts)")
-    elif status is not None and status.get("ok"):
-        print(f"  the running gateway (pid {pid}) has it now")
-    else:
-        err = status.get("error") if status else "no answer"
-        print(f"  warning: the running gateway (pid {pid}) did not reload: {err}", file=sys.stderr)
+def _where(who: Any) -> str:
+    if who is None:
+        return "  (no running gateway: saved in the store; it applies when the gateway starts)"
+    return f"  the running gateway (pid {who.pid}) has it now"
+
+
+def _epochs(w: dict[str, Any]) -> dict[str, Any]:
+    """A window from the API (ISO times) with epoch times, as ``maintenance list`` shows it."""
+    from datetime import datetime
+
+    out = dict(w)
+    for k in ("start", "end", "created_at"):
+        if isinstance(out.get(k), str):
+            out[k] = datetime.fromisoformat(out[k]).timestamp()
+    return out
+
+
+def _stored(cfg: Any, window_id: str) -> dict[str, Any] | None:
+    """The window as the writer stored it (exact epoch times), read back read-only."""
+    store = read_store_if_any(cfg)
+    try:
+        return next((w.to_dict() for w in _stored_windows(store) if w.id == window_id), None)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def cmd_maintenance_add(args: argparse.Namespace) -> int:
     import uuid
+    from datetime import UTC, datetime
 
     from gateway.config import load_config
-    from gateway.errors import GatewayError
     from gateway.core.maintenance import MaintenanceError, new_window, parse_when
+    from gateway.errors import GatewayError
     from rules import parse_seconds
 
     cfg = load_config(args.config)
@@ -619,51 +582,47 @@ def cmd_maintenance_add(args: argparse.Namespace) -> int:
             end = parse_when(args.end, now, tz)
         else:
             raise MaintenanceError("give --end or --for")
+        # Checked here first, for messages in the CLI's words; the writer checks again.
         w = new_window(
-            args.window_id or f"mw-{uuid.uuid4().hex[:8]}",
-            start,
-            end,
-            devices=args.device,
-            sites=args.site,
-            classes=args.classes,
-            author=args.author or _login(),
-            reason=args.reason,
-            source="cli",
-            created_at=now,
+            args.window_id or f"mw-{uuid.uuid4().hex[:8]}", start, end, devices=args.device, sites=args.site,
+            classes=args.classes, author=args.author or login(), reason=args.reason, source="cli", created_at=now,
         )
     except ValueError as e:
         raise GatewayError(str(e)) from None
-    store = _store(cfg, readonly=False)
+    store = read_store_if_any(cfg)
     try:
         if any(x.id == w.id for x in _windows(cfg, store)):
-            raise GatewayError(f"a maintenance window {w.id!r} exists already")
-        store.save_maintenance(w.to_dict())
+            return err(f"a maintenance window {w.id!r} exists already")
     finally:
-        store.close()
+        if store is not None:
+            store.close()
+    body = {
+        "id": w.id, "devices": list(w.devices), "sites": list(w.sites), "classes": list(w.classes),
+        "start": datetime.fromtimestamp(w.start, UTC).isoformat(), "end": datetime.fromtimestamp(w.end, UTC).isoformat(),
+        "reason": w.reason,
+    }
+    try:
+        doc, who = call(cfg, "POST", "/maintenance", body, user=w.author, need_store=False)
+    except CallError as e:
+        return err(e.message)
+    done = _stored(cfg, w.id) or _epochs(doc)
     if args.json:
-        print(json.dumps(w.to_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps(done, indent=2, ensure_ascii=False))
     else:
-        print(f"added maintenance window {w.id}: {w.scope_text()}, {_local(w.start, tz)} … {_local(w.end, tz)}")
-    _notify_daemon(cfg)
+        print(f"added maintenance window {w.id}: {w.scope_text()}, {_local(done['start'], tz)} … {_local(done['end'], tz)}")
+    print(_where(who))
     return 0
 
 
 def cmd_maintenance_end(args: argparse.Namespace) -> int:
     from gateway.config import load_config
-    from gateway.errors import GatewayError
-    from gateway.core.maintenance import MaintenanceBook
 
     cfg = load_config(args.config)
-    store = _store(cfg, readonly=False)
     try:
-        book = MaintenanceBook(_windows(cfg, store))
-        try:
-            ended = book.end(args.window_id, time.time(), args.author or _login())
-        except ValueError as e:
-            raise GatewayError(str(e)) from None
-        store.save_maintenance(ended.to_dict())
-    finally:
-        store.close()
-    print(f"ended maintenance window {ended.id} at {_local(ended.end, cfg.gateway.timezone)}")
-    _notify_daemon(cfg)
+        doc, who = call(cfg, "POST", f"/maintenance/{args.window_id}/end", user=args.author or login(),
+                        need_store=False)
+    except CallError as e:
+        return err(e.message)
+    print(f"ended maintenance window {args.window_id} at {_local(_epochs(doc)['end'], cfg.gateway.timezone)}")
+    print(_where(who))
     return 0

@@ -8,13 +8,10 @@ Commands::
     gateway report TICKET [-o FILE]
     gateway sla-report --contract NAME --month YYYY-MM [--json] [-o FILE]
 
-Ticket actions respect the single writer. While the daemon runs (its pid file
-``<data_dir>/gateway.pid`` names a live process) they go to its REST API,
-``POST /api/v1/tickets/{id}/{action}``, with the first operator token of the config;
-with the API disabled they are refused with a message saying so. Otherwise the CLI is
-the only writer: it loads the ticket from the store, applies the action through a
-:class:`~gateway.core.tickets.TicketDesk` and commits the ticket, its timeline entries and
-its outbox messages in one transaction, as the pipeline does.
+Ticket actions respect the single writer: each is one request,
+``POST /api/v1/tickets/{id}/{action}``, to the data dir's writer (see
+:mod:`gateway.cli.common`): the running daemon over its control socket, or, when none
+runs, the core started in this process for the one action. No token is needed.
 
 ``report`` and ``sla-report`` only read the store, so they work beside a running daemon.
 """
@@ -22,22 +19,24 @@ its outbox messages in one transaction, as the pipeline does.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
-import uuid
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from gateway.store import StoreReader
+from gateway.cli.common import (
+    CallError,
+    actor,
+    calendars,
+    call,
+    err,
+    load,
+    read_store,
+    read_store_if_any,
+    write_out,
+)
 
-__all__ = ["register", "CLI_VERBS", "PID_FILE"]
-
-#: Name of the daemon's pid file inside the data directory.
-PID_FILE = "gateway.pid"
+__all__ = ["CLI_VERBS", "register"]
 
 #: CLI verb → (TicketDesk action, API path segment, help).
 CLI_VERBS: dict[str, tuple[str, str, str]] = {
@@ -108,72 +107,18 @@ def register(
 # --------------------------------------------------------------------------- helpers
 
 
-def _err(msg: str) -> int:
-    print(f"error: {msg}", file=sys.stderr)
-    return 1
-
-
-def _config(path: str) -> Any:
-    from gateway.config import load_config
-
-    return load_config(path)
-
-
-def _actor(by: str | None) -> str:
-    if by:
-        return by if ":" in by else f"user:{by}"
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no login name (e.g. a container without a passwd entry)
-        name = "cli"
-    return f"user:{name}"
-
-
-def _calendars(cfg: Any) -> Any:
-    from gateway.core.calendars import default_calendars
-
-    return default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
-
-
-def _store_path(cfg: Any) -> Path:
-    return Path(cfg.data_path(cfg.store.path))
-
-
-def daemon_pid(cfg: Any) -> int | None:
-    """Return the pid of a running daemon for this config, or ``None``.
-
-    The daemon writes ``<data_dir>/gateway.pid``; a file naming a process that no
-    longer exists is stale and ignored.
-    """
-    path = Path(cfg.data_path(PID_FILE))
-    try:
-        text = path.read_text("utf-8").split()
-        pid = int(text[0]) if text else 0
-    except (OSError, ValueError):
-        return None
-    if pid <= 0 or pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:  # alive, owned by someone else
-        return pid
-    return pid
-
-
-def _write(text: str, output: str) -> None:
-    if output:
-        Path(output).write_text(text, "utf-8")
-        print(f"wrote {output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-
-
-def _summary(t: Any, tz: str | None = None) -> str:
+def _summary(cfg: Any, ticket_id: int) -> str:
+    """The ticket as committed (read back from the store), in a few lines."""
     from gateway.core.views import clock_line, ticket_view
 
-    v = ticket_view(t if isinstance(t, dict) else t.to_dict(), tz)
+    store = read_store(cfg)
+    try:
+        t = store.get_ticket(ticket_id)
+    finally:
+        store.close()
+    if t is None:  # pragma: no cover - the writer has just committed it
+        return f"ticket {ticket_id}: done"
+    v = ticket_view(t, cfg.gateway.timezone)
     urgent = ", urgent" if v["urgent"] else ""
     paused = ", paused" if v["paused"] else ""
     lines = [f"ticket {v['id']}: {v['status']}, level {v['level']} ({v['level_name']}{urgent}){paused}"]
@@ -187,198 +132,64 @@ def _summary(t: Any, tz: str | None = None) -> str:
 
 
 def _cmd_action(args: argparse.Namespace) -> int:
-    action, api_name, _ = CLI_VERBS[args.verb]
-    kw: dict[str, Any] = {}
+    api_name = CLI_VERBS[args.verb][1]
     body: dict[str, Any] = {"note": args.note}
-    if action == "set_level":
+    if api_name == "level":
         from gateway.model import FaultLevel
 
         try:
-            level = int(FaultLevel.parse(args.level))
+            body["level"] = int(FaultLevel.parse(args.level))
         except ValueError:
-            return _err(f"unknown fault level {args.level!r} (use 1-4 or critical/major/minor/warning)")
-        kw["level"] = body["level"] = level
-    if action == "comment" and not args.note.strip():
-        return _err("a comment needs --note TEXT")
-    return _apply(args, action, api_name, body, kw)
+            return err(f"unknown fault level {args.level!r} (use 1-4 or critical/major/minor/warning)")
+    if api_name == "comment" and not args.note.strip():
+        return err("a comment needs --note TEXT")
+    return _apply(args, api_name, body)
 
 
 def _cmd_report_set(args: argparse.Namespace) -> int:
     names = ("symptoms", "cause", "solution", "follow_up")
     fields = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
     if not fields:
-        return _err("give at least one of --symptoms, --cause, --solution, --follow-up")
-    return _apply(args, "set_report", "report", {"note": args.note, "fields": fields}, {"fields": fields})
+        return err("give at least one of --symptoms, --cause, --solution, --follow-up")
+    return _apply(args, "report", {"note": args.note, "fields": fields})
 
 
-def _apply(
-    args: argparse.Namespace, action: str, api_name: str, body: dict[str, Any], kw: dict[str, Any]
-) -> int:
-    cfg = _config(args.config)
-    actor = _actor(args.by)
-    pid = daemon_pid(cfg)
-    if pid is not None:
-        return _via_api(cfg, pid, args.id, api_name, {**body, "actor": actor})
-    return _offline(cfg, args.id, action, actor, body.get("note", ""), kw)
-
-
-def _via_api(cfg: Any, pid: int, ticket_id: int, api_name: str, body: dict[str, Any]) -> int:
-    """Hand the action to the running daemon (the single writer) through its API."""
-    path = f"/api/v1/tickets/{ticket_id}/{api_name}"
-    if not cfg.api.enabled:
-        return _err(
-            f"the gateway is running (pid {pid}) and owns the tickets; with its API disabled the CLI "
-            f"cannot act. Enable [api] in the config (then POST {path}) or stop the gateway."
-        )
-    tokens = [t for t in cfg.api.tokens if t.role == "operator"]
-    if not tokens:
-        return _err(
-            f"the gateway is running (pid {pid}); acting through its API ({path}) needs an "
-            "[[api.tokens]] entry with role = \"operator\" in the config"
-        )
-    import httpx
-
-    host = cfg.api.host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    url = f"http://{host}:{cfg.api.port}{path}"
-    headers = {"Authorization": f"Bearer {tokens[0].token.get_secret_value()}"}
+def _apply(args: argparse.Namespace, api_name: str, body: dict[str, Any]) -> int:
+    """One action through the data dir's writer (the daemon, or the core in-process)."""
+    cfg = load(args.config)
+    who = actor(args.by)
     try:
-        r = httpx.post(url, json=body, headers=headers, timeout=10.0)
-    except httpx.HTTPError as e:
-        return _err(f"the gateway is running (pid {pid}) but its API at {url} did not answer: {e}")
-    detail = _api_message(r)
-    if r.status_code == 404:
-        if "ticket" in detail.lower() and "no ticket" in detail.lower():
-            return _err(detail)
-        return _err(
-            f"the running gateway (pid {pid}) has no {path} ({detail or 'HTTP 404'}); "
-            "stop it to act from the CLI, or update it"
-        )
-    if r.status_code >= 400:
-        return _err(f"{path}: HTTP {r.status_code}: {detail}")
-    try:
-        print(_summary(r.json()))
-    except (ValueError, KeyError, TypeError):
-        print(f"ticket {ticket_id}: {api_name} done")
+        call(cfg, "POST", f"/tickets/{args.id}/{api_name}", {**body, "actor": who}, user=who.removeprefix("user:"))
+    except CallError as e:
+        return err(e.message)
+    print(_summary(cfg, args.id))
     return 0
-
-
-def _api_message(r: Any) -> str:
-    try:
-        doc = r.json()
-    except ValueError:
-        return r.text[:200]
-    if isinstance(doc, dict):
-        return str(doc.get("message") or doc.get("detail") or "")
-    return ""
-
-
-def _offline(cfg: Any, ticket_id: int, action: str, actor: str, note: str, kw: dict[str, Any]) -> int:
-    """Act as the single writer: load, apply through a TicketDesk, commit one batch."""
-    from gateway.clock import SystemClock
-    from gateway.config import build_policies
-    from gateway.store import BatchWrite
-    from gateway.store.sqlite import SqliteStore
-    from gateway.core.tickets import TicketDesk, TicketError
-
-    path = _store_path(cfg)
-    if not path.exists():
-        return _err(f"no store at {path}: the gateway has not run yet, so there are no tickets")
-    store = SqliteStore(path, synchronous=cfg.store.synchronous)
-    try:
-        _, next_ticket = store.next_ids()
-        desk = TicketDesk(build_policies(cfg), _calendars(cfg), next_ticket, loader=store.load_ticket)
-        now = SystemClock().now()
-        try:
-            t = desk.act(ticket_id, action, now, actor, note, **kw)
-        except TicketError as e:
-            return _err(str(e))
-        # The daemon may have started since the first look; then it owns the tickets.
-        pid = daemon_pid(cfg)
-        if pid is not None:
-            return _err(f"the gateway started meanwhile (pid {pid}); nothing was written, try again")
-        tickets = desk.take_dirty()
-        batch = BatchWrite(
-            tickets=tickets,
-            timeline=desk.take_timeline(),
-            outbox=_outbox_rows(cfg, store, desk.take_outbox(), {x.id: x for x in tickets}),
-        )
-        store.commit(batch)
-    finally:
-        store.close()
-    print(_summary(t, cfg.gateway.timezone))
-    return 0
-
-
-def _outbox_rows(
-    cfg: Any, store: StoreReader, messages: list[tuple[int, str, dict[str, Any]]], tickets: dict[int, Any]
-) -> list[Any]:
-    """Outbox rows for the configured help desks, shaped as the pipeline writes them."""
-    from gateway.store import OutboxRow
-
-    connectors = [h.name for h in getattr(cfg, "helpdesk", [])]
-    rows: list[OutboxRow] = []
-    if not connectors:
-        return rows
-    instance = cfg.gateway.instance
-    for tid, kind, extra in messages:
-        t = tickets.get(tid)
-        snapshot: dict[str, Any] = t.to_dict() if t is not None else {"id": tid}
-        alarm = store.get_alarm(t.alarm_id) if t is not None else None
-        if alarm is not None:
-            snapshot["count"] = alarm["count"]
-            snapshot["first_event"] = alarm.get("event", "")
-            snapshot["first_seen"] = alarm["first_seen"]
-        snapshot.update(extra)
-        snapshot["ticket_key"] = f"gw-{instance}-t{tid}"
-        for conn in connectors:
-            if extra.get("actor") == f"helpdesk:{conn}":
-                continue
-            key = snapshot["ticket_key"]
-            if kind != "open":
-                key = f"{key}-m{uuid.uuid4().hex[:12]}"
-            rows.append(OutboxRow(conn, tid, key, kind, snapshot))
-    return rows
 
 
 # --------------------------------------------------------------------------- reports
-
-
-def _read_store(cfg: Any) -> StoreReader | None:
-    from gateway.store.sqlite import SqliteStore
-
-    path = _store_path(cfg)
-    if not path.exists():
-        return None
-    return SqliteStore(path, readonly=True)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from gateway.clock import SystemClock
     from gateway.core.report import incident_report
 
-    cfg = _config(args.config)
-    store = _read_store(cfg)
-    if store is None:
-        return _err(f"no ticket {args.ticket} (no store at {_store_path(cfg)})")
+    cfg = load(args.config)
+    store = read_store(cfg)
     try:
         t = store.load_ticket(args.ticket)
         if t is None:
-            return _err(f"no ticket {args.ticket}")
+            return err(f"no ticket {args.ticket}")
         text = incident_report(
             t,
             store.timeline(t.id),
             tz=cfg.gateway.timezone,
             now=SystemClock().now(),
             alarm=store.get_alarm(t.alarm_id),
-            calendars=_calendars(cfg),
+            calendars=calendars(cfg),
         )
     finally:
         store.close()
-    _write(text, args.output)
+    write_out(text, args.output)
     return 0
 
 
@@ -387,23 +198,23 @@ def _cmd_sla_report(args: argparse.Namespace) -> int:
     from gateway.config import build_policies
     from gateway.core.report import month_bounds, render_sla_summary, sla_summary
 
-    cfg = _config(args.config)
+    cfg = load(args.config)
     policies = build_policies(cfg)
     policy = policies.get(args.contract)
     if policy is None:
-        return _err(f"no contract (policy) named {args.contract!r}; known: {', '.join(sorted(policies))}")
+        return err(f"no contract (policy) named {args.contract!r}; known: {', '.join(sorted(policies))}")
     try:
         start, end = month_bounds(args.month, cfg.gateway.timezone)
     except ValueError as e:
-        return _err(str(e))
-    store = _read_store(cfg)
+        return err(str(e))
+    store = read_store_if_any(cfg)
     try:
         tickets = store.tickets_opened(policy.name, start, end) if store is not None else []
     finally:
         if store is not None:
             store.close()
     summary = sla_summary(
-        tickets, policy, _calendars(cfg), month=args.month, tz=cfg.gateway.timezone, now=SystemClock().now()
+        tickets, policy, calendars(cfg), month=args.month, tz=cfg.gateway.timezone, now=SystemClock().now()
     )
     if summary["provisional"]:
         print("warning: some deadlines are PROVISIONAL (no holiday data for their dates)", file=sys.stderr)
@@ -411,5 +222,5 @@ def _cmd_sla_report(args: argparse.Namespace) -> int:
         text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
     else:
         text = render_sla_summary(summary)
-    _write(text, args.output)
+    write_out(text, args.output)
     return 0

@@ -302,8 +302,9 @@ async def test_record_and_replay(tmp_path: Path, clock: ManualClock, capsys: pyt
 
 
 def test_rules_reload_signals_the_running_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`gateway rules reload` and `gateway maintenance add` reach a real daemon process by its
-    PID file and SIGHUP; a bad file sent straight to the daemon is rejected with file and key."""
+    """`gateway rules reload` and `gateway maintenance add` reach a real daemon process through
+    its control socket; a bad file sent straight to the daemon (SIGHUP) is rejected with file
+    and key."""
     import os
     import signal
     import subprocess
@@ -328,10 +329,10 @@ def test_rules_reload_signals_the_running_daemon(tmp_path: Path, capsys: pytest.
         wait_until(lambda: f"{bad}: rules[0].bogus: unknown key" in log.read_text(errors="replace"), 10)
         assert proc.poll() is None
         bad.unlink()
-        assert main(["maintenance", "add", "-c", str(cfg_file), "--site", "hq", "--for", "1h", "--reason", "r"]) == 0
-        assert "the running gateway (pid" in capsys.readouterr().out
-        status = json.loads((tmp_path / "var" / "reload.json").read_text())
-        assert status["ok"] is True and status["maintenance"] == 1
+        assert main(["maintenance", "add", "-c", str(cfg_file), "--site", "hq", "--for", "1h", "--reason", "r",
+                     "--id", "mw-1", "--author", "li"]) == 0
+        assert f"the running gateway (pid {proc.pid}) has it now" in capsys.readouterr().out
+        assert "maintenance window mw-1 added by li" in log.read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text()

@@ -393,6 +393,9 @@ async def test_maintenance_windows_reload_and_outbox(h: Harness, netsnmp: NetSnm
     assert [
         x["id"] for x in (await h.get("/api/v1/maintenance", params={"include_ended": "true"})).json()
     ] == [w["id"]]
+    assert w["source"] == "api"
+    r = await h.post("/api/v1/maintenance", {**spec, "id": w["id"]})  # an id names one window, never replaced
+    assert r.status_code == 422 and "exists already" in r.json()["message"]
 
     r = await h.post("/api/v1/rules/reload")  # the gateway's own reload
     assert r.status_code == 200 and r.json()["result"]["ok"] is True and r.json()["result"]["rules"] > 0
@@ -618,9 +621,11 @@ async def test_api_port_taken_fails_the_start(tmp_path: Path) -> None:
         s.listen(1)
         cfg = api_config(tmp_path, free_udp_port())
         cfg.api.port = s.getsockname()[1]
-        with pytest.raises(OSError):
+        with pytest.raises(ConfigError) as e:
             async with Gateway(cfg):
                 pass
+        assert e.value.key == "api.port" and f"127.0.0.1:{cfg.api.port} is in use by another program" in str(e.value)
+        assert not (tmp_path / "var" / "gateway.db").exists()  # nothing began before the check
 
 
 async def test_stopping_the_gateway_ends_open_streams(tmp_path: Path) -> None:

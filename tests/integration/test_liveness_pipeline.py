@@ -178,6 +178,7 @@ async def _heard(gw: Gateway, client: aiomqtt.Client, prefix: str, after: float)
     deadline = time.monotonic() + 5
     while not await beat_and_check():
         assert time.monotonic() < deadline, "gas-fast's heartbeats did not arrive"
+        # why: this is the device's own heartbeat pacing (a beat every 0.2 s until one is heard)
         await asyncio.sleep(0.2)
 
 

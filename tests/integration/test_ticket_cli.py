@@ -1,40 +1,39 @@
-"""The ticket CLI against a real SQLite store: actions as the single writer when no daemon
-runs (ticket, timeline and outbox in one commit), hand-over to the daemon's API when one
-does, ``report`` and ``sla-report``."""
+"""The ticket CLI against a real SQLite store: actions through the core started in-process
+when no daemon runs (ticket, timeline and outbox in one commit), through the daemon's
+control socket when one does (the same rows either way), ``report`` and ``sla-report``."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import stat
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.core.alarms import AlarmBook
-from gateway.core.calendars import default_calendars
 from gateway.cli.main import main
 from gateway.config import build_policies, load_config
+from gateway.core.alarms import AlarmBook
+from gateway.core.calendars import default_calendars
+from gateway.core.tickets import TicketDesk
 from gateway.model import Device, Event, FaultLevel
 from gateway.store import BatchWrite
 from gateway.store.sqlite import SqliteStore
-from gateway.core.tickets import TicketDesk
 from rules.engine import Classification
-from tests.helpers import base_config, write_config
+from tests.fixtures.daemon import Daemon, read_db
+from tests.helpers import ROOT, base_config, write_config
 
 H = 3600.0
 
 
-def _config(tmp_path: Path, **extra: Any) -> Path:
-    cfg = base_config(tmp_path / "var", **extra)
+def _config(tmp_path: Path, data_dir: Path | None = None, **extra: Any) -> Path:
+    cfg = base_config(data_dir or tmp_path / "var", **extra)
     cfg["devices"].append({"id": "app-1", "class": "software.app", "site": "dc", "policy": "software-7x24"})
     return write_config(tmp_path / "config.toml", cfg)
 
@@ -128,7 +127,9 @@ def test_action_errors_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[s
         rc, _, err = _run(capsys, *argv, "-c", cfg)
         assert rc == 1 and msg in err and "Traceback" not in err, (argv, err)
     _, timeline = _read(Path(cfg), tid)
-    assert [e["kind"] for e in timeline] == ["opened"]  # failed actions wrote nothing
+    # Failed actions wrote nothing of their own (the core that ran them recorded the SLA
+    # notices that were due, as the daemon would have).
+    assert [e["kind"] for e in timeline if not e["kind"].startswith("sla_")] == ["opened"]
 
 
 def test_offline_actions_write_outbox_rows_for_each_help_desk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -175,6 +176,110 @@ def test_report_and_sla_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert rc == 1 and "no contract (policy) named 'nope'" in err
     rc, _, err = _run(capsys, "sla-report", "-c", cfg, "--contract", "software-7x24", "--month", "2026/02")
     assert rc == 1 and "YYYY-MM" in err
+
+
+def _normal(v: Any) -> Any:
+    """Rows of two runs made at different instants, made comparable: every float (times,
+    elapsed business seconds) becomes a placeholder."""
+    if isinstance(v, dict):
+        return {k: _normal(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_normal(x) for x in v)
+    if isinstance(v, float):
+        return "<float>"
+    return v
+
+
+def _rows(db: Path) -> tuple[list[Any], list[Any]]:
+    """(outbox rows, timeline) of a store, normalised."""
+    with read_db(db) as c:
+        outbox = [(conn, tid, key.split("-m")[0] + ("-m<uuid>" if "-m" in key else ""), kind, json.loads(payload))
+                  for conn, tid, key, kind, payload in
+                  c.execute("SELECT connector, ticket_id, key, kind, payload FROM outbox ORDER BY id")]
+        timeline = c.execute("SELECT ticket_id, actor, kind, note FROM timeline ORDER BY id").fetchall()
+    c.close()
+    return _normal(outbox), timeline
+
+
+ACTIONS = [
+    ["ticket", "ack", "1", "--by", "alice", "--note", "on it"],
+    ["ticket", "comment", "1", "--note", "called the customer"],
+    ["ticket", "level", "1", "--level", "major"],
+    ["ticket", "report-set", "1", "--cause", "disk full"],
+    ["ticket", "restore", "1", "--note", "cleaned up"],
+]
+
+
+def _cli(cfg: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", *argv, "-c", str(cfg)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+
+
+def test_offline_actions_and_actions_through_the_daemon_write_the_same_rows(tmp_path: Path) -> None:
+    """The same actions, once with no daemon (the CLI starts the core in-process) and once
+    through a running daemon: the same outbox rows (one writer's code shapes them) and timeline."""
+    hd = [{"type": "webhook", "name": "hooks", "url": "http://127.0.0.1:9/x", "secret": "0123456789abcdef0123"}]
+    results = []
+    for name in ("offline", "daemon"):
+        d = tmp_path / name
+        d.mkdir()
+        cfg = _config(d, helpdesk=hd, outbox={"retry_base": "1h"})
+        _seed(cfg, opened_ago=10 * 60)
+        daemon = Daemon(cfg, d / "gateway.log")
+        if name == "daemon":
+            daemon.start()
+        try:
+            for argv in ACTIONS:
+                r = _cli(cfg, *argv)
+                assert r.returncode == 0, (name, argv, r.stderr)
+            if name == "daemon":
+                assert daemon.alive()
+                assert "ticket 1: restore by user:" in daemon.log.read_text()  # the daemon did it
+        finally:
+            if name == "daemon":
+                assert daemon.stop() == 0
+        results.append(_rows(d / "var" / "gateway.db"))
+    (offline_outbox, offline_timeline), (daemon_outbox, daemon_timeline) = results
+    assert [r[3] for r in offline_outbox] == ["update", "comment", "level", "resolve"]  # no message for report-set
+    assert all(r[:3] == ("hooks", 1, "gw-test-t1-m<uuid>") for r in offline_outbox)
+    assert offline_outbox == daemon_outbox
+    assert offline_timeline == daemon_timeline
+    assert [k for _, _, k, _ in offline_timeline] == ["opened", "acknowledge", "comment", "level", "report", "restore"]
+
+
+def test_cli_writes_go_through_the_running_daemon_without_a_token(tmp_path: Path) -> None:
+    """While a daemon holds the data dir, every CLI write goes to it over the control socket
+    (no [[api.tokens]], API off): the CLI never opens the store for writing beside it."""
+    # A data dir deep enough that its socket's path is longer than a Unix socket address may be.
+    data_dir = tmp_path / ("d" * 60) / "var"
+    cfg = _config(tmp_path, data_dir)
+    tid = _seed(cfg)
+    daemon = Daemon(cfg, tmp_path / "gateway.log")
+    daemon.start()
+    try:
+        sock = data_dir / "gateway.sock"
+        assert len(str(sock)) > 108 and stat.S_IMODE(sock.stat().st_mode) == 0o600
+        r = _cli(cfg, "ticket", "ack", str(tid), "--by", "alice", "--note", "on it")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"ticket {tid}: acknowledged, level 1 (critical)")
+        assert f"ticket {tid}: acknowledge by user:alice" in daemon.log.read_text()
+        r = _cli(cfg, "ticket", "resume", str(tid))
+        assert r.returncode == 1 and r.stderr.strip() == f"error: ticket {tid} is not paused", r.stderr
+        r = _cli(cfg, "ticket", "ack", "999")
+        assert r.returncode == 1 and r.stderr.strip() == "error: no ticket 999", r.stderr
+        r = _cli(cfg, "maintenance", "add", "--site", "dc", "--for", "1h", "--reason", "r", "--id", "mw-1", "--author", "li")
+        assert r.returncode == 0 and f"the running gateway (pid {daemon.proc.pid}) has it now" in r.stdout, r.stderr
+        r = _cli(cfg, "maintenance", "end", "mw-1", "--author", "li")
+        assert r.returncode == 0 and "ended maintenance window mw-1" in r.stdout, r.stderr
+        assert "maintenance window mw-1 ended by li" in daemon.log.read_text()
+        r = _cli(cfg, "rules", "reload")
+        assert r.returncode == 0 and f"reloaded gateway (pid {daemon.proc.pid})" in r.stdout, r.stderr
+        assert daemon.alive()
+    finally:
+        assert daemon.stop() == 0
+    _, timeline = _read(cfg, tid)
+    assert [(e["actor"], e["kind"], e["note"]) for e in timeline if e["kind"] == "acknowledge"] == \
+        [("user:alice", "acknowledge", "on it")]
 
 
 def _people(utc: str, tz: str) -> str:
@@ -249,94 +354,3 @@ def test_cli_text_shows_local_times_and_json_keeps_utc(
     assert [m["created_local"] for m in msgs] == [_people(m["created"], tz) for m in msgs]
     rc, out, _ = _run(capsys, "outbox", "list", "-c", cfg)
     assert all(_people(m["created"], tz) in out and m["created"] not in out for m in msgs)
-
-
-@pytest.fixture
-def other_process() -> Iterator[int]:
-    """A live process that is not this one, to stand for a running daemon in a pid file
-    (it waits on its stdin, so it lives until killed however long the test takes)."""
-    p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
-    try:
-        yield p.pid
-    finally:
-        p.kill()
-        p.wait()
-        assert p.stdin is not None
-        p.stdin.close()
-
-
-def test_running_daemon_without_api_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str], other_process: int) -> None:
-    cfg = str(_config(tmp_path))
-    tid = _seed(Path(cfg))
-    (tmp_path / "var" / "gateway.pid").write_text(f"{other_process}\n")
-    rc, _, err = _run(capsys, "ticket", "ack", str(tid), "-c", cfg)
-    assert rc == 1 and f"running (pid {other_process})" in err and "API" in err
-    _, timeline = _read(Path(cfg), tid)
-    assert [e["kind"] for e in timeline] == ["opened"]
-    # A stale pid file (no such process) is ignored.
-    (tmp_path / "var" / "gateway.pid").write_text("999999999\n")
-    rc, _, err = _run(capsys, "ticket", "ack", str(tid), "-c", cfg)
-    assert rc == 0, err
-
-
-class _FakeApi(BaseHTTPRequestHandler):
-    """Stands in for the daemon's REST API: this test is about the CLI's hand-over (URL,
-    token, body, error messages), not the API, which has its own tests against the real app."""
-
-    calls: list[tuple[str, str, dict[str, Any]]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.calls.append((self.path, self.headers["Authorization"], body))
-        if self.path.endswith("/propose_solution"):
-            self._send(404, {"detail": "Not Found"})
-        elif self.path.startswith("/api/v1/tickets/999/"):
-            self._send(404, {"error": "not_found", "message": "no ticket 999"})
-        else:
-            self._send(200, {"id": 7, "level": 1, "status": "acknowledged", "device": "d", "alarm_key": "k",
-                             "alarm_id": 1, "policy": "p", "opened_at": 0, "updated_at": 0, "clocks": []})
-
-    def _send(self, code: int, doc: dict[str, Any]) -> None:
-        data = json.dumps(doc).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def test_running_daemon_gets_the_action_through_its_api(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], other_process: int
-) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        api = {"enabled": True, "host": "127.0.0.1", "port": server.server_address[1],
-               "tokens": [{"token": "viewer-token", "role": "viewer"}, {"token": "op-token", "role": "operator"}]}
-        cfg = str(_config(tmp_path, api=api))
-        (tmp_path / "var").mkdir(parents=True, exist_ok=True)
-        (tmp_path / "var" / "gateway.pid").write_text(f"{other_process}\n")
-        _FakeApi.calls = []
-        rc, out, err = _run(capsys, "ticket", "ack", "7", "-c", cfg, "--note", "on it", "--by", "alice")
-        assert rc == 0, err
-        assert out.startswith("ticket 7: acknowledged")
-        rc, _, err = _run(capsys, "ticket", "level", "7", "-c", cfg, "--level", "2")
-        assert rc == 0, err
-        rc, _, err = _run(capsys, "ticket", "report-set", "7", "-c", cfg, "--cause", "x")
-        assert rc == 0, err
-        assert _FakeApi.calls == [
-            ("/api/v1/tickets/7/acknowledge", "Bearer op-token", {"note": "on it", "actor": "user:alice"}),
-            ("/api/v1/tickets/7/level", "Bearer op-token", {"note": "", "level": 2, "actor": _FakeApi.calls[1][2]["actor"]}),
-            ("/api/v1/tickets/7/report", "Bearer op-token", {"note": "", "fields": {"cause": "x"}, "actor": _FakeApi.calls[2][2]["actor"]}),
-        ]
-        rc, _, err = _run(capsys, "ticket", "propose", "7", "-c", cfg)
-        assert rc == 1 and "has no /api/v1/tickets/7/propose_solution" in err
-        rc, _, err = _run(capsys, "ticket", "ack", "999", "-c", cfg)
-        assert rc == 1 and "no ticket 999" in err
-    finally:
-        server.shutdown()
-        server.server_close()
