@@ -140,3 +140,14 @@ def test_installed_daemon_receives_a_v3_authpriv_trap_and_stops_cleanly(installe
     assert "Traceback" not in log, log
     assert not [line for line in log.splitlines() if " ERROR " in line or " CRITICAL " in line], log
     assert "stopped" in log, log
+
+
+def test_installed_init_writes_the_documented_example(installed: Installed) -> None:
+    """`gateway init` from the wheel writes the example config shipped inside the package
+    (the same bytes as the top-level config.example.toml) and it passes check-config."""
+    site = installed.work / "site-init"
+    r = _run([installed.bin / "gateway", "init", site], timeout=60, cwd=installed.work, env=installed.env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    written = site / "config.toml"
+    assert written.read_bytes() == (ROOT / "config.example.toml").read_bytes()
+    assert (site / "var").is_dir()

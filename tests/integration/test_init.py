@@ -21,7 +21,9 @@ def gateway_cmd(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_packaged_example_is_the_documented_one() -> None:
-    """gateway/data/config.example.toml ships in the wheel; keep it a copy of the top-level one."""
+    """gateway/data/config.example.toml ships in the wheel: a link to the top-level one, so the
+    two cannot drift apart (the wheel build copies the bytes)."""
+    assert PACKAGED.is_symlink()
     assert PACKAGED.read_bytes() == EXAMPLE.read_bytes(), "copy config.example.toml to gateway/data/"
     assert Path(str(demo.EXAMPLE)) == PACKAGED  # the demo reads the packaged copy too
 
