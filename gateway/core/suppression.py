@@ -51,7 +51,9 @@ class Suppressor:
 
     __slots__ = ("_held", "_recheck", "down", "inventory", "maintenance")
 
-    def __init__(self, inventory: Inventory | None = None, maintenance: MaintenanceBook | None = None) -> None:
+    def __init__(
+        self, inventory: Inventory | None = None, maintenance: MaintenanceBook | None = None
+    ) -> None:
         self.inventory = inventory
         self.maintenance = maintenance
         self.down = ParentDown()
