@@ -132,19 +132,14 @@ class Pipeline:
     policies: _OnDecider[Mapping[str, Policy]] = _OnDecider()
     instance: _OnDecider[str] = _OnDecider()
     connectors: _OnDecider[list[str]] = _OnDecider()
-    #: The liveness watchdog, when liveness is watched.
+    # Liveness (see Decider: losses are raised in chunks of loss_chunk per batch).
     watchdog: _OnDecider[Watchdog | None] = _OnDecider()
     liveness_events: _OnDecider[frozenset[str]] = _OnDecider()
     track_unknown: _OnDecider[bool] = _OnDecider()
-    #: Watchdog heap entries looked at per batch (re-arms are cheap: a few µs each).
     liveness_scan: _OnDecider[int] = _OnDecider()
-    #: Losses raised per batch. Each costs an alarm, a ticket and their store rows
-    #: (~0.3 ms in all), so a mass loss is committed in chunks of a fraction of a
-    #: second, interleaved with the heartbeats queued meanwhile, instead of one batch
-    #: that holds the writer (and every ack) for seconds.
     loss_chunk: _OnDecider[int] = _OnDecider()
+    # Called with every event decided / with (event, device) before classification (O(1)).
     recorder: _OnDecider[Callable[[Event], object] | None] = _OnDecider()
-    #: Called with (event, resolved device) for every event before classification; must be O(1).
     telemetry: _OnDecider[Callable[[Event, Device], object] | None] = _OnDecider()
 
     def __init__(
