@@ -6,10 +6,10 @@ fault, or a reachability fault (``heartbeat.lost``, or a rule labelled
 ticket), because the parent's ticket already covers it: a switch that lost power makes
 every host behind it look unreachable, and the contract pays for one incident, not fifty.
 
-This module only keeps the "who is down" index and answers questions about it; the alarm
-book decides when to ask (when an alarm would become active) and what to do when a parent
-comes back (re-evaluate the children it suppressed). It knows nothing of the inventory:
-the caller passes the parent chain.
+This module only keeps the "who is down" index and answers questions about it; the
+suppression stage (``gateway.core.suppression.Suppressor``) asks it when an alarm would
+become active, and the alarm book re-evaluates the children a parent suppressed when it
+comes back. It knows nothing of the inventory: the caller passes the parent chain.
 """
 
 from __future__ import annotations

@@ -175,14 +175,15 @@ def _read_events(path: str) -> list[Any]:
 
 # -- rules test -------------------------------------------------------------------------------
 def cmd_rules_test(args: argparse.Namespace) -> int:
+    from gateway.config import build_devices, build_policies, load_config
     from gateway.core.alarms import AlarmBook
     from gateway.core.calendars import default_calendars
-    from gateway.config import build_devices, build_policies, load_config
-    from gateway.core.reactions import dispatch
+    from gateway.core.decider import Decider
     from gateway.core.inventory import Inventory
     from gateway.core.maintenance import MaintenanceBook
-    from gateway.rulebook import load_rules
+    from gateway.core.suppression import Suppressor
     from gateway.core.tickets import TicketDesk
+    from gateway.rulebook import load_rules
 
     cfg = load_config(args.config)
     engine = load_rules(cfg)
@@ -192,21 +193,22 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
     store = None if args.no_state else read_store_if_any(cfg)
     next_alarm, next_ticket = store.next_ids() if store is not None else (1, 1)
-    book = AlarmBook(next_alarm, inventory=inventory, maintenance=MaintenanceBook(_windows(cfg, store)))
+    book = AlarmBook(next_alarm, suppressor=Suppressor(inventory, MaintenanceBook(_windows(cfg, store))))
     desk = TicketDesk(policies, calendars, next_ticket)
     if store is not None:
         # A copy of the live state in memory: the dry run changes the copy, never the store.
         book.load(store.load_open_alarms())
         desk.load(store.load_open_tickets(), next_ticket)
         store.close()
+    decider = Decider(engine=engine, inventory=inventory, book=book, desk=desk, policies=policies, tracing=True)
 
     reports = []
     for ev in events:
-        dev = inventory.resolve(ev.device)
-        for ch in book.tick(ev.ts):  # timers due before the event (holds, escalations) act first
-            dispatch(ch, inventory.resolve(ch.alarm.device), desk, policies, cfg.inventory.default_policy)
+        decider.step((), ev.ts)  # timers due before the event (holds, escalations) act first
+        trace = decider.step((ev,), ev.ts).trace[0]
+        dev, cs = trace.device, trace.classifications
+        assert dev is not None
         explain = engine.explain(ev, dev)
-        cs = engine.classify(ev, dev)
         used = {(c.rule_id, c.action) for c in cs}
         candidates = []
         for cr, matched in explain:
@@ -225,26 +227,22 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
                 }
             )
         outcomes = []
-        for c in cs:
-            for ch in book.fold(c, ev, dev, ev.ts):
-                out = dispatch(
-                    ch, inventory.resolve(ch.alarm.device), desk, policies, cfg.inventory.default_policy
-                )
-                a = ch.alarm
-                outcomes.append(
-                    {
-                        "change": ch.kind,
-                        "alarm_id": a.id,
-                        "key": a.key,
-                        "state": a.state,
-                        "level": int(a.level),
-                        "count": a.count,
-                        "suppressed_by": a.suppressed_by,
-                        "action": out.action,
-                        "ticket_id": out.ticket_id,
-                        "text": out.text,
-                    }
-                )
+        for r in trace.reactions:
+            a, out = r.change.alarm, r.outcome
+            outcomes.append(
+                {
+                    "change": r.change.kind,
+                    "alarm_id": a.id,
+                    "key": a.key,
+                    "state": a.state,
+                    "level": int(a.level),
+                    "count": a.count,
+                    "suppressed_by": a.suppressed_by,
+                    "action": out.action if out is not None else "failed",
+                    "ticket_id": out.ticket_id if out is not None else None,
+                    "text": out.text if out is not None else "ticket reaction failed (see the log)",
+                }
+            )
         reports.append(
             {
                 "event": {"name": ev.name, "device": ev.device, "ts": ev.ts, "attrs": dict(ev.attrs)},

@@ -24,6 +24,10 @@ alarm becomes ONE level-4 *intermittent* alarm (``flapping``) that absorbs furth
 and clears; once the key has been quiet for ``flap_window`` it clears (if the fault is
 gone) or returns to the rule's level (if the fault stayed).
 
+Whether a fault that becomes live is held back, and when that ends, is the
+:class:`~gateway.core.suppression.Suppressor`'s answer (parent down, maintenance windows):
+the book asks it at those moments and never reads the inventory or the windows itself.
+
 Pure: no clock, no I/O. Callers pass ``now`` (the event's time in :meth:`fold`, the
 clock's in :meth:`tick`), persist what :meth:`take_dirty` returns — so a storm folds into
 one row update per key per batch — and react to the returned :class:`AlarmChange` list.
@@ -37,9 +41,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.core.suppression import MAINTENANCE, PARENT, Suppressor
 from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
-from rules.inhibit import ParentDown, counts_as_down
+from rules.inhibit import counts_as_down
 
 if TYPE_CHECKING:
     from gateway.core.inventory import Inventory
@@ -79,10 +84,6 @@ CLEARED_CHANGE = "cleared"  # over (by a recovery event, an expired hold, a sett
 SUPPRESSED_CHANGE = "suppressed"  # a real fault, recorded, no ticket (parent down / maintenance)
 UNSUPPRESSED = "unsuppressed"  # the suppression ended first: a ticket may open now
 FLAPPING = "flapping"  # turned into one level-4 intermittent alarm
-
-#: Prefixes of ``Alarm.suppressed_by``.
-PARENT = "parent:"
-MAINTENANCE = "maintenance:"
 
 _INTERMITTENT = "Intermittent: "
 _LIVE = (ACTIVE, SUPPRESSED)
@@ -247,8 +248,10 @@ class AlarmBook:
 
     Args:
         next_id: the first alarm id to hand out.
-        inventory: parent chains and device lookup for suppression (None: no parents).
-        maintenance: maintenance windows (None: none).
+        suppressor: the suppression stage it asks (parent down, maintenance windows);
+            by default one built from ``inventory`` and ``maintenance``.
+        inventory: parent chains and device lookup, for the default suppressor (None: no parents).
+        maintenance: maintenance windows, for the default suppressor (None: none).
         recent_for: how long (seconds) a cleared occurrence is remembered for re-raise
             links (``previous_ticket``) and flap counting across occurrences.
     """
@@ -257,22 +260,36 @@ class AlarmBook:
         self,
         next_id: int = 1,
         *,
+        suppressor: Suppressor | None = None,
         inventory: Inventory | None = None,
         maintenance: MaintenanceBook | None = None,
         recent_for: float = 86_400.0,
     ) -> None:
         self.open: dict[str, Alarm] = {}
-        self.inventory = inventory
-        self.maintenance = maintenance
-        self.down = ParentDown()
+        self.suppressor = suppressor if suppressor is not None else Suppressor(inventory, maintenance)
         self.recent_for = recent_for
         self._next_id = next_id
         self._dirty: dict[int, Alarm] = {}
-        self._suppressed: dict[str, set[str]] = {}  # suppressed_by → keys
         self._heap: list[tuple[float, int, str]] = []  # (due, alarm id, key), lazily invalidated
         self._recent: dict[str, Alarm] = {}  # key → its last cleared occurrence
         self._recent_order: deque[tuple[float, str, int]] = deque()
-        self._recheck = False
+
+    # The suppressor's inputs, where a reload swaps them (``book.inventory = new``).
+    @property
+    def inventory(self) -> Inventory | None:
+        return self.suppressor.inventory
+
+    @inventory.setter
+    def inventory(self, inventory: Inventory | None) -> None:
+        self.suppressor.inventory = inventory
+
+    @property
+    def maintenance(self) -> MaintenanceBook | None:
+        return self.suppressor.maintenance
+
+    @maintenance.setter
+    def maintenance(self, maintenance: MaintenanceBook | None) -> None:
+        self.suppressor.maintenance = maintenance
 
     # -- persistence hand-off ------------------------------------------------------------
     def load(self, alarms: Iterable[Alarm]) -> None:
@@ -286,16 +303,17 @@ class AlarmBook:
                 a.rule_level = a.level
             self.open[a.key] = a
             loaded.append(a)
+        sup = self.suppressor
         for a in loaded:
             if a.state == SUPPRESSED and a.suppressed_by:
-                self._suppressed.setdefault(a.suppressed_by, set()).add(a.key)
+                sup.hold(a.suppressed_by, a.key)
             if self._counts_down(a):
-                self.down.mark(a.device, a.key, True)
+                sup.mark_down(a.device, a.key, True)
             a.due = None
             self._schedule(a)
         # A parent that recovered while we were down, or a window edited meanwhile:
         # the next tick re-checks every suppressed alarm.
-        self._recheck = bool(self._suppressed)
+        sup.loaded()
 
     def set_next_id(self, next_id: int) -> None:
         self._next_id = max(self._next_id, next_id)
@@ -312,7 +330,7 @@ class AlarmBook:
     def recheck_suppressed(self) -> None:
         """Re-evaluate every suppressed alarm at the next tick (after a reload changed
         the inventory's parents or the maintenance windows)."""
-        self._recheck = True
+        self.suppressor.recheck()
 
     # -- events --------------------------------------------------------------------------
     def fold(self, c: Classification, event: Event, device: Device | str, now: float) -> list[AlarmChange]:
@@ -381,15 +399,8 @@ class AlarmBook:
                 continue  # stale: the alarm moved on since this entry was pushed
             a.due = None
             self._step(a, now, out)
-        if self._recheck:
-            self._recheck = False
-            for reason in sorted(self._suppressed):
-                self._release(reason, now, out)
-        elif self._suppressed:
-            m = self.maintenance
-            for reason in [r for r in self._suppressed if r.startswith(MAINTENANCE)]:
-                if m is None or not m.is_active(reason[len(MAINTENANCE) :], now):
-                    self._release(reason, now, out)
+        for reason in self.suppressor.ended(now):
+            self._release(reason, now, out)
         self._prune_recent(now)
         return out
 
@@ -405,14 +416,9 @@ class AlarmBook:
                 continue
             best = t
             break
-        if self._recheck:
-            return 0.0
-        m = self.maintenance
-        for reason in self._suppressed:
-            if reason.startswith(MAINTENANCE):
-                w = m.get(reason[len(MAINTENANCE) :]) if m is not None else None
-                end = w.end if w is not None else 0.0
-                best = end if best is None else min(best, end)
+        end = self.suppressor.next_end()  # a suppression that ends (0.0: a re-check is asked)
+        if end is not None:
+            best = end if best is None else min(best, end)
         return best
 
     # -- queries -------------------------------------------------------------------------
@@ -430,11 +436,7 @@ class AlarmBook:
 
     # -- internals -----------------------------------------------------------------------
     def _device(self, device: Device | str) -> Device:
-        if isinstance(device, Device):
-            return device
-        if self.inventory is not None:
-            return self.inventory.resolve(device)
-        return Device(id=device)
+        return self.suppressor.resolve(device)
 
     def _new(self, c: Classification, event: Event, dev: Device, now: float) -> list[AlarmChange]:
         assert c.level is not None, "a raise classification has a level"
@@ -538,11 +540,11 @@ class AlarmBook:
         a.occurrences = []
         lvl = self._escalated_level(a, now)
         a.level = min(a.level, lvl)  # a long hold may already have passed an escalation step
-        reason = self._suppression(dev, now)
+        reason = self.suppressor.reason(dev, now)
         if reason is not None:
             a.state = SUPPRESSED
             a.suppressed_by = reason
-            self._suppressed.setdefault(reason, set()).add(a.key)
+            self.suppressor.hold(reason, a.key)
             kind, note = SUPPRESSED_CHANGE, reason
         else:
             a.state = ACTIVE
@@ -569,11 +571,7 @@ class AlarmBook:
 
     def _end(self, a: Alarm, now: float, reason: str, out: list[AlarmChange]) -> None:
         if a.suppressed_by is not None:
-            keys = self._suppressed.get(a.suppressed_by)
-            if keys is not None:
-                keys.discard(a.key)
-                if not keys:
-                    del self._suppressed[a.suppressed_by]
+            self.suppressor.let_go(a.suppressed_by, a.key)
         a.state = CLEARED
         a.cleared_at = now
         a.last_seen = max(a.last_seen, now)
@@ -609,11 +607,11 @@ class AlarmBook:
         self._dirty[a.id] = a
         if a.state not in _LIVE:
             a.active_since = now
-            reason = self._suppression(dev, now)
+            reason = self.suppressor.reason(dev, now)
             if reason is not None:
                 a.state = SUPPRESSED
                 a.suppressed_by = reason
-                self._suppressed.setdefault(reason, set()).add(a.key)
+                self.suppressor.hold(reason, a.key)
             else:
                 a.state = ACTIVE
         out.append(
@@ -704,19 +702,6 @@ class AlarmBook:
             a.due = t
             heapq.heappush(self._heap, (t, a.id, a.key))
 
-    def _suppression(self, dev: Device, now: float) -> str | None:
-        inv = self.inventory
-        if inv is not None and len(self.down):
-            p = self.down.blocking(inv.parents(dev.id))
-            if p is not None:
-                return PARENT + p
-        m = self.maintenance
-        if m is not None and len(m):
-            w = m.active_for(dev, now)
-            if w is not None:
-                return MAINTENANCE + w.id
-        return None
-
     @staticmethod
     def _counts_down(a: Alarm) -> bool:
         return a.state in _LIVE and not a.flapping and counts_as_down(int(a.level), a.event, a.labels)
@@ -725,13 +710,14 @@ class AlarmBook:
         self._set_down(a, self._counts_down(a), now, out)
 
     def _set_down(self, a: Alarm, down: bool, now: float, out: list[AlarmChange]) -> None:
-        if self.down.mark(a.device, a.key, down) and not down:
+        if self.suppressor.mark_down(a.device, a.key, down) and not down:
             self._release(PARENT + a.device, now, out)
 
     def _release(self, reason: str, now: float, out: list[AlarmChange]) -> None:
         """Re-evaluate the alarms suppressed for ``reason``: those with no other reason
         left become active ("unsuppressed"); the others keep being suppressed."""
-        keys = self._suppressed.pop(reason, None)
+        sup = self.suppressor
+        keys = sup.take(reason)
         if not keys:
             return
         alarms = sorted(
@@ -739,7 +725,7 @@ class AlarmBook:
             key=lambda a: a.id,
         )
         for a in alarms:
-            new = self._suppression(self._device(a.device), now)
+            new = sup.reason(sup.resolve(a.device), now)
             self._dirty[a.id] = a
             if new is None:
                 a.state = ACTIVE
@@ -747,7 +733,7 @@ class AlarmBook:
                 out.append(AlarmChange(UNSUPPRESSED, a, now, f"{reason} ended"))
             else:
                 a.suppressed_by = new
-                self._suppressed.setdefault(new, set()).add(a.key)
+                sup.hold(new, a.key)
 
     def _prune_recent(self, now: float) -> None:
         order = self._recent_order

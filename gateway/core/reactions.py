@@ -1,8 +1,9 @@
 """What an alarm change means for tickets: open, reopen, re-target, restore or nothing (pure).
 
-One function, :func:`dispatch`, written once and used by the pipeline (live), by
-``gateway rules test`` (dry run on a copy of the state) and by ``gateway rules replay``
-(a recorded stream through a fresh book and desk), so the three can never disagree.
+One function, :func:`dispatch`, applied to every alarm change by the decision core
+(:class:`gateway.core.decider.Decider`), which the pipeline (live), ``gateway rules test``
+(dry run on a copy of the state) and ``gateway rules replay`` (a recorded stream through a
+fresh book and desk) all run, so the three can never disagree.
 
 The rules, by change kind:
 

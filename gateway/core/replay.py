@@ -3,8 +3,8 @@
 Used by ``gateway rules replay`` to see what a new rule set would have done with a real
 stream before it goes live, and to compare it with the live one. Nothing here touches the
 store: the book, desk and inventory are fresh, time is a manual clock set to each event's
-timestamp, and the reaction to each alarm change is the same :func:`gateway.core.reactions.dispatch`
-the running pipeline uses, so a replay shows what the daemon would have done.
+timestamp, and every event goes through the same :class:`gateway.core.decider.Decider` the
+running pipeline uses, so a replay shows what the daemon would have done.
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.core.alarms import AlarmBook, AlarmChange
 from gateway.clock import ManualClock
-from gateway.core.reactions import dispatch
+from gateway.core.alarms import REPEATED, AlarmBook
+from gateway.core.decider import Decider, Decision
 from gateway.core.inventory import Inventory
 from gateway.core.maintenance import MaintenanceBook, Window
-from gateway.model import Device, Event
 from gateway.core.sla import Policy
+from gateway.core.suppression import Suppressor
 from gateway.core.tickets import Ticket, TicketDesk
+from gateway.model import Device, Event
 from rules.engine import RuleEngine
 
 __all__ = ["KeySummary", "ReplayResult", "compare", "replay", "summarize"]
@@ -82,42 +83,35 @@ def replay(
         The alarms and tickets produced.
     """
     inventory = Inventory(devices, default_policy)
-    book = AlarmBook(inventory=inventory, maintenance=MaintenanceBook(windows))
+    book = AlarmBook(suppressor=Suppressor(inventory, MaintenanceBook(windows)))
     desk = TicketDesk(policies, calendars)
+    decider = Decider(engine=engine, inventory=inventory, book=book, desk=desk, policies=policies, tracing=True)
     res = ReplayResult()
     clock: ManualClock | None = None
 
-    def react(changes: list[AlarmChange], dev: Device | None = None) -> None:
-        for ch in changes:
-            res.alarms[ch.alarm.id] = ch.alarm
-            if ch.kind == "repeated":
-                continue
-            d = dev if dev is not None and dev.id == ch.alarm.device else inventory.resolve(ch.alarm.device)
-            out = dispatch(ch, d, desk, policies, default_policy)
-            res.log.append((ch.at, ch.kind, ch.alarm.key, out.text))
-
-    def advance(t: float) -> None:
-        react(book.tick(t))
-        desk.tick(t)
+    def take(d: Decision) -> None:
+        res.classified += d.counts.classified
+        res.unclassified += d.counts.unclassified
+        for tr in d.trace:
+            for r in tr.reactions:
+                ch = r.change
+                res.alarms[ch.alarm.id] = ch.alarm
+                if ch.kind != REPEATED:
+                    text = r.outcome.text if r.outcome is not None else "ticket reaction failed (see the log)"
+                    res.log.append((ch.at, ch.kind, ch.alarm.key, text))
 
     for ev in events:
         if clock is None:
             clock = ManualClock(start=ev.ts)
             res.first_ts = ev.ts
         clock.set(max(clock.now(), ev.ts))  # a capture slightly out of order must not stop time
-        advance(clock.now())
+        # Timers due by the event's time act before it, as the daemon's timer would have.
+        take(decider.step((), clock.now()))
         res.events += 1
-        dev = inventory.resolve(ev.device)
-        cs = engine.classify(ev, dev)
-        if not cs:
-            res.unclassified += 1
-            continue
-        res.classified += 1
-        for c in cs:
-            react(book.fold(c, ev, dev, ev.ts), dev)
+        take(decider.step((ev,), clock.now()))
     if clock is not None:
         clock.advance(settle)
-        advance(clock.now())
+        take(decider.step((), clock.now()))
         res.last_ts = clock.now()
     res.tickets = dict(desk.open)
     return res

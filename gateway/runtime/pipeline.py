@@ -1,5 +1,10 @@
-"""The single writer: bounded ingest queue → batch → classify → alarms → tickets → ONE store
-transaction (outbox rows included) → commit callbacks (INFORM/QoS 1 acks) → change listeners."""
+"""The single writer: bounded ingest queue → batch → the decision (``gateway.core.decider``:
+classify → alarms → suppress → tickets → SLA → outbox rows) → ONE store transaction → commit
+callbacks (INFORM/QoS 1 acks) → change listeners.
+
+The pipeline owns what is not a decision: the queue and its shedding, batching, delivery-key
+dedup, the commit callbacks released only after the commit, the commit and its retries, and
+the listeners. The order of the decision itself is the Decider's, written once there."""
 
 from __future__ import annotations
 
@@ -7,49 +12,36 @@ import asyncio
 import concurrent.futures
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Generic, TypeVar, overload
 
 from adapters.base import CommitCallback
 from gateway import failpoints
-from gateway.core.alarms import (
-    CLEARED_CHANGE,
-    FLAPPING,
-    PENDING_CHANGE,
-    RAISED,
-    REPEATED,
-    SUPPRESSED_CHANGE,
-    Alarm,
-    AlarmBook,
-    AlarmChange,
-)
 from gateway.clock import Clock
-from gateway.core.reactions import dispatch
-from gateway.errors import StoreError
+from gateway.core.alarms import Alarm, AlarmBook
+from gateway.core.decider import Command, Counts, Decider
 from gateway.core.inventory import Inventory
-from gateway.model import Event
 from gateway.core.sla import Policy
-from gateway.store import BatchWrite, OutboxRow, Store
 from gateway.core.tickets import Ticket, TicketDesk
+from gateway.core.watchdog import Watchdog
+from gateway.errors import StoreError
+from gateway.model import Device, Event
+from gateway.store import BatchWrite, OutboxRow, Store
 from rules.engine import RuleEngine
 
 __all__ = ["Command", "Pipeline", "PipelineStats"]
 
 log = logging.getLogger("gateway.pipeline")
 
-#: A command runs inside the writer task with ``now``; its return value resolves the future.
-Command = Callable[[float], Any]
-
 _RETRY_MIN, _RETRY_MAX = 0.05, 5.0
 #: How long a delivery key (``submit(key=...)``) is remembered: longer than any sender keeps
 #: retrying (net-snmp: timeout x retries, seconds; an MQTT session redelivers on reconnect).
 KEY_WINDOW = 600.0
 
-# Marks where in a batch the watchdog's due losses are taken: after the batch's own events.
-_LOSSES_DUE = object()
+_COUNTS = tuple(f.name for f in fields(Counts))
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -104,8 +96,51 @@ class _Cmd:
         self.future = future
 
 
+class _OnDecider(Generic[_T]):
+    """A pipeline attribute that lives on its Decider (the composition root, reloads and
+    tests set ``pipeline.watchdog``, ``pipeline.engine``, ... as before)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _OnDecider[_T]: ...
+    @overload
+    def __get__(self, obj: Pipeline, owner: type | None = None) -> _T: ...
+    def __get__(self, obj: Pipeline | None, owner: type | None = None) -> _T | _OnDecider[_T]:
+        if obj is None:
+            return self
+        value: _T = getattr(obj.decider, self.name)
+        return value
+
+    def __set__(self, obj: Pipeline, value: _T) -> None:
+        setattr(obj.decider, self.name, value)
+
+
 class Pipeline:
-    """Implements ``EventSink`` for adapters and owns alarm and ticket state (one task)."""
+    """Implements ``EventSink`` for adapters and owns alarm and ticket state (one task).
+
+    What a batch means is decided by :attr:`decider`; the attributes below that describe
+    the decision (rules, inventory, book, desk, policies, watchdog and its settings,
+    recorder, telemetry, outbox instance and connectors) live there.
+    """
+
+    engine: _OnDecider[RuleEngine] = _OnDecider()
+    inventory: _OnDecider[Inventory] = _OnDecider()
+    book: _OnDecider[AlarmBook] = _OnDecider()
+    desk: _OnDecider[TicketDesk] = _OnDecider()
+    policies: _OnDecider[Mapping[str, Policy]] = _OnDecider()
+    instance: _OnDecider[str] = _OnDecider()
+    connectors: _OnDecider[list[str]] = _OnDecider()
+    # Liveness (see Decider: losses are raised in chunks of loss_chunk per batch).
+    watchdog: _OnDecider[Watchdog | None] = _OnDecider()
+    liveness_events: _OnDecider[frozenset[str]] = _OnDecider()
+    track_unknown: _OnDecider[bool] = _OnDecider()
+    liveness_scan: _OnDecider[int] = _OnDecider()
+    loss_chunk: _OnDecider[int] = _OnDecider()
+    # Called with every event decided / with (event, device) before classification (O(1)).
+    recorder: _OnDecider[Callable[[Event], object] | None] = _OnDecider()
+    telemetry: _OnDecider[Callable[[Event, Device], object] | None] = _OnDecider()
 
     def __init__(
         self,
@@ -122,24 +157,23 @@ class Pipeline:
         instance: str = "gw1",
         connectors: Iterable[str] = (),
     ) -> None:
-        self.engine = engine
-        self.inventory = inventory
-        self.book = book
-        self.desk = desk
-        self.policies = policies
+        self.decider = Decider(
+            engine=engine,
+            inventory=inventory,
+            book=book,
+            desk=desk,
+            policies=policies,
+            instance=instance,
+            connectors=connectors,
+        )
         self.store = store
         self.clock = clock
         self.queue_size = queue_size
         self.batch_max = batch_max
-        self.instance = instance
-        self.connectors = list(connectors)
         self.stats = PipelineStats()
         self.healthy = True
         self.last_error = ""
         self.listeners: list[Callable[[list[Alarm], list[Ticket], list[Any]], None]] = []
-        self.recorder: Callable[[Event], None] | None = None
-        #: Called with (event, resolved device) for every event before classification; must be O(1).
-        self.telemetry: Callable[[Event, Any], object] | None = None
         self._q: deque[Any] = deque()
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -147,21 +181,11 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.paused_commit = False  # a test seam: hold commits (INFORMs then stay unanswered)
-        self.watchdog: Any = None  # gateway.core.watchdog.Watchdog, when liveness is watched
-        self.liveness_events: frozenset[str] = frozenset({"heartbeat", "status"})
-        self.track_unknown = True
         # Delivery keys of submitted events (see submit): committed with their batch, loaded
         # at start, forgotten after key_window seconds. Insertion order = time order.
         self.key_window = KEY_WINDOW
         self._keys: dict[str, float] = {}
         self._keys_pruned = 0.0
-        #: Watchdog heap entries looked at per batch (re-arms are cheap: a few µs each).
-        self.liveness_scan = 20_000
-        #: Losses raised per batch. Each costs an alarm, a ticket and their store rows
-        #: (~0.3 ms in all), so a mass loss is committed in chunks of a fraction of a
-        #: second, interleaved with the heartbeats queued meanwhile, instead of one batch
-        #: that holds the writer (and every ack) for seconds.
-        self.loss_chunk = 500
 
     # -- EventSink -----------------------------------------------------------------------
     def _signal(self) -> None:
@@ -270,20 +294,6 @@ class Pipeline:
                 log.exception("pipeline batch failed")
                 await asyncio.sleep(0.1)
 
-    def _liveness(self, ev: Event, dev: Any) -> Event | None:
-        """Feed the watchdog; returns a ``heartbeat.restored`` to process, if any."""
-        wd = self.watchdog
-        if ev.name == "heartbeat.lost":
-            if ev.source != "watchdog":  # a last will: the device is lost now, not at its deadline
-                wd.lost_now(dev.id, ev.ts, reason=str(ev.attrs.get("reason", "lwt")))
-            return None
-        if dev.id not in wd:
-            if not dev.known and not self.track_unknown:
-                return None
-            wd.track(dev.id, interval=dev.heartbeat_interval, device_class=dev.device_class, now=ev.ts)
-        restored: Event | None = wd.heartbeat(dev.id, ev.ts)
-        return restored
-
     def _forget_keys(self, now: float) -> float | None:
         """Drop delivery keys older than the window (at most once a minute); returns the
         cutoff for the store to apply in the same transaction, or ``None``."""
@@ -306,13 +316,7 @@ class Pipeline:
         self._signal()
 
     def _next_timer(self) -> float:
-        nxt = self.desk.next_check()
-        wd_next = self.watchdog.next_deadline() if self.watchdog is not None else None
-        if wd_next is not None and (nxt is None or wd_next < nxt):
-            nxt = wd_next
-        due = self.book.next_deadline()  # hold-for expiry, escalation over time, flaps, windows
-        if due is not None and (nxt is None or due < nxt):
-            nxt = due
+        nxt = self.decider.next_due()
         if nxt is None:
             return 1.0
         return min(1.0, max(0.0, nxt - self.clock.now()))
@@ -321,85 +325,57 @@ class Pipeline:
     async def _batch(self) -> None:
         q = self._q
         n = min(len(q), self.batch_max)
-        items = [q.popleft() for _ in range(n)]
         now = self.clock.now()
         t0 = time.perf_counter()
-        if self.watchdog is not None:
-            # Losses due by now join this batch after its own events, so a heartbeat that
-            # arrived before its device's deadline but waited in the queue counts first.
-            items.append(_LOSSES_DUE)
+        # Unwrap what only the pipeline knows about (commit callbacks, delivery keys,
+        # barriers); events and commands go to the decider in their queue order.
+        work: list[Event | Command] = []
         callbacks: list[CommitCallback] = []
         new_keys: list[tuple[str, float]] = []
+        cmds: list[_Cmd] = []
         barriers = 0
-        cmds: list[tuple[_Cmd, Any, BaseException | None]] = []
-        changes: list[Any] = []
-        inv_resolve = self.inventory.resolve
-        classify = self.engine.classify
-        fold = self.book.fold
-        rec = self.recorder
-        tel = self.telemetry
-        for item in items:
+        keys = self._keys
+        pop, put = q.popleft, work.append
+        for _ in range(n):
+            item = pop()
             if isinstance(item, Event):
-                ev = item
+                put(item)
             elif isinstance(item, _Pending):
-                ev = item.event
                 callbacks.append(item.on_commit)
                 key = item.key
                 if key is not None:
-                    if key in self._keys:
+                    if key in keys:
                         self.stats.duplicates += 1
                         continue  # committed before (e.g. resent after a crash): answer only
-                    self._keys[key] = now
+                    keys[key] = now
                     new_keys.append((key, now))
+                put(item.event)
             elif type(item) is _Barrier:
                 callbacks.append(item.on_commit)
                 barriers += 1
-                continue
-            elif item is _LOSSES_DUE:
-                items.extend(self.watchdog.due(now, limit=self.liveness_scan, max_lost=self.loss_chunk))
-                continue
             else:
-                try:
-                    cmds.append((item, item.fn(now), None))
-                except Exception as e:  # noqa: BLE001 - handed back to the caller
-                    cmds.append((item, None, e))
-                continue
-            if rec is not None:
-                rec(ev)
-            dev = inv_resolve(ev.device)
-            if tel is not None:
-                tel(ev, dev)
-            if self.watchdog is not None and (ev.name in self.liveness_events or ev.name == "heartbeat.lost"):
-                sign = self._liveness(ev, dev)
-                if sign is not None:
-                    items.append(sign)  # heartbeat.restored: handled in this same batch
-            cs = classify(ev, dev)
-            if not cs:
-                self.stats.unclassified += 1
-                continue
-            self.stats.classified += 1
-            for c in cs:
-                for ch in fold(c, ev, dev, ev.ts):
-                    self._on_change(ch, dev, changes)
-        # Alarm timers before SLA timers: a hold-for that expired opens its ticket first.
-        for ch in self.book.tick(now):
-            self._on_change(ch, inv_resolve(ch.alarm.device), changes)
-        for t, notice in self.desk.tick(now):
-            if notice.fraction >= 1.0:
-                self.stats.sla_breaches += 1
-            else:
-                self.stats.sla_warnings += 1
-            changes.append((t, notice))
-        batch = self._collect()
+                cmds.append(item)
+                put(item.fn)
+        d = self.decider.step(work, now)
+        s = self.stats
+        c = d.counts
+        for name in _COUNTS:
+            setattr(s, name, getattr(s, name) + getattr(c, name))
+        batch = BatchWrite(
+            alarms=d.alarms,
+            tickets=d.tickets,
+            timeline=d.timeline,
+            outbox=[OutboxRow(*m) for m in d.outbox],
+        )
         if new_keys:
             batch.delivery_keys = new_keys
             batch.forget_keys_before = self._forget_keys(now)
         await self._commit(batch)
         if callbacks and failpoints.ARMED:
             failpoints.hit("before_commit_callbacks")
-        self.stats.batches += 1
-        self.stats.committed_events += n - len(cmds) - barriers
-        self.stats.max_batch = max(self.stats.max_batch, n)
+        s.batches += 1
+        s.committed_events += n - len(cmds) - barriers
+        s.max_batch = max(s.max_batch, n)
         dt = time.perf_counter() - t0
         self._observe(dt)
         for cb in callbacks:
@@ -407,45 +383,19 @@ class Pipeline:
                 cb(True)
             except Exception:
                 log.exception("commit callback failed")
-        for cmd, result, err in cmds:
+        for cmd, (result, err) in zip(cmds, d.results, strict=True):
             if not cmd.future.done():
                 if err is not None:
                     cmd.future.set_exception(err)
                 else:
                     cmd.future.set_result(result)
+        changes = d.changes
         if self.listeners and (batch.alarms or batch.tickets or changes):
             for fn in self.listeners:
                 try:
                     fn(batch.alarms, batch.tickets, changes)
                 except Exception:
                     log.exception("change listener failed")
-
-    def _on_change(self, ch: AlarmChange, dev: Any, changes: list[Any]) -> None:
-        """React to one alarm change (see gateway.core.reactions for what each kind does)."""
-        kind = ch.kind
-        if kind == REPEATED:
-            return
-        if ch.alarm.device != dev.id:  # e.g. a child un-suppressed by its parent's clear
-            dev = self.inventory.resolve(ch.alarm.device)
-        try:
-            out = dispatch(ch, dev, self.desk, self.policies, self.inventory.default_policy)
-        except Exception:  # a ticket-side bug must not lose the batch: the alarm is still recorded
-            log.exception("ticket reaction to alarm %d (%s) failed", ch.alarm.id, kind)
-            out = None
-        s = self.stats
-        if kind == RAISED:
-            s.alarms_raised += 1
-        elif kind == CLEARED_CHANGE:
-            s.alarms_cleared += 1
-        elif kind == PENDING_CHANGE:
-            s.alarms_pending += 1
-        elif kind == SUPPRESSED_CHANGE:
-            s.alarms_suppressed += 1
-        elif kind == FLAPPING:
-            s.alarms_flapping += 1
-        if out is not None and out.action == "opened":
-            s.tickets_opened += 1
-        changes.append(ch)
 
     def _observe(self, dt: float) -> None:
         s = self.stats
@@ -455,34 +405,6 @@ class Pipeline:
             if dt <= b:
                 s.latency_buckets[b] += 1
                 break
-
-    def _collect(self) -> BatchWrite:
-        tickets = self.desk.take_dirty()
-        outbox: list[OutboxRow] = []
-        by_id = {t.id: t for t in tickets}
-        for tid, kind, extra in self.desk.take_outbox():
-            if not self.connectors:
-                break
-            t = by_id.get(tid) or self.desk.open.get(tid)
-            snapshot = t.to_dict() if t is not None else {"id": tid}
-            alarm = self.book.open.get(snapshot.get("alarm_key", "")) if t is not None else None
-            if alarm is not None:
-                snapshot["count"] = alarm.count
-                snapshot["first_event"] = alarm.event
-                snapshot["first_seen"] = alarm.first_seen
-            snapshot.update(extra)
-            snapshot["ticket_key"] = f"gw-{self.instance}-t{tid}"
-            for conn in self.connectors:
-                if extra.get("actor") == f"helpdesk:{conn}":
-                    continue  # it came from that help desk: don't echo it back
-                key = snapshot["ticket_key"] if kind == "open" else f"{snapshot['ticket_key']}-m{uuid.uuid4().hex[:12]}"
-                outbox.append(OutboxRow(conn, tid, key, kind, snapshot))
-        return BatchWrite(
-            alarms=self.book.take_dirty(),
-            tickets=tickets,
-            timeline=self.desk.take_timeline(),
-            outbox=outbox,
-        )
 
     async def _commit(self, batch: BatchWrite) -> None:
         if not batch:

@@ -1,0 +1,405 @@
+"""The decision core: events and commands in; the rows to write, the changes to publish and
+the counts out — ``Decider.step(items, now) -> Decision`` (pure, synchronous, takes ``now``).
+
+The order, stated once (in :meth:`Decider.step`). Every caller runs it: the daemon's single
+writer (``gateway.runtime.pipeline``), ``gateway rules replay`` (``gateway.core.replay``) and
+``gateway rules test`` (``gateway.cli.rules``), so the three cannot disagree.
+
+1. Each item, in arrival order:
+
+   * a **command** runs as ``fn(now)`` (NOC actions, reloads, adapter hooks); its result
+     or exception is handed back in :attr:`Decision.results`;
+   * an **event** is recorded → its device **resolved** (inventory) → handed to telemetry
+     → fed to the liveness **watchdog** (a ``heartbeat.restored`` it answers joins the
+     items) → **classified** (rules) → **folded** into the alarm book at the event's own
+     time, where the **suppression** stage (:class:`~gateway.core.suppression.Suppressor`:
+     parent down, maintenance window) decides whether a fault that becomes live is held
+     back → each alarm change is **reacted** to with tickets
+     (:func:`gateway.core.reactions.dispatch`).
+
+2. **Losses** the watchdog has due by ``now`` join after the items (their heartbeats
+   counted first), in chunks of :attr:`Decider.loss_chunk`.
+3. **Alarm timers** (hold-for expiry, escalation over time, flaps settling, suppressions
+   that ended) → reactions. Before SLA timers, so a hold that expired opens its ticket first.
+4. **SLA timers**: warnings and breaches.
+5. **Rows**: the alarms and tickets changed, the timeline, and the **outbox**: one message
+   per help-desk connector for each ticket message, never echoed back to the help desk
+   the change came from.
+
+What is not here belongs to the pipeline: the queue, batching, delivery-key dedup, commit
+callbacks (acks released after the commit), the store transaction and its retries, and
+the listeners that get :attr:`Decision.changes` after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, TypeAlias
+
+from gateway.core.alarms import (
+    CLEARED_CHANGE,
+    FLAPPING,
+    PENDING_CHANGE,
+    RAISED,
+    REPEATED,
+    SUPPRESSED_CHANGE,
+    Alarm,
+    AlarmBook,
+    AlarmChange,
+)
+from gateway.core.inventory import Inventory
+from gateway.core.reactions import Outcome, dispatch
+from gateway.core.sla import ClockNotice, Policy
+from gateway.core.suppression import Suppressor
+from gateway.core.tickets import Ticket, TicketDesk, TimelineEntry
+from gateway.core.watchdog import Watchdog
+from gateway.model import Device, Event
+from rules.engine import Classification, RuleEngine
+
+__all__ = [
+    "Change",
+    "Command",
+    "Counts",
+    "Decider",
+    "Decision",
+    "OutboxMessage",
+    "Reaction",
+    "Trace",
+]
+
+# The daemon's logger, as before the order moved here (log configs filter on it).
+log = logging.getLogger("gateway.pipeline")
+
+#: A command runs inside the decision with ``now``; its return value is handed back.
+Command: TypeAlias = Callable[[float], Any]
+#: What listeners are told after the commit: an alarm change, or an SLA notice of a ticket.
+Change: TypeAlias = AlarmChange | tuple[Ticket, ClockNotice]
+
+# Marks where the watchdog's due losses are taken: after the items' own events.
+_LOSSES_DUE = object()
+
+
+@dataclass(slots=True)
+class Counts:
+    """What one step counted (deltas: the pipeline adds them to its stats)."""
+
+    classified: int = 0
+    unclassified: int = 0
+    alarms_raised: int = 0
+    alarms_cleared: int = 0
+    alarms_pending: int = 0
+    alarms_suppressed: int = 0
+    alarms_flapping: int = 0
+    tickets_opened: int = 0
+    sla_warnings: int = 0
+    sla_breaches: int = 0
+
+
+class OutboxMessage(NamedTuple):
+    """A message one help desk must see, written with the change that caused it
+    (the store's ``OutboxRow`` has the same fields, in the same order)."""
+
+    connector: str
+    ticket_id: int
+    #: Idempotency key: ``gw-<instance>-t<ticket>`` for an open, plus ``-m<unique>`` otherwise.
+    key: str
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Reaction:
+    """One alarm change and what the ticket desk did about it (``None``: the desk failed
+    and it was logged; the alarm is recorded all the same)."""
+
+    change: AlarmChange
+    outcome: Outcome | None
+
+
+@dataclass(slots=True)
+class Trace:
+    """What one event did, for dry runs and replays (``Decider(tracing=True)``).
+
+    ``event`` and ``device`` are None for the timers that run at the end of a step.
+    ``reactions`` includes ``repeated`` changes (with their no-op outcome).
+    """
+
+    event: Event | None
+    device: Device | None
+    classifications: list[Classification]
+    reactions: list[Reaction] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Decision:
+    """Everything one step decided.
+
+    Attributes:
+        alarms, tickets, timeline, outbox: the rows to write, in one transaction.
+        changes: what to publish to listeners once those rows are committed, in order
+            (``repeated`` alarm changes are not published).
+        counts: what the step counted.
+        results: one ``(result, exception)`` per command item, in order.
+        trace: per event (and the timers), what happened; empty unless tracing.
+    """
+
+    alarms: list[Alarm]
+    tickets: list[Ticket]
+    timeline: list[TimelineEntry]
+    outbox: list[OutboxMessage]
+    changes: list[Change]
+    counts: Counts
+    results: list[tuple[Any, BaseException | None]]
+    trace: list[Trace]
+
+    def __bool__(self) -> bool:
+        """Whether there is anything to write."""
+        return bool(self.alarms or self.tickets or self.timeline or self.outbox)
+
+
+def _unique() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class Decider:
+    """Owns the decision order over the alarm book and the ticket desk (one caller at a time).
+
+    Args:
+        engine: the rules.
+        inventory: device lookup (swapped by a reload).
+        book: the alarm book; its :attr:`AlarmBook.suppressor` is the suppression stage.
+        desk: the ticket desk.
+        policies: contracts by name (swapped by a reload).
+        instance: this gateway's name, part of every outbox key.
+        connectors: help-desk connector names; no connectors, no outbox messages.
+        watchdog: the liveness watchdog (None: liveness is not watched).
+        tracing: record a :class:`Trace` per event (dry runs and replays; costs time).
+        unique: makes the unique part of an outbox key (tests pass a deterministic one).
+
+    Attributes:
+        liveness_events: event names that count as a heartbeat for the watchdog.
+        track_unknown: whether a heartbeat of a device not in the inventory starts
+            watching it.
+        liveness_scan: watchdog heap entries looked at per step (re-arms are cheap).
+        loss_chunk: losses raised per step. Each costs an alarm, a ticket and their
+            rows, so a mass loss is decided in chunks interleaved with the heartbeats
+            queued meanwhile, instead of one step that holds the writer for seconds.
+        recorder: called with every event decided (including losses and restorations).
+        telemetry: called with ``(event, device)`` for every event before classification;
+            must be O(1).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: RuleEngine,
+        inventory: Inventory,
+        book: AlarmBook,
+        desk: TicketDesk,
+        policies: Mapping[str, Policy],
+        instance: str = "gw1",
+        connectors: Iterable[str] = (),
+        watchdog: Watchdog | None = None,
+        tracing: bool = False,
+        unique: Callable[[], str] = _unique,
+    ) -> None:
+        self.engine = engine
+        self.inventory = inventory
+        self.book = book
+        self.desk = desk
+        self.policies = policies
+        self.instance = instance
+        self.connectors = list(connectors)
+        self.watchdog = watchdog
+        self.liveness_events: frozenset[str] = frozenset({"heartbeat", "status"})
+        self.track_unknown = True
+        self.liveness_scan = 20_000
+        self.loss_chunk = 500
+        self.recorder: Callable[[Event], object] | None = None
+        self.telemetry: Callable[[Event, Device], object] | None = None
+        self.tracing = tracing
+        self.unique = unique
+
+    @property
+    def suppressor(self) -> Suppressor:
+        """The suppression stage (parent down, maintenance windows) the book asks."""
+        return self.book.suppressor
+
+    # -- the order -------------------------------------------------------------------------
+    def step(self, items: Iterable[Event | Command], now: float) -> Decision:
+        """Decide ``items`` (events and commands, in order), then the timers due by ``now``.
+
+        Args:
+            items: events (each folded at its own ``ts``) and commands (run with ``now``).
+            now: the time of the step: commands, watchdog losses and timers use it.
+
+        Returns:
+            The rows to write, the changes to publish, the counts, the commands' results.
+        """
+        work: list[Any] = list(items)
+        wd = self.watchdog
+        if wd is not None:
+            work.append(_LOSSES_DUE)
+        changes: list[Change] = []
+        results: list[tuple[Any, BaseException | None]] = []
+        trace: list[Trace] | None = [] if self.tracing else None
+        counts = Counts()
+        classified = unclassified = 0
+        book, desk = self.book, self.desk
+        resolve = self.inventory.resolve
+        classify = self.engine.classify
+        fold = book.fold
+        react = self._react
+        rec = self.recorder
+        tel = self.telemetry
+        beats = self.liveness_events
+        tr: Trace | None = None
+        for item in work:  # items appended meanwhile (restorations, losses) are decided too
+            if isinstance(item, Event):
+                ev = item
+            elif item is _LOSSES_DUE:
+                assert wd is not None
+                work.extend(wd.due(now, limit=self.liveness_scan, max_lost=self.loss_chunk))
+                continue
+            else:
+                try:
+                    results.append((item(now), None))
+                except Exception as e:  # noqa: BLE001 - handed back to whoever sent it
+                    results.append((None, e))
+                continue
+            if rec is not None:
+                rec(ev)
+            dev = resolve(ev.device)
+            if tel is not None:
+                tel(ev, dev)
+            if wd is not None and (ev.name in beats or ev.name == "heartbeat.lost"):
+                sign = self._liveness(wd, ev, dev)
+                if sign is not None:
+                    work.append(sign)  # heartbeat.restored: decided in this same step
+            cs = classify(ev, dev)
+            if trace is not None:
+                tr = Trace(ev, dev, cs)
+                trace.append(tr)
+            if not cs:
+                unclassified += 1
+                continue
+            classified += 1
+            for c in cs:
+                for ch in fold(c, ev, dev, ev.ts):
+                    if ch.kind == REPEATED:  # the hot path of a storm: nothing to do
+                        if tr is not None:
+                            tr.reactions.append(Reaction(ch, self._dispatch(ch, dev)))
+                        continue
+                    react(ch, dev, changes, counts, tr)
+        counts.classified = classified
+        counts.unclassified = unclassified
+        # Alarm timers before SLA timers: a hold-for that expired opens its ticket first.
+        if trace is not None:
+            tr = Trace(None, None, [])
+            trace.append(tr)
+        for ch in book.tick(now):
+            react(ch, resolve(ch.alarm.device), changes, counts, tr)
+        for t, notice in desk.tick(now):
+            if notice.fraction >= 1.0:
+                counts.sla_breaches += 1
+            else:
+                counts.sla_warnings += 1
+            changes.append((t, notice))
+        tickets = desk.take_dirty()
+        return Decision(
+            alarms=book.take_dirty(),
+            tickets=tickets,
+            timeline=desk.take_timeline(),
+            outbox=self._outbox(tickets),
+            changes=changes,
+            counts=counts,
+            results=results,
+            trace=trace if trace is not None else [],
+        )
+
+    def next_due(self) -> float | None:
+        """When :meth:`step` next has timer work (SLA checks, watchdog deadlines, hold-for
+        expiry, escalations, flaps, suppressions ending); None: nothing scheduled."""
+        nxt = self.desk.next_check()
+        wd = self.watchdog
+        wd_next = wd.next_deadline() if wd is not None else None
+        if wd_next is not None and (nxt is None or wd_next < nxt):
+            nxt = wd_next
+        due = self.book.next_deadline()
+        if due is not None and (nxt is None or due < nxt):
+            nxt = due
+        return nxt
+
+    # -- stages ----------------------------------------------------------------------------
+    def _liveness(self, wd: Watchdog, ev: Event, dev: Device) -> Event | None:
+        """Feed the watchdog; returns a ``heartbeat.restored`` to decide, if any."""
+        if ev.name == "heartbeat.lost":
+            if ev.source != "watchdog":  # a last will: the device is lost now, not at its deadline
+                wd.lost_now(dev.id, ev.ts, reason=str(ev.attrs.get("reason", "lwt")))
+            return None
+        if dev.id not in wd:
+            if not dev.known and not self.track_unknown:
+                return None
+            wd.track(dev.id, interval=dev.heartbeat_interval, device_class=dev.device_class, now=ev.ts)
+        return wd.heartbeat(dev.id, ev.ts)
+
+    def _dispatch(self, ch: AlarmChange, dev: Device) -> Outcome:
+        return dispatch(ch, dev, self.desk, self.policies, self.inventory.default_policy)
+
+    def _react(
+        self, ch: AlarmChange, dev: Device, changes: list[Change], counts: Counts, tr: Trace | None
+    ) -> None:
+        """React to one alarm change with tickets (see gateway.core.reactions)."""
+        kind = ch.kind
+        if ch.alarm.device != dev.id:  # e.g. a child un-suppressed by its parent's clear
+            dev = self.inventory.resolve(ch.alarm.device)
+        out: Outcome | None
+        try:
+            out = self._dispatch(ch, dev)
+        except Exception:  # a ticket-side bug must not lose the step: the alarm is still recorded
+            log.exception("ticket reaction to alarm %d (%s) failed", ch.alarm.id, kind)
+            out = None
+        if kind == RAISED:
+            counts.alarms_raised += 1
+        elif kind == CLEARED_CHANGE:
+            counts.alarms_cleared += 1
+        elif kind == PENDING_CHANGE:
+            counts.alarms_pending += 1
+        elif kind == SUPPRESSED_CHANGE:
+            counts.alarms_suppressed += 1
+        elif kind == FLAPPING:
+            counts.alarms_flapping += 1
+        if out is not None and out.action == "opened":
+            counts.tickets_opened += 1
+        changes.append(ch)
+        if tr is not None:
+            tr.reactions.append(Reaction(ch, out))
+
+    def _outbox(self, tickets: list[Ticket]) -> list[OutboxMessage]:
+        """The desk's messages of this step, one per connector, shaped for the help desks."""
+        messages = self.desk.take_outbox()
+        connectors = self.connectors
+        if not messages or not connectors:
+            return []
+        out: list[OutboxMessage] = []
+        by_id = {t.id: t for t in tickets}
+        open_tickets, open_alarms = self.desk.open, self.book.open
+        for tid, kind, extra in messages:
+            t = by_id.get(tid) or open_tickets.get(tid)
+            snapshot: dict[str, Any] = t.to_dict() if t is not None else {"id": tid}
+            alarm = open_alarms.get(snapshot.get("alarm_key", "")) if t is not None else None
+            if alarm is not None:
+                snapshot["count"] = alarm.count
+                snapshot["first_event"] = alarm.event
+                snapshot["first_seen"] = alarm.first_seen
+            snapshot.update(extra)
+            ticket_key = snapshot["ticket_key"] = f"gw-{self.instance}-t{tid}"
+            for conn in connectors:
+                if extra.get("actor") == f"helpdesk:{conn}":
+                    continue  # it came from that help desk: don't echo it back
+                key = ticket_key if kind == "open" else f"{ticket_key}-m{self.unique()}"
+                out.append(OutboxMessage(conn, tid, key, kind, snapshot))
+        return out
