@@ -12,7 +12,7 @@ import os
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adapters import REGISTRY
 from adapters.base import AdapterContext
@@ -28,6 +28,10 @@ from gateway.runtime.pipeline import Pipeline
 from gateway.rulebook import load_rules
 from gateway.store.sqlite import SqliteStore
 from gateway.core.tickets import TicketDesk
+
+if TYPE_CHECKING:
+    from gateway.core.watchdog import Watchdog
+    from gateway.delivery.outbox import OutboxWorker
 
 __all__ = ["Gateway"]
 
@@ -58,6 +62,8 @@ class Gateway:
         self.api: Any = None
         self.control: Any = None
         self.control_app: Any = None
+        self.watchdog: Watchdog | None = None
+        self.outbox: OutboxWorker | None = None
         self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Gateway:
@@ -223,16 +229,22 @@ class Gateway:
         self._stack.callback(self._save_liveness)  # after the pipeline has drained
 
     def _save_liveness(self) -> None:
+        if self.watchdog is None:
+            return
         path = self.cfg.data_path(LIVENESS_FILE)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.watchdog.snapshot()), "utf-8")
         os.replace(tmp, path)
 
     def _broker_down(self, now: float) -> None:
-        self.pipeline.command_nowait(lambda n: self.watchdog.broker_down(now))
+        wd = self.watchdog
+        if wd is not None:
+            self.pipeline.command_nowait(lambda n: wd.broker_down(now))
 
     def _broker_up(self, now: float) -> None:
-        self.pipeline.command_nowait(lambda n: self.watchdog.broker_up(now))
+        wd = self.watchdog
+        if wd is not None:
+            self.pipeline.command_nowait(lambda n: wd.broker_up(now))
 
     async def _start_helpdesk(self) -> None:
         """Outbox worker and two-way sync for the configured help desks (none: nothing runs)."""
@@ -244,14 +256,14 @@ class Gateway:
         from gateway.delivery.outbox import OutboxWorker, SyncPoller
 
         connectors = {h.name: CONNECTORS[h.type].load_factory()(h) for h in cfg.helpdesk}
-        self.outbox = OutboxWorker(
+        outbox = self.outbox = OutboxWorker(
             self.store, connectors, self.clock,
             base_delay=cfg.outbox.retry_base, max_delay=cfg.outbox.retry_max,
             concurrency=cfg.outbox.concurrency, on_failed=self._delivery_failed,
         )
-        await self.outbox.start()
-        self._stack.push_async_callback(self.outbox.stop)
-        self.pipeline.listeners.append(lambda alarms, tickets, changes: self.outbox.kick() if tickets else None)
+        await outbox.start()
+        self._stack.push_async_callback(outbox.stop)
+        self.pipeline.listeners.append(lambda alarms, tickets, changes: outbox.kick() if tickets else None)
         self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote, interval=cfg.outbox.poll_interval)
         await self.sync.start()
         self._stack.push_async_callback(self.sync.stop)
