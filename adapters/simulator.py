@@ -19,7 +19,7 @@ from typing import Any
 
 from adapters.snmp import ber
 
-__all__ = ["SimDevice", "Simulator", "DEMO_DEVICES", "demo_devices"]
+__all__ = ["DEMO_DEVICES", "SimDevice", "Simulator", "demo_devices"]
 
 log = logging.getLogger("adapters.simulator")
 

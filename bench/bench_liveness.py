@@ -47,17 +47,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.core.alarms import RAISED, AlarmBook
-from gateway.core.calendars import default_calendars
 from gateway.clock import SystemClock
 from gateway.config import build_policies, config_from_dict
+from gateway.core.alarms import RAISED, AlarmBook
+from gateway.core.calendars import default_calendars
 from gateway.core.inventory import Inventory
-from gateway.model import Device, Event
-from gateway.runtime.pipeline import Pipeline
-from gateway.rulebook import load_rules
-from gateway.store.sqlite import SqliteStore
 from gateway.core.tickets import TicketDesk
 from gateway.core.watchdog import LOST, Watchdog
+from gateway.model import Device, Event
+from gateway.rulebook import load_rules
+from gateway.runtime.pipeline import Pipeline
+from gateway.store.sqlite import SqliteStore
 
 TICK = 0.05
 CLASS = "mine.gas-sensor"

@@ -89,7 +89,7 @@ def publish(port: int, count: int, devices: int, qos: int, prefix: str) -> None:
 
 def run_mosquitto_sub(port: int, count: int, devices: int, qos: int) -> tuple[int, float]:
     prefix = "ms"
-    out = tempfile.NamedTemporaryFile(delete=False)
+    out = tempfile.NamedTemporaryFile(delete=False)  # noqa: SIM115 - mosquitto_sub writes it; read after it exits
     sub = subprocess.Popen([*taskset(1), "mosquitto_sub", "-p", str(port), "-q", str(qos), "-t", f"{prefix}/#",
                             "-F", "%U"], stdout=out, stderr=subprocess.DEVNULL)
     time.sleep(0.5)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.snmp.config import SnmpListenerConfig  # noqa: E402
-from adapters.snmp.v3 import V3Processor  # noqa: E402
+from adapters.snmp.config import SnmpListenerConfig
+from adapters.snmp.v3 import V3Processor
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from adapters.snmp import ber  # noqa: E402
+from adapters.snmp import ber
 
 LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
 

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from adapters.snmp import ber  # noqa: E402
-from tests.helpers import base_config, to_toml  # noqa: E402
+from adapters.snmp import ber
+from tests.helpers import base_config, to_toml
 
 
 def free(kind: int = socket.SOCK_STREAM) -> int:
@@ -42,7 +42,7 @@ def free(kind: int = socket.SOCK_STREAM) -> int:
 class _Hook(http.server.BaseHTTPRequestHandler):
     received = 0
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         _Hook.received += 1
         self.send_response(200)

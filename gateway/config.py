@@ -27,14 +27,14 @@ from pydantic import (
 
 from adapters import REGISTRY as ADAPTERS
 from adapters import AdapterSpec
+from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 from gateway.model import Device
 from gateway.timeseries.config import TimeseriesConfig
-from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 
-__all__ = ["Config", "load_config", "parse_duration", "format_loc", "build_policies", "build_devices"]
+__all__ = ["Config", "build_devices", "build_policies", "format_loc", "load_config", "parse_duration"]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 

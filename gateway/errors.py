@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GatewayError", "ConfigError", "AdapterError", "DecodeError", "StoreError", "DeliveryError"]
+__all__ = ["AdapterError", "ConfigError", "DecodeError", "DeliveryError", "GatewayError", "StoreError"]
 
 
 class GatewayError(Exception):

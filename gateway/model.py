@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-__all__ = ["FaultLevel", "Event", "Device", "UNKNOWN_CLASS"]
+__all__ = ["UNKNOWN_CLASS", "Device", "Event", "FaultLevel"]
 
 UNKNOWN_CLASS = "unknown"
 

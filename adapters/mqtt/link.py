@@ -27,6 +27,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 from adapters.mqtt.wire import (
     CONNACK,
@@ -132,7 +133,8 @@ class Link(asyncio.Protocol):
         self._write(encode_subscribe(pid, topics))
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.wait({fut, self._closed}, return_when=asyncio.FIRST_COMPLETED)
+                waiting: set[asyncio.Future[Any]] = {fut, self._closed}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         except TimeoutError:
             raise LinkError(f"no SUBACK within {timeout:g}s") from None
         finally:

@@ -4,6 +4,7 @@ batches of Events to the event loop; INFORMs are answered only after their commi
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -117,7 +118,7 @@ class EventBuilder:
                 trap_oid = vbs[1][1] if isinstance(vbs[1][1], str) else ""
                 start = 2
             else:
-                for i, (oid, val) in enumerate(vbs):
+                for oid, val in vbs:
                     if oid == SNMP_TRAP_OID_0 and isinstance(val, str):
                         trap_oid = val
                         break
@@ -323,8 +324,7 @@ class SnmpAdapter:
                     raise DecodeError("bad_community", repr(msg.community[:32]))
                 respond = None
                 if msg.pdu_type == ber.PDU_INFORM:
-                    m = msg
-                    respond = lambda m=m: ber.encode_response(m)
+                    respond = functools.partial(ber.encode_response, msg)
             if msg.pdu_type not in (ber.PDU_TRAP_V1, ber.PDU_TRAP_V2, ber.PDU_INFORM):
                 raise DecodeError("unsupported_pdu", hex(msg.pdu_type))
             ev = self.builder.build(msg, peer_ip, now)

@@ -39,9 +39,9 @@ from gateway.api.schemas import (
     TicketOut,
     WhoAmI,
 )
-from gateway.errors import ConfigError
 from gateway.core.tickets import STATUSES, TicketError
 from gateway.core.views import iso
+from gateway.errors import ConfigError
 
 __all__ = ["build_router"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -43,7 +43,7 @@ class ErrorOut(_Out):
     detail: Any = None
 
 
-class ActionName(str, Enum):
+class ActionName(StrEnum):
     """Ticket actions as they appear in ``POST /api/v1/tickets/{id}/{action}``."""
 
     acknowledge = "acknowledge"

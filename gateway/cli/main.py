@@ -154,11 +154,18 @@ async def _run(cfg: Any) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with Gateway(cfg) as gw:
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gw.reload()))
+        reloads: set[asyncio.Task[Any]] = set()  # held until done: the loop keeps only weak references
+
+        def reload() -> None:
+            task = asyncio.ensure_future(gw.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         if _EARLY_HUP:
             logging.getLogger("gateway").info("SIGHUP received while starting: reloading now")
             _EARLY_HUP.clear()
-            asyncio.ensure_future(gw.reload())
+            reload()
         await stop.wait()
         logging.getLogger("gateway").info("stopping: adapters first, then the queue is drained")
     logging.getLogger("gateway").info("stopped")
@@ -367,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_ticket_show)
 
     # Commands owned by their feature modules register themselves here, in one place.
-    from gateway.cli import rules as cli_rules, tickets as cli_sla
+    from gateway.cli import rules as cli_rules
+    from gateway.cli import tickets as cli_sla
 
     cli_rules.register(sub, with_config)
     cli_sla.register(sub, tsub, with_config)

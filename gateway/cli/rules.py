@@ -132,8 +132,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _stored_windows(store: StoreReader | None) -> list[Any]:
-    from gateway.errors import StoreError
     from gateway.core.maintenance import Window
+    from gateway.errors import StoreError
 
     if store is None:
         return []
@@ -343,13 +343,13 @@ def _engine_from(path: str) -> Any:
 
 
 def cmd_rules_replay(args: argparse.Namespace) -> int:
-    from gateway.core.calendars import default_calendars
     from gateway.config import build_devices, build_policies
-    from gateway.errors import GatewayError
+    from gateway.core.calendars import default_calendars
     from gateway.core.maintenance import windows_from_config
-    from gateway.runtime.recorder import read_events
     from gateway.core.replay import compare, replay
+    from gateway.errors import GatewayError
     from gateway.rulebook import load_rules
+    from gateway.runtime.recorder import read_events
     from rules import parse_seconds
 
     cfg = _replay_config(args.config)

@@ -66,16 +66,16 @@ from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 __all__ = [
-    "Calendar",
-    "WorkdayRule",
-    "TwentyFourSeven",
-    "BusinessHours",
-    "WeekdayRule",
-    "ChinaWorkdays",
-    "CalendarSpec",
-    "CalendarError",
-    "HolidayDataError",
     "FALLBACK_FIXED_HOLIDAYS",
+    "BusinessHours",
+    "Calendar",
+    "CalendarError",
+    "CalendarSpec",
+    "ChinaWorkdays",
+    "HolidayDataError",
+    "TwentyFourSeven",
+    "WeekdayRule",
+    "WorkdayRule",
     "build_calendar",
     "default_calendars",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 from gateway.core.sla import BREACHED, PenaltyTerms
 from gateway.core.tickets import Ticket
 
-__all__ = ["TicketPenalty", "PenaltySummary", "ticket_penalty", "sum_penalties", "started_days"]
+__all__ = ["PenaltySummary", "TicketPenalty", "started_days", "sum_penalties", "ticket_penalty"]
 
 _DAY = 86400.0
 _EPS = 1e-3

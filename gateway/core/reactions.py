@@ -39,8 +39,8 @@ from gateway.core.alarms import (
     Alarm,
     AlarmChange,
 )
-from gateway.model import Device
 from gateway.core.sla import Policy
+from gateway.model import Device
 
 __all__ = ["Outcome", "dispatch", "policy_for"]
 

@@ -21,19 +21,19 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway.model import FaultLevel
 from gateway.core.penalties import sum_penalties, ticket_penalty
 from gateway.core.sla import BREACHED, MET, NOT_NEEDED, Policy, SlaClock, kind_order
-from gateway.core.tickets import REPORT_FIELDS, Ticket, TimelineEntry
+from gateway.core.tickets import Ticket, TimelineEntry
+from gateway.model import FaultLevel
 
 __all__ = [
-    "incident_report",
-    "sla_summary",
-    "render_sla_summary",
-    "month_bounds",
+    "ACTION_LABELS",
     "fmt_duration",
     "fmt_time",
-    "ACTION_LABELS",
+    "incident_report",
+    "month_bounds",
+    "render_sla_summary",
+    "sla_summary",
 ]
 
 #: Timeline kinds as people read them.

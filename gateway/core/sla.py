@@ -29,20 +29,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = [
+    "BREACHED",
     "CLOCK_KINDS",
     "CLOCK_STATES",
     "GOAL_ACTIONS",
-    "WAITING",
-    "RUNNING",
-    "PAUSED",
     "MET",
-    "BREACHED",
     "NOT_NEEDED",
+    "PAUSED",
+    "RUNNING",
+    "WAITING",
     "CalendarLike",
+    "ClockNotice",
     "ClockTarget",
     "PenaltyTerms",
     "Policy",
-    "ClockNotice",
     "SlaClock",
     "kind_order",
 ]

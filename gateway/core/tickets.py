@@ -49,19 +49,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.core.alarms import Alarm
-from gateway.model import Device, FaultLevel
 from gateway.core.sla import GOAL_ACTIONS, ClockNotice, ClockTarget, Policy, SlaClock, kind_order
+from gateway.model import Device, FaultLevel
 
 __all__ = [
+    "ACTIONS",
+    "OUTBOX_KINDS",
+    "REPORT_FIELDS",
+    "STATUSES",
+    "VERBS",
     "Ticket",
-    "TimelineEntry",
     "TicketDesk",
     "TicketError",
-    "STATUSES",
-    "ACTIONS",
-    "VERBS",
-    "REPORT_FIELDS",
-    "OUTBOX_KINDS",
+    "TimelineEntry",
     "canonical_action",
 ]
 

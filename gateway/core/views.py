@@ -9,7 +9,7 @@ A view made with a time zone (``alarm_view(a, tz)``) keeps every UTC field uncha
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,15 +17,15 @@ from zoneinfo import ZoneInfo
 from gateway.model import FaultLevel
 
 __all__ = [
+    "alarm_view",
+    "clock_line",
+    "clock_view",
     "iso",
     "local",
     "shown",
-    "alarm_view",
-    "clock_view",
+    "table",
     "ticket_view",
     "timeline_view",
-    "clock_line",
-    "table",
 ]
 
 
@@ -33,7 +33,7 @@ def iso(ts: float | None) -> str | None:
     """``ts`` as ISO-8601 UTC with milliseconds, for programs: ``2026-12-02T06:03:07.000Z``."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @lru_cache(maxsize=32)
@@ -170,6 +170,6 @@ def table(rows: Iterable[Mapping[str, Any]], columns: list[str]) -> str:
     rows = list(rows)
     cells = [[str(v) if (v := shown(r, c)) is not None else "" for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=False))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) for row in cells]
     return "\n".join(lines)

@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.clock import Clock
-from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk.base import HelpDesk, OutboxMessage, RemoteChange
+from gateway.errors import DeliveryError
 from gateway.store import OutboxEntry, Store, StoreReader
 
-__all__ = ["OutboxWorker", "SyncPoller", "OutboxStats", "backoff"]
+__all__ = ["OutboxStats", "OutboxWorker", "SyncPoller", "backoff"]
 
 log = logging.getLogger("gateway.outbox")
 
@@ -93,7 +93,7 @@ class OutboxWorker:
         for c in self.connectors.values():
             try:
                 await c.aclose()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("closing connector %s", getattr(c, "name", "?"))
 
     async def _run(self) -> None:
@@ -102,14 +102,14 @@ class OutboxWorker:
                 n = await self.run_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the worker must outlive a bug in one delivery
+            except Exception:
                 log.exception("outbox pass failed")
                 n = 0
             if n == 0:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.idle_poll)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     async def run_once(self) -> int:
@@ -236,7 +236,7 @@ class SyncPoller:
                 await self.poll_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.errors += 1
                 log.exception("help-desk sync failed")
 

@@ -412,7 +412,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         delay = _RETRY_MIN
         while True:
-            while self.paused_commit:
+            while self.paused_commit:  # noqa: ASYNC110 - a test seam, polled: no event to set in production
                 await asyncio.sleep(0.02)
             try:
                 await loop.run_in_executor(self._exec, self.store.commit, batch)

@@ -22,8 +22,8 @@ from gateway.core.alarms import Alarm
 from gateway.core.tickets import Ticket, TimelineEntry
 
 __all__ = [
-    "BatchWrite",
     "OUTBOX_STATES",
+    "BatchWrite",
     "OutboxEntry",
     "OutboxRow",
     "Store",

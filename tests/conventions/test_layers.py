@@ -74,6 +74,6 @@ def test_only_config_and_app_read_the_adapter_registry() -> None:
 
 def test_pure_core_does_not_read_the_wall_clock() -> None:
     for mod, path in ALL:
-        if mod.startswith(PURE_PREFIX) or mod.startswith("rules"):
+        if mod.startswith((PURE_PREFIX, "rules")):
             text = path.read_text("utf-8")
             assert "time.time(" not in text and "datetime.now(" not in text, f"{mod} reads the wall clock"

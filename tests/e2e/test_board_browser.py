@@ -300,7 +300,7 @@ async def test_trap_appears_live_and_ack_stops_the_response_clock(
         )
         t = gw.store.get_ticket(tid)
         assert t["status"] == "acknowledged"
-        assert [e for e in gw.store.timeline(tid) if e["kind"] == "acknowledge"][0]["actor"] == "noc-desk"
+        assert next(e for e in gw.store.timeline(tid) if e["kind"] == "acknowledge")["actor"] == "noc-desk"
 
         # Chinese and back.
         await b.click("#lang")

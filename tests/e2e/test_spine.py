@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.netsnmp import LINK_DOWN, LINK_UP, NetSnmp, free_udp_port, link_varbinds
 from tests.fixtures.daemon import Daemon
+from tests.fixtures.netsnmp import LINK_DOWN, LINK_UP, NetSnmp, free_udp_port, link_varbinds
 from tests.helpers import ROOT, base_config, wait_until, write_config
 
 H = 3600

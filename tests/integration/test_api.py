@@ -610,7 +610,7 @@ async def test_client_helper_uses_config_tokens(h: Harness) -> None:
     cfg.api.tokens = [t for t in cfg.api.tokens if t.role == "viewer"]
     with (
         ApiClient(cfg, role="operator") as c,
-        pytest.raises(ApiClientError, match="no \\[\\[api.tokens\\]\\]"),
+        pytest.raises(ApiClientError, match=r"no \[\[api\.tokens\]\]"),
     ):
         c.get("/whoami")
 
@@ -633,15 +633,17 @@ async def test_stopping_the_gateway_ends_open_streams(tmp_path: Path) -> None:
     await gw.__aenter__()
     stopping: asyncio.Task[None] | None = None
     try:
-        async with httpx.AsyncClient(base_url=gw.api.url, timeout=10) as http:
-            async with http.stream("GET", "/api/v1/events/stream", headers=VIEW) as resp:
-                events = _sse(resp).__aiter__()
-                await _next_of(events, "hello")
-                t0 = time.monotonic()
-                stopping = asyncio.create_task(gw.__aexit__(None, None, None))
-                assert (await _next_of(events, "closed")) == {}
-                await asyncio.wait_for(stopping, 5)
-                assert time.monotonic() - t0 < 5
+        async with (
+            httpx.AsyncClient(base_url=gw.api.url, timeout=10) as http,
+            http.stream("GET", "/api/v1/events/stream", headers=VIEW) as resp,
+        ):
+            events = _sse(resp).__aiter__()
+            await _next_of(events, "hello")
+            t0 = time.monotonic()
+            stopping = asyncio.create_task(gw.__aexit__(None, None, None))
+            assert (await _next_of(events, "closed")) == {}
+            await asyncio.wait_for(stopping, 5)
+            assert time.monotonic() - t0 < 5
     finally:
         if stopping is None:
             await gw.__aexit__(None, None, None)

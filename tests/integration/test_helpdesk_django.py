@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk import DjangoHelpdesk, DjangoHelpdeskConfig, OutboxMessage
 from gateway.delivery.helpdesk.base import iso_utc
+from gateway.errors import DeliveryError
 from tests.fixtures.helpdesk import HelpdeskServer
 
 RESTORE_DUE = 1_767_254_400.0  # 2026-01-01T08:00:00Z

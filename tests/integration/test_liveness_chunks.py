@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.core.alarms import RAISED
 from gateway.app import Gateway
 from gateway.clock import ManualClock
 from gateway.config import config_from_dict
-from gateway.model import Event
+from gateway.core.alarms import RAISED
 from gateway.core.watchdog import LOST
+from gateway.model import Event
 from tests.helpers import base_config, eventually
 
 INTERVAL = 10.0

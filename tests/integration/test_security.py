@@ -3,7 +3,6 @@ rate (an attacker cannot fill the disk) while every rejection is still counted."
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import subprocess

@@ -112,6 +112,6 @@ async def test_storm_becomes_one_summarised_alarm(tmp_path: Path) -> None:
         snmp = gw.adapters[0]
         storm = await eventually(lambda: [a for a in gw.store.list_alarms() if a["key"] == "sw-1/trap-storm"], timeout=5)
         assert storm[0]["level"] == 4
-        link = [a for a in gw.store.list_alarms() if a["key"] == "sw-1/if/9"][0]
+        link = next(a for a in gw.store.list_alarms() if a["key"] == "sw-1/if/9")
         suppressed = snmp.counters.get("storm.suppressed", 0)
         assert suppressed > 0 and link["count"] + suppressed == 600  # nothing silently dropped

@@ -85,7 +85,7 @@ async def test_disk_full_holds_events_within_bounds_and_recovers(tmp_path: Path,
     async with Gateway(cfg) as gw:
         faulty = _FullDisk(gw.store)
         gw.pipeline.store = faulty  # type: ignore[assignment]
-        for i in range(5):
+        for _i in range(5):
             await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(3))
         await eventually(lambda: faulty.failures >= 2 and not gw.pipeline.healthy)
         # While the store is down, a burst beyond the queue bound is shed and counted, never unbounded.

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -342,8 +342,8 @@ def test_cli_text_shows_local_times_and_json_keeps_utc(
     rc, out, _ = _run(capsys, "maintenance", "list", "-c", cfg, "--json")
     [row] = json.loads(out)
     assert (row["start"], row["end"]) == (w["start"], w["end"])  # epoch seconds, as before
-    start = datetime.fromtimestamp(w["start"], timezone.utc).isoformat()
-    end = datetime.fromtimestamp(w["end"], timezone.utc).isoformat()
+    start = datetime.fromtimestamp(w["start"], UTC).isoformat()
+    end = datetime.fromtimestamp(w["end"], UTC).isoformat()
     assert (row["start_local"], row["end_local"]) == (_people(start, tz), _people(end, tz))
     rc, out, _ = _run(capsys, "maintenance", "list", "-c", cfg)
     assert _people(start, tz) in out and _people(end, tz) in out and "Z " not in out

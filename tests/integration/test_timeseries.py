@@ -27,7 +27,6 @@ from gateway.app import Gateway
 from gateway.config import config_from_dict
 from gateway.model import Device, Event
 from gateway.timeseries import TimeseriesConfig, TimeseriesSink
-from tests.fixtures import tsdb
 from tests.fixtures.tsdb import VictoriaMetricsProcess, export, free_port, points
 from tests.helpers import base_config, eventually
 

@@ -360,7 +360,7 @@ def test_failed_messages_are_parked_and_triaged_by_operators(store: Store) -> No
 
     assert store.outbox_requeue(first["id"]) is True
     assert store.outbox_requeue(first["id"]) is False  # not failed any more
-    assert [r["id"] for r in store.outbox_due(T0)][0] == first["id"]  # due now, head again
+    assert next(r["id"] for r in store.outbox_due(T0)) == first["id"]  # due now, head again
     assert store.outbox_list(state="pending")[-1]["attempts"] == 1
 
     store.outbox_attempt(first["id"], T0, 60.0)

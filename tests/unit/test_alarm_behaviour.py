@@ -19,11 +19,10 @@ from typing import Any
 
 import pytest
 
-from gateway.core.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, AlarmBook
-from gateway.core.calendars import default_calendars
 from gateway.clock import ManualClock
 from gateway.config import build_policies, load_config
-from gateway.core.reactions import dispatch
+from gateway.core.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, AlarmBook
+from gateway.core.calendars import default_calendars
 from gateway.core.inventory import Inventory
 from gateway.core.maintenance import (
     MaintenanceBook,
@@ -33,8 +32,9 @@ from gateway.core.maintenance import (
     new_window,
     parse_when,
 )
-from gateway.model import Device, Event, FaultLevel
+from gateway.core.reactions import dispatch
 from gateway.core.tickets import TicketDesk
+from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
 from tests.helpers import EXAMPLE
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.core.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, Alarm, AlarmBook
 from gateway.clock import ManualClock
+from gateway.core.alarms import ACTIVE, CLEARED, PENDING, SUPPRESSED, Alarm, AlarmBook
 from gateway.core.inventory import Inventory
 from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification

@@ -51,7 +51,7 @@ def test_every_option_is_commented_where_it_first_appears() -> None:
     for k in sorted(_fields(Config)):
         for i, line in enumerate(lines):
             bare = line.lstrip("# ").strip()
-            if bare.startswith(f"{k} =") or bare.startswith(f"[{k}") or bare.startswith(f"[[{k}") or f".{k}]" in bare or f".{k}." in bare:
+            if bare.startswith((f"{k} =", f"[{k}", f"[[{k}")) or f".{k}]" in bare or f".{k}." in bare:
                 above = lines[max(0, i - 3): i]
                 if not ("#" in line.split("=", 1)[-1] or any(a.lstrip().startswith("#") for a in above)):
                     undocumented.append(k)

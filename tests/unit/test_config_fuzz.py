@@ -32,7 +32,7 @@ scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
     st.sampled_from(["", "1h", "-5s", "nan", "inf", "1e400", "24x7", "*", "\x00", "../..", "public"]),
-    st.datetimes(timezones=st.none() | st.just(dt.timezone.utc)),
+    st.datetimes(timezones=st.none() | st.just(dt.UTC)),
     st.dates(),
     st.times(),
 )
@@ -99,7 +99,7 @@ def assert_loads_or_names_file(load: Any, file: str) -> None:
 
 
 def unrepresentable(v: Any) -> list[Any]:
-    if isinstance(v, float) and not math.isfinite(v) or isinstance(v, int) and not -(2**63) <= v < 2**63:
+    if (isinstance(v, float) and not math.isfinite(v)) or (isinstance(v, int) and not -(2**63) <= v < 2**63):
         return [v]
     items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else ()
     return [x for item in items for x in unrepresentable(item)]

@@ -20,7 +20,6 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk import CONNECTORS, HelpDesk, OutboxMessage, classify_http_error
 from gateway.delivery.helpdesk.pagerduty import PagerDuty, PagerDutyConfig
 from gateway.delivery.helpdesk.webhook import (
@@ -33,6 +32,7 @@ from gateway.delivery.helpdesk.webhook import (
     sign,
     verify_signature,
 )
+from gateway.errors import DeliveryError
 
 SECRET = "s3cret-shared-with-the-receiver"
 ROUTING_KEY = "R0UT1NGKEY0123456789abcdefABCDEF"  # 32 characters, like a real integration key

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from gateway.clock import ManualClock
 from gateway.core.alarms import AlarmBook
 from gateway.core.calendars import default_calendars
-from gateway.clock import ManualClock
-from gateway.model import Device, Event, FaultLevel
 from gateway.core.penalties import started_days, sum_penalties, ticket_penalty
 from gateway.core.sla import ClockTarget, PenaltyTerms, Policy
 from gateway.core.tickets import TicketDesk
+from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
 from tests.helpers import ROOT
 

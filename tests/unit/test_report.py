@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.config import build_policies, load_config
 from gateway.core.alarms import AlarmBook
 from gateway.core.calendars import default_calendars
-from gateway.config import build_policies, load_config
-from gateway.model import Device, Event, FaultLevel
 from gateway.core.report import fmt_duration, incident_report, month_bounds, render_sla_summary, sla_summary
 from gateway.core.tickets import TicketDesk, TimelineEntry
+from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
 from tests.helpers import EXAMPLE
 

@@ -9,13 +9,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.core.alarms import AlarmBook
-from gateway.core.calendars import BusinessHours, ChinaWorkdays, TwentyFourSeven, WeekdayRule, default_calendars
 from gateway.clock import ManualClock
 from gateway.config import build_policies, load_config
-from gateway.model import Device, Event, FaultLevel
+from gateway.core.alarms import AlarmBook
+from gateway.core.calendars import (
+    BusinessHours,
+    ChinaWorkdays,
+    TwentyFourSeven,
+    WeekdayRule,
+    default_calendars,
+)
 from gateway.core.sla import ClockTarget, Policy, SlaClock
 from gateway.core.tickets import Ticket, TicketDesk, TicketError, canonical_action
+from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
 from tests.helpers import EXAMPLE
 
@@ -302,7 +308,7 @@ def test_warnings_once_then_breach_once() -> None:
     desk, tid = _open("mine-monitoring", 1, "", clock.now())
     start = clock.now()
     fired: list[tuple[str, float, float]] = []
-    for _ in range(int(3 * 60)):  # three hours, minute by minute
+    for _ in range(3 * 60):  # three hours, minute by minute
         clock.advance(60)
         fired += [(n.kind, n.fraction, (clock.now() - start) / 60) for _, n in desk.tick(clock.now())]
     # response 1 h: 30, 48, 60 min; solution 2 h: 60, 96, 120 min.
@@ -348,7 +354,7 @@ def test_late_action_fires_the_breach_first() -> None:
 
 def test_warnings_and_breaches_reach_the_outbox() -> None:
     clock = ManualClock()
-    desk, tid = _open("software-7x24", 1, "", clock.now())
+    desk, _tid = _open("software-7x24", 1, "", clock.now())
     desk.take_outbox()
     clock.advance(30 * MIN)
     desk.tick(clock.now())

@@ -14,14 +14,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.core.alarms import AlarmBook
-from gateway.core.calendars import default_calendars
 from gateway.clock import ManualClock
 from gateway.config import build_policies, load_config
-from gateway.model import Device, Event, FaultLevel
+from gateway.core.alarms import AlarmBook
+from gateway.core.calendars import default_calendars
 from gateway.core.penalties import sum_penalties, ticket_penalty
 from gateway.core.report import sla_summary
 from gateway.core.tickets import Ticket, TicketDesk
+from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
 from tests.helpers import EXAMPLE
 

@@ -12,9 +12,9 @@ from influxdb_client import Point, WritePrecision
 from pydantic import ValidationError
 
 from gateway.core.alarms import Alarm, AlarmChange
-from gateway.model import Device, Event, FaultLevel
 from gateway.core.sla import SlaClock
 from gateway.core.tickets import Ticket
+from gateway.model import Device, Event, FaultLevel
 from gateway.timeseries import (
     LineBuilder,
     TimeseriesConfig,

@@ -20,11 +20,11 @@ import httpx
 from gateway.errors import DeliveryError
 
 __all__ = [
-    "HttpConnector",
     "KINDS",
     "REMOTE_STATUSES",
     "DeliveryResult",
     "HelpDesk",
+    "HttpConnector",
     "OutboxMessage",
     "RemoteChange",
     "classify_http_error",

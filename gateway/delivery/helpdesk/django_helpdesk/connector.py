@@ -54,11 +54,10 @@ from typing import Any
 
 import httpx
 
-from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk.base import (
-    HttpConnector,
     KINDS,
     DeliveryResult,
+    HttpConnector,
     OutboxMessage,
     RemoteChange,
     classify_http_error,
@@ -69,6 +68,7 @@ from gateway.delivery.helpdesk.base import (
     ticket_key_of,
 )
 from gateway.delivery.helpdesk.django_helpdesk.config import DjangoHelpdeskConfig
+from gateway.errors import DeliveryError
 from gateway.model import FaultLevel
 
 __all__ = [

@@ -27,11 +27,10 @@ from typing import Any
 
 import httpx
 
-from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk.base import (
-    HttpConnector,
     KINDS,
     DeliveryResult,
+    HttpConnector,
     OutboxMessage,
     RemoteChange,
     classify_http_error,
@@ -41,6 +40,7 @@ from gateway.delivery.helpdesk.base import (
     to_json,
 )
 from gateway.delivery.helpdesk.pagerduty.config import PagerDutyConfig
+from gateway.errors import DeliveryError
 from gateway.model import FaultLevel
 
 __all__ = ["DEDUP_KEY_MAX", "SEVERITY", "SUMMARY_MAX", "PagerDuty", "PagerDutyConfig"]

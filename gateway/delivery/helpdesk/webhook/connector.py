@@ -46,11 +46,10 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from gateway.errors import DeliveryError
 from gateway.delivery.helpdesk.base import (
-    HttpConnector,
     KINDS,
     DeliveryResult,
+    HttpConnector,
     OutboxMessage,
     RemoteChange,
     send,
@@ -63,6 +62,7 @@ from gateway.delivery.helpdesk.webhook.config import (
     TIMESTAMP_HEADER,
     WebhookConfig,
 )
+from gateway.errors import DeliveryError
 
 __all__ = [
     "IDEMPOTENCY_HEADER",
