@@ -16,18 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 from adapters import REGISTRY
 from adapters.base import AdapterContext
-from gateway.core.alarms import AlarmBook
-from gateway.core.calendars import default_calendars
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config, build_devices, build_policies, load_config
-from gateway.errors import ConfigError
+from gateway.core.alarms import AlarmBook
+from gateway.core.calendars import default_calendars
 from gateway.core.inventory import Inventory
-from gateway.core.maintenance import MaintenanceBook, MaintenanceError, Window, new_window, windows_from_config
+from gateway.core.maintenance import (
+    MaintenanceBook,
+    MaintenanceError,
+    Window,
+    new_window,
+    windows_from_config,
+)
+from gateway.core.tickets import TicketDesk
+from gateway.errors import ConfigError
+from gateway.rulebook import load_rules
 from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error
 from gateway.runtime.pipeline import Pipeline
-from gateway.rulebook import load_rules
 from gateway.store.sqlite import SqliteStore
-from gateway.core.tickets import TicketDesk
 
 if TYPE_CHECKING:
     from gateway.core.watchdog import Watchdog
@@ -281,8 +287,8 @@ class Gateway:
         Closing there while the fault is still active here is a conflict: recorded and
         shown on the ticket, not silently applied."""
         from gateway.core.alarms import ACTIVE
-        from gateway.delivery.outbox import SyncPoller
         from gateway.core.tickets import TicketError
+        from gateway.delivery.outbox import SyncPoller
 
         action = SyncPoller.action_for(change)
         if action is None:

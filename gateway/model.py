@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["UNKNOWN_CLASS", "Device", "Event", "FaultLevel"]
+__all__ = ["UNKNOWN_CLASS", "Device", "Event", "FaultLevel", "OutboxMessage"]
 
 UNKNOWN_CLASS = "unknown"
 
@@ -78,3 +78,18 @@ class Device:
     heartbeat_interval: float | None = None
     name: str = ""
     known: bool = True
+
+
+class OutboxMessage(NamedTuple):
+    """A message one help desk must see, written in the same transaction as the change that
+    caused it (the decision core makes them; the store keeps them; the outbox worker sends them).
+
+    ``key`` is the message's idempotency key at the help desk: ``gw-<instance>-t<ticket>`` for
+    an ``open``, that plus ``-m<unique>`` otherwise; ``payload`` must be JSON-serialisable.
+    """
+
+    connector: str
+    ticket_id: int
+    key: str
+    kind: str
+    payload: dict[str, Any]

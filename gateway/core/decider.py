@@ -37,7 +37,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, TypeAlias
 
 from gateway.core.alarms import (
     CLEARED_CHANGE,
@@ -56,7 +56,7 @@ from gateway.core.sla import ClockNotice, Policy
 from gateway.core.suppression import Suppressor
 from gateway.core.tickets import Ticket, TicketDesk, TimelineEntry
 from gateway.core.watchdog import Watchdog
-from gateway.model import Device, Event
+from gateway.model import Device, Event, OutboxMessage
 from rules.engine import Classification, RuleEngine
 
 __all__ = [
@@ -96,18 +96,6 @@ class Counts:
     tickets_opened: int = 0
     sla_warnings: int = 0
     sla_breaches: int = 0
-
-
-class OutboxMessage(NamedTuple):
-    """A message one help desk must see, written with the change that caused it
-    (the store's ``OutboxRow`` has the same fields, in the same order)."""
-
-    connector: str
-    ticket_id: int
-    #: Idempotency key: ``gw-<instance>-t<ticket>`` for an open, plus ``-m<unique>`` otherwise.
-    key: str
-    kind: str
-    payload: dict[str, Any]
 
 
 @dataclass(slots=True)

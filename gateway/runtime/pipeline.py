@@ -28,7 +28,7 @@ from gateway.core.tickets import Ticket, TicketDesk
 from gateway.core.watchdog import Watchdog
 from gateway.errors import StoreError
 from gateway.model import Device, Event
-from gateway.store import BatchWrite, OutboxRow, Store
+from gateway.store import BatchWrite, Store
 from rules.engine import RuleEngine
 
 __all__ = ["Command", "Pipeline", "PipelineStats"]
@@ -257,9 +257,7 @@ class Pipeline:
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        load = getattr(self.store, "load_delivery_keys", None)
-        if load is not None:
-            self._keys.update(load(self.clock.now() - self.key_window))
+        self._keys.update(self.store.load_delivery_keys(self.clock.now() - self.key_window))
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="pipeline")
@@ -365,7 +363,7 @@ class Pipeline:
             alarms=d.alarms,
             tickets=d.tickets,
             timeline=d.timeline,
-            outbox=[OutboxRow(*m) for m in d.outbox],
+            outbox=d.outbox,
         )
         if new_keys:
             batch.delivery_keys = new_keys

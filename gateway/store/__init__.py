@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypedDict
 
 from gateway.core.alarms import Alarm
 from gateway.core.tickets import Ticket, TimelineEntry
+from gateway.model import OutboxMessage
 
 __all__ = [
     "OUTBOX_STATES",
@@ -37,19 +38,8 @@ __all__ = [
 OUTBOX_STATES = ("pending", "sending", "delivered", "failed", "discarded")
 
 
-@dataclass(slots=True)
-class OutboxRow:
-    """A message the help desk must see, written with the change that caused it.
-
-    ``key`` is the message's idempotency key at the help desk (the ticket key for ``open``,
-    a unique key per message otherwise); ``payload`` must be JSON-serialisable.
-    """
-
-    connector: str
-    ticket_id: int
-    key: str
-    kind: str
-    payload: dict[str, Any]
+#: A message to write with its batch: the decision core's :class:`~gateway.model.OutboxMessage`.
+OutboxRow = OutboxMessage
 
 
 class OutboxEntry(TypedDict):

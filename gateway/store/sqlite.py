@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -72,7 +73,7 @@ class SqliteStore:
             if readonly:
                 self._refuse_newer(self._user_version())
             else:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                self._wal()
                 self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
                 self._db.execute("PRAGMA foreign_keys=ON")
                 self._migrate(MIGRATIONS)
@@ -82,6 +83,19 @@ class SqliteStore:
                 raise StoreError(f"{self.path}: {e}") from e
             raise
         self._db.row_factory = sqlite3.Row
+
+    def _wal(self) -> None:
+        """Switch to WAL. SQLite answers "locked" at once (no busy wait) while another
+        connection is creating or switching the same new file, so retry within the timeout."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     # -- schema ---------------------------------------------------------------------------
     def _user_version(self) -> int:

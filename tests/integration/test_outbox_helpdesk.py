@@ -124,7 +124,9 @@ async def test_permanent_failure_is_parked_visible_and_operable(
 
     r = cli("list", "--state", "failed", "--json")
     assert r.returncode == 0, r.stderr
-    [row] = json.loads(r.stdout)
+    # Ticket 1 is the coldStart's. The delivery alarm opens a ticket of its own, whose message
+    # to the same (misconfigured) help desk may have failed too by now: only ticket 1's is ours.
+    [row] = [x for x in json.loads(r.stdout) if x["ticket"] == 1]
     assert row["kind"] == "open" and "http_4xx" in row["error"]
     assert cli("discard", str(row["id"])).returncode == 0
     assert cli("discard", str(row["id"])).returncode == 1  # no longer a failed message
