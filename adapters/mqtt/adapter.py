@@ -6,8 +6,9 @@ import asyncio
 import logging
 import random
 import ssl
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import aiomqtt
 
@@ -30,6 +31,9 @@ _SYS_PREFIX = b"$SYS/"
 _PAUSE_AT = 0.75
 _RESUME_AT = 0.25
 _RESUME_POLL_S = 0.002
+#: How long leaving a ``wire`` connection waits for the socket to close (a TLS close waits for
+#: the broker's close_notify) before it aborts it.
+_CLOSE_TIMEOUT_S = 2.0
 
 
 class _RateLimitedLog:
@@ -69,6 +73,53 @@ class _ClosingSSLSocket(ssl.SSLSocket):
         except BaseException:
             self.close()
             raise
+
+
+class _ClosingClient(aiomqtt.Client):
+    """aiomqtt's client, closing its socket when connecting fails or is cancelled.
+
+    aiomqtt 2.5 leaves paho's socket open, and watched by the event loop, when no CONNACK
+    arrives within the timeout (a broker that accepts TCP but does not answer) and when the
+    connect is cancelled (``stop()`` during a reconnect attempt): one descriptor per attempt
+    until the garbage collector finds it ("unclosed socket").
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # paho's TCP connect runs in an executor thread that a cancel cannot stop: whichever
+        # of that thread and __aenter__ finishes last closes the socket.
+        self._entry_lock = threading.Lock()
+        self._connect_returned = False
+        self._abandoned = False
+
+    def _client_connect(self) -> None:  # runs in an executor thread
+        try:
+            super()._client_connect()
+        finally:
+            with self._entry_lock:
+                self._connect_returned = True
+                abandoned = self._abandoned
+            if abandoned:
+                try:
+                    # Queued behind the add_reader this thread has just asked the loop for.
+                    self._loop.call_soon_threadsafe(self._close_socket)
+                except RuntimeError:  # the loop is closed: nothing watches the socket any more
+                    self._close_socket()
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            with self._entry_lock:
+                self._abandoned = True
+                returned = self._connect_returned
+            if returned:
+                # On the next loop turn: after any add_reader the connect thread queued.
+                self._loop.call_soon(self._close_socket)
+            raise
+
+    def _close_socket(self) -> None:
+        self._client._sock_close()  # unregisters it from the loop (aiomqtt's callback), closes it
 
 
 class _Redeliver(Exception):
@@ -224,7 +275,7 @@ class MqttAdapter:
 
     def _make_client(self) -> aiomqtt.Client:
         cfg = self.config
-        client = aiomqtt.Client(
+        client = _ClosingClient(
             cfg.host,
             cfg.port,
             username=cfg.username,
@@ -334,8 +385,8 @@ class MqttAdapter:
             finally:
                 self._leave_connection()
         finally:
-            link.close()
             self._link = None
+            await link.aclose(_CLOSE_TIMEOUT_S)
 
     async def _subscribe_all(self, subscribe: Callable[[list[tuple[str, int]]], Awaitable[Sequence[Any]]]) -> None:
         # A clean session forgets subscriptions on every connect, and a persistent one may

@@ -7,10 +7,12 @@ the shared broker. Restart, redelivery and ``$SYS`` tests use a private broker o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +32,7 @@ from adapters.mqtt.wire import encode_connect, encode_publish
 from gateway.clock import ManualClock
 from gateway.model import Event
 from tests.fixtures.mqtt_broker import MosquittoProcess, free_port
+from tests.helpers import eventually
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -505,6 +508,124 @@ async def test_client_queue_overflow_is_counted_not_silent():
     assert adapter.stats()["shed.client_queue"] == 3
 
 
+# ====================================================================== sockets of failed connects
+
+
+class SilentBroker:
+    """A TCP listener that accepts connections and never answers (a hung or wrong service).
+
+    ``open`` counts the connections the client has not closed yet (the handler reads until EOF).
+    """
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.open = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> SilentBroker:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"mqtt://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
+        self._writers.append(writer)
+        try:
+            while await reader.read(4096):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self.open -= 1
+
+    async def close(self) -> None:
+        for w in self._writers:
+            w.close()
+        for w in self._writers:
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def silent_broker() -> Any:
+    broker = await SilentBroker().start()
+    yield broker
+    await broker.close()
+
+
+async def test_a_broker_that_never_answers_costs_no_sockets(silent_broker, running):
+    """No CONNACK within connect_timeout_s: the attempt's socket is closed at once (aiomqtt 2.5
+    left it open, watched by the loop, one per attempt, until the garbage collector found it)."""
+    cfg = make_config(silent_broker.url, [{"topic": "x/{device}/hb"}], connect_timeout_s=0.2, start_wait_s=0)
+    adapter = await running(MqttAdapter(cfg), ListSink())
+    await eventually(lambda: adapter.stats().get("connect_failures", 0) >= 3 and silent_broker.open <= 1, timeout=5)
+    await adapter.stop()
+    await eventually(lambda: silent_broker.open == 0, timeout=5)
+    assert silent_broker.accepted >= 3
+
+
+async def test_stop_while_waiting_for_connack_closes_the_socket(silent_broker, running):
+    cfg = make_config(silent_broker.url, [{"topic": "x/{device}/hb"}], connect_timeout_s=30, start_wait_s=0)
+    adapter = await running(MqttAdapter(cfg), ListSink())
+    await eventually(lambda: silent_broker.open == 1)
+    await adapter.stop()
+    await eventually(lambda: silent_broker.open == 0, timeout=5)
+
+
+def _unclosed_client_sockets(port: int) -> int:
+    """Loopback TCP sockets to ``port`` not closed on the client side (connecting, established,
+    or closed by the peer only), from /proc/net/tcp."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        remote, state = line.split()[2:4]
+        if remote == f"0100007F:{port:04X}" and state in ("01", "02", "08"):
+            n += 1
+    return n
+
+
+async def test_stop_during_the_tcp_connect_closes_the_late_socket(running):
+    """aiomqtt connects in an executor thread that a cancel cannot stop: a connect that completes
+    after ``stop()`` must still be closed. The listener's backlog is full, so the connect hangs
+    until the test accepts."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(0)
+        port = srv.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):  # fills the backlog
+            cfg = make_config(f"mqtt://127.0.0.1:{port}", [{"topic": "x/{device}/hb"}],
+                              connect_timeout_s=30, start_wait_s=0)
+            adapter = await running(MqttAdapter(cfg), ListSink())
+            await eventually(lambda: _unclosed_client_sockets(port) == 2)  # the filler + our SYN
+            await adapter.stop()
+            srv.setblocking(False)
+            accepted: list[socket.socket] = []
+            loop = asyncio.get_running_loop()
+
+            async def accept() -> None:
+                while True:
+                    conn, _ = await loop.sock_accept(srv)
+                    accepted.append(conn)
+
+            acceptor = asyncio.create_task(accept())
+            try:
+                await eventually(lambda: _unclosed_client_sockets(port) == 1, timeout=8)  # the filler only
+            finally:
+                acceptor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acceptor
+                for conn in accepted:
+                    conn.close()
+
+
 # ====================================================================== edge decoding, no broker
 
 
@@ -803,6 +924,25 @@ async def test_mqtts_verifies_the_broker_with_the_configured_ca(private_broker, 
     other = await running(MqttAdapter(make_config(url, subs, name="mqtt-untrusting")), untrusting)
     assert not other.connected
     assert [e.name for e in untrusting.events] == ["mqtt.broker_unreachable"]
+
+
+async def test_stop_returns_with_the_tls_socket_closed_even_if_the_broker_hangs(private_broker, prefix, pki_dir):
+    """A TLS close waits for the broker's close_notify: stop() must not return with the socket
+    still open (and leave it to the garbage collector when the loop ends)."""
+    ca, cert, key = _make_pki(pki_dir)
+    broker: MosquittoProcess = private_broker(
+        [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"], ready="tcp"
+    )
+    url = f"mqtts://{broker.host}:{broker.port}"
+    adapter = MqttAdapter(make_config(url, [{"topic": f"{prefix}/{{device}}/hb"}], tls={"ca_file": str(ca)}))
+    await adapter.start(ListSink())
+    try:
+        assert adapter.connected and _unclosed_client_sockets(broker.port) == 1
+        with broker.frozen():
+            await adapter.stop()
+            assert _unclosed_client_sockets(broker.port) == 0
+    finally:
+        await adapter.stop()
 
 
 async def test_a_slow_sink_pauses_reading_instead_of_shedding(private_broker, prefix):
