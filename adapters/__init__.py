@@ -12,16 +12,16 @@ from typing import Any
 __all__ = ["REGISTRY"]
 
 
-def _snmp(cfg: Any, *, clock: Any, resolver: Any = None, state_dir: Any = None) -> Any:
+def _snmp(cfg: Any, *, clock: Any, resolver: Any = None, state_dir: Any = None, **_: Any) -> Any:
     from adapters.snmp.receiver import SnmpAdapter
 
     return SnmpAdapter(cfg, clock, resolver=resolver, state_dir=state_dir)
 
 
-def _mqtt(cfg: Any, *, clock: Any, **_: Any) -> Any:
-    from adapters.mqtt import MqttAdapter
+def _mqtt(cfg: Any, *, clock: Any, instance: str, **_: Any) -> Any:
+    from adapters.mqtt import MqttAdapter, default_client_id
 
-    return MqttAdapter(cfg, clock)
+    return MqttAdapter(cfg, clock, default_client_id=default_client_id(instance, cfg.name))
 
 
 REGISTRY: dict[str, Callable[..., Any]] = {

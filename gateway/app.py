@@ -124,7 +124,8 @@ class Gateway:
             resolver = await asyncio.to_thread(_load_mibs, mib_dirs)
         for kind, configs in (("snmp", cfg.adapters.snmp), ("mqtt", cfg.adapters.mqtt)):
             for acfg in configs:
-                adapter = REGISTRY[kind](acfg, clock=self.clock, resolver=resolver, state_dir=data_dir)
+                adapter = REGISTRY[kind](acfg, clock=self.clock, resolver=resolver, state_dir=data_dir,
+                                         instance=cfg.gateway.instance)
                 if kind == "mqtt":
                     # Broker outages pause loss detection; reconnects re-arm deadlines (no false storm).
                     adapter.on_disconnected = self._broker_down

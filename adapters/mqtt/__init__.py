@@ -68,13 +68,21 @@ Decisions worth knowing (each one has a counter in :meth:`MqttAdapter.stats`):
 * **Outages**: the first failed connect of an outage emits ONE ``mqtt.broker_unreachable``
   event (device ``broker:HOST:PORT``), the next successful connect ``mqtt.broker_restored``;
   ``on_disconnected(now)`` / ``on_connected(now)`` tell the liveness watchdog.
+* **Client id**: ``client_id``, else the ``default_client_id`` the gateway passes in
+  (``gateway-<instance>-<host name>``, :func:`~adapters.mqtt.config.default_client_id`). A
+  broker keeps one connection per id, so a second client with ours takes the connection
+  away, and we take it back: 3 sessions closed by the broker within 5 s of their CONNACK,
+  within a minute (:class:`~adapters.mqtt.adapter.TakeoverRule`), emit ONE
+  ``mqtt.client_id_conflict`` and log one error naming the id and the broker (the per-loss
+  lines drop to debug); a session that stays up a minute emits
+  ``mqtt.client_id_conflict_cleared``.
 * **Broker drops** (``watch_sys``): Mosquitto publishes ``$SYS/broker/publish/messages/dropped``
   (retained, only once non-zero, every ``sys_interval`` seconds); an increase emits
   ``mqtt.broker_dropping`` with the totals.
 """
 
-from adapters.mqtt.adapter import SYS_DROPPED_TOPIC, MqttAdapter
-from adapters.mqtt.config import MqttConfig, MqttSubscription, MqttTls
+from adapters.mqtt.adapter import SYS_DROPPED_TOPIC, MqttAdapter, TakeoverRule
+from adapters.mqtt.config import MqttConfig, MqttSubscription, MqttTls, default_client_id
 from adapters.mqtt.decode import Ignored, PayloadDecoder, Rejected, parse_ts
 from adapters.mqtt.topics import TopicTemplate
 
@@ -87,6 +95,8 @@ __all__ = [
     "MqttTls",
     "PayloadDecoder",
     "Rejected",
+    "TakeoverRule",
     "TopicTemplate",
+    "default_client_id",
     "parse_ts",
 ]

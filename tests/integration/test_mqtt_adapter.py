@@ -27,7 +27,17 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.base import CommitCallback
-from adapters.mqtt import Ignored, MqttAdapter, MqttConfig, PayloadDecoder, Rejected, TopicTemplate, parse_ts
+from adapters.mqtt import (
+    Ignored,
+    MqttAdapter,
+    MqttConfig,
+    PayloadDecoder,
+    Rejected,
+    TakeoverRule,
+    TopicTemplate,
+    default_client_id,
+    parse_ts,
+)
 from adapters.mqtt.wire import encode_connect, encode_publish
 from gateway.clock import ManualClock
 from gateway.model import Event
@@ -508,6 +518,85 @@ async def test_client_queue_overflow_is_counted_not_silent():
     assert adapter.stats()["shed.client_queue"] == 3
 
 
+# ====================================================================== client id, takeover
+
+
+def broker_client_ids(broker: MosquittoProcess) -> list[str]:
+    """Client ids in Mosquitto's "New client connected from ... as <id> (...)" log lines."""
+    return [line.split(" as ", 1)[1].split(" (", 1)[0] for line in broker.log.read_text().splitlines()
+            if "New client connected" in line]
+
+
+async def test_the_default_client_id_is_used_unless_one_is_configured(private_broker, prefix, running):
+    broker: MosquittoProcess = private_broker()
+    subs = [{"topic": f"{prefix}/{{device}}/hb"}]
+    default = await running(MqttAdapter(make_config(broker.url, subs), default_client_id=f"{prefix}-default"),
+                            ListSink())
+    configured = await running(
+        MqttAdapter(make_config(broker.url, subs, client_id=f"{prefix}-set", name="b"),
+                    default_client_id=f"{prefix}-unused"),
+        ListSink(),
+    )
+    assert (default.client_id, configured.client_id) == (f"{prefix}-default", f"{prefix}-set")
+    assert await default.wait_connected(5) and await configured.wait_connected(5)
+    await eventually(lambda: {f"{prefix}-default", f"{prefix}-set"} <= set(broker_client_ids(broker)))
+    # A persistent session is found by its id: one must be known.
+    with pytest.raises(ValueError, match="client id"):
+        MqttAdapter(make_config(broker.url, subs, clean_session=False))
+    assert MqttAdapter(make_config(broker.url, subs, clean_session=False), default_client_id="gw").client_id == "gw"
+
+
+async def test_two_adapters_with_one_client_id_raise_one_conflict_each_and_clear_it(
+    private_broker, prefix, running, caplog
+):
+    """The broker closes the older of two connections with one id, so two adapters sharing one
+    take the connection from each other in turns. Each raises ONE conflict, logs one error
+    naming the id and the broker, and clears the conflict once its session stays up."""
+    broker: MosquittoProcess = private_broker()
+    cid = f"{prefix}-same"
+    # aiomqtt does not fail a SUBSCRIBE the broker will never answer: connect_timeout_s bounds
+    # it when a takeover lands between CONNACK and SUBACK; stable_s is longer than that.
+    rule = TakeoverRule(stable_s=3.0)
+    subs = [{"topic": f"{prefix}/{{device}}/hb"}]
+    sinks = [ListSink(), ListSink()]
+    adapters = [
+        await running(MqttAdapter(make_config(broker.url, subs, client_id=cid, name=name, connect_timeout_s=1.0),
+                                  takeover=rule), sink)
+        for name, sink in zip(("gw-a", "gw-b"), sinks, strict=True)
+    ]
+    for sink in sinks:
+        await sink.wait_for(lambda ev: any(e.name == "mqtt.client_id_conflict" for e in ev), timeout=15)
+    # They go on fighting; still one conflict each.
+    await eventually(lambda: all(a.stats().get("disconnects", 0) >= 6 for a in adapters))
+    for sink in sinks:
+        (ev,) = sink.named("mqtt.client_id_conflict")
+        assert (ev.device, ev.attrs["client_id"], ev.attrs["url"]) == (
+            f"broker:{broker.host}:{broker.port}", cid, broker.url)
+        assert not sink.named("mqtt.broker_unreachable")  # the broker is reachable: it accepted us
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "client id" in r.getMessage()]
+    assert len(errors) == 2 and all(cid in m and broker.url in m for m in errors), errors
+    assert all(a.stats()["client_id_conflicts"] == 1 for a in adapters)
+
+    await adapters[1].stop()
+    await sinks[0].wait_for(lambda ev: any(e.name == "mqtt.client_id_conflict_cleared" for e in ev), timeout=15)
+    assert adapters[0].connected
+    assert [e.name for e in sinks[0].events if e.name.startswith("mqtt.client_id")] == [
+        "mqtt.client_id_conflict", "mqtt.client_id_conflict_cleared"]
+
+
+def test_default_client_id_is_short_safe_and_distinct() -> None:
+    assert default_client_id("gw1", host="noc-1.example.com") == "gateway-gw1-noc-1.example.com"
+    assert default_client_id("gw1", "north", host="noc-1") == "gateway-gw1-north-noc-1"
+    # Unsafe characters are replaced, and a hash keeps ids apart that only they told apart.
+    a, b = default_client_id("gw 1", host="h"), default_client_id("gw/1", host="h")
+    assert a != b and a.startswith("gateway-gw-1-h-") and len(a) == len("gateway-gw-1-h-") + 8
+    long = default_client_id("x" * 100, host="noc-1")
+    assert len(long) == 64 and long != default_client_id("x" * 101, host="noc-1")
+    for cid in (a, b, long, default_client_id("站点", host="主机")):
+        assert cid.isascii() and all(c.isalnum() or c in "._-" for c in cid) and len(cid) <= 64
+    assert default_client_id("gw1") == default_client_id("gw1", host=socket.gethostname())
+
+
 # ====================================================================== sockets of failed connects
 
 
@@ -803,7 +892,6 @@ def test_template_errors(template: str) -> None:
     ("extra", "needle"),
     [
         pytest.param({"tls": {"insecure": True}}, "mqtts", id="tls-on-plain-url"),
-        pytest.param({"clean_session": False}, "client_id", id="persistent-needs-id"),
         pytest.param({"url": "http://x"}, "mqtt://", id="scheme"),
         pytest.param({"bogus": 1}, "bogus", id="extra-forbidden"),
         pytest.param({"reconnect_min_s": 5, "reconnect_max_s": 1}, "reconnect", id="backoff-order"),
