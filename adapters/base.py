@@ -100,6 +100,7 @@ class AdapterContext:
         broker_down: for adapters that receive through a broker: call with ``now`` when
             it becomes unreachable (heartbeats cannot arrive, so loss detection pauses).
         broker_up: call with ``now`` when the broker is reachable again (deadlines re-arm).
+        instance: the gateway's ``[gateway] instance`` name (e.g. for default client ids).
     """
 
     clock: Clock
@@ -107,6 +108,7 @@ class AdapterContext:
     resolve_path: Callable[[str], Path]
     broker_down: Callable[[float], None]
     broker_up: Callable[[float], None]
+    instance: str = "gw1"
 
 
 #: Builds every configured instance of one adapter kind (in config order, not started).

@@ -163,7 +163,8 @@ class Gateway:
 
         # Adapters start last and stop first, so nothing arrives at a stopped pipeline.
         ctx = AdapterContext(clock=self.clock, state_dir=data_dir, resolve_path=cfg.resolve_path,
-                             broker_down=self._broker_down, broker_up=self._broker_up)
+                             broker_down=self._broker_down, broker_up=self._broker_up,
+                             instance=cfg.gateway.instance)
         for kind, configs in cfg.adapters.by_kind():
             if not configs:
                 continue

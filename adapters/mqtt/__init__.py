@@ -68,6 +68,14 @@ Decisions worth knowing (each one has a counter in :meth:`MqttAdapter.stats`):
 * **Outages**: the first failed connect of an outage emits ONE ``mqtt.broker_unreachable``
   event (device ``broker:HOST:PORT``), the next successful connect ``mqtt.broker_restored``;
   ``on_disconnected(now)`` / ``on_connected(now)`` tell the liveness watchdog.
+* **Client id**: ``client_id``, else the ``default_client_id`` the gateway passes in
+  (``gateway-<instance>-<host name>``, :func:`~adapters.mqtt.config.default_client_id`). A
+  broker keeps one connection per id, so a second client with ours takes the connection
+  away, and we take it back: 3 sessions closed by the broker within 5 s of their CONNACK,
+  within a minute (:class:`~adapters.mqtt.adapter.TakeoverRule`), emit ONE
+  ``mqtt.client_id_conflict`` and log one error naming the id and the broker (the per-loss
+  lines drop to debug); a session that stays up a minute emits
+  ``mqtt.client_id_conflict_cleared``.
 * **Broker drops** (``watch_sys``): Mosquitto publishes ``$SYS/broker/publish/messages/dropped``
   (retained, only once non-zero, every ``sys_interval`` seconds); an increase emits
   ``mqtt.broker_dropping`` with the totals.
@@ -77,12 +85,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from adapters.mqtt.config import MqttConfig, MqttSubscription, MqttTls
+from adapters.mqtt.config import MqttConfig, MqttSubscription, MqttTls, default_client_id
 from adapters.mqtt.decode import Ignored, PayloadDecoder, Rejected, parse_ts
 from adapters.mqtt.topics import TopicTemplate
 
 if TYPE_CHECKING:
-    from adapters.mqtt.adapter import SYS_DROPPED_TOPIC, MqttAdapter
+    from adapters.mqtt.adapter import SYS_DROPPED_TOPIC, MqttAdapter, TakeoverRule
 
 __all__ = [
     "SYS_DROPPED_TOPIC",
@@ -93,7 +101,9 @@ __all__ = [
     "MqttTls",
     "PayloadDecoder",
     "Rejected",
+    "TakeoverRule",
     "TopicTemplate",
+    "default_client_id",
     "parse_ts",
 ]
 
@@ -101,7 +111,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The adapter (and aiomqtt with it) loads on first use: ``gateway.config`` imports
     # ``adapters.mqtt.config``, which runs this file, and must not pay for the client.
-    if name in ("MqttAdapter", "SYS_DROPPED_TOPIC"):
+    if name in ("MqttAdapter", "SYS_DROPPED_TOPIC", "TakeoverRule"):
         import importlib
 
         return getattr(importlib.import_module("adapters.mqtt.adapter"), name)

@@ -6,20 +6,23 @@ import asyncio
 import logging
 import random
 import ssl
+import threading
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Self
 
 import aiomqtt
 
 from adapters.base import AdapterContext, EventSink
-from adapters.mqtt.config import MqttConfig, MqttTls
+from adapters.mqtt.config import MqttConfig, MqttTls, default_client_id
 from adapters.mqtt.decode import LOST, Ignored, PayloadDecoder, Rejected
 from adapters.mqtt.link import Link
 from adapters.mqtt.wire import Publish
 from gateway.clock import Clock, SystemClock
 from gateway.model import Event
 
-__all__ = ["SYS_DROPPED_TOPIC", "MqttAdapter", "build"]
+__all__ = ["SYS_DROPPED_TOPIC", "MqttAdapter", "TakeoverRule", "build"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,9 @@ _SYS_PREFIX = b"$SYS/"
 _PAUSE_AT = 0.75
 _RESUME_AT = 0.25
 _RESUME_POLL_S = 0.002
+#: How long leaving a ``wire`` connection waits for the socket to close (a TLS close waits for
+#: the broker's close_notify) before it aborts it.
+_CLOSE_TIMEOUT_S = 2.0
 
 
 class _RateLimitedLog:
@@ -71,6 +77,76 @@ class _ClosingSSLSocket(ssl.SSLSocket):
             raise
 
 
+class _ClosingClient(aiomqtt.Client):
+    """aiomqtt's client, closing its socket when connecting fails or is cancelled.
+
+    aiomqtt 2.5 leaves paho's socket open, and watched by the event loop, when no CONNACK
+    arrives within the timeout (a broker that accepts TCP but does not answer) and when the
+    connect is cancelled (``stop()`` during a reconnect attempt): one descriptor per attempt
+    until the garbage collector finds it ("unclosed socket").
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # paho's TCP connect runs in an executor thread that a cancel cannot stop: whichever
+        # of that thread and __aenter__ finishes last closes the socket.
+        self._entry_lock = threading.Lock()
+        self._connect_returned = False
+        self._abandoned = False
+
+    def _client_connect(self) -> None:  # runs in an executor thread
+        try:
+            super()._client_connect()
+        finally:
+            with self._entry_lock:
+                self._connect_returned = True
+                abandoned = self._abandoned
+            if abandoned:
+                try:
+                    # Queued behind the add_reader this thread has just asked the loop for.
+                    self._loop.call_soon_threadsafe(self._close_socket)
+                except RuntimeError:  # the loop is closed: nothing watches the socket any more
+                    self._close_socket()
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            with self._entry_lock:
+                self._abandoned = True
+                returned = self._connect_returned
+            if returned:
+                # On the next loop turn: after any add_reader the connect thread queued.
+                self._loop.call_soon(self._close_socket)
+            raise
+
+    def _close_socket(self) -> None:
+        self._client._sock_close()  # unregisters it from the loop (aiomqtt's callback), closes it
+
+
+@dataclass(frozen=True, slots=True)
+class TakeoverRule:
+    """When the adapter concludes that another client connects with its client id.
+
+    A broker closes the older of two connections with one client id. Two clients with the
+    same id therefore take the connection from each other in turns: each session of ours is
+    accepted (CONNACK) and closed by the broker soon after. ``sessions`` such sessions, each
+    shorter than ``short_s``, within ``window_s`` raise ``mqtt.client_id_conflict``; a
+    session that then stays up for ``stable_s`` clears it (``mqtt.client_id_conflict_cleared``).
+
+    Attributes:
+        sessions: how many short sessions make a conflict.
+        window_s: within how many seconds.
+        short_s: a session closed by the broker sooner than this after its CONNACK is short.
+        stable_s: how long a session must stay up to clear the conflict.
+    """
+
+    sessions: int = 3
+    window_s: float = 60.0
+    short_s: float = 5.0
+    stable_s: float = 60.0
+
+
 class _Redeliver(Exception):
     """Internal: leave the connection so the broker redelivers unacknowledged messages."""
 
@@ -88,9 +164,17 @@ class MqttAdapter:
         on_disconnected: called with ``now`` once when an outage begins (connection lost,
             or the first connect attempt failed).
         rng: random source for backoff jitter (tests pass a seeded one).
+        default_client_id: the client id when ``config.client_id`` is unset (the gateway
+            passes :func:`~adapters.mqtt.config.default_client_id`); with neither, the broker
+            assigns one (clean sessions only).
+        takeover: when repeated short sessions mean another client uses our client id.
+
+    Raises:
+        ValueError: a persistent session (``clean_session = false``) without a client id.
 
     Attributes:
         name: the adapter instance name (``config.name``).
+        client_id: the client id it connects with (``""``: assigned by the broker).
         on_connected: see Args; may be set after construction.
         on_disconnected: see Args; may be set after construction.
     """
@@ -103,9 +187,14 @@ class MqttAdapter:
         on_connected: Hook | None = None,
         on_disconnected: Hook | None = None,
         rng: random.Random | None = None,
+        default_client_id: str | None = None,
+        takeover: TakeoverRule | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
+        self.client_id = config.client_id or default_client_id or ""
+        if not config.clean_session and not self.client_id:
+            raise ValueError(f"mqtt adapter {config.name!r}: clean_session = false needs a client id")
         self.on_connected = on_connected
         self.on_disconnected = on_disconnected
         self._clock: Clock = clock or SystemClock()
@@ -140,6 +229,13 @@ class MqttAdapter:
         self._in_outage = False
         self._unreachable_reported = False
         self._sys_dropped: int | None = None
+        # Client id takeover: loop time of the current connection's CONNACK, end times of
+        # recent short sessions, whether the conflict is raised, the timer that clears it.
+        self._takeover = takeover or TakeoverRule()
+        self._connack_at: float | None = None
+        self._short_ends: deque[float] = deque(maxlen=self._takeover.sessions)
+        self._conflict = False
+        self._stable_timer: asyncio.TimerHandle | None = None
         self._first_attempt = asyncio.Event()
         self._connected_event = asyncio.Event()
         self._stopping = False
@@ -159,6 +255,12 @@ class MqttAdapter:
         self._decoder = PayloadDecoder(self.config, sink.lookup_device)
         self._stopping = False
         self._first_attempt = asyncio.Event()
+        log.info(
+            "mqtt %s: connecting to %s as client id %s",
+            self.name,
+            self.config.url,
+            repr(self.client_id) if self.client_id else "(assigned by the broker)",
+        )
         self._task = asyncio.create_task(self._run(), name=f"mqtt:{self.name}")
         try:
             await asyncio.wait_for(self._first_attempt.wait(), timeout=self.config.start_wait_s)
@@ -190,7 +292,8 @@ class MqttAdapter:
         ``shed.sink``, ``acked``, ``commit_failed``, ``lost.uncommitted``, ``ack.stale``,
         ``ts_insane``, ``unknown_device``, ``ignored.<reason>``, ``lost_signals``,
         ``connects``, ``disconnects``, ``connect_failures``, ``reconnects``,
-        ``redeliveries``; plus the gauges ``connected`` and ``inflight``.
+        ``redeliveries``, ``client_id_conflicts``; plus the gauges ``connected`` and
+        ``inflight``.
         """
         out = dict(self._counters)
         if self._decoder is not None:
@@ -224,12 +327,12 @@ class MqttAdapter:
 
     def _make_client(self) -> aiomqtt.Client:
         cfg = self.config
-        client = aiomqtt.Client(
+        client = _ClosingClient(
             cfg.host,
             cfg.port,
             username=cfg.username,
             password=cfg.password.get_secret_value() if cfg.password else None,
-            identifier=cfg.client_id,
+            identifier=self.client_id or None,
             queue_type=self._queue_class,
             clean_session=cfg.clean_session,
             keepalive=cfg.keepalive,
@@ -266,6 +369,7 @@ class MqttAdapter:
         session = self._session_wire if self.config.client == "wire" else self._session_aiomqtt
         while not self._stopping:
             self._established = False
+            self._connack_at = None
             redeliver = False
             try:
                 await session()
@@ -294,6 +398,7 @@ class MqttAdapter:
         """One connection through aiomqtt (the reference receive path)."""
         client = self._make_client()
         async with client:
+            self._connack_at = asyncio.get_running_loop().time()
             await self._subscribe_all(client.subscribe)
             self._established = True
             self._on_connect_ok()
@@ -312,7 +417,7 @@ class MqttAdapter:
             cfg.host,
             cfg.port,
             self._on_publishes,
-            client_id=cfg.client_id or "",
+            client_id=self.client_id,
             clean_session=cfg.clean_session,
             keepalive=cfg.keepalive,
             username=cfg.username,
@@ -321,6 +426,7 @@ class MqttAdapter:
             timeout=cfg.connect_timeout_s,
         )
         self._link = link
+        self._connack_at = asyncio.get_running_loop().time()
         try:
             link.start_delivery()
             await self._subscribe_all(lambda topics: link.subscribe(topics, cfg.connect_timeout_s))
@@ -334,8 +440,8 @@ class MqttAdapter:
             finally:
                 self._leave_connection()
         finally:
-            link.close()
             self._link = None
+            await link.aclose(_CLOSE_TIMEOUT_S)
 
     async def _subscribe_all(self, subscribe: Callable[[list[tuple[str, int]]], Awaitable[Sequence[Any]]]) -> None:
         # A clean session forgets subscriptions on every connect, and a persistent one may
@@ -378,12 +484,19 @@ class MqttAdapter:
         if self._unreachable_reported:
             self._unreachable_reported = False
             self._emit("mqtt.broker_restored", now, {"url": self.config.url})
+        if self._conflict:
+            self._stable_timer = asyncio.get_running_loop().call_later(
+                self._takeover.stable_s, self._on_stable, self._gen
+            )
         self._call_hook(self.on_connected, now)
 
     def _leave_connection(self) -> None:
         """End of one connection: later commit callbacks must not PUBACK on the next one."""
         self._connected = False
         self._connected_event.clear()
+        if self._stable_timer is not None:
+            self._stable_timer.cancel()
+            self._stable_timer = None
         self._gen += 1
         self._inflight = 0
         self._inflight_zero.set()
@@ -410,9 +523,20 @@ class MqttAdapter:
     def _on_connect_error(self, exc: BaseException, established: bool) -> None:
         now = self._clock.now()
         self._redeliver = False
+        accepted = self._connack_at is not None
+        if accepted:
+            self._check_takeover(now)
+        # While another client holds our id, every session ends this way: said once, above.
+        level = logging.DEBUG if self._conflict else logging.WARNING
         if established:
             self._inc("disconnects")
-            log.warning("mqtt %s: connection to %s lost: %s", self.name, self.config.url, exc)
+            log.log(level, "mqtt %s: connection to %s lost: %s", self.name, self.config.url, exc)
+        elif accepted:
+            # Reachable (it sent CONNACK), so no "unreachable" event: the connection ended
+            # before the subscriptions were confirmed.
+            self._inc("connect_failures")
+            log.log(level, "mqtt %s: %s accepted the connection, which ended before the subscriptions"
+                    " were confirmed: %s", self.name, self.config.url, exc)
         else:
             self._inc("connect_failures")
             if not self._in_outage:
@@ -425,6 +549,56 @@ class MqttAdapter:
         if not self._in_outage:
             self._in_outage = True
             self._call_hook(self.on_disconnected, now)
+
+    def _check_takeover(self, now: float) -> None:
+        """A session the broker accepted has ended (not by us): was it one of a takeover?"""
+        rule = self._takeover
+        started = self._connack_at
+        t = asyncio.get_running_loop().time()
+        if started is None or t - started >= rule.short_s or self._conflict:
+            return
+        ends = self._short_ends
+        ends.append(t)
+        if len(ends) < rule.sessions or t - ends[0] > rule.window_s:
+            return
+        self._conflict = True
+        self._inc("client_id_conflicts")
+        log.error(
+            "mqtt %s: %s closed our connection %d times within %.0f s, each time less than %.0f s"
+            " after accepting it: another client is connecting with our client id %r (a broker"
+            " keeps only the newest connection per id); give each gateway its own client_id",
+            self.name,
+            self.config.url,
+            len(ends),
+            t - ends[0],
+            rule.short_s,
+            self.client_id,
+        )
+        self._emit(
+            "mqtt.client_id_conflict",
+            now,
+            {"client_id": self.client_id, "url": self.config.url, "sessions": len(ends)},
+        )
+
+    def _on_stable(self, gen: int) -> None:
+        """The session that began with ``gen`` stayed up for ``stable_s``: the conflict is over."""
+        self._stable_timer = None
+        if gen != self._gen or not self._connected or not self._conflict:
+            return
+        self._conflict = False
+        self._short_ends.clear()
+        log.info(
+            "mqtt %s: connection to %s stayed up for %.0f s: client id %r no longer contested",
+            self.name,
+            self.config.url,
+            self._takeover.stable_s,
+            self.client_id,
+        )
+        self._emit(
+            "mqtt.client_id_conflict_cleared",
+            self._clock.now(),
+            {"client_id": self.client_id, "url": self.config.url},
+        )
 
     # ------------------------------------------------------------------ per message
 
@@ -756,5 +930,7 @@ async def build(configs: Sequence[MqttConfig], ctx: AdapterContext) -> list[Mqtt
     restart does not look like every device going silent at once.
     """
     return [
-        MqttAdapter(c, ctx.clock, on_connected=ctx.broker_up, on_disconnected=ctx.broker_down) for c in configs
+        MqttAdapter(c, ctx.clock, on_connected=ctx.broker_up, on_disconnected=ctx.broker_down,
+                    default_client_id=default_client_id(ctx.instance, c.name))
+        for c in configs
     ]

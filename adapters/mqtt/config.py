@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
+import socket
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -9,9 +12,39 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from adapters.mqtt.topics import TopicTemplate
 
-__all__ = ["Kind", "MqttConfig", "MqttSubscription", "MqttTls"]
+__all__ = ["Kind", "MqttConfig", "MqttSubscription", "MqttTls", "default_client_id"]
 
 Kind = Literal["heartbeat", "status", "alarm", "lwt"]
+
+#: Longest client id :func:`default_client_id` makes. MQTT 3.1.1 obliges brokers to take only
+#: 23 alphanumerics but lets them take more; Mosquitto, EMQX and HiveMQ take up to 65535 bytes,
+#: AWS IoT and Azure IoT Hub 128.
+MAX_DEFAULT_CLIENT_ID = 64
+_ID_UNSAFE = re.compile(r"[^0-9A-Za-z._-]+")
+
+
+def default_client_id(instance: str, adapter: str = "mqtt", host: str | None = None) -> str:
+    """The client id of an adapter that configures none: ``gateway-<instance>-<host name>``.
+
+    Unique per gateway (two gateways on one broker differ in instance or host) and stable
+    across restarts on the same host, so a persistent session finds its queued messages
+    again. An adapter not named ``mqtt`` adds its name, so two adapters of one gateway on one
+    broker differ too. Characters other than ``0-9 A-Z a-z . _ -`` become ``-``; when that
+    changed anything, or the id would be longer than :data:`MAX_DEFAULT_CLIENT_ID`, it is
+    shortened and ends in 8 hex digits of a hash of the full form instead.
+
+    Args:
+        instance: ``gateway.instance``.
+        adapter: the adapter's ``name``.
+        host: the host name (``socket.gethostname()`` when ``None``).
+    """
+    host = socket.gethostname() if host is None else host
+    raw = "-".join(["gateway", instance, *([adapter] if adapter != "mqtt" else []), host])
+    safe = _ID_UNSAFE.sub("-", raw)
+    if safe == raw and len(safe) <= MAX_DEFAULT_CLIENT_ID:
+        return safe
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{safe[: MAX_DEFAULT_CLIENT_ID - 9].rstrip('-')}-{digest}"
 
 
 class MqttTls(BaseModel):
@@ -88,12 +121,17 @@ class MqttConfig(BaseModel):
     Attributes:
         name: adapter instance name; the ``source`` of its events.
         url: ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``.
-        client_id: MQTT client id; required with ``clean_session = false``.
+        client_id: MQTT client id; must be unique on the broker (a broker closes the older of
+            two connections with one id). Unset: ``gateway-<instance>-<host name>``, made by
+            :func:`default_client_id` and passed in by the gateway at construction.
         username: broker user name.
         password: broker password.
         tls: TLS settings (``mqtts://`` only).
         clean_session: ``false`` keeps the session (subscriptions and unacknowledged QoS 1
-            messages) across reconnects: needed for at-least-once delivery.
+            messages) across reconnects: needed for at-least-once delivery. The broker finds
+            the session by client id: the default one is stable while ``gateway.instance``
+            and the host name are; where the host name changes on every start (containers),
+            set ``client_id``.
         keepalive: MQTT keepalive in seconds.
         subscriptions: what to subscribe to (at least one).
         max_payload_bytes: larger payloads are rejected (``rejected.oversized``).
@@ -170,8 +208,6 @@ class MqttConfig(BaseModel):
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         if self.tls is not None and not self.tls_enabled:
             raise ValueError("tls settings given but url is not mqtts://")
-        if not self.clean_session and not self.client_id:
-            raise ValueError("clean_session = false needs a fixed client_id")
         return self
 
     @property

@@ -10,6 +10,7 @@ Shape::
     link.ack(packet_id)          # PUBACKs are coalesced and written once per loop turn
     await link.wait_closed()     # raises LinkError when the connection ends, whoever ended it
     link.close()                 # DISCONNECT (after the pending PUBACKs), then close
+    await link.aclose(timeout)   # the same, returning once the socket is closed
 
 Everything one ``recv`` brought is parsed in one go (:class:`~adapters.mqtt.wire.StreamParser`)
 and handed over as one list: no task, future or queue hop per message. ``pause()`` /
@@ -195,6 +196,22 @@ class Link(asyncio.Protocol):
             self._transport.write(DISCONNECT)
             self._transport.close()
         self._stop_pinger()
+
+    async def aclose(self, timeout: float) -> None:
+        """:meth:`close`, and return once the socket is closed; abort after ``timeout``.
+
+        A TLS connection closes only when the broker has answered our close_notify: without
+        waiting, ``stop()`` returned with the socket still open, and a broker that did not
+        answer (or an event loop closed right after) left it to the garbage collector.
+        """
+        self.close()
+        if self._transport is None or self._closed.done():
+            return
+        try:
+            await asyncio.wait({self._closed}, timeout=timeout)
+        finally:  # timed out, or cancelled while waiting
+            if not self._closed.done():
+                self.abort()
 
     def abort(self, why: str | None = None) -> None:
         """Drop the connection at once (no DISCONNECT: the broker publishes the will, if any)."""

@@ -7,10 +7,12 @@ the shared broker. Restart, redelivery and ``$SYS`` tests use a private broker o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -25,7 +27,17 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.base import CommitCallback
-from adapters.mqtt import Ignored, MqttAdapter, MqttConfig, PayloadDecoder, Rejected, TopicTemplate, parse_ts
+from adapters.mqtt import (
+    Ignored,
+    MqttAdapter,
+    MqttConfig,
+    PayloadDecoder,
+    Rejected,
+    TakeoverRule,
+    TopicTemplate,
+    default_client_id,
+    parse_ts,
+)
 from adapters.mqtt.wire import encode_connect, encode_publish
 from gateway.clock import ManualClock
 from gateway.model import Event
@@ -232,7 +244,7 @@ async def test_bad_payloads_are_counted_per_reason_and_good_ones_still_flow(
     ]
     good = [(f"{prefix}/d{i}/hb", json.dumps({"seq": i})) for i in range(5)]
     insane = [(f"{prefix}/d9/hb", json.dumps({"ts": 12345, "seq": 99}))]
-    msgs = [m for pair in zip(bad, good) for m in pair] + bad[len(good) :] + insane
+    msgs = [m for pair in zip(bad, good, strict=False) for m in pair] + bad[len(good) :] + insane
     await publish(host, port, msgs)
     await sink.wait_for(lambda ev: len(ev) == 6)
     stats = adapter.stats()
@@ -509,6 +521,203 @@ async def test_client_queue_overflow_is_counted_not_silent():
     assert adapter.stats()["shed.client_queue"] == 3
 
 
+# ====================================================================== client id, takeover
+
+
+def broker_client_ids(broker: MosquittoProcess) -> list[str]:
+    """Client ids in Mosquitto's "New client connected from ... as <id> (...)" log lines."""
+    return [line.split(" as ", 1)[1].split(" (", 1)[0] for line in broker.log.read_text().splitlines()
+            if "New client connected" in line]
+
+
+async def test_the_default_client_id_is_used_unless_one_is_configured(private_broker, prefix, running):
+    broker: MosquittoProcess = private_broker()
+    subs = [{"topic": f"{prefix}/{{device}}/hb"}]
+    default = await running(MqttAdapter(make_config(broker.url, subs), default_client_id=f"{prefix}-default"),
+                            ListSink())
+    configured = await running(
+        MqttAdapter(make_config(broker.url, subs, client_id=f"{prefix}-set", name="b"),
+                    default_client_id=f"{prefix}-unused"),
+        ListSink(),
+    )
+    assert (default.client_id, configured.client_id) == (f"{prefix}-default", f"{prefix}-set")
+    assert await default.wait_connected(5) and await configured.wait_connected(5)
+    await eventually(lambda: {f"{prefix}-default", f"{prefix}-set"} <= set(broker_client_ids(broker)))
+    # A persistent session is found by its id: one must be known.
+    with pytest.raises(ValueError, match="client id"):
+        MqttAdapter(make_config(broker.url, subs, clean_session=False))
+    assert MqttAdapter(make_config(broker.url, subs, clean_session=False), default_client_id="gw").client_id == "gw"
+
+
+async def test_two_adapters_with_one_client_id_raise_one_conflict_each_and_clear_it(
+    private_broker, prefix, running, caplog
+):
+    """The broker closes the older of two connections with one id, so two adapters sharing one
+    take the connection from each other in turns. Each raises ONE conflict, logs one error
+    naming the id and the broker, and clears the conflict once its session stays up."""
+    broker: MosquittoProcess = private_broker()
+    cid = f"{prefix}-same"
+    # aiomqtt does not fail a SUBSCRIBE the broker will never answer: connect_timeout_s bounds
+    # it when a takeover lands between CONNACK and SUBACK; stable_s is longer than that.
+    rule = TakeoverRule(stable_s=3.0)
+    subs = [{"topic": f"{prefix}/{{device}}/hb"}]
+    sinks = [ListSink(), ListSink()]
+    adapters = [
+        await running(MqttAdapter(make_config(broker.url, subs, client_id=cid, name=name, connect_timeout_s=1.0),
+                                  takeover=rule), sink)
+        for name, sink in zip(("gw-a", "gw-b"), sinks, strict=True)
+    ]
+    for sink in sinks:
+        await sink.wait_for(lambda ev: any(e.name == "mqtt.client_id_conflict" for e in ev), timeout=15)
+    # They go on fighting; still one conflict each.
+    await eventually(lambda: all(a.stats().get("disconnects", 0) >= 6 for a in adapters))
+    for sink in sinks:
+        (ev,) = sink.named("mqtt.client_id_conflict")
+        assert (ev.device, ev.attrs["client_id"], ev.attrs["url"]) == (
+            f"broker:{broker.host}:{broker.port}", cid, broker.url)
+        assert not sink.named("mqtt.broker_unreachable")  # the broker is reachable: it accepted us
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR" and "client id" in r.getMessage()]
+    assert len(errors) == 2 and all(cid in m and broker.url in m for m in errors), errors
+    assert all(a.stats()["client_id_conflicts"] == 1 for a in adapters)
+
+    await adapters[1].stop()
+    await sinks[0].wait_for(lambda ev: any(e.name == "mqtt.client_id_conflict_cleared" for e in ev), timeout=15)
+    assert adapters[0].connected
+    assert [e.name for e in sinks[0].events if e.name.startswith("mqtt.client_id")] == [
+        "mqtt.client_id_conflict", "mqtt.client_id_conflict_cleared"]
+
+
+def test_default_client_id_is_short_safe_and_distinct() -> None:
+    assert default_client_id("gw1", host="noc-1.example.com") == "gateway-gw1-noc-1.example.com"
+    assert default_client_id("gw1", "north", host="noc-1") == "gateway-gw1-north-noc-1"
+    # Unsafe characters are replaced, and a hash keeps ids apart that only they told apart.
+    a, b = default_client_id("gw 1", host="h"), default_client_id("gw/1", host="h")
+    assert a != b and a.startswith("gateway-gw-1-h-") and len(a) == len("gateway-gw-1-h-") + 8
+    long = default_client_id("x" * 100, host="noc-1")
+    assert len(long) == 64 and long != default_client_id("x" * 101, host="noc-1")
+    for cid in (a, b, long, default_client_id("站点", host="主机")):
+        assert cid.isascii() and all(c.isalnum() or c in "._-" for c in cid) and len(cid) <= 64
+    assert default_client_id("gw1") == default_client_id("gw1", host=socket.gethostname())
+
+
+# ====================================================================== sockets of failed connects
+
+
+class SilentBroker:
+    """A TCP listener that accepts connections and never answers (a hung or wrong service).
+
+    ``open`` counts the connections the client has not closed yet (the handler reads until EOF).
+    """
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.open = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> SilentBroker:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"mqtt://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open += 1
+        self._writers.append(writer)
+        try:
+            while await reader.read(4096):
+                pass
+        except ConnectionError:
+            pass
+        finally:
+            self.open -= 1
+
+    async def close(self) -> None:
+        for w in self._writers:
+            w.close()
+        for w in self._writers:
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@pytest.fixture
+async def silent_broker() -> Any:
+    broker = await SilentBroker().start()
+    yield broker
+    await broker.close()
+
+
+async def test_a_broker_that_never_answers_costs_no_sockets(silent_broker, running):
+    """No CONNACK within connect_timeout_s: the attempt's socket is closed at once (aiomqtt 2.5
+    left it open, watched by the loop, one per attempt, until the garbage collector found it)."""
+    cfg = make_config(silent_broker.url, [{"topic": "x/{device}/hb"}], connect_timeout_s=0.2, start_wait_s=0)
+    adapter = await running(MqttAdapter(cfg), ListSink())
+    await eventually(lambda: adapter.stats().get("connect_failures", 0) >= 3 and silent_broker.open <= 1, timeout=5)
+    await adapter.stop()
+    await eventually(lambda: silent_broker.open == 0, timeout=5)
+    assert silent_broker.accepted >= 3
+
+
+async def test_stop_while_waiting_for_connack_closes_the_socket(silent_broker, running):
+    cfg = make_config(silent_broker.url, [{"topic": "x/{device}/hb"}], connect_timeout_s=30, start_wait_s=0)
+    adapter = await running(MqttAdapter(cfg), ListSink())
+    await eventually(lambda: silent_broker.open == 1)
+    await adapter.stop()
+    await eventually(lambda: silent_broker.open == 0, timeout=5)
+
+
+def _unclosed_client_sockets(port: int) -> int:
+    """Loopback TCP sockets to ``port`` not closed on the client side (connecting, established,
+    or closed by the peer only), from /proc/net/tcp."""
+    n = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        remote, state = line.split()[2:4]
+        if remote == f"0100007F:{port:04X}" and state in ("01", "02", "08"):
+            n += 1
+    return n
+
+
+async def test_stop_during_the_tcp_connect_closes_the_late_socket(running):
+    """aiomqtt connects in an executor thread that a cancel cannot stop: a connect that completes
+    after ``stop()`` must still be closed. The listener's backlog is full, so the connect hangs
+    until the test accepts."""
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(0)
+        port = srv.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):  # fills the backlog
+            cfg = make_config(f"mqtt://127.0.0.1:{port}", [{"topic": "x/{device}/hb"}],
+                              connect_timeout_s=30, start_wait_s=0)
+            adapter = await running(MqttAdapter(cfg), ListSink())
+            await eventually(lambda: _unclosed_client_sockets(port) == 2)  # the filler + our SYN
+            await adapter.stop()
+            srv.setblocking(False)
+            accepted: list[socket.socket] = []
+            loop = asyncio.get_running_loop()
+
+            async def accept() -> None:
+                while True:
+                    conn, _ = await loop.sock_accept(srv)
+                    accepted.append(conn)
+
+            acceptor = asyncio.create_task(accept())
+            try:
+                await eventually(lambda: _unclosed_client_sockets(port) == 1, timeout=8)  # the filler only
+            finally:
+                acceptor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await acceptor
+                for conn in accepted:
+                    conn.close()
+
+
 # ====================================================================== edge decoding, no broker
 
 
@@ -686,7 +895,6 @@ def test_template_errors(template: str) -> None:
     ("extra", "needle"),
     [
         pytest.param({"tls": {"insecure": True}}, "mqtts", id="tls-on-plain-url"),
-        pytest.param({"clean_session": False}, "client_id", id="persistent-needs-id"),
         pytest.param({"url": "http://x"}, "mqtt://", id="scheme"),
         pytest.param({"bogus": 1}, "bogus", id="extra-forbidden"),
         pytest.param({"reconnect_min_s": 5, "reconnect_max_s": 1}, "reconnect", id="backoff-order"),
@@ -807,6 +1015,25 @@ async def test_mqtts_verifies_the_broker_with_the_configured_ca(private_broker, 
     other = await running(MqttAdapter(make_config(url, subs, name="mqtt-untrusting")), untrusting)
     assert not other.connected
     assert [e.name for e in untrusting.events] == ["mqtt.broker_unreachable"]
+
+
+async def test_stop_returns_with_the_tls_socket_closed_even_if_the_broker_hangs(private_broker, prefix, pki_dir):
+    """A TLS close waits for the broker's close_notify: stop() must not return with the socket
+    still open (and leave it to the garbage collector when the loop ends)."""
+    ca, cert, key = _make_pki(pki_dir)
+    broker: MosquittoProcess = private_broker(
+        [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"], ready="tcp"
+    )
+    url = f"mqtts://{broker.host}:{broker.port}"
+    adapter = MqttAdapter(make_config(url, [{"topic": f"{prefix}/{{device}}/hb"}], tls={"ca_file": str(ca)}))
+    await adapter.start(ListSink())
+    try:
+        assert adapter.connected and _unclosed_client_sockets(broker.port) == 1
+        with broker.frozen():
+            await adapter.stop()
+            assert _unclosed_client_sockets(broker.port) == 0
+    finally:
+        await adapter.stop()
 
 
 async def test_a_slow_sink_pauses_reading_instead_of_shedding(private_broker, prefix):
