@@ -1,0 +1,126 @@
+"""``/tickets``: list, one ticket with its timeline, and the actions on a ticket."""
+
+# No ``from __future__ import annotations``: FastAPI reads the route annotations at run
+# time, and the dependency aliases (Viewer, Operator) are local to the builders.
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query
+
+from gateway.api.deps import ApiContext, ApiError, Principal
+from gateway.api.routes.auth import Auth
+from gateway.api.routes.common import ACT_ERRORS, ERRORS, Level, RowId, log, run, ticket_dict
+from gateway.api.schemas import ACTION_MAP, ActionIn, ActionName, TicketDetailOut, TicketOut
+from gateway.core.tickets import STATUSES, TicketError
+from gateway.core.views import iso
+
+__all__ = ["tickets_router"]
+
+TicketStatus = Literal["open", "acknowledged", "solution_proposed", "on_site", "restored", "closed"]
+
+
+def tickets_router(ctx: ApiContext, auth: Auth) -> APIRouter:
+    router = APIRouter()
+    _add_reads(router, ctx, auth)
+    _add_act(router, ctx, auth)
+    return router
+
+
+def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
+    Viewer = Annotated[Principal, Depends(auth.viewer)]
+
+    @router.get("/tickets", response_model=list[TicketOut], responses=ERRORS, tags=["tickets"])
+    async def list_tickets(
+        _: Viewer,
+        status: Annotated[list[TicketStatus] | None, Query()] = None,
+        closed: Annotated[bool | None, Query(description="false = every ticket not closed")] = None,
+        level: Annotated[list[Level] | None, Query()] = None,
+        site: Annotated[list[str] | None, Query()] = None,
+        device: Annotated[list[str] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    ) -> list[dict[str, Any]]:
+        """Tickets, newest first, each clock with its remaining business time."""
+        statuses: list[str] | None = list(status) if status else None
+        if closed is not None:
+            allowed = ["closed"] if closed else [s for s in STATUSES if s != "closed"]
+            statuses = [s for s in statuses if s in allowed] if statuses is not None else allowed
+        rows = await asyncio.to_thread(
+            ctx.store.find_tickets,
+            statuses=statuses,
+            levels=level,
+            devices=device,
+            sites=site,
+            limit=limit,
+        )
+        return [ticket_dict(ctx, t) for t in rows]
+
+    @router.get(
+        "/tickets/{ticket_id}", response_model=TicketDetailOut, responses=ACT_ERRORS, tags=["tickets"]
+    )
+    async def get_ticket(_: Viewer, ticket_id: RowId) -> dict[str, Any]:
+        """One ticket with its timeline."""
+        t = await asyncio.to_thread(ctx.store.get_ticket, ticket_id)
+        if t is None:
+            raise ApiError(404, "not_found", f"no ticket {ticket_id}")
+        out = ticket_dict(ctx, t)
+        timeline = await asyncio.to_thread(ctx.store.timeline, ticket_id)
+        out["timeline"] = [{**e, "ts": iso(e["ts"])} for e in timeline]
+        return out
+
+
+def _action_kwargs(name: str, body: ActionIn) -> dict[str, Any]:
+    """The extra arguments of desk action ``name``, from the request body (422 if missing)."""
+    kw: dict[str, Any] = {}
+    if name == "set_level":
+        if body.level is None:
+            raise ApiError(422, "invalid_input", "body.level: required for the level action (1-4)")
+        kw["level"] = body.level
+    elif name == "set_report":
+        if body.fields is None:
+            raise ApiError(422, "invalid_input", "body.fields: required for the report action")
+        kw["fields"] = body.fields.model_dump(exclude_none=True)
+    return kw
+
+
+def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
+    Operator = Annotated[Principal, Depends(auth.operator)]
+
+    @router.post(
+        "/tickets/{ticket_id}/{action}", response_model=TicketOut, responses=ACT_ERRORS, tags=["tickets"]
+    )
+    async def act(
+        p: Operator,
+        ticket_id: RowId,
+        action: Annotated[
+            ActionName, Path(description="resolve = restore; level needs 'level', report needs 'fields'")
+        ],
+        body: Annotated[ActionIn | None, Body()] = None,
+    ) -> dict[str, Any]:
+        """Act on a ticket; the change is committed before the answer."""
+        body = body or ActionIn()
+        name = ACTION_MAP[action.value]
+        kw = _action_kwargs(name, body)
+        actor = body.actor or p.name
+        desk, book = ctx.desk, ctx.book
+
+        def command(at: float) -> dict[str, Any]:
+            t = desk.act(ticket_id, name, at, actor, body.note, **kw)
+            if name == "acknowledge":
+                alarm = book.open.get(t.alarm_key)
+                if alarm is not None and alarm.ticket_id == t.id and not alarm.acked:
+                    alarm.acked = True
+                    book.touch(alarm)
+            return t.to_dict()  # type: ignore[no-any-return]
+
+        try:
+            t = await run(ctx, command)
+        except TicketError as e:
+            row = await asyncio.to_thread(ctx.store.get_ticket, ticket_id)
+            if row is None:
+                raise ApiError(404, "not_found", f"no ticket {ticket_id}") from None
+            raise ApiError(409, "conflict", str(e)) from None
+        except (KeyError, ValueError) as e:
+            raise ApiError(422, "invalid_input", f"body: {e}") from None
+        log.info("ticket %d: %s by %s", ticket_id, action.value, actor)
+        return ticket_dict(ctx, t)
