@@ -101,6 +101,9 @@ def demo_config(data_dir: Path, snmp_port: int, broker: tuple[str, int], api_por
             "snmp": [{"name": "snmp", "host": "127.0.0.1", "port": snmp_port, "communities": ["public"]}],
             "mqtt": [{
                 "name": "mqtt", "url": f"mqtt://{broker[0]}:{broker[1]}",
+                # Several demos on one host may share the broker: gateway-demo-<host> each would
+                # take the connection from the others.
+                "client_id": f"gateway-demo-{secrets.token_hex(4)}",
                 "subscriptions": [
                     {"topic": "site/{site}/device/{device}/heartbeat", "kind": "heartbeat", "qos": 0},
                     {"topic": "site/{site}/device/{device}/status", "kind": "status", "qos": 1},

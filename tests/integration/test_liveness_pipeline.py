@@ -28,8 +28,11 @@ def _cfg(tmp_path: Path, host: str, port: int, prefix: str, devices: list[str]) 
     d = base_config(tmp_path / "var", None)
     d["devices"] = [{"id": dev, "class": "mine.gas-sensor", "site": "s1", "policy": "mine-monitoring",
                      "heartbeat_interval": INTERVAL} for dev in devices]
+    # A client id of its own: on a broker shared with other test runs on this host, the default
+    # (gateway-test-<host>) would be everybody's.
     d["adapters"] = {"mqtt": [{
-        "name": "mqtt", "url": f"mqtt://{host}:{port}", "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
+        "name": "mqtt", "url": f"mqtt://{host}:{port}", "client_id": f"gw-{prefix.replace('/', '-')}",
+        "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
         "subscriptions": [
             {"topic": prefix + "/{device}/heartbeat", "kind": "heartbeat", "qos": 0},
             {"topic": prefix + "/{device}/lwt", "kind": "lwt", "qos": 1},
