@@ -728,8 +728,6 @@ class MqttAdapter:
 
         loop.call_later(_RESUME_POLL_S, check)
 
-        loop.call_later(_RESUME_POLL_S, check)
-
     def _decode(self, topic: str | bytes, payload: bytes, qos1: bool, mid: int, retain: bool) -> Event | None:
         """Decode one message; a rejected or ignored one is counted (and, ``qos1``,
         acknowledged at once: a poison message must not come back forever)."""
