@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from gateway.store import StoreReader
 
 from gateway.cli.common import CallError, call, err, login, read_store_if_any
+from gateway.cli.common import calendars as config_calendars
 
 __all__ = ["register"]
 
@@ -177,7 +178,6 @@ def _read_events(path: str) -> list[Any]:
 def cmd_rules_test(args: argparse.Namespace) -> int:
     from gateway.config import build_devices, build_policies, load_config
     from gateway.core.alarms import AlarmBook
-    from gateway.core.calendars import default_calendars
     from gateway.core.decider import Decider
     from gateway.core.inventory import Inventory
     from gateway.core.maintenance import MaintenanceBook
@@ -189,7 +189,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     engine = load_rules(cfg)
     events = _read_events(args.event)
     policies = build_policies(cfg)
-    calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
+    calendars = config_calendars(cfg)
     inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
     store = None if args.no_state else read_store_if_any(cfg)
     next_alarm, next_ticket = store.next_ids() if store is not None else (1, 1)
@@ -344,7 +344,6 @@ def _engine_from(path: str) -> Any:
 
 def cmd_rules_replay(args: argparse.Namespace) -> int:
     from gateway.config import build_devices, build_policies
-    from gateway.core.calendars import default_calendars
     from gateway.core.maintenance import windows_from_config
     from gateway.core.replay import compare, replay
     from gateway.errors import GatewayError
@@ -364,7 +363,7 @@ def cmd_rules_replay(args: argparse.Namespace) -> int:
     new_engine = _engine_from(args.rules)
     common = {
         "policies": build_policies(cfg),
-        "calendars": default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs]),
+        "calendars": config_calendars(cfg),
         "devices": build_devices(cfg),
         "default_policy": cfg.inventory.default_policy,
         "windows": windows_from_config(cfg),
