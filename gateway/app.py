@@ -33,7 +33,7 @@ from gateway.errors import ConfigError
 from gateway.rulebook import load_rules
 from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error
 from gateway.runtime.pipeline import Pipeline
-from gateway.store.sqlite import SqliteStore
+from gateway.runtime.stores import describe_store, open_store
 
 if TYPE_CHECKING:
     from gateway.core.watchdog import Watchdog
@@ -102,7 +102,7 @@ class Gateway:
             api_sock = bind_api(cfg)  # a taken port stops the start here, before anything began
             self._stack.callback(api_sock.close)
 
-        self.store = SqliteStore(cfg.data_path(cfg.store.path), synchronous=cfg.store.synchronous)
+        self.store = open_store(cfg)
         self._stack.callback(self.store.close)
 
         self.policies = build_policies(cfg)
@@ -187,7 +187,7 @@ class Gateway:
         log.info(
             "gateway ready: %d rules, %d devices, %d policies, %d open alarms, %d open tickets, store %s",
             len(self.engine.rules), len(self.inventory), len(self.policies), len(self.book.open),
-            len(self.desk.open), Path(self.store.path),
+            len(self.desk.open), describe_store(cfg),
         )
         # Everything built so far (inventory, watchdog columns, rules) lives as long as the
         # process: move it out of the collector's sight. At a million devices a full

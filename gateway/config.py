@@ -75,11 +75,23 @@ class PipelineSection(_Strict):
 
 
 class StoreSection(_Strict):
-    backend: Literal["sqlite"] = "sqlite"
+    #: "sqlite" (embedded, one file in data_dir) or "postgresql" (a server; needed to run
+    #: two or more gateways on one state).
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
     #: SQLite file, relative to data_dir.
     path: str = "gateway.db"
     #: SQLite synchronous mode: "full" survives power loss, "normal" survives process crashes.
     synchronous: Literal["normal", "full"] = "normal"
+    #: PostgreSQL: libpq connection string or URI, better without the password.
+    dsn: str = ""
+    #: PostgreSQL: a file whose first line is the password (relative to the config file).
+    #: Else the environment variable GATEWAY_STORE_PASSWORD, else libpq's own (~/.pgpass).
+    password_file: str = ""
+    #: PostgreSQL: the schema holding the gateway's tables (created on first start);
+    #: empty: the server's search_path (normally "public").
+    db_schema: str = Field(default="", alias="schema", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    #: PostgreSQL: most connections one gateway opens.
+    pool_size: int = Field(default=8, ge=1, le=100)
 
 
 class AdaptersBase(_Strict):
@@ -356,6 +368,8 @@ def _errors_from_validation(file: str, e: ValidationError) -> list[ConfigError]:
 
 def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
     errs: list[ConfigError] = []
+    if cfg.store.backend == "postgresql" and not cfg.store.dsn.strip():
+        errs.append(ConfigError(file, "store.dsn", 'required with backend = "postgresql"'))
     if cfg.inventory.default_policy not in cfg.policies:
         errs.append(ConfigError(file, "inventory.default_policy", f"no policy named {cfg.inventory.default_policy!r}"))
     ids: dict[str, int] = {}

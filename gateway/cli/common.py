@@ -25,7 +25,7 @@ from gateway.runtime.lock import DAEMON, DataDirBusy, Holder, holder
 
 if TYPE_CHECKING:
     from gateway.config import Config
-    from gateway.store.sqlite import SqliteStore
+    from gateway.store import StoreReader
 
 __all__ = [
     "CallError",
@@ -78,7 +78,13 @@ def store_path(cfg: Config) -> Path:
     return Path(cfg.data_path(cfg.store.path))
 
 
-def read_store(cfg: Config) -> SqliteStore:
+def _no_store(cfg: Config) -> NoStore:
+    from gateway.runtime.stores import describe_store
+
+    return NoStore(f"no store at {describe_store(cfg)}: the gateway has not run with this config yet")
+
+
+def read_store(cfg: Config) -> StoreReader:
     """The store opened read-only (the only way the CLI opens it).
 
     Raises:
@@ -86,16 +92,15 @@ def read_store(cfg: Config) -> SqliteStore:
     """
     store = read_store_if_any(cfg)
     if store is None:
-        raise NoStore(f"no store at {store_path(cfg)}: the gateway has not run with this config yet")
+        raise _no_store(cfg)
     return store
 
 
-def read_store_if_any(cfg: Config) -> SqliteStore | None:
+def read_store_if_any(cfg: Config) -> StoreReader | None:
     """The store opened read-only, or ``None`` when it does not exist yet."""
-    from gateway.store.sqlite import SqliteStore
+    from gateway.runtime.stores import open_store, store_exists
 
-    path = store_path(cfg)
-    return SqliteStore(path, readonly=True) if path.exists() else None
+    return open_store(cfg, readonly=True, pool_size=2) if store_exists(cfg) else None
 
 
 def calendars(cfg: Config) -> Any:
@@ -178,8 +183,11 @@ def call(
                 continue  # it stopped before answering: nothing was done; look again
         if not offline:
             raise CallError(0, f"no running gateway for {cfg.source} (nothing holds {data_dir})")
-        if need_store and not store_path(cfg).exists():
-            raise NoStore(f"no store at {store_path(cfg)}: the gateway has not run with this config yet")
+        if need_store:
+            from gateway.runtime.stores import store_exists
+
+            if not store_exists(cfg):
+                raise _no_store(cfg)
         try:
             return asyncio.run(_in_process(cfg, method, path, body, headers)), None
         except DataDirBusy as e:

@@ -115,8 +115,8 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Deliver every message that is due now (one per ticket queue); returns how many were tried."""
         now = self.clock.now()
-        rows = await asyncio.to_thread(self.store.outbox_due, now, 200)
-        rows = [r for r in rows if r["connector"] in self.connectors]
+        # Due heads, leased in the same transaction (attempt counted before the request).
+        rows = await asyncio.to_thread(self.store.outbox_claim, now, LEASE, sorted(self.connectors), 200)
         if not rows:
             return 0
         sem = asyncio.Semaphore(self.concurrency)
@@ -135,10 +135,9 @@ class OutboxWorker:
         payload = row["payload"]
         ticket_key = str(payload.get("ticket_key") or row["key"])
         remote = await asyncio.to_thread(self.store.remote_id, conn_name, ticket_id)
-        now = self.clock.now()
-        await asyncio.to_thread(self.store.outbox_attempt, row["id"], now, LEASE)
+        earlier = int(row["attempts"]) - 1  # the claim counted this attempt
         try:
-            if remote is None and row["attempts"] > 0 and row["kind"] == "open":
+            if remote is None and earlier > 0 and row["kind"] == "open":
                 # It may have been created before a crash or a lost response.
                 remote = await conn.find_remote(ticket_key)
                 if remote is not None:
@@ -150,7 +149,7 @@ class OutboxWorker:
                     return
             msg = OutboxMessage(
                 id=int(row["id"]), ticket_id=ticket_id, key=row["key"], kind=row["kind"], payload=payload,
-                remote_id=remote, attempts=int(row["attempts"]),
+                remote_id=remote, attempts=earlier,
             )
             result = await conn.deliver(msg)
         except DeliveryError as e:
@@ -170,7 +169,7 @@ class OutboxWorker:
         self.stats.by_reason[e.reason] = self.stats.by_reason.get(e.reason, 0) + 1
         if e.retryable:
             self.stats.retried += 1
-            delay = backoff(int(row["attempts"]) + 1, self.base_delay, self.max_delay, self._rng)
+            delay = backoff(int(row["attempts"]), self.base_delay, self.max_delay, self._rng)
             await asyncio.to_thread(self.store.outbox_retry_later, row["id"], self.clock.now() + delay, str(e))
             if self._last_reason.get(conn_name) != e.reason:  # log on change, not on every retry
                 log.warning("%s: delivery failing (%s), retrying with backoff: %s", conn_name, e.reason, e)

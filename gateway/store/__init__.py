@@ -8,7 +8,8 @@ Two protocols, by who may call them:
   writer of alarms, tickets and timeline); the outbox methods are the delivery worker's;
   maintenance windows and failed-message triage are operator writes (API, CLI).
 
-A backend (``sqlite.SqliteStore`` today) passes ``tests/store_contract/``: the same suite
+A backend (``sqlite.SqliteStore``, the embedded default, and ``postgresql.PostgresStore``;
+both run the shared SQL of ``sql.SqlStore``) passes ``tests/store_contract/``: the same suite
 runs against every backend, so the behaviour documented here is the behaviour tested there.
 """
 
@@ -230,7 +231,9 @@ class Store(StoreReader, Protocol):
 
     1. ``outbox_reset_leases()`` once at start: messages a crash left ``sending`` are due
        again, ``attempts`` kept.
-    2. ``outbox_due(now)`` hands out, per (connector, ticket), only the oldest message not
+    2. ``outbox_claim(now, lease)`` does steps 2 and 3 below atomically (what the worker
+       calls; several claimers never share a message). Step by step:
+       ``outbox_due(now)`` hands out, per (connector, ticket), only the oldest message not
        yet final, and only if it is due: per-ticket order holds, tickets run in parallel.
     3. ``outbox_attempt(id, now, lease)`` before the request: it leases the message
        (``sending``, not handed out again until ``now + lease``) and counts the attempt,
@@ -270,6 +273,19 @@ class Store(StoreReader, Protocol):
         """The head of each (connector, ticket) queue whose ``next_attempt <= now``, oldest
         first. The head is the oldest ``pending`` or ``sending`` message: a leased head
         hides its ticket's queue until the lease ends."""
+        ...
+
+    def outbox_claim(
+        self, now: float, lease: float, connectors: Sequence[str] | None = None, limit: int = 100
+    ) -> list[OutboxEntry]:
+        """Steps 2 and 3 in ONE transaction: take the due heads (as ``outbox_due``, only of
+        the given ``connectors`` when a list is given) and lease each of them (as
+        ``outbox_attempt``). Returns them as they are after the claim: ``sending``,
+        ``attempts`` counting this attempt, ``next_attempt = now + lease``.
+
+        Two claimers never get the same message: a message is handed out once per lease
+        (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, a row another claimer holds is skipped;
+        SQLite: the write transaction is exclusive)."""
         ...
 
     def outbox_attempt(self, msg_id: int, now: float, lease: float) -> None:

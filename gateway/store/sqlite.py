@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway import failpoints
-from gateway.core.alarms import Alarm
-from gateway.core.tickets import Ticket
 from gateway.errors import StoreError
-from gateway.model import FaultLevel
-from gateway.store import BatchWrite, OutboxEntry, Store, TimelineRow
+from gateway.store import Store
 from gateway.store.migrations import Migration, newer_schema_message, pending
 from gateway.store.migrations.sqlite import LATEST, MIGRATIONS
+from gateway.store.sql import Dialect, SqlStore
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -25,10 +22,6 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 SCHEMA_VERSION = LATEST
 
 _T = TypeVar("_T")
-
-
-def _json(v: Any) -> str:
-    return json.dumps(v, default=str, separators=(",", ":"), ensure_ascii=False)
 
 
 def _statements(sql: str) -> list[str]:
@@ -46,8 +39,9 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
-class SqliteStore:
-    """The embedded default store (implements :class:`gateway.store.Store`).
+class SqliteStore(SqlStore):
+    """The embedded default store (implements :class:`gateway.store.Store`; the SQL itself
+    is shared with PostgreSQL in :mod:`gateway.store.sql`).
 
     Thread-safe by a lock; the pipeline writes from one thread. Opening read-write brings
     the schema up to date (:mod:`gateway.store.migrations.sqlite`) in one transaction;
@@ -55,6 +49,8 @@ class SqliteStore:
     it is; queries on tables it does not have yet raise ``StoreError``). Either way a
     store written by a newer gateway is refused.
     """
+
+    dialect = Dialect("sqlite")
 
     def __init__(self, path: str | Path, synchronous: str = "normal", readonly: bool = False) -> None:
         self.path = str(path)
@@ -147,7 +143,7 @@ class SqliteStore:
             except sqlite3.Error as e:
                 raise StoreError(f"{self.path}: {e}") from e
 
-    def _write(self, fn: Callable[[sqlite3.Connection], _T], what: str = "") -> _T:
+    def _write(self, fn: Callable[[Any], _T], what: str = "") -> _T:
         """Run ``fn`` in one write transaction: committed if it returns, rolled back if
         anything raises (a half-done batch must never stay open for the next call).
         Database errors and armed failpoints become ``StoreError("<path>: <what><error>")``."""
@@ -171,282 +167,12 @@ class SqliteStore:
                     raise StoreError(f"{self.path}: {what}{e}") from e
                 raise
 
-    def _exec(self, sql: str, args: Sequence[Any] = ()) -> int:
-        """One statement in its own transaction; returns the number of rows it changed."""
-        return self._write(lambda db: db.execute(sql, args).rowcount)
-
-    # -- writes --------------------------------------------------------------------------
-    def commit(self, batch: BatchWrite) -> None:
-        if not batch:
-            return
-
-        def write(db: sqlite3.Connection) -> None:
-            if batch.alarms:
-                db.executemany(
-                    "INSERT INTO alarms(id,key,device,level,state,rule,title,count,first_seen,last_seen,"
-                    "cleared_at,ticket_id,data) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                    "level=excluded.level,state=excluded.state,title=excluded.title,count=excluded.count,"
-                    "last_seen=excluded.last_seen,cleared_at=excluded.cleared_at,ticket_id=excluded.ticket_id,"
-                    "data=excluded.data",
-                    [
-                        (
-                            a.id, a.key, a.device, int(a.level), a.state, a.rule_id, a.title, a.count,
-                            a.first_seen, a.last_seen, a.cleared_at, a.ticket_id,
-                            _json({"event": a.event, "attrs": dict(a.attrs), "labels": dict(a.labels), "acked": a.acked,
-                                   **a.extra()}),
-                        )
-                        for a in batch.alarms
-                    ],
-                )
-            if batch.tickets:
-                db.executemany(
-                    "INSERT INTO tickets(id,alarm_id,alarm_key,device,level,status,policy,opened_at,updated_at,"
-                    "closed_at,data) VALUES(?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                    "level=excluded.level,status=excluded.status,updated_at=excluded.updated_at,"
-                    "closed_at=excluded.closed_at,data=excluded.data",
-                    [
-                        (
-                            t.id, t.alarm_id, t.alarm_key, t.device, int(t.level), t.status, t.policy,
-                            t.opened_at, t.updated_at, t.closed_at, _json(t.to_dict()),
-                        )
-                        for t in batch.tickets
-                    ],
-                )
-            if batch.timeline:
-                db.executemany(
-                    "INSERT INTO timeline(ticket_id,ts,actor,kind,note) VALUES(?,?,?,?,?)",
-                    [(e.ticket_id, e.ts, e.actor, e.kind, e.note) for e in batch.timeline],
-                )
-            if batch.outbox:
-                db.executemany(
-                    "INSERT INTO outbox(connector,ticket_id,key,kind,payload,created_at) VALUES(?,?,?,?,?,"
-                    "strftime('%s','now'))",
-                    [(o.connector, o.ticket_id, o.key, o.kind, _json(o.payload)) for o in batch.outbox],
-                )
-            if batch.meta:
-                db.executemany(
-                    "INSERT INTO meta(key,value) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                    list(batch.meta.items()),
-                )
-            if batch.delivery_keys:
-                db.executemany("INSERT OR REPLACE INTO delivery_keys(key,at) VALUES(?,?)", batch.delivery_keys)
-                if batch.forget_keys_before is not None:
-                    db.execute("DELETE FROM delivery_keys WHERE at < ?", (batch.forget_keys_before,))
-            if failpoints.ARMED:
-                failpoints.hit("store_mid_commit")
-
-        self._write(write, "commit failed: ")
-
-    def save_maintenance(self, window: dict[str, Any]) -> None:
-        self._exec(
-            "INSERT INTO maintenance(id,start,end,data) VALUES(?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-            "start=excluded.start,end=excluded.end,data=excluded.data",
-            (window["id"], float(window["start"]), float(window["end"]), _json(window)),
-        )
-
-    # -- reads ---------------------------------------------------------------------------
-    @staticmethod
-    def _alarm(r: sqlite3.Row) -> Alarm:
-        data = json.loads(r["data"])
-        a = Alarm(
-            id=r["id"], key=r["key"], device=r["device"], level=FaultLevel(r["level"]), state=r["state"],
-            rule_id=r["rule"], title=r["title"], count=r["count"], first_seen=r["first_seen"],
-            last_seen=r["last_seen"], cleared_at=r["cleared_at"], ticket_id=r["ticket_id"],
-            event=data.get("event", ""), attrs=data.get("attrs", {}), labels=data.get("labels", {}),
-            acked=data.get("acked", False),
-        )
-        a.restore_extra(data)  # hold, escalation, suppression and flap state
-        return a
-
-    @staticmethod
-    def _data(r: sqlite3.Row) -> dict[str, Any]:
-        return cast(dict[str, Any], json.loads(r["data"]))
-
-    def load_open_alarms(self) -> list[Alarm]:
-        return [self._alarm(r) for r in self._rows("SELECT * FROM alarms WHERE state != 'cleared' ORDER BY id")]
-
-    def load_open_tickets(self) -> list[Ticket]:
-        return [
-            Ticket.from_dict(self._data(r))
-            for r in self._rows("SELECT data FROM tickets WHERE status != 'closed' ORDER BY id")
-        ]
-
-    def load_ticket(self, ticket_id: int) -> Ticket | None:
-        rows = self._rows("SELECT data FROM tickets WHERE id=?", (ticket_id,))
-        return Ticket.from_dict(self._data(rows[0])) if rows else None
-
-    def next_ids(self) -> tuple[int, int]:
-        a = self._rows("SELECT COALESCE(MAX(id),0)+1 FROM alarms")[0][0]
-        t = self._rows("SELECT COALESCE(MAX(id),0)+1 FROM tickets")[0][0]
-        return int(a), int(t)
-
-    def load_delivery_keys(self, since: float) -> list[tuple[str, float]]:
-        rows = self._rows("SELECT key, at FROM delivery_keys WHERE at >= ? ORDER BY at", (since,))
-        return [(str(r["key"]), float(r["at"])) for r in rows]
-
-    def list_alarms(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        if state:
-            rows = self._rows("SELECT * FROM alarms WHERE state=? ORDER BY id DESC LIMIT ?", (state, limit))
-        else:
-            rows = self._rows("SELECT * FROM alarms ORDER BY id DESC LIMIT ?", (limit,))
-        return [self._alarm(r).to_dict() for r in rows]
-
-    def find_alarms(
-        self,
-        *,
-        states: Sequence[str] | None = None,
-        levels: Sequence[int] | None = None,
-        devices: Sequence[str] | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        where, args = _filters((("state", states), ("level", levels), ("device", devices)))
-        rows = self._rows(f"SELECT * FROM alarms{where} ORDER BY id DESC LIMIT ?", (*args, limit))
-        return [self._alarm(r).to_dict() for r in rows]
-
-    def get_alarm(self, alarm_id: int) -> dict[str, Any] | None:
-        rows = self._rows("SELECT * FROM alarms WHERE id=?", (alarm_id,))
-        return self._alarm(rows[0]).to_dict() if rows else None
-
-    def list_tickets(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        if status:
-            rows = self._rows("SELECT data FROM tickets WHERE status=? ORDER BY id DESC LIMIT ?", (status, limit))
-        else:
-            rows = self._rows("SELECT data FROM tickets ORDER BY id DESC LIMIT ?", (limit,))
-        return [self._data(r) for r in rows]
-
-    def find_tickets(
-        self,
-        *,
-        statuses: Sequence[str] | None = None,
-        levels: Sequence[int] | None = None,
-        devices: Sequence[str] | None = None,
-        sites: Sequence[str] | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        where, args = _filters((
-            ("status", statuses), ("level", levels), ("device", devices), ("json_extract(data,'$.site')", sites),
-        ))
-        rows = self._rows(f"SELECT data FROM tickets{where} ORDER BY id DESC LIMIT ?", (*args, limit))
-        return [self._data(r) for r in rows]
-
-    def get_ticket(self, ticket_id: int) -> dict[str, Any] | None:
-        rows = self._rows("SELECT data FROM tickets WHERE id=?", (ticket_id,))
-        return self._data(rows[0]) if rows else None
-
-    def tickets_opened(self, policy: str, start: float, end: float) -> list[Ticket]:
-        rows = self._rows(
-            "SELECT data FROM tickets WHERE policy=? AND opened_at>=? AND opened_at<? ORDER BY opened_at, id",
-            (policy, start, end),
-        )
-        return [Ticket.from_dict(self._data(r)) for r in rows]
-
-    def timeline(self, ticket_id: int) -> list[TimelineRow]:
-        rows = self._rows("SELECT ticket_id,ts,actor,kind,note FROM timeline WHERE ticket_id=? ORDER BY id", (ticket_id,))
-        return [
-            TimelineRow(ticket_id=int(r["ticket_id"]), ts=float(r["ts"]), actor=r["actor"], kind=r["kind"], note=r["note"])
-            for r in rows
-        ]
-
-    def get_meta(self, key: str) -> str | None:
-        rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
-        return str(rows[0][0]) if rows else None
-
-    def list_maintenance(self, ending_after: float | None = None) -> list[dict[str, Any]]:
-        if ending_after is None:
-            rows = self._rows("SELECT data FROM maintenance ORDER BY start, id")
-        else:
-            rows = self._rows("SELECT data FROM maintenance WHERE end > ? ORDER BY start, id", (ending_after,))
-        return [self._data(r) for r in rows]
-
-    # -- help-desk outbox (written by the pipeline in its batch; worked by the outbox worker) --
-    @staticmethod
-    def _entry(r: sqlite3.Row) -> OutboxEntry:
-        return OutboxEntry(
-            id=int(r["id"]), connector=r["connector"], ticket_id=int(r["ticket_id"]), key=r["key"], kind=r["kind"],
-            payload=cast(dict[str, Any], json.loads(r["payload"])), state=r["state"], attempts=int(r["attempts"]),
-            next_attempt=float(r["next_attempt"]), remote_id=r["remote_id"], last_error=r["last_error"],
-            created_at=float(r["created_at"]),
-            delivered_at=None if r["delivered_at"] is None else float(r["delivered_at"]),
-        )
-
-    def outbox_due(self, now: float, limit: int = 100) -> list[OutboxEntry]:
-        rows = self._rows(
-            "SELECT o.* FROM outbox o JOIN (SELECT connector, ticket_id, MIN(id) AS id FROM outbox "
-            "WHERE state IN ('pending','sending') GROUP BY connector, ticket_id) h ON o.id = h.id "
-            "WHERE o.next_attempt <= ? ORDER BY o.id LIMIT ?",
-            (now, limit),
-        )
-        return [self._entry(r) for r in rows]
-
-    def outbox_attempt(self, msg_id: int, now: float, lease: float) -> None:
-        self._exec("UPDATE outbox SET state='sending', attempts=attempts+1, next_attempt=? WHERE id=?", (now + lease, msg_id))
-
-    def outbox_delivered(
-        self, msg_id: int, now: float, remote_id: str | None, connector: str, ticket_id: int, key: str
-    ) -> None:
-        def write(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE outbox SET state='delivered', delivered_at=?, remote_id=?, last_error=NULL WHERE id=?",
-                       (now, remote_id, msg_id))
-            if remote_id:
-                db.execute("INSERT INTO helpdesk_links(connector,ticket_id,remote_id,key,created_at) VALUES(?,?,?,?,?) "
-                           "ON CONFLICT(connector,ticket_id) DO NOTHING", (connector, ticket_id, remote_id, key, now))
-
-        self._write(write)
-
-    def outbox_retry_later(self, msg_id: int, next_attempt: float, error: str) -> None:
-        self._exec("UPDATE outbox SET state='pending', next_attempt=?, last_error=? WHERE id=?", (next_attempt, error[:500], msg_id))
-
-    def outbox_failed(self, msg_id: int, error: str) -> None:
-        self._exec("UPDATE outbox SET state='failed', last_error=? WHERE id=?", (error[:500], msg_id))
-
-    def outbox_requeue(self, msg_id: int) -> bool:
-        return self._exec("UPDATE outbox SET state='pending', next_attempt=0 WHERE id=? AND state='failed'", (msg_id,)) == 1
-
-    def outbox_discard(self, msg_id: int) -> bool:
-        return self._exec("UPDATE outbox SET state='discarded' WHERE id=? AND state='failed'", (msg_id,)) == 1
-
-    def outbox_list(self, state: str | None = None, limit: int = 500) -> list[OutboxEntry]:
-        if state:
-            rows = self._rows("SELECT * FROM outbox WHERE state=? ORDER BY id DESC LIMIT ?", (state, limit))
-        else:
-            rows = self._rows("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
-        return [self._entry(r) for r in rows]
-
-    def outbox_counts(self) -> dict[str, int]:
-        return {str(r[0]): int(r[1]) for r in self._rows("SELECT state, COUNT(*) FROM outbox GROUP BY state")}
-
-    def outbox_reset_leases(self) -> None:
-        self._exec("UPDATE outbox SET state='pending', next_attempt=0 WHERE state='sending'")
-
-    def remote_id(self, connector: str, ticket_id: int) -> str | None:
-        rows = self._rows("SELECT remote_id FROM helpdesk_links WHERE connector=? AND ticket_id=?", (connector, ticket_id))
-        return str(rows[0][0]) if rows else None
-
-    def remote_links(self, connector: str) -> dict[str, int]:
-        rows = self._rows("SELECT remote_id, ticket_id FROM helpdesk_links WHERE connector=?", (connector,))
-        return {str(r[0]): int(r[1]) for r in rows}
-
     def close(self) -> None:
         with self._lock:
             try:
                 self._db.close()
             except sqlite3.Error:
                 pass
-
-
-def _filters(pairs: tuple[tuple[str, Sequence[Any] | None], ...]) -> tuple[str, list[Any]]:
-    """`` WHERE col IN (?,..) AND ...`` for the filters that are given (column names are ours)."""
-    clauses: list[str] = []
-    args: list[Any] = []
-    for col, values in pairs:
-        if values is None:
-            continue
-        if not values:
-            clauses.append("0")
-            continue
-        clauses.append(f"{col} IN ({','.join('?' * len(values))})")
-        args.extend(values)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 if TYPE_CHECKING:

@@ -6,12 +6,20 @@ Features:
     ``readonly_open``: the store can be opened read-only (``readonly=True``).
     ``legacy_sqlite``: stores written by releases before numbered migrations exist
         (``fixtures/legacy_*.sql``) and must be upgraded in place.
+
+PostgreSQL: each test gets its own schema (``t_<random>``) in the database named by
+``GATEWAY_TEST_PG_DSN`` (``scripts/test`` sets it: the server at 127.0.0.1:5432, or a
+private cluster it starts); the schema is dropped after the test. Without the variable the
+suite tries 127.0.0.1:5432 and skips the PostgreSQL runs if nothing answers there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
@@ -22,7 +30,7 @@ import pytest
 from gateway.store import Store
 from gateway.store.sqlite import SqliteStore
 
-__all__ = ["BACKENDS", "Backend"]
+__all__ = ["BACKENDS", "Backend", "pg_dsn", "pg_schema"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class Backend:
     open: Callable[..., Store]
     force_schema_version: Callable[[str, int], None]
     refuse_inserts: Callable[[str, str], ContextManager[None]]
+    #: Remove what ``location`` made outside the test's directory (after the test).
+    drop: Callable[[str], None] = lambda location: None
 
     def require(self, feature: str) -> None:
         if feature not in self.features:
@@ -89,5 +99,85 @@ SQLITE = Backend(
     refuse_inserts=_sqlite_refuse_inserts,
 )
 
-#: Every backend the suite runs against (PostgreSQL joins here).
-BACKENDS: dict[str, Backend] = {b.name: b for b in (SQLITE,)}
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+#: The test database (``scripts/test`` exports it; created there if missing).
+_DEFAULT_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+
+
+@functools.cache
+def pg_dsn() -> str:
+    """The DSN the PostgreSQL tests use; skips the test when no server answers and none
+    was configured (a configured but dead server fails instead)."""
+    import psycopg
+
+    dsn = os.environ.get("GATEWAY_TEST_PG_DSN", "")
+    try:
+        psycopg.connect(dsn or _DEFAULT_DSN, autocommit=True).close()
+    except psycopg.Error as e:
+        if dsn:
+            raise
+        pytest.skip(f"no PostgreSQL at 127.0.0.1:5432 and GATEWAY_TEST_PG_DSN unset ({str(e).splitlines()[0]})")
+    return dsn or _DEFAULT_DSN
+
+
+def pg_schema(location: str) -> str:
+    return location.rpartition("#")[2]
+
+
+def _pg_location(_tmp: Path) -> str:
+    return f"pg#t_{uuid.uuid4().hex[:16]}"
+
+
+def _pg_open(location: str, *, readonly: bool = False) -> Store:
+    from gateway.store.postgresql import PostgresStore
+
+    return PostgresStore(pg_dsn(), schema=pg_schema(location), readonly=readonly)
+
+
+def _pg_conn(location: str) -> object:
+    import psycopg
+
+    return psycopg.connect(pg_dsn(), autocommit=True, options=f"-c search_path={pg_schema(location)}")
+
+
+def _pg_force_version(location: str, version: int) -> None:
+    with _pg_conn(location) as db:  # type: ignore[attr-defined]
+        db.execute("UPDATE gateway_schema SET version = %s", (int(version),))
+
+
+@contextlib.contextmanager
+def _pg_refuse_inserts(location: str, table: str) -> Iterator[None]:
+    with _pg_conn(location) as db:  # type: ignore[attr-defined]
+        db.execute("CREATE FUNCTION contract_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                   "$$ BEGIN RAISE EXCEPTION 'injected'; END $$")
+        db.execute(f"CREATE TRIGGER contract_refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION contract_refuse()")
+        try:
+            yield
+        finally:
+            db.execute(f"DROP TRIGGER contract_refuse ON {table}")
+            db.execute("DROP FUNCTION contract_refuse()")
+
+
+def _pg_drop(location: str) -> None:
+    """Drop the test's own schema (made by this test run, never anything else)."""
+    import psycopg
+
+    schema = pg_schema(location)
+    assert schema.startswith("t_")
+    with psycopg.connect(pg_dsn(), autocommit=True) as db:
+        db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+POSTGRESQL = Backend(
+    name="postgresql",
+    features=frozenset({"readonly_open"}),
+    location=_pg_location,
+    open=_pg_open,
+    force_schema_version=_pg_force_version,
+    refuse_inserts=_pg_refuse_inserts,
+    drop=_pg_drop,
+)
+
+#: Every backend the suite runs against.
+BACKENDS: dict[str, Backend] = {b.name: b for b in (SQLITE, POSTGRESQL)}

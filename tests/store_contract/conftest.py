@@ -19,8 +19,10 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-def location(backend: Backend, tmp_path: Path) -> str:
-    return backend.location(tmp_path)
+def location(backend: Backend, tmp_path: Path) -> Iterator[str]:
+    loc = backend.location(tmp_path)
+    yield loc
+    backend.drop(loc)
 
 
 @pytest.fixture

@@ -302,6 +302,53 @@ def test_a_leased_message_is_not_handed_out_again_until_its_lease_ends(store: St
     assert (again["id"], again["state"], again["attempts"]) == (head["id"], "sending", 1)
 
 
+def test_claim_hands_out_and_leases_the_heads_in_one_step(store: Store) -> None:
+    _outbox(store, ("desk", 1, "open"), ("desk", 2, "open"), ("desk", 1, "ack"), ("pd", 3, "open"))
+    got = store.outbox_claim(T0, 60.0, ["desk"])
+    assert [(r["ticket_id"], r["kind"], r["state"], r["attempts"], r["next_attempt"]) for r in got] == [
+        (1, "open", "sending", 1, T0 + 60), (2, "open", "sending", 1, T0 + 60)]
+    assert {r["id"]: r for r in store.outbox_list(state="sending")} == {r["id"]: r for r in got}  # as stored
+    assert store.outbox_claim(T0 + 59.9, 60.0, ["desk"]) == []  # leased: the tickets wait
+    assert store.outbox_claim(T0, 60.0, []) == []
+    assert [r["connector"] for r in store.outbox_claim(T0, 60.0)] == ["pd"]  # None: every connector
+    store.outbox_delivered(got[0]["id"], T0, None, "desk", 1, got[0]["key"])
+    [again, nxt] = store.outbox_claim(T0 + 60, 60.0, ["desk"], limit=5)  # lease over; ticket 1 moved on
+    assert (nxt["ticket_id"], nxt["kind"], nxt["attempts"]) == (1, "ack", 1)
+    assert (again["ticket_id"], again["attempts"]) == (2, 2)
+
+
+def test_concurrent_claimers_never_get_the_same_message(store: Store, open_store: Callable[..., Store]) -> None:
+    """Several workers (threads, each with its own connection, as a second gateway would
+    have) claim and deliver until the outbox is empty: each message exactly once."""
+    _outbox(store, *[("desk", t, kind) for kind in ("open", "ack", "close") for t in range(1, 41)])
+    claimers = [open_store() for _ in range(4)]
+    got: list[list[int]] = [[] for _ in claimers]
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        st = claimers[i]
+        try:
+            idle = 0
+            while idle < 3:
+                rows = st.outbox_claim(T0, 60.0, ["desk"], limit=7)
+                idle = 0 if rows else idle + 1
+                for r in rows:
+                    got[i].append(r["id"])
+                    st.outbox_delivered(r["id"], T0, None, "desk", r["ticket_id"], r["key"])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(claimers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ids = [i for g in got for i in g]
+    assert len(ids) == len(set(ids)) == 120
+    assert store.outbox_counts() == {"delivered": 120}
+
+
 def test_leases_are_released_at_worker_start(store: Store) -> None:
     _outbox(store, ("desk", 1, "open"))
     [head] = store.outbox_due(T0)

@@ -286,3 +286,78 @@ def test_a_failing_migration_leaves_the_store_as_it_was(tmp_path: Path, monkeypa
         SqliteStore(path)
     # Not even migrations 2-4, which ran fine before it: one transaction for the whole step.
     assert _raw(path) == before and _shape(path) == shape and _user_version(path) == 1
+
+
+# -- PostgreSQL: the same numbered steps --------------------------------------------------------
+def _pg_shape(location: str) -> dict[str, Any]:
+    """Tables with their column names in order, and index names, of the test's schema."""
+    import psycopg
+
+    from tests.store_contract.backends import pg_dsn, pg_schema
+
+    with psycopg.connect(pg_dsn(), autocommit=True) as db:
+        cols = db.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name <> 'gateway_schema' ORDER BY table_name, ordinal_position", (pg_schema(location),)
+        ).fetchall()
+        idx = db.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexname NOT LIKE '%%_pkey'",
+                         (pg_schema(location),)).fetchall()
+    out: dict[str, Any] = {}
+    for table, col in cols:
+        out.setdefault(table, []).append(col)
+    out["indexes"] = sorted(r[0] for r in idx)
+    return out
+
+
+def test_postgresql_runs_the_same_numbered_migrations_as_sqlite() -> None:
+    from gateway.store.migrations import postgresql as pgm
+
+    assert [(m.version, m.name) for m in pgm.MIGRATIONS] == [(m.version, m.name) for m in MIGRATIONS]
+
+
+def test_postgresql_has_the_tables_columns_and_indexes_of_sqlite(tmp_path: Path) -> None:
+    """Version N means the same tables, columns (in order) and indexes on both backends."""
+    from tests.store_contract.backends import POSTGRESQL
+
+    loc = POSTGRESQL.location(tmp_path)
+    try:
+        POSTGRESQL.open(loc).close()
+        SqliteStore(tmp_path / "fresh.db").close()
+        lite = _shape(tmp_path / "fresh.db")
+        want = {t: [c[1] for c in cols] for t, cols in lite.items() if isinstance(cols, list)}
+        want["indexes"] = sorted(n for n, v in lite.items() if isinstance(v, tuple))
+        assert _pg_shape(loc) == want
+    finally:
+        POSTGRESQL.drop(loc)
+
+
+def test_a_failing_postgresql_migration_leaves_the_store_as_it_was(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gateway.store.migrations import postgresql as pgm
+    from tests.store_contract.backends import POSTGRESQL
+
+    loc = POSTGRESQL.location(tmp_path)
+    try:
+        st = POSTGRESQL.open(loc)
+        st.commit(BatchWrite(alarms=[s.alarm(1)]))
+        st.close()
+        shape = _pg_shape(loc)
+        nxt = pgm.LATEST + 1
+        monkeypatch.setattr("gateway.store.postgresql.SCHEMA_VERSION", nxt)
+        monkeypatch.setattr("gateway.store.postgresql.MIGRATIONS", (*pgm.MIGRATIONS, Migration(nxt, "next", """
+            ALTER TABLE alarms ADD COLUMN site TEXT;
+            INSERT INTO no_such_table VALUES (1);
+        """)))
+        with pytest.raises(StoreError, match=rf"migration {nxt} \(next\) failed: .*no_such_table.*; the store is unchanged"):
+            POSTGRESQL.open(loc)
+        assert _pg_shape(loc) == shape
+        monkeypatch.setattr("gateway.store.postgresql.MIGRATIONS", (*pgm.MIGRATIONS, Migration(nxt, "next", """
+            ALTER TABLE alarms ADD COLUMN site TEXT;
+            UPDATE alarms SET site = 'hq';
+        """)))
+        POSTGRESQL.open(loc).close()
+        again = POSTGRESQL.open(loc)  # not again: ADD COLUMN twice would fail
+        assert again.schema_version() == nxt and again.list_alarms()[0]["id"] == 1
+        again.close()
+        assert _pg_shape(loc)["alarms"][-1] == "site"
+    finally:
+        POSTGRESQL.drop(loc)
