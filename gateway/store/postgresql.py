@@ -25,6 +25,7 @@ from psycopg_pool import ConnectionPool
 from gateway import failpoints
 from gateway.errors import StoreError
 from gateway.store import Store
+from gateway.store.lease import Lease
 from gateway.store.migrations import Migration, newer_schema_message, pending
 from gateway.store.migrations.postgresql import LATEST, MIGRATIONS
 from gateway.store.sql import Dialect, SqlStore
@@ -120,6 +121,8 @@ class PostgresStore(SqlStore):
     ) -> None:
         self.name = describe_dsn(dsn, schema)
         self.schema = schema
+        #: Set by an HA gateway: every write transaction checks the leader lease first.
+        self.fence: Lease | None = None
         self.readonly = readonly
         try:
             params = conninfo_to_dict(dsn)
@@ -236,9 +239,14 @@ class PostgresStore(SqlStore):
 
     def _write(self, fn: Callable[[Any], _T], what: str = "") -> _T:
         """Run ``fn`` in one transaction: committed if it returns, rolled back if anything
-        raises. Database errors and armed failpoints become ``StoreError``."""
+        raises. Database errors and armed failpoints become ``StoreError``. With a
+        ``fence`` (HA), the transaction first proves this instance holds the leader lease
+        (:class:`~gateway.store.lease.FencedError` otherwise, nothing written)."""
+        fence = self.fence
         try:
             with self._pool.connection() as conn, conn.transaction():
+                if fence is not None:
+                    fence.fence(conn.execute, self.name)
                 return fn(_Tx(conn))
         except (psycopg.Error, failpoints.FailpointError) as e:
             raise StoreError(f"{self.name}: {what}{_one_line(e)}") from e

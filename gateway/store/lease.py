@@ -1,0 +1,165 @@
+"""The leader lease of gateways sharing one PostgreSQL store, with a fencing token.
+
+One row per lease name in ``gateway_lease`` (made on first use, beside the numbered
+schema: it is coordination, not history). Times are the database server's clock, so the
+instances' clocks need not agree. Rules:
+
+* A holder renews before ``expires_at``; anyone may take the row once it has expired.
+* The ``token`` grows by one at every change of holder: a write stamped with an old token
+  is refused (:meth:`Lease.fence`, run first in every write transaction of a fenced
+  store). The check takes a share lock on the row, so a takeover waits for a write in
+  flight to commit, and a write after a takeover sees the new holder and is refused.
+* Locally, a holder trusts its lease until ``renewed + ttl - margin`` on its monotonic
+  clock (:meth:`Lease.held`), which keeps running while the process is stopped: a paused
+  leader that wakes up knows before its next request that its lease may be gone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from gateway.errors import StoreError
+
+__all__ = ["FencedError", "Lease"]
+
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS gateway_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
+    "token BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL, acquired_at DOUBLE PRECISION NOT NULL)"
+)
+_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+
+
+class FencedError(StoreError):
+    """A write by an instance that no longer holds the leader lease: refused, nothing written."""
+
+
+class Lease:
+    """One instance's side of a lease (thread-safe).
+
+    Args:
+        conninfo: Where the store is (the store's own connection string).
+        holder: This instance's name (unique among the instances).
+        ttl: Seconds a lease lasts without renewal (the failover time, at most).
+        name: The lease (one per group of gateways sharing a store).
+        margin: Seconds before the local deadline at which this side stops trusting it.
+    """
+
+    def __init__(
+        self, conninfo: str, holder: str, ttl: float, *, name: str = "leader", margin: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.conninfo = conninfo
+        self.holder = holder
+        self.ttl = float(ttl)
+        self.name = name
+        self.margin = self.ttl / 5 if margin is None else margin
+        self._mono = monotonic
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        #: The fencing token while held (0: never held).
+        self.token = 0
+        self._until = 0.0
+        self.acquired_mono = 0.0
+        self.renewed_mono = 0.0
+
+    # -- connection -------------------------------------------------------------------------
+    def _db(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=max(1, int(self.ttl / 3)))
+            self._conn.execute(f"SET statement_timeout = {max(1000, int(self.ttl * 1000 / 3))}")
+            with self._conn.transaction():
+                self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(b"gateway.lease"),))
+                self._conn.execute(_TABLE)
+        return self._conn
+
+    # -- the holder's side --------------------------------------------------------------------
+    def try_acquire(self) -> bool:
+        """Take the lease if it is free or expired, or renew it if held. Returns whether this
+        instance holds it now. Database errors count as "not held" (and are raised as
+        StoreError only through :meth:`fence`)."""
+        with self._lock:
+            started = self._mono()
+            try:
+                db = self._db()
+                db.execute(
+                    f"INSERT INTO gateway_lease(name, holder, token, expires_at, acquired_at) "
+                    f"VALUES (%s, %s, 1, {_NOW} + %s, {_NOW}) ON CONFLICT (name) DO NOTHING",
+                    (self.name, self.holder, self.ttl),
+                )
+                row = db.execute(
+                    f"UPDATE gateway_lease SET "
+                    f"token = CASE WHEN holder = %s THEN token ELSE token + 1 END, "
+                    f"acquired_at = CASE WHEN holder = %s THEN acquired_at ELSE {_NOW} END, "
+                    f"holder = %s, expires_at = {_NOW} + %s "
+                    f"WHERE name = %s AND (holder = %s OR expires_at <= {_NOW}) RETURNING token",
+                    (self.holder, self.holder, self.holder, self.ttl, self.name, self.holder),
+                ).fetchone()
+            except psycopg.Error:
+                self._conn = None if self._conn is None or self._conn.broken else self._conn
+                return self.held()
+            if row is None:
+                self._until = 0.0
+                return False
+            token = int(row[0])
+            if token != self.token:
+                self.token = token
+                self.acquired_mono = started
+            self.renewed_mono = started
+            self._until = started + self.ttl - self.margin
+            return True
+
+    def held(self) -> bool:
+        """Whether this instance may still act as the leader (local clock, no round trip)."""
+        return self.token > 0 and self._mono() < self._until
+
+    def age(self) -> float:
+        """Seconds since this instance last renewed the lease (0 when it does not hold it)."""
+        return max(0.0, self._mono() - self.renewed_mono) if self.held() else 0.0
+
+    def release(self) -> None:
+        """Give the lease up at a clean stop, so a follower takes over at once."""
+        with self._lock:
+            self._until = 0.0
+            try:
+                self._db().execute(f"UPDATE gateway_lease SET expires_at = {_NOW} WHERE name = %s AND holder = %s",
+                                   (self.name, self.holder))
+            except psycopg.Error:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- inside a write transaction --------------------------------------------------------------
+    def fence(self, execute: Callable[[str, tuple[Any, ...]], Any], where: str) -> None:
+        """The first statement of a fenced write: refuse (FencedError) unless this instance
+        holds the lease with its current token, and keep the row shared-locked until commit."""
+        if not self.held():
+            raise FencedError(f"{where}: not the leader (lease not held or expired); nothing written")
+        row = execute(
+            f"SELECT token FROM gateway_lease WHERE name = %s AND holder = %s AND token = %s "
+            f"AND expires_at > {_NOW} FOR SHARE",
+            (self.name, self.holder, self.token),
+        ).fetchone()
+        if row is None:
+            self._until = 0.0
+            raise FencedError(f"{where}: fenced: another instance holds the leader lease; nothing written")
+
+    # -- anyone ----------------------------------------------------------------------------------
+    @staticmethod
+    def current(conninfo: str, name: str = "leader") -> tuple[str, int, float] | None:
+        """(holder, token, seconds left) of a lease as the database sees it, or None."""
+        with psycopg.connect(conninfo, autocommit=True) as db:
+            if db.execute("SELECT to_regclass('gateway_lease')").fetchone() == (None,):
+                return None
+            row = db.execute(f"SELECT holder, token, expires_at - {_NOW} FROM gateway_lease WHERE name = %s",
+                             (name,)).fetchone()
+        return (str(row[0]), int(row[1]), float(row[2])) if row else None
