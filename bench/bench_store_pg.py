@@ -32,10 +32,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-from bench_snmp import LOSS_MAX, PY, ROOT, free_port, settle, taskset, trial  # noqa: E402
+import psycopg
+from bench_snmp import LOSS_MAX, PY, ROOT, free_port, settle, taskset, trial
 
-from adapters.snmp import ber  # noqa: E402
+from adapters.snmp import ber
 
 DSN = os.environ.get("GATEWAY_BENCH_PG_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
