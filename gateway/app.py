@@ -104,6 +104,9 @@ class Gateway:
 
         self.store = open_store(cfg)
         self._stack.callback(self.store.close)
+        self.ha: Any = None
+        if daemon and cfg.ha.enabled:
+            await self._become_leader()
 
         self.policies = build_policies(cfg)
         self.calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
@@ -253,6 +256,23 @@ class Gateway:
         if wd is not None:
             self.pipeline.command_nowait(lambda n: wd.broker_up(now))
 
+    async def _become_leader(self) -> None:
+        """HA: wait as a standby until this instance holds the leader lease, then fence
+        the store (every write proves the lease) and keep renewing it."""
+        from gateway.runtime.ha import LeaderElection, default_holder
+        from gateway.store.lease import Lease
+        from gateway.store.postgresql import PostgresStore
+
+        assert isinstance(self.store, PostgresStore)  # config check: [ha] needs backend = "postgresql"
+
+        lease = Lease(self.store.conninfo, self.cfg.ha.name or default_holder(self.cfg.gateway.instance),
+                      self.cfg.ha.lease)
+        self.ha = LeaderElection(lease, _lease_lost)
+        self._stack.push_async_callback(self.ha.stop)
+        await self.ha.wait_for_lease()
+        self.store.fence = lease
+        await self.ha.start()
+
     async def _start_helpdesk(self) -> None:
         """Outbox worker and two-way sync for the configured help desks (none: nothing runs)."""
         cfg = self.cfg
@@ -267,6 +287,7 @@ class Gateway:
             self.store, connectors, self.clock,
             base_delay=cfg.outbox.retry_base, max_delay=cfg.outbox.retry_max,
             concurrency=cfg.outbox.concurrency, on_failed=self._delivery_failed,
+            may_send=self.ha.lease.held if self.ha is not None else None,
         )
         await outbox.start()
         self._stack.push_async_callback(outbox.stop)
@@ -461,6 +482,16 @@ PID_FILE = "gateway.pid"
 #: The control API's Unix socket in the data dir (mode 0600: the data dir's owner only).
 CONTROL_SOCKET = "gateway.sock"
 RELOAD_STATUS_FILE = "reload.json"
+
+
+def _lease_lost(reason: str) -> None:
+    """HA: another instance leads now. Stop at once, before another write or request: this
+    process's state is stale (its supervisor restarts it as a standby)."""
+    from gateway.runtime.ha import LOST_EXIT
+
+    log.critical("lost the leader lease: %s; stopping now (exit %d)", reason, LOST_EXIT)
+    logging.shutdown()
+    os._exit(LOST_EXIT)
 
 
 def _remove_pid(path: Path) -> None:

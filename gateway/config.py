@@ -266,6 +266,16 @@ else:
     HelpdeskEntry = helpdesk_entry(CONNECTORS.values())
 
 
+class HaSection(_Strict):
+    #: Run as one of several instances sharing one PostgreSQL store: only the holder of the
+    #: leader lease ingests, runs timers and delivers; the others wait as standbys.
+    enabled: bool = False
+    #: Lease length: a standby takes over at most this long after the leader died.
+    lease: Duration = Field(default=10.0, ge=1.0, le=300.0)
+    #: This instance's name in the lease (default: instance@host:pid).
+    name: str = ""
+
+
 class OutboxSection(_Strict):
     #: First retry delay after a retryable failure; doubles per attempt (with jitter).
     retry_base: Duration = 1.0
@@ -300,6 +310,7 @@ class Config(_Strict):
     calendars: CalendarsSection = Field(default_factory=CalendarsSection)
     api: ApiSection = Field(default_factory=ApiSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
+    ha: HaSection = Field(default_factory=HaSection)
     liveness: LivenessSection = Field(default_factory=LivenessSection)
     timeseries: TimeseriesConfig = Field(default_factory=TimeseriesConfig)
     helpdesk: list[HelpdeskEntry] = Field(default_factory=list)
@@ -370,6 +381,8 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
     errs: list[ConfigError] = []
     if cfg.store.backend == "postgresql" and not cfg.store.dsn.strip():
         errs.append(ConfigError(file, "store.dsn", 'required with backend = "postgresql"'))
+    if cfg.ha.enabled and cfg.store.backend != "postgresql":
+        errs.append(ConfigError(file, "ha.enabled", 'needs [store] backend = "postgresql" (the instances share its state)'))
     if cfg.inventory.default_policy not in cfg.policies:
         errs.append(ConfigError(file, "inventory.default_policy", f"no policy named {cfg.inventory.default_policy!r}"))
     ids: dict[str, int] = {}

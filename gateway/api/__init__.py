@@ -65,10 +65,12 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
     async def healthz() -> JSONResponse:
         """200 ``{"status": "ok"}`` while the store commits; 503 with the reason otherwise."""
         p = ctx.pipeline
+        ha = ctx.components.get("ha")  # HA: which instance this is ("leader"; standbys do not serve yet)
+        role = {"role": ha.role, "lease_age": ha.stats()["lease_age_seconds"]} if ha is not None else {}
         if p.healthy:
-            return JSONResponse({"status": "ok"})
+            return JSONResponse({"status": "ok", **role})
         reason = getattr(p, "last_error", "") or "store commits are failing"
-        return JSONResponse({"status": "unhealthy", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "unhealthy", "reason": reason, **role}, status_code=503)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics() -> Response:

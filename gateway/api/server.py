@@ -244,7 +244,7 @@ def api_context(gw: Any) -> ApiContext:
     ):
         outbox = StoreOutbox(gw.store, getattr(gw, "outbox", None))
     components = {}
-    for name in ("watchdog", "outbox", "timeseries"):
+    for name in ("watchdog", "outbox", "timeseries", "ha"):
         comp = getattr(gw, name, None)
         if comp is not None and getattr(comp, "stats", None) is not None:
             components[name] = comp

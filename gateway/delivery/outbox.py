@@ -60,6 +60,7 @@ class OutboxWorker:
         idle_poll: float = 0.5,
         on_failed: Callable[[str, int, DeliveryError], None] | None = None,
         seed: int | None = None,
+        may_send: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.connectors = dict(connectors)
@@ -69,6 +70,9 @@ class OutboxWorker:
         self.concurrency = concurrency
         self.idle_poll = idle_poll
         self.on_failed = on_failed
+        #: HA: asked right before each request; False (the leader lease may be gone) sends
+        #: nothing and leaves the message leased for whoever leads.
+        self.may_send = may_send
         self.stats = OutboxStats()
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
@@ -136,6 +140,9 @@ class OutboxWorker:
         ticket_key = str(payload.get("ticket_key") or row["key"])
         remote = await asyncio.to_thread(self.store.remote_id, conn_name, ticket_id)
         earlier = int(row["attempts"]) - 1  # the claim counted this attempt
+        if self.may_send is not None and not self.may_send():
+            log.warning("%s: not sending message %d: this instance no longer holds the leader lease", conn_name, row["id"])
+            return
         try:
             if remote is None and earlier > 0 and row["kind"] == "open":
                 # It may have been created before a crash or a lost response.

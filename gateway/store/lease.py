@@ -67,6 +67,8 @@ class Lease:
         self._until = 0.0
         self.acquired_mono = 0.0
         self.renewed_mono = 0.0
+        #: Whether the last try_acquire got an answer from the database.
+        self.reachable = False
 
     # -- connection -------------------------------------------------------------------------
     def _db(self) -> psycopg.Connection[Any]:
@@ -101,8 +103,11 @@ class Lease:
                     (self.holder, self.holder, self.holder, self.ttl, self.name, self.holder),
                 ).fetchone()
             except psycopg.Error:
-                self._conn = None if self._conn is None or self._conn.broken else self._conn
+                self.reachable = False
+                if self._conn is not None and self._conn.broken:
+                    self._conn = None
                 return self.held()
+            self.reachable = True
             if row is None:
                 self._until = 0.0
                 return False
