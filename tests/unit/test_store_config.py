@@ -49,3 +49,20 @@ def test_the_password_comes_from_its_file_then_the_environment(tmp_path: Path, m
     cfg = load_config(_cfg(tmp_path, 'backend = "postgresql"\ndsn = "host=db"\npassword_file = "missing"'))
     with pytest.raises(ConfigError, match=r"store\.password_file: cannot read .*missing"):
         store_password(cfg)
+
+
+def test_the_readme_config_for_two_gateways_is_valid() -> None:
+    """README "Running two or more gateways": its TOML, with the example's policies, loads."""
+    import tomllib
+
+    from gateway.config import config_from_dict
+    from tests.helpers import ROOT, example_dict
+
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme[readme.index("## Running two or more gateways"):]
+    block = section[section.index("```toml\n") + 8: section.index("```", section.index("```toml\n") + 8)]
+    d = tomllib.loads(block)
+    ex = example_dict()
+    cfg = config_from_dict({**d, "policies": ex["policies"], "inventory": ex["inventory"]}, "README.md")
+    assert (cfg.store.backend, cfg.ha.enabled, cfg.ha.lease, cfg.store.db_schema) == ("postgresql", True, 10.0, "gateway")
+    assert cfg.adapters.mqtt[0].clean_session is False and cfg.adapters.mqtt[0].client_id == "gateway-central"
