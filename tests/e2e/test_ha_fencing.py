@@ -34,7 +34,7 @@ def _free_udp() -> int:
 
 
 class Instance:
-    def __init__(self, tmp: Path, name: str, location: str) -> None:
+    def __init__(self, tmp: Path, name: str, location: str, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.port = _free_udp()
         cfg = base_config(tmp / name, snmp_port=self.port, store={
@@ -44,7 +44,7 @@ class Instance:
         self.log = tmp / f"{name}.log"
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(self.cfg)],
-                                         stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+                                         stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
