@@ -12,6 +12,7 @@ advisory lock, so any number of gateways opening one database migrate it once. W
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import zlib
 from collections.abc import Callable, Sequence
@@ -94,9 +95,51 @@ class _Tx:
         return self._conn.execute(pg_sql(sql), tuple(args))
 
     def executemany(self, sql: str, rows: Any) -> Any:
+        """A batch as multi-row ``INSERT … VALUES (…),(…)`` statements where the SQL is an
+        INSERT (one round trip and one plan per chunk: far cheaper than a row-by-row
+        executemany, even pipelined); other statements go through ``executemany``."""
+        rows = list(rows)
         cur = self._conn.cursor()
-        cur.executemany(pg_sql(sql), rows)
+        multi = _multirow(sql)
+        if multi is None or not rows:
+            cur.executemany(pg_sql(sql), rows)
+            return cur
+        head, group, tail, key = multi
+        if key is not None:  # an upsert may not touch a row twice in one statement: last wins
+            rows = list({tuple(r[i] for i in key): r for r in rows}.values())
+        width = len(rows[0])
+        step = max(1, min(_CHUNK_ROWS, 60_000 // max(1, width)))
+        for i in range(0, len(rows), step):
+            part = rows[i:i + step]
+            cur.execute(pg_sql(head + ",".join([group] * len(part)) + tail), [v for r in part for v in r])
         return cur
+
+
+#: Most rows in one multi-row INSERT (PostgreSQL takes at most 65,535 parameters).
+_CHUNK_ROWS = 1000
+_INSERT = re.compile(
+    r"^(?P<head>\s*INSERT\s+INTO\s+\w+\s*\((?P<cols>[^)]*)\)\s*VALUES\s*)(?P<group>\([^)]*\))(?P<tail>.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_CONFLICT = re.compile(r"ON\s+CONFLICT\s*\((?P<key>[^)]*)\)\s*DO\s+UPDATE", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=256)
+def _multirow(sql: str) -> tuple[str, str, str, tuple[int, ...] | None] | None:
+    """(head, one row's placeholder group, tail, positions of the upsert's conflict key)
+    of a single-row ``INSERT … VALUES (?, …)``; None for other statements."""
+    m = _INSERT.match(sql)
+    if m is None or "SELECT" in m.group("tail").upper():
+        return None
+    cols = [c.strip().strip('"') for c in m.group("cols").split(",")]
+    key = None
+    c = _CONFLICT.search(m.group("tail"))
+    if c is not None:
+        names = [k.strip().strip('"') for k in c.group("key").split(",")]
+        if not all(n in cols for n in names):
+            return None
+        key = tuple(cols.index(n) for n in names)
+    return m.group("head"), m.group("group"), m.group("tail"), key
 
 
 class PostgresStore(SqlStore):
