@@ -466,3 +466,21 @@ def test_a_read_only_store_reads_and_refuses_writes(store: Store, backend: Backe
     assert snapshot(ro) == snapshot(store)
     store.commit(second_batch())
     assert snapshot(ro) == snapshot(store)  # it sees later commits
+
+
+def test_a_batch_repeating_a_row_keeps_the_last_state_and_every_appended_row(store: Store) -> None:
+    """The same alarm, ticket or key twice in one batch: the later state wins (backends that
+    write a batch as multi-row statements must not fail or keep the first)."""
+    store.commit(BatchWrite(
+        alarms=[s.alarm(1, count=1), s.alarm(2), s.alarm(1, count=5)],
+        tickets=[s.ticket(1), s.ticket(1, status="acknowledged")],
+        timeline=[s.entry(1, T0, "opened"), s.entry(1, T0, "opened")],
+        delivery_keys=[("k", T0), ("k", T0 + 1)],
+        meta={"m": "1"},
+    ))
+    assert [(a["id"], a["count"]) for a in store.list_alarms()] == [(2, 1), (1, 5)]
+    assert [t["status"] for t in store.list_tickets()] == ["acknowledged"]
+    assert len(store.timeline(1)) == 2 and store.load_delivery_keys(0.0) == [("k", T0 + 1)]
+    big = [s.alarm(i) for i in range(1, 2502)]  # more rows than one statement takes
+    store.commit(BatchWrite(alarms=big, delivery_keys=[(f"d{i}", T0) for i in range(2501)]))
+    assert len(store.list_alarms(limit=5000)) == 2501 and len(store.load_delivery_keys(0.0)) == 2502
