@@ -86,52 +86,77 @@ def describe_dsn(dsn: str, schema: str | None = None) -> str:
 class _Tx:
     """The shared SQL's view of a transaction on one connection."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_types")
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], types: dict[str, dict[str, str]]) -> None:
         self._conn = conn
+        self._types = types
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Any:
         return self._conn.execute(pg_sql(sql), tuple(args))
 
     def executemany(self, sql: str, rows: Any) -> Any:
-        """A batch as multi-row ``INSERT … VALUES (…),(…)`` statements where the SQL is an
-        INSERT (one round trip and one plan per chunk: far cheaper than a row-by-row
-        executemany, even pipelined); other statements go through ``executemany``."""
+        """A batch of ``INSERT … VALUES (?, …)`` rows as ONE statement over column arrays
+        (``INSERT … SELECT * FROM unnest(%s::type[], …)``): one round trip, a short query
+        text that is parsed and prepared once, instead of a statement per row. An upsert
+        may not touch a row twice in one statement, so repeated conflict keys keep the
+        last row (as row-by-row upserts would). Other statements: plain ``executemany``."""
         rows = list(rows)
         cur = self._conn.cursor()
-        multi = _multirow(sql)
+        multi = _insert_parts(sql)
         if multi is None or not rows:
             cur.executemany(pg_sql(sql), rows)
             return cur
-        head, group, tail, key = multi
-        if key is not None:  # an upsert may not touch a row twice in one statement: last wins
+        table, cols, tail, key = multi
+        if key is not None:
             rows = list({tuple(r[i] for i in key): r for r in rows}.values())
-        width = len(rows[0])
-        step = max(1, min(_CHUNK_ROWS, 60_000 // max(1, width)))
-        for i in range(0, len(rows), step):
-            part = rows[i:i + step]
-            cur.execute(pg_sql(head + ",".join([group] * len(part)) + tail), [v for r in part for v in r])
+        types = self._column_types(table)
+        casts = [types[c] for c in cols]
+        columns = [[_as(casts[j], r[j]) for r in rows] for j in range(len(cols))]
+        arrays = ",".join(f"%b::{t}[]" for t in casts)  # binary: no text escaping of each element
+        query = f"INSERT INTO {table}({','.join(cols)}) SELECT * FROM unnest({arrays}){pg_sql(tail)}"
+        cur.execute(query, columns)
         return cur
 
+    def _column_types(self, table: str) -> dict[str, str]:
+        got = self._types.get(table)
+        if got is None:
+            rows = self._conn.execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped", (table,)
+            ).fetchall()
+            got = self._types[table] = {str(r[0]): str(r[1]) for r in rows}
+        return got
 
-#: Most rows in one multi-row INSERT (PostgreSQL takes at most 65,535 parameters).
-_CHUNK_ROWS = 1000
+
+def _as(pg_type: str, v: Any) -> Any:
+    """A value as the Python type of its column (an array must not mix int and float)."""
+    if v is None:
+        return None
+    if pg_type == "double precision":
+        return float(v)
+    if pg_type in ("bigint", "integer", "smallint"):
+        return int(v)
+    return v
+
+
 _INSERT = re.compile(
-    r"^(?P<head>\s*INSERT\s+INTO\s+\w+\s*\((?P<cols>[^)]*)\)\s*VALUES\s*)(?P<group>\([^)]*\))(?P<tail>.*)$",
+    r"^\s*INSERT\s+INTO\s+(?P<table>\w+)\s*\((?P<cols>[^)]*)\)\s*VALUES\s*\((?P<group>[^)]*)\)(?P<tail>.*)$",
     re.IGNORECASE | re.DOTALL,
 )
 _CONFLICT = re.compile(r"ON\s+CONFLICT\s*\((?P<key>[^)]*)\)\s*DO\s+UPDATE", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=256)
-def _multirow(sql: str) -> tuple[str, str, str, tuple[int, ...] | None] | None:
-    """(head, one row's placeholder group, tail, positions of the upsert's conflict key)
-    of a single-row ``INSERT … VALUES (?, …)``; None for other statements."""
+def _insert_parts(sql: str) -> tuple[str, tuple[str, ...], str, tuple[int, ...] | None] | None:
+    """(table, columns, tail, positions of the upsert's conflict key) of a single-row
+    ``INSERT INTO t(cols) VALUES (?, …)`` whose values are all placeholders; else None."""
     m = _INSERT.match(sql)
-    if m is None or "SELECT" in m.group("tail").upper():
+    if m is None or "?" in m.group("tail"):
         return None
-    cols = [c.strip().strip('"') for c in m.group("cols").split(",")]
+    cols = tuple(c.strip().strip('"') for c in m.group("cols").split(","))
+    if [g.strip() for g in m.group("group").split(",")] != ["?"] * len(cols):
+        return None
     key = None
     c = _CONFLICT.search(m.group("tail"))
     if c is not None:
@@ -139,7 +164,7 @@ def _multirow(sql: str) -> tuple[str, str, str, tuple[int, ...] | None] | None:
         if not all(n in cols for n in names):
             return None
         key = tuple(cols.index(n) for n in names)
-    return m.group("head"), m.group("group"), m.group("tail"), key
+    return m.group("table"), cols, m.group("tail"), key
 
 
 class PostgresStore(SqlStore):
@@ -164,6 +189,8 @@ class PostgresStore(SqlStore):
     ) -> None:
         self.name = describe_dsn(dsn, schema)
         self.schema = schema
+        #: Column types by table (the batch INSERTs cast their arrays to them).
+        self._types: dict[str, dict[str, str]] = {}
         #: Set by an HA gateway: every write transaction checks the leader lease first.
         self.fence: Lease | None = None
         self.readonly = readonly
@@ -290,7 +317,7 @@ class PostgresStore(SqlStore):
             with self._pool.connection() as conn, conn.transaction():
                 if fence is not None:
                     fence.fence(conn.execute, self.name)
-                return fn(_Tx(conn))
+                return fn(_Tx(conn, self._types))
         except (psycopg.Error, failpoints.FailpointError) as e:
             raise StoreError(f"{self.name}: {what}{_one_line(e)}") from e
 
