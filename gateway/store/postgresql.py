@@ -12,6 +12,7 @@ advisory lock, so any number of gateways opening one database migrate it once. W
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import threading
 import zlib
@@ -37,6 +38,10 @@ __all__ = ["SCHEMA_VERSION", "PostgresStore", "describe_dsn", "pg_sql"]
 SCHEMA_VERSION = LATEST
 
 _T = TypeVar("_T")
+
+# The pool logs every failed reconnection (several lines each) while the server is down;
+# the pipeline reports a store outage once, on /healthz and in one log line per change.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 _VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS gateway_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
