@@ -57,6 +57,7 @@ ACTION_LABELS: Mapping[str, str] = {
 
 _CLOCK_LABELS = {
     "response": "Response",
+    "dispatch": "Engineer dispatched (remote-fix window)",
     "solution": "Solution plan",
     "on_site": "Engineer on site",
     "restore": "Service restored",

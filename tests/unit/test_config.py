@@ -16,7 +16,7 @@ from tests.helpers import EXAMPLE, ROOT
 
 def test_example_config_validates() -> None:
     cfg = load_config(EXAMPLE)
-    assert set(cfg.policies) == {"mine-monitoring", "medical-devices", "network-equipment", "software-7x24"}
+    assert set(cfg.policies) == {"mine-monitoring", "medical-devices", "network-equipment", "software-7x24", "beidou-integrator"}
     assert cfg.adapters.snmp[0].communities == ["public"]
     assert cfg.adapters.snmp[0].port == 1162
 
@@ -134,7 +134,7 @@ def test_check_config_ok() -> None:
     r = _cli("check-config", "-c", str(EXAMPLE))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("OK: ")
-    assert "4 policies" in r.stdout
+    assert "5 policies" in r.stdout
 
 
 def test_check_config_bad_exits_nonzero_without_traceback(tmp_path: Path) -> None:
