@@ -51,6 +51,7 @@ import heapq
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.core.alarms import Alarm
@@ -149,6 +150,15 @@ def is_person(actor: str) -> bool:
 _ON_CLOSED = ("reopen", "comment", "set_report")
 # A clock fires this close to its check (the slack ``SlaClock.notices`` allows).
 _CHECK_SLACK = 1e-3
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _span(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def canonical_action(name: str) -> str:
@@ -364,6 +374,8 @@ class TicketDesk:
         self._timers: list[tuple[float, int]] = []
         self._check_at: dict[int, float] = {}
         self._touched: set[int] = set()
+        # Tickets people reported, by device: an alarm of the device attaches to one.
+        self._reported: dict[str, list[int]] = {}
 
     # -- persistence hand-off ------------------------------------------------------------
     def load(self, tickets: list[Ticket], next_id: int) -> None:
@@ -372,6 +384,8 @@ class TicketDesk:
             if t.status != "closed":
                 self.open[t.id] = t
                 self._fire_soon(t.id)
+                if t.origin != "alarm":
+                    self._reported.setdefault(t.device, []).append(t.id)
         self._next_id = max(self._next_id, next_id)
 
     def take_dirty(self) -> list[Ticket]:
@@ -473,6 +487,162 @@ class TicketDesk:
         note = f"{alarm.title} (level {int(alarm.level)}{urgent})"
         self._note(t, now, "rule:" + alarm.rule_id, "opened", note, "open")
         self._provisional_check(t, {}, now)
+        return t
+
+    def open_reported(
+        self,
+        *,
+        device: Device,
+        policy: Policy,
+        level: FaultLevel,
+        title: str,
+        reported_by: str,
+        channel: str,
+        now: float,
+        actor: str,
+        reported_at: float | None = None,
+        reason: str = "",
+        remote: tuple[str, str] | None = None,
+    ) -> Ticket:
+        """Open a ticket a person reported (a customer's call, e-mail or help-desk ticket).
+
+        The clocks start at the reported time, which may be earlier than the entry
+        (``now``): a back-dated start needs a ``reason``, and both times are kept and shown.
+        A reported time within :data:`REPORTED_SKEW` of ``now`` counts as ``now``.
+
+        Args:
+            device: The device concerned (its region and class select variants).
+            policy: The device's contract.
+            level: The fault level the person judged.
+            title: What is wrong, in a line.
+            reported_by: Who reported it (name, phone number, e-mail).
+            channel: One of :data:`CHANNELS`.
+            now: When it is entered.
+            actor: Who enters it (``user:NAME``, ``helpdesk:NAME``).
+            reported_at: When the vendor was told (default ``now``).
+            reason: Why the start is back-dated (required when it is).
+            remote: ``(connector, remote id)`` of the help-desk ticket it came from; a
+                second call for the same remote ticket returns the ticket already open.
+
+        Returns:
+            The ticket.
+
+        Raises:
+            TicketError: Bad input (unknown channel, empty title, a reported time in the
+                future, a back-dated start without a reason). Nothing changed.
+        """
+        if channel not in CHANNELS:
+            raise TicketError(f"unknown channel {channel!r}; known: {', '.join(CHANNELS)}")
+        title, reported_by, reason = title.strip(), reported_by.strip(), reason.strip()
+        if not title:
+            raise TicketError("a reported ticket needs a title")
+        if not reported_by:
+            raise TicketError("a reported ticket needs reported_by (who reported it)")
+        if remote is not None:
+            for tid in self._reported.get(device.id, ()):
+                t = self.open.get(tid)
+                if t is not None and t.remote.get(remote[0]) == remote[1]:
+                    return t
+        start = now if reported_at is None else float(reported_at)
+        if start > now + REPORTED_SKEW:
+            raise TicketError(
+                f"reported_at {_utc(start)} is in the future (now {_utc(now)}): "
+                "clocks cannot start after the ticket is entered"
+            )
+        start = min(start, now)
+        backdated = now - start > REPORTED_SKEW
+        if not backdated:
+            start = now
+        elif not reason:
+            raise TicketError(
+                f"reported_at {_utc(start)} is {_span(now - start)} before entry: a back-dated start needs a reason"
+            )
+        clocks: list[SlaClock] = []
+        for kind, target in policy.targets(int(level), device.region, device.device_class).items():
+            if kind == "report":
+                clocks.append(SlaClock.deferred_clock(kind, target, start))
+            else:
+                clocks.append(SlaClock.start(kind, target, start, self._cal(target.calendar)))
+        t = Ticket(
+            id=self._next_id,
+            alarm_id=0,
+            alarm_key="",
+            device=device.id,
+            site=device.site,
+            region=device.region,
+            level=level,
+            status="open",
+            policy=policy.name,
+            title=title,
+            opened_at=start,
+            updated_at=now,
+            clocks=clocks,
+            urgent=policy.is_urgent(int(level)),
+            device_class=device.device_class,
+            origin=channel,
+            reported_by=reported_by,
+            entered_at=now if backdated else None,
+            backdate_reason=reason if backdated else "",
+            remote={remote[0]: remote[1]} if remote is not None else {},
+        )
+        self._next_id += 1
+        self.open[t.id] = t
+        self._reported.setdefault(device.id, []).append(t.id)
+        urgent = ", urgent" if t.urgent else ""
+        note = f"{title} (level {int(level)}{urgent}); reported by {reported_by} via {channel}"
+        if backdated:
+            note += f"; clocks start at the reported time {_utc(start)}, back-dated: {reason}"
+        extra: dict[str, Any] = {"description": f"Reported by {reported_by} via {channel} at {_utc(start)}"
+                                 + (f" (entered {_utc(now)}; back-dated: {reason})" if backdated else "")}
+        if remote is not None:
+            extra["adopt"] = {remote[0]: remote[1]}
+        self._note(t, now, actor, "opened", note, "open", **extra)
+        self._provisional_check(t, {}, now)
+        self._fire(t, now)
+        return t
+
+    def reported_for(self, device_id: str) -> Ticket | None:
+        """The oldest ticket a person reported for the device that is open and not restored."""
+        ids = self._reported.get(device_id)
+        if not ids:
+            return None
+        live = [tid for tid in ids if tid in self.open]
+        if live:
+            self._reported[device_id] = live
+        else:
+            del self._reported[device_id]
+        for tid in live:
+            t = self.open[tid]
+            if t.status not in ("restored", "closed"):
+                return t
+        return None
+
+    def attach_alarm(self, ticket_id: int, alarm: Alarm, now: float, actor: str, note: str = "") -> Ticket:
+        """Link an alarm to a ticket: the alarm's changes (clear, escalation) act on it.
+
+        A more severe alarm re-targets the ticket to its level. The ticket's clocks keep
+        their start.
+
+        Raises:
+            TicketError: The ticket is closed or unknown, or the alarm is already linked
+                to it or to another open ticket.
+        """
+        t = self._find(ticket_id, "link")
+        if alarm.ticket_id == t.id or alarm.id in t.alarm_ids:
+            raise TicketError(f"alarm {alarm.id} is already linked to ticket {t.id}")
+        if alarm.ticket_id is not None and alarm.ticket_id in self.open:
+            raise TicketError(
+                f"alarm {alarm.id} already has ticket {alarm.ticket_id}; link that ticket or close it first"
+            )
+        self._fire(t, now)
+        alarm.ticket_id = t.id
+        t.alarm_ids.append(alarm.id)
+        if not t.alarm_key:
+            t.alarm_id, t.alarm_key = alarm.id, alarm.key
+        text = f"alarm {alarm.id} linked ({alarm.key}, level {int(alarm.level)}: {alarm.title})"
+        self._note(t, now, actor, "alarm_linked", text + (f". {note}" if note else ""), "update")
+        if alarm.level < t.level and t.status not in ("restored", "closed"):
+            self._set_level(t, alarm.level, now, actor, f"alarm {alarm.id} is level {int(alarm.level)}")
         return t
 
     # -- transitions ---------------------------------------------------------------------
