@@ -22,7 +22,7 @@ Which clock each action stops:
 * ``restore`` stops ``restore`` and, when still running, ``response`` and ``solution``
   (restoring answers them); ``on_site`` and ``dispatch`` become ``not_needed`` unless
   already late; ``report`` starts. A clock the policy lists in ``human_only`` is stopped
-  only when a person restores (``user:…``, ``helpdesk:…``): a device clearing by itself
+  only when a person restores (not ``device``, ``rule:…`` or ``sla``): a device clearing by itself
   leaves it running (the mine contract's response is a first assessment to the customer).
 * ``close`` does what ``restore`` does if service was not restored yet, then stops
   ``report`` (close a ticket once the written report is delivered); a ``report`` clock
@@ -143,9 +143,14 @@ CHANNELS = ("phone", "email", "helpdesk")
 REPORTED_SKEW = 60.0
 
 
+#: Actors that are not people: the device itself, a rule, the SLA timers.
+_MACHINE_ACTORS = ("device", "sla", "system")
+
+
 def is_person(actor: str) -> bool:
-    """Whether ``actor`` is a person (an operator or a help-desk user), not a device or rule."""
-    return actor.startswith(("user:", "helpdesk:"))
+    """Whether ``actor`` is a person (an operator, an API user, a help-desk user), not the
+    device clearing by itself, a rule or the SLA timers."""
+    return actor not in _MACHINE_ACTORS and not actor.startswith("rule:")
 # What may still be done to a closed ticket.
 _ON_CLOSED = ("reopen", "comment", "set_report")
 # A clock fires this close to its check (the slack ``SlaClock.notices`` allows).
