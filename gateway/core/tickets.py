@@ -513,7 +513,8 @@ class TicketDesk:
 
         The clocks start at the reported time, which may be earlier than the entry
         (``now``): a back-dated start needs a ``reason``, and both times are kept and shown.
-        A reported time within :data:`REPORTED_SKEW` of ``now`` counts as ``now``.
+        Without a reason, a reported time within :data:`REPORTED_SKEW` of ``now`` counts as
+        ``now`` (two machines' clocks); a reported time later than that is refused.
 
         Args:
             device: The device concerned (its region and class select variants).
@@ -555,13 +556,13 @@ class TicketDesk:
                 "clocks cannot start after the ticket is entered"
             )
         start = min(start, now)
-        backdated = now - start > REPORTED_SKEW
-        if not backdated:
-            start = now
-        elif not reason:
+        if now - start > REPORTED_SKEW and not reason:
             raise TicketError(
                 f"reported_at {_utc(start)} is {_span(now - start)} before entry: a back-dated start needs a reason"
             )
+        if not reason:
+            start = now  # a minute's difference without a reason: the clocks of two machines
+        backdated = start < now
         clocks: list[SlaClock] = []
         for kind, target in policy.targets(int(level), device.region, device.device_class).items():
             if kind == "report":
