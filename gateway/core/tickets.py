@@ -17,7 +17,8 @@ Which clock each action stops:
 
 * ``acknowledge`` stops ``response`` only: acknowledging is the response; the other
   clocks keep running.
-* ``dispatch`` stops ``dispatch``; ``no_on_site`` makes ``on_site`` ``not_needed``.
+* ``dispatch`` stops ``dispatch`` (so does ``arrive``: an engineer on site was dispatched);
+  ``no_on_site`` makes ``on_site`` ``not_needed``.
 * ``propose_solution`` stops ``solution``; ``arrive`` stops ``on_site``.
 * ``restore`` stops ``restore`` and, when still running, ``response`` and ``solution``
   (restoring answers them); ``on_site`` and ``dispatch`` become ``not_needed`` unless
@@ -768,6 +769,9 @@ class TicketDesk:
             c = t.clock(ACTIONS[action][0] or "")
             if c is not None:
                 c.stop(now, cal(c.calendar), action)
+            d = t.clock("dispatch") if action == "arrive" else None
+            if d is not None and not d.done:  # an engineer on site was dispatched
+                d.stop(now, cal(d.calendar), action)
         elif action == "restore" or (action == "close" and "restore" not in t.milestones):
             self._stop_for_restore(t, now, action, actor)
         if action == "close" and is_person(actor):

@@ -213,3 +213,19 @@ def test_the_same_help_desk_ticket_is_adopted_once() -> None:
     d = report(dec, now + 60, channel="helpdesk", actor="helpdesk:desk", remote=("desk", "17"))
     [(again, _)] = d.results
     assert again is t and len(dec.desk.open) == 1 and not d.outbox
+
+
+def test_a_reported_ticket_survives_a_restart_and_still_takes_the_alarm() -> None:
+    """Stored and loaded (as after a restart), the report keeps its origin, reporter, entry time
+    and reason, and a later alarm of its device still attaches to it."""
+    dec = make()
+    d = report(dec, local("2026-03-02 11:00"), reported_at=local("2026-03-02 10:00"), reason="night call")
+    [(t, _)] = d.results
+    stored = Ticket.from_dict(t.to_dict())
+    assert (stored.origin, stored.reported_by, stored.entered_at, stored.backdate_reason, stored.alarm_ids) == (
+        "phone", "Zhang San, 0351-1234567", local("2026-03-02 11:00"), "night call", [])
+    again = make()
+    again.desk.load([stored], next_id=stored.id + 1)
+    d = again.step([ev(local("2026-03-02 11:30"), "edge-7", "link.down", ifIndex=2)], local("2026-03-02 11:30"))
+    [alarm] = d.alarms
+    assert alarm.ticket_id == stored.id and d.counts.tickets_opened == 0

@@ -766,6 +766,11 @@ def test_dispatch_clock_is_the_remote_fix_window() -> None:
     assert d is not None and d.state == "breached" and d.stopped_by == "dispatch"
     with pytest.raises(TicketError, match="dispatch was already recorded"):
         desk.act(tid, "dispatched", opened + 80 * MIN, "user:alice")
+    # An engineer who arrives was dispatched: arriving stops the window too.
+    desk, tid = _open("software-7x24", 1, "", opened)
+    t = desk.act(tid, "arrive", opened + 50 * MIN, "user:alice")
+    d = t.clock("dispatch")
+    assert d is not None and d.state == "met" and d.stopped_by == "arrive"
 
 
 def test_human_only_response_is_not_answered_by_the_device() -> None:
