@@ -1,7 +1,8 @@
 """The board's "New ticket" form in a real headless Chromium: an operator enters a customer's
-phone report, back-dated with a reason; the ticket appears on the board live and its clocks
-run from the reported time. A time in the future is refused with the gateway's message in
-the form. The form follows the board's language switch (zh-CN and English)."""
+phone report, back-dated with a reason; the ticket appears on the board live, its card says
+who reported it and why its clocks start before the entry, and "No visit needed" makes the
+on-site clock not applicable. A time in the future is refused with the gateway's message in
+the form. Form and cards follow the board's language switch (zh-CN and English)."""
 
 from __future__ import annotations
 
@@ -61,10 +62,22 @@ async def test_new_ticket_form_opens_a_back_dated_report(tmp_path: Path, browser
         assert t["opened_at"] == reported and t["backdate_reason"].startswith("call taken")
         assert next(e for e in gw.store.timeline(tid) if e["kind"] == "opened")["actor"] == "noc-desk"
 
-        # The form speaks the board's language.
+        # The card says who reported it, how, and that its clocks start before the entry.
+        card = f".ticket[data-ticket-id='{tid}']"
+        line = await b.wait_js(f"(() => {{ const n = document.querySelector(\"{card} .nt-reported\"); return n && n.textContent; }})()")
+        assert line == "reported by Zhou (front desk), 010-5555 via phone"
+        back = await b.js(f"document.querySelector(\"{card} .nt-backdated\").textContent")
+        assert back.startswith("clocks from the report; entered ") and back.endswith("call taken during the outage, entered afterwards")
+        # No on-site visit needed: the on-site clock becomes not applicable.
+        await b.click(f"{card} button[data-action='no_on_site']")
+        await b.wait_js(f"document.querySelector(\"{card} .clock[data-clock='on_site']\").dataset.state === 'not_needed'", timeout=5)
+        await eventually(lambda: any(e["kind"] == "no_on_site" for e in gw.store.timeline(tid)))
+
+        # The form and the cards speak the board's language.
         await b.click("#lang")
         await b.wait_js("document.documentElement.lang === 'zh-CN'")
         await b.wait_js("document.getElementById('new-ticket').textContent === '新建工单'")
+        await b.wait_js(f"document.querySelector(\"{card} .nt-reported\").textContent === 'Zhou (front desk), 010-5555 通过电话报修'")
         await b.click("#lang")
         await b.wait_js("document.getElementById('new-ticket').textContent === 'New ticket'")
         assert not [c for c in b.console if c.startswith("EXCEPTION")], b.console

@@ -1,7 +1,9 @@
-// NOC board: the "New ticket" form, for faults a customer reports by phone, e-mail or help desk.
-// Standalone beside board.js (same token and language, kept in this browser's storage); the new
-// ticket reaches the board through the live stream like any other. Every string from the server
-// goes in as text. Plain browser JavaScript, no build step.
+// NOC board: the "New ticket" form, for faults a customer reports by phone, e-mail or help desk,
+// and what the ticket cards show of such reports (who reported it, how, a back-dated start and
+// its reason) with the Dispatch and "No on-site visit" actions. Standalone beside board.js
+// (same token and language, kept in this browser's storage): the new ticket reaches the board
+// through the live stream like any other, and the cards board.js draws are annotated after each
+// drawing. Every string from the server goes in as text. Plain browser JavaScript, no build step.
 "use strict";
 
 (function () {
@@ -19,6 +21,8 @@
       cancel: "Cancel", open: "Open ticket", opened: "ticket opened",
       level1: "1 · critical", level2: "2 · major", level3: "3 · minor", level4: "4 · warning",
       noToken: "Enter an operator token first (🔑).",
+      reportedVia: "reported by {who} via {channel}", backdated: "clocks from the report; entered {at}: {reason}",
+      dispatch: "Dispatch", noVisit: "No visit needed", alarmsLinked: "alarms",
     },
     zh: {
       newTicket: "新建工单", newTitle: "新建工单（客户报修）",
@@ -29,6 +33,8 @@
       cancel: "取消", open: "创建工单", opened: "工单已创建",
       level1: "一级 · 严重", level2: "二级 · 重要", level3: "三级 · 次要", level4: "四级 · 警告",
       noToken: "请先输入 operator 令牌（🔑）。",
+      reportedVia: "{who} 通过{channel}报修", backdated: "按报修时间计时；补录于 {at}：{reason}",
+      dispatch: "派工", noVisit: "无需到场", alarmsLinked: "关联告警",
     },
   };
   const lang = () => (localStorage.getItem(LANG_KEY) === "zh" ? "zh" : (localStorage.getItem(LANG_KEY) ? "en" :
@@ -67,6 +73,7 @@
     "#nt-form select { width: 100%; padding: 6px; font: inherit; background: #0c1117; color: var(--text);"
       + " border: 1px solid var(--line); border-radius: 4px; }",
     "#nt-form .hint { font-size: 12px; }",
+    ".nt-extra .nt-backdated { color: var(--warn, #d29922); }",
   ].join("\n");
 
   function build() {
@@ -154,5 +161,107 @@
     }
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", build); else build();
+  // -- reported tickets on the board's cards ------------------------------------------------
+  const known = new Map();   // ticket id -> the fields shown here, from GET /tickets
+  let me = null;
+  let fetching = null;
+
+  function fill(text, values) { return text.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? ""); }
+  function shortTime(iso) {
+    const d = new Date(iso);
+    const pad = (x) => String(x).padStart(2, "0");
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  }
+
+  async function refresh() {
+    if (fetching) return fetching;
+    fetching = (async () => {
+      try {
+        if (!me) me = await api("GET", "/whoami");
+        const rows = await api("GET", "/tickets?closed=false&limit=5000");
+        known.clear();
+        for (const tk of rows) known.set(tk.id, tk);
+      } catch (e) {
+        /* no token yet, or the gateway is away: the cards stay as board.js drew them */
+      } finally {
+        fetching = null;
+      }
+    })();
+    return fetching;
+  }
+
+  function decorate(card, tk) {
+    if (card.querySelector(".nt-extra")) return;
+    const parts = [];
+    if (tk.origin && tk.origin !== "alarm") {
+      parts.push(el("div", { class: "nt-reported", text: fill(t("reportedVia"), { who: tk.reported_by, channel: t(tk.origin) }) }));
+      if (tk.entered_at) {
+        parts.push(el("div", { class: "nt-backdated", text: fill(t("backdated"), { at: shortTime(tk.entered_at), reason: tk.backdate_reason }) }));
+      }
+    }
+    if (tk.alarm_ids && tk.alarm_ids.length > 1) {
+      parts.push(el("div", { class: "nt-alarms", text: t("alarmsLinked") + " " + tk.alarm_ids.map((a) => "#" + a).join(", ") }));
+    }
+    const running = (kind) => tk.clocks.some((c) => c.kind === kind && !c.stopped_at && c.state !== "waiting");
+    const operator = me && me.role === "operator";
+    const buttons = [];
+    if (running("dispatch")) buttons.push(["dispatch", "dispatch"]);
+    if (running("on_site")) buttons.push(["no_on_site", "noVisit"]);
+    const actions = card.querySelector(".actions");
+    for (const [action, key] of buttons) {
+      const b = el("button", { type: "button", class: "nt-action", "data-action": action, disabled: !operator, "data-nt": key, text: t(key) });
+      b.addEventListener("click", () => {
+        b.disabled = true;
+        api("POST", "/tickets/" + tk.id + "/" + action, { note: "" })
+          .catch((e) => { b.disabled = false; note(e.message); });
+      });
+      if (actions) actions.append(b);
+    }
+    if (parts.length) card.append(el("div", { class: "nt-extra meta" }, ...parts));
+    else card.append(el("span", { class: "nt-extra", hidden: true }));
+  }
+
+  function note(text) {
+    const toast = document.getElementById("toast");
+    if (!toast) return;
+    const m = el("div", { class: "msg err", text });
+    toast.append(m);
+    setTimeout(() => m.remove(), 5000);  // why: a toast disappears after a while
+  }
+
+  function annotate(again) {
+    for (const card of document.querySelectorAll("#tickets .ticket[data-ticket-id]")) {
+      if (again) for (const n of card.querySelectorAll(".nt-extra, .nt-action")) n.remove();
+      const tk = known.get(Number(card.dataset.ticketId));
+      if (tk) decorate(card, tk);
+    }
+  }
+
+  // At most one list fetch a second while the board redraws (a storm redraws it often).
+  let timer = null;
+  let lastFetch = 0;
+  function schedule() {
+    if (timer) return;
+    const wait = Math.max(0, 1000 - (Date.now() - lastFetch));
+    timer = setTimeout(() => {  // why: throttles the list fetch to one a second
+      timer = null;
+      lastFetch = Date.now();
+      refresh().then(() => annotate(true));
+    }, wait);
+  }
+
+  function watch() {
+    const box = document.getElementById("tickets");
+    if (!box) return;
+    let queued = false;
+    // board.js redraws the list on every change: annotate the new cards once it is done.
+    new MutationObserver(() => {
+      if (queued) return;
+      queued = true;
+      queueMicrotask(() => { queued = false; annotate(false); schedule(); });
+    }).observe(box, { childList: true });
+  }
+
+  function init() { build(); watch(); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
 })();
