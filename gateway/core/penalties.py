@@ -106,6 +106,8 @@ class PenaltySummary:
             "response_missed_pct": self.terms.response_missed_pct,
             "restore_per_started_day_pct": self.terms.restore_per_started_day_pct,
             "cap_pct": self.terms.cap_pct,
+            "response_missed_after": self.terms.response_missed_after,
+            "restore_late_after": self.terms.restore_late_after,
             "pct": self.pct,
             "amount": self.amount,
             "uncapped_pct": self.uncapped_pct,

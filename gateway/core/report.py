@@ -386,6 +386,13 @@ def sla_summary(
     }
 
 
+def _hours(seconds: float) -> str:
+    """``14400`` → ``4 h``; ``5400`` → ``90 min``."""
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min"
+
+
 def _money(amount: float, currency: str) -> str:
     return f"{amount:,.2f} {currency}"
 
@@ -454,9 +461,12 @@ def render_sla_summary(s: Mapping[str, Any]) -> str:
             f"{pen['pct']:g} % of the contract value {_money(pen['contract_value'], cur)}: "
             f"**{_money(pen['amount'], cur)}**"
         )
+        after, late = pen.get("response_missed_after"), pen.get("restore_late_after")
         terms = [
-            f"{pen['response_missed_pct']:g} % per incident not responded to in time",
-            f"{pen['restore_per_started_day_pct']:g} % per started day beyond the restore deadline",
+            f"{pen['response_missed_pct']:g} % per incident not responded to "
+            + (f"within {_hours(after)}" if after is not None else "in time"),
+            f"{pen['restore_per_started_day_pct']:g} % per started day beyond "
+            + (f"{_hours(late)} to restore" if late is not None else "the restore deadline"),
         ]
         if pen["cap_pct"] is not None:
             terms.append(f"capped at {pen['cap_pct']:g} % a month")

@@ -19,7 +19,7 @@ from gateway.config import build_policies, load_config
 from gateway.core.alarms import AlarmBook
 from gateway.core.calendars import default_calendars
 from gateway.core.penalties import sum_penalties, ticket_penalty
-from gateway.core.report import sla_summary
+from gateway.core.report import render_sla_summary, sla_summary
 from gateway.core.tickets import Ticket, TicketDesk
 from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
@@ -178,6 +178,8 @@ def test_week_software_7x24_with_penalties() -> None:
         ("restore", 3, 2, 1),
     ]
     assert s["penalties"]["amount"] == 40_000.0
+    text = render_sla_summary(s)
+    assert "1 % per incident not responded to within 4 h; 1 % per started day beyond the restore deadline" in text
 
 
 def test_week_mine_monitoring() -> None:
