@@ -196,7 +196,7 @@ def incident_report(
         f"| Site / region | {_cell(t.site) or '-'} / {_cell(t.region) or '-'} |",
         f"| Contract | {_cell(t.policy)} |",
         f"| Fault level | {_level_text(int(t.level), t.urgent)} |",
-        f"| Alarm key | `{t.alarm_key}` |",
+        f"| Alarm key | `{t.alarm_key}` |" if t.alarm_key else "| Alarm key | - |",
         f"| Status | {t.status.replace('_', ' ')} |",
         f"| Written | {fmt_time(now, zone)} |",
     ]
@@ -208,6 +208,10 @@ def incident_report(
     if alarm and alarm.get("count") is not None:
         last = f", the last at {fmt_time(alarm['last_seen'], zone)}" if alarm.get("last_seen") else ""
         out.append(f"- Occurrences: {alarm['count']}{last}")
+    if t.origin != "alarm":
+        out.append(f"- Reported by {_cell(t.reported_by)} via {t.origin}: {fmt_time(t.opened_at, zone)}")
+        if t.entered_at is not None:
+            out.append(f"- Entered: {fmt_time(t.entered_at, zone)} (back-dated to the report: {_cell(t.backdate_reason)})")
     out.append(f"- Ticket opened: {fmt_time(t.opened_at, zone)}")
     out.append(f"- Responded (acknowledged): {at(ms.get('acknowledge'))}")
     if "propose_solution" in ms or t.clock("solution") is not None:

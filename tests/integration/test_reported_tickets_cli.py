@@ -68,6 +68,11 @@ def test_open_a_back_dated_phone_report_and_act_on_it(tmp_path: Path, capsys: py
     rc, out, err = _run(capsys, "ticket", "dispatch", "1", "-c", cfg, "--note", "engineer Zhao on the way")
     assert rc == 0, err
     assert _read(cfg, 1)["milestones"].keys() == {"dispatch"}
+    # The incident report names the reporter and the back-dated start.
+    rc, out, err = _run(capsys, "report", "1", "-c", cfg)
+    assert rc == 0, err
+    assert "- Reported by wang@customer.example via email: " in out
+    assert "(back-dated to the report: mail arrived on the weekend)" in out
 
 
 @pytest.mark.parametrize(
