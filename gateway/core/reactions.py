@@ -115,6 +115,9 @@ def dispatch(
             )
         t = desk.open.get(a.ticket_id) if a.ticket_id is not None else None
         if t is not None and t.status not in ("restored", "closed"):
+            if getattr(t, "origin", "alarm") != "alarm":
+                # A person reported it at their level; an intermittent alarm does not lower it.
+                return Outcome("none", t.id, f"alarm {a.id} is intermittent; ticket {t.id} keeps its reported level")
             if t.level != a.level:
                 desk.act(
                     t.id,

@@ -229,3 +229,22 @@ def test_a_reported_ticket_survives_a_restart_and_still_takes_the_alarm() -> Non
     d = again.step([ev(local("2026-03-02 11:30"), "edge-7", "link.down", ifIndex=2)], local("2026-03-02 11:30"))
     [alarm] = d.alarms
     assert alarm.ticket_id == stored.id and d.counts.tickets_opened == 0
+
+
+def test_an_intermittent_alarm_does_not_lower_a_reported_level() -> None:
+    """A flapping alarm turns an alarm's ticket into level 4; a ticket a person reported keeps
+    the level they judged."""
+    from gateway.core.alarms import FLAPPING
+    from gateway.core.reactions import dispatch
+
+    dec = make()
+    d = report(dec, local("2026-03-02 09:00"), level=FaultLevel(2))
+    [(t, _)] = d.results
+    d = dec.step([ev(local("2026-03-02 09:05"), "edge-7", "link.down", ifIndex=1)], local("2026-03-02 09:05"))
+    [alarm] = d.alarms
+    assert alarm.ticket_id == t.id
+    alarm.level = FaultLevel(4)  # what the book does when the key starts flapping
+    out = dispatch(AlarmChange(FLAPPING, alarm, local("2026-03-02 09:20"), "6 transitions"),
+                   dec.inventory.resolve("edge-7"), dec.desk, POLICIES, "mine-monitoring")
+    assert out.action == "none" and "keeps its reported level" in out.text
+    assert t.level == FaultLevel(2)
