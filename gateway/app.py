@@ -292,7 +292,8 @@ class Gateway:
         await outbox.start()
         self._stack.push_async_callback(outbox.stop)
         self.pipeline.listeners.append(lambda alarms, tickets, changes: outbox.kick() if tickets else None)
-        self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote, interval=cfg.outbox.poll_interval)
+        self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote,
+                               interval=cfg.outbox.poll_interval, adopt=self._adopt_remote)
         await self.sync.start()
         self._stack.push_async_callback(self.sync.stop)
 
@@ -334,6 +335,39 @@ class Gateway:
                 log.info("help-desk change for ticket %d not applied: %s", ticket_id, e)
 
         await self.pipeline.execute(apply)
+
+    async def _adopt_remote(self, connector: str, rt: Any) -> None:
+        """A ticket a person created in the help desk becomes a gateway ticket (through the
+        single writer); its clocks start when it was created there."""
+        from gateway.core.tickets import TicketError
+        from gateway.model import FaultLevel
+
+        dev_id = self.inventory.lookup(rt.device)
+        if dev_id is None:
+            log.warning("%s: help-desk ticket %s names device %r, not in the inventory: not picked up",
+                        connector, rt.remote_id, rt.device)
+            return
+        actor = f"helpdesk:{connector}"
+
+        def adopt(now: float) -> None:
+            dev = self.inventory.get(dev_id)
+            if dev is None:  # removed by a reload meanwhile
+                return
+            policy = self.policies.get(dev.policy) or self.policies.get(self.inventory.default_policy)
+            if policy is None:
+                return
+            try:
+                self.desk.open_reported(
+                    device=dev, policy=policy, level=FaultLevel(rt.level), title=rt.title,
+                    reported_by=rt.reported_by, channel="helpdesk", now=now, actor=actor,
+                    reported_at=min(rt.reported_at, now),
+                    reason=f"created in help desk {connector} as ticket {rt.remote_id}",
+                    remote=(connector, rt.remote_id),
+                )
+            except TicketError as e:
+                log.warning("%s: help-desk ticket %s not picked up: %s", connector, rt.remote_id, e)
+
+        await self.pipeline.execute(adopt)
 
     # -- hot reload and maintenance windows -------------------------------------------------
     def _maintenance_windows(self, cfg: Config) -> list[Window]:

@@ -160,6 +160,7 @@ LevelKey = Literal["1", "2", "3", "4"]
 
 class LevelTargets(_Strict):
     response: Target | None = None
+    dispatch: Target | None = None
     solution: Target | None = None
     on_site: Target | None = None
     restore: Target | None = None
@@ -179,6 +180,11 @@ class PenaltySection(_Strict):
     restore_per_started_day_pct: float = Field(default=0.0, ge=0, le=100)
     #: Upper bound of one contract's penalties per month, percent of the contract value.
     cap_pct: float | None = Field(default=None, gt=0, le=100)
+    #: Penalty threshold: no response within this long (the response clock's business time)
+    #: owes response_missed_pct; unset = when the response clock is breached.
+    response_missed_after: Duration | None = None
+    #: The restore overrun is counted beyond this; unset = the restore clock's target.
+    restore_late_after: Duration | None = None
 
 
 class PolicySection(_Strict):
@@ -195,6 +201,10 @@ class PolicySection(_Strict):
     urgent_response: Target | None = None
     levels: dict[LevelKey, LevelTargets] = Field(default_factory=dict)
     regions: dict[str, dict[LevelKey, LevelTargets]] = Field(default_factory=dict)
+    #: Device-class variants: class glob → level → targets, laid over levels (regions over them).
+    classes: dict[str, dict[LevelKey, LevelTargets]] = Field(default_factory=dict)
+    #: Clocks only a person's action stops (a device clearing by itself does not), e.g. ["response"].
+    human_only: list[Literal["response", "dispatch", "solution", "on_site", "restore", "report"]] = Field(default_factory=list)
     #: Penalty terms; none = the contract has no penalties.
     penalties: PenaltySection | None = None
     #: A fault that comes back after its ticket was restored: "new" ticket, or "reopen" the previous one.
@@ -416,6 +426,7 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
             errs.append(ConfigError(file, f"policies.{pname}.urgent_response.calendar", f"unknown calendar {u.calendar!r}"))
         tables = [(f"policies.{pname}.levels.{lvl}", lt) for lvl, lt in p.levels.items()]
         tables += [(f"policies.{pname}.regions.{r}.{lvl}", lt) for r, m in p.regions.items() for lvl, lt in m.items()]
+        tables += [(f"policies.{pname}.classes.{c}.{lvl}", lt) for c, m in p.classes.items() for lvl, lt in m.items()]
         for where, lt in tables:
             for kind in CLOCK_KINDS:
                 t = getattr(lt, kind)
@@ -518,6 +529,8 @@ def _penalties(p: PenaltySection | None) -> PenaltyTerms | None:
         response_missed_pct=p.response_missed_pct,
         restore_per_started_day_pct=p.restore_per_started_day_pct,
         cap_pct=p.cap_pct,
+        response_missed_after=p.response_missed_after,
+        restore_late_after=p.restore_late_after,
     )
 
 
@@ -538,6 +551,8 @@ def build_policies(cfg: Config) -> dict[str, Policy]:
             penalties=_penalties(p.penalties),
             reraise=p.reraise,
             reopen_within=p.reopen_within,
+            classes={c: _level_map(m, p.calendar) for c, m in p.classes.items()},
+            human_only=frozenset(p.human_only),
         )
     return out
 

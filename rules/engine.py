@@ -58,6 +58,7 @@ class CompiledRule:
     device_class: Callable[[str], bool] | None
     site: Callable[[str], bool] | None
     region: Callable[[str], bool] | None
+    policy: Callable[[str], bool] | None
     hold_for: float
     hold_count: int
     escalate: tuple[tuple[float, FaultLevel], ...]
@@ -72,12 +73,19 @@ class CompiledRule:
         return self.matches_device(device) and (self.cond is None or self.cond(event.attrs))
 
     def matches_device(self, device: Device) -> bool:
-        """The device filters alone (class, site, region)."""
+        """The device filters alone (class, site, region, contract)."""
         if self.device_class is not None and not self.device_class(device.device_class):
             return False
         if self.site is not None and not self.site(device.site):
             return False
+        if self.policy is not None and not self.policy(device.policy):
+            return False
         return self.region is None or self.region(device.region)
+
+    @property
+    def by_contract(self) -> bool:
+        """The rule names the contracts it applies under (its ``policy`` filter)."""
+        return self.policy is not None
 
 
 def _compile(rule: RuleModel, pack: str, order: tuple[int, int]) -> list[CompiledRule]:
@@ -92,6 +100,7 @@ def _compile(rule: RuleModel, pack: str, order: tuple[int, int]) -> list[Compile
         device_class=compile_glob(rule.device_class),
         site=compile_glob(rule.site),
         region=compile_glob(rule.region),
+        policy=compile_glob(rule.policy),
         labels=dict(rule.labels),
         source=rule,
         cont=rule.continue_,
@@ -158,9 +167,10 @@ class RuleEngine:
                 else:
                     self._exact.setdefault(ev, []).append(cr)
         self._by_name: dict[str, tuple[CompiledRule, ...]] = {}
-        # (name, class, site, region) -> the candidates whose device filters pass: a device's
-        # class, site and region are fixed, so only the attribute conditions vary per event.
-        self._by_scope: dict[tuple[str, str, str, str], tuple[CompiledRule, ...]] = {}
+        # (name, class, site, region, policy) -> the candidates whose device filters pass: a
+        # device's class, site, region and contract are fixed, so only the attribute
+        # conditions vary per event.
+        self._by_scope: dict[tuple[str, str, str, str, str], tuple[CompiledRule, ...]] = {}
         self.unclassified = 0
 
     def candidates(self, name: str) -> tuple[CompiledRule, ...]:
@@ -179,7 +189,7 @@ class RuleEngine:
         rules marked ``continue``, later matches on other fault keys too."""
         out: list[Classification] = []
         name = event.name
-        scope = (name, device.device_class, device.site, device.region)
+        scope = (name, device.device_class, device.site, device.region, device.policy)
         cands = self._by_scope.get(scope)
         if cands is None:
             cands = tuple(cr for cr in self.candidates(name) if cr.matches_device(device))

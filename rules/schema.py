@@ -72,6 +72,11 @@ class RuleModel(BaseModel):
     device_class: str | list[str] | None = None
     site: str | list[str] | None = None
     region: str | list[str] | None = None
+    #: The device's contract (policy) name or glob, or a list of them: the same event can mean
+    #: another level under another contract (a fibre-line fault is level 1 under the medical
+    #: contract). The first matching rule still wins, so put the contract-specific rule first
+    #: (a lower ``priority``).
+    policy: str | list[str] | None = None
     when: dict[str, Cond | Scalar] = Field(default_factory=dict)
     #: Events that clear this rule's fault (same key template).
     clear_on: list[str] = Field(default_factory=list)

@@ -18,9 +18,11 @@ __all__ = [
     "DeviceDetailOut",
     "DeviceOut",
     "ErrorOut",
+    "LinkIn",
     "MaintenanceIn",
     "ReportFields",
     "TicketDetailOut",
+    "TicketIn",
     "TicketOut",
     "TimelineEntryOut",
     "WhoAmI",
@@ -58,6 +60,8 @@ class ActionName(StrEnum):
     comment = "comment"
     level = "level"
     report = "report"
+    dispatch = "dispatch"
+    no_on_site = "no_on_site"
 
 
 #: URL action → TicketDesk action.
@@ -74,7 +78,36 @@ ACTION_MAP = {
     "comment": "comment",
     "level": "set_level",
     "report": "set_report",
+    "dispatch": "dispatch",
+    "no_on_site": "no_on_site",
 }
+
+
+class TicketIn(_In):
+    """A ticket a person reported (a customer's call, e-mail or help-desk ticket).
+
+    Its clocks start at ``reported_at`` (default: now). A ``reported_at`` more than a minute
+    before now is a back-dated start and needs a ``reason``; one in the future is refused.
+    A ``reported_at`` without a UTC offset is in the gateway's time zone.
+    """
+
+    device: str = Field(min_length=1, max_length=200, description="inventory device id, address or alias")
+    level: int = Field(ge=1, le=4)
+    title: str = Field(min_length=1, max_length=500)
+    reported_by: str = Field(min_length=1, max_length=200, description="who reported it (name, phone, e-mail)")
+    channel: Literal["phone", "email", "helpdesk"]
+    reported_at: datetime | None = None
+    reason: str = Field(default="", max_length=1000, description="why the start is back-dated")
+    actor: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class LinkIn(_In):
+    """Link an alarm and a ticket: the alarm's clear and escalations then act on the ticket."""
+
+    alarm: int | None = Field(default=None, ge=1, description="alarm id (POST /tickets/{id}/link)")
+    ticket: int | None = Field(default=None, ge=1, description="ticket id (POST /alarms/{id}/link)")
+    note: str = Field(default="", max_length=4000)
+    actor: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class ReportFields(_In):
@@ -196,6 +229,13 @@ class TicketOut(_Out):
     report: dict[str, str] = Field(default_factory=dict)
     remote: dict[str, str] = Field(default_factory=dict)
     snapshot_at: str | None = None
+    origin: str = Field(default="alarm", description="alarm, or how a person reported it: phone, email, helpdesk")
+    reported_by: str = ""
+    entered_at: str | None = Field(
+        default=None, description="when a back-dated report was entered (its clocks start at opened_at)"
+    )
+    backdate_reason: str = ""
+    alarm_ids: list[int] = Field(default_factory=list)
 
 
 class TimelineEntryOut(_Out):

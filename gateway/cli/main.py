@@ -256,7 +256,13 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
     else:
         print(f"Ticket {view['id']}  level {view['level']} ({view['level_name']})  {view['status']}")
         print(f"  {view['title']}")
-        print(f"  device {view['device']}  key {view['alarm_key']}  policy {view['policy']}  opened {shown(view, 'opened_at')}")
+        print(f"  device {view['device']}  key {view['alarm_key'] or '-'}  policy {view['policy']}  opened {shown(view, 'opened_at')}")
+        if view["origin"] != "alarm":
+            print(f"  reported by {view['reported_by']} via {view['origin']}")
+        if view["entered_at"]:
+            print(f"  back-dated: entered {shown(view, 'entered_at')}, clocks from the report ({view['backdate_reason']})")
+        if view["alarm_ids"]:
+            print(f"  alarms {', '.join(str(a) for a in view['alarm_ids'])}")
         for c in view["clocks"]:
             print(f"  clock {clock_line(c)}")
         for e in view["timeline"]:

@@ -211,10 +211,12 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         explain = engine.explain(ev, dev)
         used = {(c.rule_id, c.action) for c in cs}
         candidates = []
+        by_contract: dict[str, bool] = {}
         for cr, matched in explain:
             is_used = matched and (cr.id, cr.action) in used
             if is_used:
                 used.discard((cr.id, cr.action))
+                by_contract[cr.id] = cr.by_contract
             candidates.append(
                 {
                     "rule": cr.id,
@@ -224,6 +226,8 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
                     "priority": cr.order[0],
                     "matched": matched,
                     "used": is_used,
+                    "policy": _as_list(cr.source.policy),
+                    "other_contract": cr.policy is not None and not cr.policy(dev.policy),
                 }
             )
         outcomes = []
@@ -263,6 +267,9 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
                         "key": c.key,
                         "level": int(c.level) if c.level is not None else None,
                         "title": c.title,
+                        # The contract that decided this classification: the device's, when
+                        # the rule that made it is specific to contracts; None otherwise.
+                        "contract": dev.policy if by_contract.get(c.rule_id) else None,
                     }
                     for c in cs
                 ],
@@ -280,6 +287,12 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _as_list(v: str | list[str] | None) -> list[str]:
+    if v is None:
+        return []
+    return [v] if isinstance(v, str) else list(v)
+
+
 def _print_test(rep: dict[str, Any], engine: Any) -> None:
     from gateway.model import FaultLevel
 
@@ -294,18 +307,26 @@ def _print_test(rep: dict[str, Any], engine: Any) -> None:
     for c in rep["candidates"]:
         mark = "x" if c["used"] else ("-" if c["matched"] else " ")
         what = f"{c['action']}" + (f" level {c['level']}" if c["level"] is not None else "")
-        note = (
-            ""
-            if c["used"]
-            else (" (matched; an earlier rule won)" if c["matched"] else " (conditions not met)")
-        )
-        print(f"  [{mark}] {c['pack']}/{c['rule']}  {what}  priority {c['priority']}{note}")
+        if c["used"]:
+            note = ""
+        elif c["matched"]:
+            note = " (matched; an earlier rule won)"
+        elif c.get("other_contract"):
+            note = f" (only under contract {', '.join(c['policy'])}; the device's is {dev['policy'] or '-'})"
+        else:
+            note = " (conditions not met)"
+        scope = f"  contract {', '.join(c['policy'])}" if c.get("policy") else ""
+        print(f"  [{mark}] {c['pack']}/{c['rule']}  {what}  priority {c['priority']}{scope}{note}")
     if rep["unclassified"]:
         dl = engine.default_level
         print("  unclassified: counted" + ("" if dl is None else f"; default level {int(dl)} applies"))
     for c in rep["classifications"]:
         lvl = "" if c["level"] is None else f", level {c['level']} ({FaultLevel(c['level']).label})"
         print(f"  classification: rule {c['rule']} → {c['action']}{lvl}, key {c['key']}")
+        if c.get("contract"):
+            print(f"    decided by contract {c['contract']} (the rule applies under it only)")
+        elif c["action"] == "raise":
+            print(f"    the same under every contract (the rule names none); device's contract {dev['policy'] or '-'}")
     for o in rep["outcomes"]:
         verb = o["text"].startswith(("open ", "reopen ", "re-target ", "restore ", "record ", "clear "))
         print(f"    {o['change']}: {'would ' if verb else ''}{o['text']}")

@@ -2,7 +2,10 @@
 
 Commands::
 
-    gateway ticket ack|propose|arrive|restore|close|reopen|pause|resume|comment ID [--note TEXT] [--by NAME]
+    gateway ticket open --device ID --level N --title TEXT --reported-by WHO --channel phone|email|helpdesk
+                        [--reported-at TIME --reason TEXT] [--by NAME]
+    gateway ticket link ID --alarm ALARM [--note TEXT] [--by NAME]
+    gateway ticket ack|dispatch|propose|arrive|no-visit|restore|close|reopen|pause|resume|comment ID [--note TEXT] [--by NAME]
     gateway ticket level ID --level N [--note TEXT] [--by NAME]
     gateway ticket report-set ID [--symptoms TEXT] [--cause TEXT] [--solution TEXT] [--follow-up TEXT]
     gateway report TICKET [-o FILE]
@@ -41,8 +44,10 @@ __all__ = ["CLI_VERBS", "register"]
 #: CLI verb → (TicketDesk action, API path segment, help).
 CLI_VERBS: dict[str, tuple[str, str, str]] = {
     "ack": ("acknowledge", "acknowledge", "acknowledge: the response (stops the response clock only)"),
+    "dispatch": ("dispatch", "dispatch", "an engineer was dispatched (stops the dispatch clock, the remote-fix window)"),
     "propose": ("propose_solution", "propose_solution", "a solution was proposed (stops the solution clock)"),
     "arrive": ("arrive", "arrive", "an engineer is on site (stops the on-site clock)"),
+    "no-visit": ("no_on_site", "no_on_site", "no on-site visit is needed (the on-site clock becomes not applicable, not met)"),
     "restore": ("restore", "restore", "service is restored (stops restore; starts the report clock)"),
     "close": ("close", "close", "close the ticket (the incident report was delivered)"),
     "reopen": ("reopen", "reopen", "reopen a restored or closed ticket"),
@@ -74,6 +79,40 @@ def register(
         if verb == "level":
             sp.add_argument("--level", required=True, help="new level: 1-4 or critical/major/minor/warning")
         sp.set_defaults(func=_cmd_action, verb=verb)
+
+    op = with_config(
+        ticket_sub.add_parser(
+            "open",
+            help="open a ticket a person reported (phone, e-mail, help desk)",
+            description="Open a ticket a customer reported. Its clocks start at --reported-at "
+            "(default: now); a start more than a minute back needs --reason; a time in the "
+            "future is refused. A fault the device raises while it is open attaches to it.",
+        )
+    )
+    op.add_argument("--device", required=True, help="inventory device id, address or alias")
+    op.add_argument("--level", required=True, help="1-4 or critical/major/minor/warning")
+    op.add_argument("--title", required=True, help="what is wrong, in a line")
+    op.add_argument("--reported-by", dest="reported_by", required=True, help="who reported it (name, phone, e-mail)")
+    op.add_argument("--channel", required=True, choices=["phone", "email", "helpdesk"], help="how it was reported")
+    op.add_argument("--reported-at", dest="reported_at", default=None, metavar="TIME",
+                    help="when the vendor was told: ISO 8601, e.g. 2026-03-02T09:30 (no offset: gateway.timezone)")
+    op.add_argument("--reason", default="", help="why the start is back-dated (required with an earlier --reported-at)")
+    op.add_argument("--by", default=None, metavar="NAME", help="who enters it (default: your login name)")
+    op.set_defaults(func=_cmd_open, verb="open")
+
+    ln = with_config(
+        ticket_sub.add_parser(
+            "link",
+            help="link an open alarm to a ticket",
+            description="Link an open alarm to a ticket (e.g. one a customer reported): the alarm's "
+            "clear and escalations then act on that ticket.",
+        )
+    )
+    ln.add_argument("id", type=int, help="ticket id")
+    ln.add_argument("--alarm", type=int, required=True, help="alarm id")
+    ln.add_argument("--note", default="", help="free text for the timeline")
+    ln.add_argument("--by", default=None, metavar="NAME", help="who acts (default: your login name)")
+    ln.set_defaults(func=_cmd_link, verb="link")
 
     rs = with_config(
         ticket_sub.add_parser(
@@ -109,7 +148,7 @@ def register(
 
 def _summary(cfg: Any, ticket_id: int) -> str:
     """The ticket as committed (read back from the store), in a few lines."""
-    from gateway.core.views import clock_line, ticket_view
+    from gateway.core.views import clock_line, shown, ticket_view
 
     store = read_store(cfg)
     try:
@@ -122,6 +161,12 @@ def _summary(cfg: Any, ticket_id: int) -> str:
     urgent = ", urgent" if v["urgent"] else ""
     paused = ", paused" if v["paused"] else ""
     lines = [f"ticket {v['id']}: {v['status']}, level {v['level']} ({v['level_name']}{urgent}){paused}"]
+    if v["origin"] != "alarm":
+        lines.append(f"  reported by {v['reported_by']} via {v['origin']}, clocks from {shown(v, 'opened_at')}")
+        if v["entered_at"]:
+            lines.append(f"  back-dated (entered {shown(v, 'entered_at')}): {v['backdate_reason']}")
+    if v["alarm_ids"]:
+        lines.append(f"  alarms: {', '.join(str(a) for a in v['alarm_ids'])}")
     lines += ["  " + clock_line(c) for c in v["clocks"]]
     if v["provisional"]:
         lines.append("  warning: PROVISIONAL deadlines were computed without holiday data; verify them")
@@ -144,6 +189,39 @@ def _cmd_action(args: argparse.Namespace) -> int:
     if api_name == "comment" and not args.note.strip():
         return err("a comment needs --note TEXT")
     return _apply(args, api_name, body)
+
+
+def _cmd_open(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from gateway.model import FaultLevel
+
+    try:
+        level = int(FaultLevel.parse(args.level))
+    except ValueError:
+        return err(f"unknown fault level {args.level!r} (use 1-4 or critical/major/minor/warning)")
+    body: dict[str, Any] = {
+        "device": args.device, "level": level, "title": args.title, "reported_by": args.reported_by,
+        "channel": args.channel, "reason": args.reason,
+    }
+    if args.reported_at is not None:
+        try:
+            datetime.fromisoformat(args.reported_at)
+        except ValueError:
+            return err(f"--reported-at {args.reported_at!r}: not an ISO 8601 time (e.g. 2026-03-02T09:30)")
+        body["reported_at"] = args.reported_at
+    cfg = load(args.config)
+    who = actor(args.by)
+    try:
+        t, _ = call(cfg, "POST", "/tickets", {**body, "actor": who}, user=who.removeprefix("user:"))
+    except CallError as e:
+        return err(e.message)
+    print(_summary(cfg, int(t["id"])))
+    return 0
+
+
+def _cmd_link(args: argparse.Namespace) -> int:
+    return _apply(args, "link", {"alarm": args.alarm, "note": args.note})
 
 
 def _cmd_report_set(args: argparse.Namespace) -> int:

@@ -385,9 +385,12 @@ class Decider:
                 snapshot["first_seen"] = alarm.first_seen
             snapshot.update(extra)
             ticket_key = snapshot["ticket_key"] = f"gw-{self.instance}-t{tid}"
+            adopt = extra.get("adopt") or {}
             for conn in connectors:
-                if extra.get("actor") == f"helpdesk:{conn}":
+                if extra.get("actor") == f"helpdesk:{conn}" and conn not in adopt:
                     continue  # it came from that help desk: don't echo it back
+                # (A ticket opened from a help-desk ticket still sends that help desk its
+                # "open": the connector adopts the remote ticket instead of creating one.)
                 key = ticket_key if kind == "open" else f"{ticket_key}-m{self.unique()}"
                 out.append(OutboxMessage(conn, tid, key, kind, snapshot))
         return out

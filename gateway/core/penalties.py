@@ -3,9 +3,13 @@
 The terms (:class:`gateway.core.sla.PenaltyTerms`, ``[policies.NAME.penalties]`` in the
 config) are percentages of the contract value, as in the software-7x24 contract:
 
-* ``response_missed_pct`` once per ticket whose ``response`` clock was breached
-  (stopped late, or still running past its target);
-* ``restore_per_started_day_pct`` per *started* day beyond the ``restore`` target. The
+* ``response_missed_pct`` once per ticket not responded to within
+  ``response_missed_after`` (business time of its ``response`` clock, so paused spans never
+  count); without that threshold, once per ticket whose ``response`` clock was breached
+  (stopped late, or still running past its target). The software-7x24 contract charges
+  only after 4 h without a response, whatever the team's own response target;
+* ``restore_per_started_day_pct`` per *started* day beyond ``restore_late_after`` (default:
+  the ``restore`` target). The
   overrun is counted in the restore clock's business time, so paused spans never count;
   a day is 86 400 s of it: on ``24x7`` that is a calendar day, on ``workdays-cn`` a
   working day. One second late is one started day; exactly 24 h late is one day.
@@ -102,6 +106,8 @@ class PenaltySummary:
             "response_missed_pct": self.terms.response_missed_pct,
             "restore_per_started_day_pct": self.terms.restore_per_started_day_pct,
             "cap_pct": self.terms.cap_pct,
+            "response_missed_after": self.terms.response_missed_after,
+            "restore_late_after": self.terms.restore_late_after,
             "pct": self.pct,
             "amount": self.amount,
             "uncapped_pct": self.uncapped_pct,
@@ -129,12 +135,17 @@ def ticket_penalty(
     missed = False
     resp = ticket.clock("response")
     if resp is not None and not resp.deferred:
-        missed = resp.outcome(now, calendars[resp.calendar]) == BREACHED
+        if terms.response_missed_after is None:
+            missed = resp.outcome(now, calendars[resp.calendar]) == BREACHED
+        else:
+            took = resp.used(now, calendars[resp.calendar])
+            missed = took > terms.response_missed_after + _EPS
         final = final and (resp.done or missed)
     overrun = 0.0
     rest = ticket.clock("restore")
     if rest is not None and not rest.deferred:
-        overrun = max(0.0, rest.used(now, calendars[rest.calendar]) - rest.target)
+        allowed = rest.target if terms.restore_late_after is None else terms.restore_late_after
+        overrun = max(0.0, rest.used(now, calendars[rest.calendar]) - allowed)
         final = final and rest.done
     days = started_days(overrun)
     pct = float((terms.response_missed_pct if missed else 0.0) + days * terms.restore_per_started_day_pct)

@@ -18,6 +18,11 @@ The rules, by change kind:
 * ``flapping``: the ticket (if any) is re-targeted to level 4; without one, one ticket
   is opened for the intermittent alarm (if level 4 is ticketed).
 * ``cleared``: the ticket is restored (its restore clock stops).
+
+Wherever a ticket would be opened and the device has an open ticket a person reported (a
+customer's call, e-mail or help-desk ticket) that is not restored yet, the alarm is
+attached to that ticket instead (``attached``): one fault, one ticket, its clocks running
+from the report.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class Outcome:
     """What the desk did for one alarm change.
 
     Attributes:
-        action: ``opened``, ``reopened``, ``retargeted``, ``restored`` or ``none``.
+        action: ``opened``, ``reopened``, ``attached``, ``retargeted``, ``restored`` or ``none``.
         ticket_id: the ticket concerned, if any.
         text: one line for people, in the imperative ("open ticket 4 (policy …, level 2)").
     """
@@ -110,6 +115,9 @@ def dispatch(
             )
         t = desk.open.get(a.ticket_id) if a.ticket_id is not None else None
         if t is not None and t.status not in ("restored", "closed"):
+            if getattr(t, "origin", "alarm") != "alarm":
+                # A person reported it at their level; an intermittent alarm does not lower it.
+                return Outcome("none", t.id, f"alarm {a.id} is intermittent; ticket {t.id} keeps its reported level")
             if t.level != a.level:
                 desk.act(
                     t.id,
@@ -152,6 +160,14 @@ def _open(a: Alarm, dev: Device, desk: Any, policy: Policy | None, at: float) ->
             return Outcome(
                 "reopened", prev.id, f"reopen ticket {prev.id} (policy {policy.name}, level {level})"
             )
+    reported = desk.reported_for(dev.id)
+    if reported is not None:
+        desk.attach_alarm(reported.id, a, at, "rule:" + a.rule_id, "the device raised it")
+        return Outcome(
+            "attached",
+            reported.id,
+            f"attach alarm {a.id} to ticket {reported.id} (reported by {reported.reported_by} via {reported.origin})",
+        )
     # Clocks start when the alarm became a real fault: after its hold-for, or when the
     # suppression that held its ticket back ended.
     t = desk.open_for(a, dev, policy, at)

@@ -57,6 +57,7 @@ ACTION_LABELS: Mapping[str, str] = {
 
 _CLOCK_LABELS = {
     "response": "Response",
+    "dispatch": "Engineer dispatched (remote-fix window)",
     "solution": "Solution plan",
     "on_site": "Engineer on site",
     "restore": "Service restored",
@@ -195,7 +196,7 @@ def incident_report(
         f"| Site / region | {_cell(t.site) or '-'} / {_cell(t.region) or '-'} |",
         f"| Contract | {_cell(t.policy)} |",
         f"| Fault level | {_level_text(int(t.level), t.urgent)} |",
-        f"| Alarm key | `{t.alarm_key}` |",
+        f"| Alarm key | `{t.alarm_key}` |" if t.alarm_key else "| Alarm key | - |",
         f"| Status | {t.status.replace('_', ' ')} |",
         f"| Written | {fmt_time(now, zone)} |",
     ]
@@ -207,6 +208,10 @@ def incident_report(
     if alarm and alarm.get("count") is not None:
         last = f", the last at {fmt_time(alarm['last_seen'], zone)}" if alarm.get("last_seen") else ""
         out.append(f"- Occurrences: {alarm['count']}{last}")
+    if t.origin != "alarm":
+        out.append(f"- Reported by {_cell(t.reported_by)} via {t.origin}: {fmt_time(t.opened_at, zone)}")
+        if t.entered_at is not None:
+            out.append(f"- Entered: {fmt_time(t.entered_at, zone)} (back-dated to the report: {_cell(t.backdate_reason)})")
     out.append(f"- Ticket opened: {fmt_time(t.opened_at, zone)}")
     out.append(f"- Responded (acknowledged): {at(ms.get('acknowledge'))}")
     if "propose_solution" in ms or t.clock("solution") is not None:
@@ -385,6 +390,13 @@ def sla_summary(
     }
 
 
+def _hours(seconds: float) -> str:
+    """``14400`` → ``4 h``; ``5400`` → ``90 min``."""
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min"
+
+
 def _money(amount: float, currency: str) -> str:
     return f"{amount:,.2f} {currency}"
 
@@ -453,9 +465,12 @@ def render_sla_summary(s: Mapping[str, Any]) -> str:
             f"{pen['pct']:g} % of the contract value {_money(pen['contract_value'], cur)}: "
             f"**{_money(pen['amount'], cur)}**"
         )
+        after, late = pen.get("response_missed_after"), pen.get("restore_late_after")
         terms = [
-            f"{pen['response_missed_pct']:g} % per incident not responded to in time",
-            f"{pen['restore_per_started_day_pct']:g} % per started day beyond the restore deadline",
+            f"{pen['response_missed_pct']:g} % per incident not responded to "
+            + (f"within {_hours(after)}" if after is not None else "in time"),
+            f"{pen['restore_per_started_day_pct']:g} % per started day beyond "
+            + (f"{_hours(late)} to restore" if late is not None else "the restore deadline"),
         ]
         if pen["cap_pct"] is not None:
             terms.append(f"capped at {pen['cap_pct']:g} % a month")

@@ -1,9 +1,12 @@
 """SLA clocks and contract policies: due times, pause/resume, re-targeting, warnings and breaches (pure).
 
 A :class:`Policy` is one service contract: per fault level, a :class:`ClockTarget` for
-each clock the contract defines (``response``, ``solution``, ``on_site``, ``restore``,
-``report``), region variants laid over them, an optional *urgent* response target for
-the levels the contract calls urgent, the warning fractions, and the penalty terms.
+each clock the contract defines (``response``, ``dispatch``, ``solution``, ``on_site``,
+``restore``, ``report``), device-class and region variants laid over them, an optional
+*urgent* response target for the levels the contract calls urgent, the warning fractions,
+the clocks only a person's action can stop, and the penalty terms. Penalty thresholds are
+their own figures (:class:`PenaltyTerms`), not the clock targets: a contract may promise a
+response in 1 h and charge only after 4 h without one.
 
 An :class:`SlaClock` is one running deadline of one ticket. It counts business time on
 its calendar (see :mod:`gateway.core.calendars`) and never counts paused spans. Its life::
@@ -23,6 +26,7 @@ Everything here takes ``now`` (epoch seconds); nothing reads a clock.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,7 +52,9 @@ __all__ = [
 ]
 
 #: The clocks a contract can define, in the order a ticket usually stops them.
-CLOCK_KINDS = ("response", "solution", "on_site", "restore", "report")
+#: ``dispatch`` is the remote-fix window: not solved remotely in time → an engineer must be
+#: dispatched (the action ``dispatch`` stops it; a restore before it makes it not needed).
+CLOCK_KINDS = ("response", "dispatch", "solution", "on_site", "restore", "report")
 
 WAITING, RUNNING, PAUSED = "waiting", "running", "paused"
 MET, BREACHED, NOT_NEEDED = "met", "breached", "not_needed"
@@ -59,6 +65,7 @@ CLOCK_STATES = (WAITING, RUNNING, PAUSED, MET, BREACHED, NOT_NEEDED)
 #: The ticket action that reaches each clock's goal (and so stops it).
 GOAL_ACTIONS: Mapping[str, str] = {
     "response": "acknowledge",
+    "dispatch": "dispatch",
     "solution": "propose_solution",
     "on_site": "arrive",
     "restore": "restore",
@@ -100,6 +107,11 @@ class PenaltyTerms:
             (86 400 s of the restore clock's business time) beyond the restore target.
         cap_pct: Upper bound of the penalties of one contract and month, in percent of
             the contract value; ``None`` for no cap.
+        response_missed_after: The penalty threshold of ``response_missed_pct``: business
+            seconds (on the response clock's calendar, paused spans excluded) without a
+            response after which the ticket owes it; ``None``: the response clock's target.
+        restore_late_after: The threshold the restore overrun is counted from; ``None``:
+            the restore clock's target.
     """
 
     contract_value: float
@@ -107,6 +119,8 @@ class PenaltyTerms:
     response_missed_pct: float = 0.0
     restore_per_started_day_pct: float = 0.0
     cap_pct: float | None = None
+    response_missed_after: float | None = None
+    restore_late_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +132,14 @@ class Policy:
         calendar: Default calendar of the targets (each target carries its own).
         ticket_levels: Levels whose alarms open tickets.
         levels: Level → clock kind → target.
-        regions: Region (lower case) → level → clock kind → target, laid over ``levels``.
+        regions: Region (lower case) → level → clock kind → target, laid over ``levels``
+            (and over ``classes``).
+        classes: Device-class glob → level → clock kind → target, laid over ``levels``
+            (e.g. the Beidou contract's front-end and control devices); the first glob
+            that matches the device's class applies.
+        human_only: Clock kinds only a person's action stops (an operator or the help
+            desk): a device clearing by itself leaves them running (the mine contract's
+            response is a first assessment given to the customer).
         warn_at: Fractions of a target at which warnings fire, ascending, each < 1.
         description: Free text.
         urgent_levels: Levels whose tickets are urgent: their response target is
@@ -143,6 +164,8 @@ class Policy:
     penalties: PenaltyTerms | None = None
     reraise: str = "new"
     reopen_within: float = 3600.0
+    classes: Mapping[str, Mapping[int, Mapping[str, ClockTarget]]] = field(default_factory=dict)
+    human_only: frozenset[str] = frozenset()
 
     def opens_ticket(self, level: int) -> bool:
         """Whether an alarm of ``level`` opens a ticket under this contract."""
@@ -152,20 +175,31 @@ class Policy:
         """Whether tickets of ``level`` get the urgent response target."""
         return self.urgent_response is not None and int(level) in self.urgent_levels
 
-    def targets(self, level: int, region: str = "") -> dict[str, ClockTarget]:
+    def class_variant(self, device_class: str) -> str | None:
+        """Return the ``classes`` glob that applies to ``device_class``, if any."""
+        for glob in self.classes:
+            if fnmatch.fnmatchcase(device_class, glob):
+                return glob
+        return None
+
+    def targets(self, level: int, region: str = "", device_class: str = "") -> dict[str, ClockTarget]:
         """Return the targets of a level, in :data:`CLOCK_KINDS` order.
 
-        Region variants are laid over the level's defaults; for an urgent level the
-        urgent response target then replaces ``response``.
+        Device-class variants, then region variants are laid over the level's defaults;
+        for an urgent level the urgent response target then replaces ``response``.
 
         Args:
             level: Fault level 1-4.
             region: The device's region ("" for none); matched case-insensitively.
+            device_class: The device's class ("" for none).
 
         Returns:
             Clock kind → target, for the clocks the contract defines at this level.
         """
         out = dict(self.levels.get(int(level), {}))
+        glob = self.class_variant(device_class) if device_class and self.classes else None
+        if glob is not None:
+            out.update(self.classes[glob].get(int(level), {}))
         if region:
             reg = self.regions.get(region) or self.regions.get(region.lower())
             if reg:

@@ -5,7 +5,9 @@ Lifecycle (status only moves forward, except ``reopen``)::
     open ──acknowledge──> acknowledged ──propose_solution──> solution_proposed
       ──arrive──> on_site ──restore──> restored ──close──> closed ──reopen──> open
 
-Any step may be skipped. Besides the status moves: ``pause``/``resume`` (waiting on the
+Any step may be skipped. Besides the status moves: ``dispatch`` (an engineer was sent:
+stops the ``dispatch`` clock, the remote-fix window), ``no_on_site`` (no on-site visit is
+needed: the ``on_site`` clock becomes *not applicable*, never *met*), ``pause``/``resume`` (waiting on the
 customer, access or parts: no clock counts meanwhile), ``set_level`` (re-targets the
 clocks from the ticket's start), ``comment`` and ``set_report`` (the post-incident
 report's free-text parts). Each action is a :class:`TimelineEntry` with its time, actor
@@ -15,10 +17,14 @@ Which clock each action stops:
 
 * ``acknowledge`` stops ``response`` only: acknowledging is the response; the other
   clocks keep running.
+* ``dispatch`` stops ``dispatch`` (so does ``arrive``: an engineer on site was dispatched);
+  ``no_on_site`` makes ``on_site`` ``not_needed``.
 * ``propose_solution`` stops ``solution``; ``arrive`` stops ``on_site``.
 * ``restore`` stops ``restore`` and, when still running, ``response`` and ``solution``
-  (restoring answers them); ``on_site`` becomes ``not_needed`` unless already late;
-  ``report`` starts.
+  (restoring answers them); ``on_site`` and ``dispatch`` become ``not_needed`` unless
+  already late; ``report`` starts. A clock the policy lists in ``human_only`` is stopped
+  only when a person restores (not ``device``, ``rule:…`` or ``sla``): a device clearing by itself
+  leaves it running (the mine contract's response is a first assessment to the customer).
 * ``close`` does what ``restore`` does if service was not restored yet, then stops
   ``report`` (close a ticket once the written report is delivered); a ``report`` clock
   that never started becomes ``not_needed``.
@@ -46,6 +52,7 @@ import heapq
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.core.alarms import Alarm
@@ -54,7 +61,9 @@ from gateway.model import Device, FaultLevel
 
 __all__ = [
     "ACTIONS",
+    "CHANNELS",
     "OUTBOX_KINDS",
+    "REPORTED_SKEW",
     "REPORT_FIELDS",
     "STATUSES",
     "VERBS",
@@ -63,6 +72,7 @@ __all__ = [
     "TicketError",
     "TimelineEntry",
     "canonical_action",
+    "is_person",
 ]
 
 log = logging.getLogger("gateway.tickets")
@@ -72,6 +82,8 @@ STATUSES = ("open", "acknowledged", "solution_proposed", "on_site", "restored", 
 #: action → (clock whose goal it reaches, status it moves to)
 ACTIONS: dict[str, tuple[str | None, str | None]] = {
     "acknowledge": ("response", "acknowledged"),
+    "dispatch": ("dispatch", None),
+    "no_on_site": (None, None),
     "propose_solution": ("solution", "solution_proposed"),
     "arrive": ("on_site", "on_site"),
     "restore": ("restore", "restored"),
@@ -97,6 +109,9 @@ VERBS: dict[str, str] = {
     "reopened": "reopen",
     "level": "set_level",
     "report": "set_report",
+    "dispatched": "dispatch",
+    "no-visit": "no_on_site",
+    "no-on-site": "no_on_site",
 }
 
 #: The post-incident report's free-text parts a person supplies.
@@ -105,6 +120,8 @@ REPORT_FIELDS = ("symptoms", "cause", "solution", "follow_up")
 #: Outbox message kind per action (``set_report`` writes none).
 OUTBOX_KINDS: dict[str, str] = {
     "acknowledge": "update",
+    "dispatch": "update",
+    "no_on_site": "update",
     "propose_solution": "update",
     "arrive": "update",
     "restore": "resolve",
@@ -118,11 +135,36 @@ OUTBOX_KINDS: dict[str, str] = {
 
 _RANK = {s: i for i, s in enumerate(STATUSES)}
 # Actions that only record the moment their goal was first reached.
-_MILESTONE_ONCE = ("acknowledge", "propose_solution", "arrive")
+_MILESTONE_ONCE = ("acknowledge", "dispatch", "propose_solution", "arrive")
+# Clocks a restore makes not needed (instead of stopping them).
+_SKIPPED_BY_RESTORE = ("on_site", "dispatch")
+#: How people tell the vendor of a fault (a ticket's ``origin`` besides ``alarm``).
+CHANNELS = ("phone", "email", "helpdesk")
+#: A reported time this close to the entry counts as "now": no reason needed, not "future".
+REPORTED_SKEW = 60.0
+
+
+#: Actors that are not people: the device itself, a rule, the SLA timers.
+_MACHINE_ACTORS = ("device", "sla", "system")
+
+
+def is_person(actor: str) -> bool:
+    """Whether ``actor`` is a person (an operator, an API user, a help-desk user), not the
+    device clearing by itself, a rule or the SLA timers."""
+    return actor not in _MACHINE_ACTORS and not actor.startswith("rule:")
 # What may still be done to a closed ticket.
 _ON_CLOSED = ("reopen", "comment", "set_report")
 # A clock fires this close to its check (the slack ``SlaClock.notices`` allows).
 _CHECK_SLACK = 1e-3
+
+
+def _utc(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _span(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
 
 
 def canonical_action(name: str) -> str:
@@ -184,6 +226,14 @@ class Ticket:
         urgent: The contract calls this ticket's level urgent (urgent response target).
         report: The post-incident report's free-text parts (see :data:`REPORT_FIELDS`).
         remote: Help-desk ids by connector.
+        device_class: The device's class (selects the policy's class variants).
+        origin: ``alarm`` (opened by an alarm) or the channel a person reported it by:
+            ``phone``, ``email``, ``helpdesk``.
+        reported_by: Who reported it (a person's ticket).
+        entered_at: When a person's ticket was entered, if its clocks start earlier
+            (back-dated to the reported time); ``None`` otherwise.
+        backdate_reason: Why the start is back-dated (required when it is).
+        alarm_ids: Alarms linked to the ticket (the opening alarm first, if any).
     """
 
     id: int
@@ -206,6 +256,12 @@ class Ticket:
     milestones: dict[str, float] = field(default_factory=dict)
     pauses: list[list[float | None]] = field(default_factory=list)
     urgent: bool = False
+    device_class: str = ""
+    origin: str = "alarm"
+    reported_by: str = ""
+    entered_at: float | None = None
+    backdate_reason: str = ""
+    alarm_ids: list[int] = field(default_factory=list)
 
     def clock(self, kind: str) -> SlaClock | None:
         """Return the clock of ``kind``, or ``None`` if the contract defines none."""
@@ -243,6 +299,12 @@ class Ticket:
             "pauses": [list(p) for p in self.pauses],
             "report": dict(self.report),
             "remote": dict(self.remote),
+            "device_class": self.device_class,
+            "origin": self.origin,
+            "reported_by": self.reported_by,
+            "entered_at": self.entered_at,
+            "backdate_reason": self.backdate_reason,
+            "alarm_ids": list(self.alarm_ids),
         }
 
     @classmethod
@@ -269,6 +331,12 @@ class Ticket:
             milestones={str(k): float(v) for k, v in d.get("milestones", {}).items()},
             pauses=[list(p) for p in d.get("pauses", [])],
             urgent=d.get("urgent", False),
+            device_class=d.get("device_class", ""),
+            origin=d.get("origin", "alarm"),
+            reported_by=d.get("reported_by", ""),
+            entered_at=d.get("entered_at"),
+            backdate_reason=d.get("backdate_reason", ""),
+            alarm_ids=[int(a) for a in d.get("alarm_ids", [])],
         )
 
 
@@ -312,6 +380,8 @@ class TicketDesk:
         self._timers: list[tuple[float, int]] = []
         self._check_at: dict[int, float] = {}
         self._touched: set[int] = set()
+        # Tickets people reported, by device: an alarm of the device attaches to one.
+        self._reported: dict[str, list[int]] = {}
 
     # -- persistence hand-off ------------------------------------------------------------
     def load(self, tickets: list[Ticket], next_id: int) -> None:
@@ -320,6 +390,8 @@ class TicketDesk:
             if t.status != "closed":
                 self.open[t.id] = t
                 self._fire_soon(t.id)
+                if t.origin != "alarm":
+                    self._reported.setdefault(t.device, []).append(t.id)
         self._next_id = max(self._next_id, next_id)
 
     def take_dirty(self) -> list[Ticket]:
@@ -391,7 +463,7 @@ class TicketDesk:
             The new ticket.
         """
         clocks: list[SlaClock] = []
-        for kind, target in policy.targets(int(alarm.level), device.region).items():
+        for kind, target in policy.targets(int(alarm.level), device.region, device.device_class).items():
             if kind == "report":
                 clocks.append(SlaClock.deferred_clock(kind, target, now))
             else:
@@ -411,6 +483,8 @@ class TicketDesk:
             updated_at=now,
             clocks=clocks,
             urgent=policy.is_urgent(int(alarm.level)),
+            device_class=device.device_class,
+            alarm_ids=[alarm.id],
         )
         self._next_id += 1
         self.open[t.id] = t
@@ -419,6 +493,163 @@ class TicketDesk:
         note = f"{alarm.title} (level {int(alarm.level)}{urgent})"
         self._note(t, now, "rule:" + alarm.rule_id, "opened", note, "open")
         self._provisional_check(t, {}, now)
+        return t
+
+    def open_reported(
+        self,
+        *,
+        device: Device,
+        policy: Policy,
+        level: FaultLevel,
+        title: str,
+        reported_by: str,
+        channel: str,
+        now: float,
+        actor: str,
+        reported_at: float | None = None,
+        reason: str = "",
+        remote: tuple[str, str] | None = None,
+    ) -> Ticket:
+        """Open a ticket a person reported (a customer's call, e-mail or help-desk ticket).
+
+        The clocks start at the reported time, which may be earlier than the entry
+        (``now``): a back-dated start needs a ``reason``, and both times are kept and shown.
+        Without a reason, a reported time within :data:`REPORTED_SKEW` of ``now`` counts as
+        ``now`` (two machines' clocks); a reported time later than that is refused.
+
+        Args:
+            device: The device concerned (its region and class select variants).
+            policy: The device's contract.
+            level: The fault level the person judged.
+            title: What is wrong, in a line.
+            reported_by: Who reported it (name, phone number, e-mail).
+            channel: One of :data:`CHANNELS`.
+            now: When it is entered.
+            actor: Who enters it (``user:NAME``, ``helpdesk:NAME``).
+            reported_at: When the vendor was told (default ``now``).
+            reason: Why the start is back-dated (required when it is).
+            remote: ``(connector, remote id)`` of the help-desk ticket it came from; a
+                second call for the same remote ticket returns the ticket already open.
+
+        Returns:
+            The ticket.
+
+        Raises:
+            TicketError: Bad input (unknown channel, empty title, a reported time in the
+                future, a back-dated start without a reason). Nothing changed.
+        """
+        if channel not in CHANNELS:
+            raise TicketError(f"unknown channel {channel!r}; known: {', '.join(CHANNELS)}")
+        title, reported_by, reason = title.strip(), reported_by.strip(), reason.strip()
+        if not title:
+            raise TicketError("a reported ticket needs a title")
+        if not reported_by:
+            raise TicketError("a reported ticket needs reported_by (who reported it)")
+        if remote is not None:
+            for tid in self._reported.get(device.id, ()):
+                t = self.open.get(tid)
+                if t is not None and t.remote.get(remote[0]) == remote[1]:
+                    return t
+        start = now if reported_at is None else float(reported_at)
+        if start > now + REPORTED_SKEW:
+            raise TicketError(
+                f"reported_at {_utc(start)} is in the future (now {_utc(now)}): "
+                "clocks cannot start after the ticket is entered"
+            )
+        start = min(start, now)
+        if now - start > REPORTED_SKEW and not reason:
+            raise TicketError(
+                f"reported_at {_utc(start)} is {_span(now - start)} before entry: a back-dated start needs a reason"
+            )
+        if not reason:
+            start = now  # a minute's difference without a reason: the clocks of two machines
+        backdated = start < now
+        clocks: list[SlaClock] = []
+        for kind, target in policy.targets(int(level), device.region, device.device_class).items():
+            if kind == "report":
+                clocks.append(SlaClock.deferred_clock(kind, target, start))
+            else:
+                clocks.append(SlaClock.start(kind, target, start, self._cal(target.calendar)))
+        t = Ticket(
+            id=self._next_id,
+            alarm_id=0,
+            alarm_key="",
+            device=device.id,
+            site=device.site,
+            region=device.region,
+            level=level,
+            status="open",
+            policy=policy.name,
+            title=title,
+            opened_at=start,
+            updated_at=now,
+            clocks=clocks,
+            urgent=policy.is_urgent(int(level)),
+            device_class=device.device_class,
+            origin=channel,
+            reported_by=reported_by,
+            entered_at=now if backdated else None,
+            backdate_reason=reason if backdated else "",
+            remote={remote[0]: remote[1]} if remote is not None else {},
+        )
+        self._next_id += 1
+        self.open[t.id] = t
+        self._reported.setdefault(device.id, []).append(t.id)
+        urgent = ", urgent" if t.urgent else ""
+        note = f"{title} (level {int(level)}{urgent}); reported by {reported_by} via {channel}"
+        if backdated:
+            note += f"; clocks start at the reported time {_utc(start)}, back-dated: {reason}"
+        extra: dict[str, Any] = {"description": f"Reported by {reported_by} via {channel} at {_utc(start)}"
+                                 + (f" (entered {_utc(now)}; back-dated: {reason})" if backdated else "")}
+        if remote is not None:
+            extra["adopt"] = {remote[0]: remote[1]}
+        self._note(t, now, actor, "opened", note, "open", **extra)
+        self._provisional_check(t, {}, now)
+        self._fire(t, now)
+        return t
+
+    def reported_for(self, device_id: str) -> Ticket | None:
+        """The oldest ticket a person reported for the device that is open and not restored."""
+        ids = self._reported.get(device_id)
+        if not ids:
+            return None
+        live = [tid for tid in ids if tid in self.open]
+        if live:
+            self._reported[device_id] = live
+        else:
+            del self._reported[device_id]
+        for tid in live:
+            t = self.open[tid]
+            if t.status not in ("restored", "closed"):
+                return t
+        return None
+
+    def attach_alarm(self, ticket_id: int, alarm: Alarm, now: float, actor: str, note: str = "") -> Ticket:
+        """Link an alarm to a ticket: the alarm's changes (clear, escalation) act on it.
+
+        A more severe alarm re-targets the ticket to its level. The ticket's clocks keep
+        their start.
+
+        Raises:
+            TicketError: The ticket is closed or unknown, or the alarm is already linked
+                to it or to another open ticket.
+        """
+        t = self._find(ticket_id, "link")
+        if alarm.ticket_id == t.id or alarm.id in t.alarm_ids:
+            raise TicketError(f"alarm {alarm.id} is already linked to ticket {t.id}")
+        if alarm.ticket_id is not None and alarm.ticket_id in self.open:
+            raise TicketError(
+                f"alarm {alarm.id} already has ticket {alarm.ticket_id}; link that ticket or close it first"
+            )
+        self._fire(t, now)
+        alarm.ticket_id = t.id
+        t.alarm_ids.append(alarm.id)
+        if not t.alarm_key:
+            t.alarm_id, t.alarm_key = alarm.id, alarm.key
+        text = f"alarm {alarm.id} linked ({alarm.key}, level {int(alarm.level)}: {alarm.title})"
+        self._note(t, now, actor, "alarm_linked", text + (f". {note}" if note else ""), "update")
+        if alarm.level < t.level and t.status not in ("restored", "closed"):
+            self._set_level(t, alarm.level, now, actor, f"alarm {alarm.id} is level {int(alarm.level)}")
         return t
 
     # -- transitions ---------------------------------------------------------------------
@@ -502,7 +733,23 @@ class TicketDesk:
             return self._set_report(t, now, actor, note, kw.get("fields") or {})
         if action == "reopen":
             return self._reopen(t, now, actor, note)
+        if action == "no_on_site":
+            return self._no_on_site(t, now, actor, note)
         return self._progress(t, action, now, actor, note)
+
+    def _no_on_site(self, t: Ticket, now: float, actor: str, note: str) -> Ticket:
+        """No on-site visit is needed: the on-site clock is not applicable (not met)."""
+        c = t.clock("on_site")
+        if c is None:
+            raise TicketError(f"ticket {t.id}: its contract sets no on-site clock at level {int(t.level)}")
+        if c.done:
+            raise TicketError(f"ticket {t.id}: the on-site clock already stopped ({c.state})")
+        c.skip(now, self._cal(c.calendar), "no_on_site")
+        text = "no on-site visit needed: on-site clock not applicable"
+        if c.state != "not_needed":
+            text = f"no on-site visit needed; the on-site deadline had already passed ({c.state})"
+        self._note(t, now, actor, "no_on_site", text + (f". {note}" if note else ""), "update")
+        return t
 
     def _progress(self, t: Ticket, action: str, now: float, actor: str, note: str) -> Ticket:
         """acknowledge, propose_solution, arrive, restore, close."""
@@ -518,12 +765,20 @@ class TicketDesk:
                 self._resume_clocks(t, now)
                 self._note(t, now, actor, "resumed", f"resumed by {action}")
         cal = self._cal
-        if action in ("acknowledge", "propose_solution", "arrive"):
+        if action in ("acknowledge", "dispatch", "propose_solution", "arrive"):
             c = t.clock(ACTIONS[action][0] or "")
             if c is not None:
                 c.stop(now, cal(c.calendar), action)
+            d = t.clock("dispatch") if action == "arrive" else None
+            if d is not None and not d.done:  # an engineer on site was dispatched
+                d.stop(now, cal(d.calendar), action)
         elif action == "restore" or (action == "close" and "restore" not in t.milestones):
-            self._stop_for_restore(t, now, action)
+            self._stop_for_restore(t, now, action, actor)
+        if action == "close" and is_person(actor):
+            # A person closing the ticket has answered what only a person could.
+            for c in t.clocks:
+                if c.kind in self._human_only(t) and not c.done and not c.deferred:
+                    c.stop(now, cal(c.calendar), action)
         if action == "close":
             rep = t.clock("report")
             if rep is not None:
@@ -547,12 +802,19 @@ class TicketDesk:
         self._provisional_check(t, before, now)
         return t
 
-    def _stop_for_restore(self, t: Ticket, now: float, action: str) -> None:
+    def _human_only(self, t: Ticket) -> frozenset[str]:
+        policy = self.policies.get(t.policy)
+        return policy.human_only if policy is not None else frozenset()
+
+    def _stop_for_restore(self, t: Ticket, now: float, action: str, actor: str) -> None:
+        keep = frozenset() if is_person(actor) else self._human_only(t)
         for c in t.clocks:
             cal = self._cal(c.calendar)
+            if c.kind in keep:
+                continue
             if c.kind in ("response", "solution", "restore"):
                 c.stop(now, cal, action)
-            elif c.kind == "on_site":
+            elif c.kind in _SKIPPED_BY_RESTORE:
                 c.skip(now, cal, action)
             elif c.kind == "report" and action == "restore":
                 c.begin(now, cal)
@@ -641,7 +903,7 @@ class TicketDesk:
         withdrawn: list[str] = []
         if policy is not None:
             t.urgent = policy.is_urgent(int(level))
-            targets = policy.targets(int(level), t.region)
+            targets = policy.targets(int(level), t.region, t.device_class)
             for c in t.clocks:
                 tgt = targets.get(c.kind)
                 if tgt is None:
@@ -711,7 +973,7 @@ class TicketDesk:
                 c.stop(stop_at, cal, GOAL_ACTIONS[kind])
             else:
                 by = "restore" if "restore" in t.milestones else "close"
-                (c.skip if kind == "on_site" else c.stop)(stop_at, cal, by)
+                (c.skip if kind in _SKIPPED_BY_RESTORE else c.stop)(stop_at, cal, by)
         return c
 
     # -- alarm hooks ---------------------------------------------------------------------

@@ -142,8 +142,15 @@ def ticket_view(t: Mapping[str, Any], tz: str | None = None) -> dict[str, Any]:
         "pauses": [[iso(a), iso(b)] for a, b in t.get("pauses", [])],
         "report": t.get("report", {}),
         "remote": t.get("remote", {}),
+        # Who told the vendor: "alarm", or the channel of a person's report.
+        "origin": t.get("origin", "alarm"),
+        "reported_by": t.get("reported_by", ""),
+        # Set when the clocks start earlier than the entry (a back-dated report).
+        "entered_at": iso(t.get("entered_at")),
+        "backdate_reason": t.get("backdate_reason", ""),
+        "alarm_ids": list(t.get("alarm_ids", [])),
     }
-    _add_local(out, t, ("opened_at", "updated_at", "closed_at"), tz)
+    _add_local(out, t, ("opened_at", "updated_at", "closed_at", "entered_at"), tz)
     return out
 
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from gateway.clock import Clock
-from gateway.delivery.helpdesk.base import HelpDesk, OutboxMessage, RemoteChange
+from gateway.delivery.helpdesk.base import HelpDesk, OutboxMessage, RemoteChange, RemoteTicket
 from gateway.errors import DeliveryError
 from gateway.store import OutboxEntry, Store, StoreReader
 
@@ -197,7 +197,12 @@ _ACTIONS = {"acknowledged": "acknowledge", "resolved": "restore", "closed": "clo
 class SyncPoller:
     """Brings changes made in the help desk back: every ``interval`` it asks each connector
     for changes to the tickets it holds and applies them through ``apply`` (a pipeline
-    command, so the single writer moves the ticket and stops its clocks)."""
+    command, so the single writer moves the ticket and stops its clocks).
+
+    Connectors that can (``poll_new``) are also asked for tickets people created in the
+    help desk; each is handed once to ``adopt``, which opens a gateway ticket for it (its
+    ``open`` message then marks the help-desk ticket with the gateway's key and links
+    the two, so later changes flow both ways like any other ticket's)."""
 
     def __init__(
         self,
@@ -207,6 +212,7 @@ class SyncPoller:
         apply: Callable[[str, int, RemoteChange], Awaitable[None]],
         interval: float = 30.0,
         skew: float = 5.0,
+        adopt: Callable[[str, RemoteTicket], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.connectors = dict(connectors)
@@ -218,6 +224,10 @@ class SyncPoller:
         self.errors = 0
         self._since: dict[str, float] = {}
         self._seen: set[tuple[str, str, str, float]] = set()
+        self.adopt = adopt
+        self.adopted = 0
+        self.polls = 0
+        self._adopted: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -247,9 +257,11 @@ class SyncPoller:
                 log.exception("help-desk sync failed")
 
     async def poll_once(self) -> int:
+        self.polls += 1
         n = 0
         for name, conn in self.connectors.items():
             links = await asyncio.to_thread(self.store.remote_links, name)
+            n += await self._poll_new(name, conn, links)
             if not links:
                 continue
             since = self._since.get(name, self.clock.now()) - self.skew
@@ -273,6 +285,27 @@ class SyncPoller:
                 self._since[name] = latest
         if len(self._seen) > 100_000:
             self._seen.clear()
+        return n
+
+    async def _poll_new(self, name: str, conn: HelpDesk, links: Mapping[str, int]) -> int:
+        """Hand each new help-desk ticket of ``conn`` to ``adopt`` once; returns how many."""
+        poll_new = getattr(conn, "poll_new", None)
+        if self.adopt is None or poll_new is None:
+            return 0
+        try:
+            fresh: list[RemoteTicket] = await poll_new(set(links), self.clock.now())
+        except DeliveryError as e:
+            self.errors += 1
+            log.warning("%s: cannot read new tickets from the help desk: %s", name, e)
+            return 0
+        n = 0
+        for rt in fresh:
+            if (name, rt.remote_id) in self._adopted:
+                continue
+            await self.adopt(name, rt)
+            self._adopted.add((name, rt.remote_id))
+            self.adopted += 1
+            n += 1
         return n
 
     @staticmethod

@@ -82,10 +82,11 @@ def test_actions_without_a_daemon_commit_through_the_store(tmp_path: Path, capsy
     assert "response  due" in out and "breached" in out
     t, timeline = _read(Path(cfg), tid)
     assert t["status"] == "acknowledged"
-    # The response breach (due an hour ago) and the restore clock's 50 % warning were
-    # recorded before the late acknowledgement.
-    assert [(e["actor"], e["kind"], e["note"]) for e in timeline][-3:-1] == [
-        ("sla", "sla_breach", "response deadline breached"),
+    # The dispatch breach (the 1 h remote-fix window ended an hour ago) and the 50 % warnings
+    # of the 4 h response and restore clocks were recorded before the acknowledgement.
+    assert [(e["actor"], e["kind"], e["note"]) for e in timeline][-4:-1] == [
+        ("sla", "sla_warning", "response at 50 % of its target"),
+        ("sla", "sla_breach", "dispatch deadline breached"),
         ("sla", "sla_warning", "restore at 50 % of its target"),
     ]
     assert timeline[-1]["actor"] == "user:alice" and timeline[-1]["kind"] == "acknowledge"
@@ -167,7 +168,7 @@ def test_report_and_sla_report(tmp_path: Path, capsys: pytest.CaptureFixture[str
     rc, out, err = _run(capsys, "sla-report", "-c", cfg, "--contract", "software-7x24", "--month", month, "--json")
     assert rc == 0, err
     s = json.loads(out)
-    assert s["tickets"] == 1 and [c["breached"] for c in s["clocks"]] == [1, 1]
+    assert s["tickets"] == 1 and [c["breached"] for c in s["clocks"]] == [1, 1, 1]  # response, dispatch, restore
     # 1 % for the missed response + 2 started days (26 h late) of 1 % on 1,000,000 CNY.
     assert (s["penalties"]["pct"], s["penalties"]["amount"], s["penalties"]["final"]) == (3.0, 30_000.0, True)
     rc, out, _ = _run(capsys, "sla-report", "-c", cfg, "--contract", "software-7x24", "--month", month)

@@ -16,7 +16,7 @@ from tests.helpers import EXAMPLE, ROOT
 
 def test_example_config_validates() -> None:
     cfg = load_config(EXAMPLE)
-    assert set(cfg.policies) == {"mine-monitoring", "medical-devices", "network-equipment", "software-7x24"}
+    assert set(cfg.policies) == {"mine-monitoring", "medical-devices", "network-equipment", "software-7x24", "beidou-integrator"}
     assert cfg.adapters.snmp[0].communities == ["public"]
     assert cfg.adapters.snmp[0].port == 1162
 
@@ -134,7 +134,7 @@ def test_check_config_ok() -> None:
     r = _cli("check-config", "-c", str(EXAMPLE))
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("OK: ")
-    assert "4 policies" in r.stdout
+    assert "5 policies" in r.stdout
 
 
 def test_check_config_bad_exits_nonzero_without_traceback(tmp_path: Path) -> None:
@@ -151,3 +151,43 @@ def test_check_config_bad_exits_nonzero_without_traceback(tmp_path: Path) -> Non
 def test_check_config_missing_file(tmp_path: Path) -> None:
     r = _cli("check-config", "-c", str(tmp_path / "nope.toml"))
     assert r.returncode != 0 and "nope.toml: cannot read" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "text, key, fragment",
+    [
+        ("[policies.q]\nhuman_only = ['reply']\n", "policies.q.human_only[0]", "response"),
+        ("[policies.q.classes.'beidou.x*'.1]\nresponse = { target = '1h', calendar = 'mars' }\n",
+         "policies.q.classes.beidou.x*.1.response.calendar", "unknown calendar 'mars'"),
+        ("[policies.q.levels.1]\ndispatch = 'soon'\n", "policies.q.levels.1.dispatch", "not a duration"),
+        ("[policies.q.penalties]\ncontract_value = 1\nresponse_missed_after = 'later'\n",
+         "policies.q.penalties.response_missed_after", "not a duration"),
+    ],
+    ids=["human-only-kind", "class-variant-calendar", "dispatch-duration", "penalty-threshold"],
+)
+def test_contract_keys_name_file_and_key(tmp_path: Path, text: str, key: str, fragment: str) -> None:
+    f = tmp_path / "config.toml"
+    f.write_text("[inventory]\ndefault_policy = 'q'\n" + text)
+    with pytest.raises(ConfigError) as ei:
+        load_config(f)
+    msgs = [str(e) for e in getattr(ei.value, "errors", [ei.value])]
+    assert any(m.startswith(f"{f}: {key}") and fragment in m for m in msgs), msgs
+
+
+def test_contract_keys_reach_the_policy(tmp_path: Path) -> None:
+    from gateway.config import build_policies
+
+    f = tmp_path / "config.toml"
+    f.write_text(
+        "[inventory]\ndefault_policy = 'q'\n[policies.q]\nhuman_only = ['response']\n"
+        "[policies.q.levels.2]\nresponse = '30m'\ndispatch = '1h'\n"
+        "[policies.q.classes.'front*'.2]\nresponse = '1h'\n[policies.q.regions.beijing.2]\ndispatch = '20m'\n"
+        "[policies.q.penalties]\ncontract_value = 10\nresponse_missed_after = '4h'\nrestore_late_after = '6h'\n"
+    )
+    p = build_policies(load_config(f))["q"]
+    assert p.human_only == frozenset({"response"})
+    assert p.penalties is not None and (p.penalties.response_missed_after, p.penalties.restore_late_after) == (14400.0, 21600.0)
+    # Class variants lie over the level, region variants over both.
+    got = {k: t.seconds for k, t in p.targets(2, "Beijing", "front-panel").items()}
+    assert got == {"response": 3600.0, "dispatch": 1200.0}
+    assert {k: t.seconds for k, t in p.targets(2, "", "back-panel").items()} == {"response": 1800.0, "dispatch": 3600.0}

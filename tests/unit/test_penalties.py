@@ -129,3 +129,53 @@ def test_penalties_and_report_stay_pure(path: str) -> None:
     assert not names & IO, f"{path} imports {names & IO}"
     assert "time.time(" not in text and "datetime.now(" not in text
     assert Path(ROOT / path).exists()
+
+
+# Penalty thresholds are their own figures: the team answers within 1 h (the clock), the
+# contract charges only after 4 h without a response; the restore overrun after 6 h.
+LATE_TERMS = PenaltyTerms(
+    contract_value=200_000, response_missed_pct=1, restore_per_started_day_pct=1,
+    response_missed_after=4 * H, restore_late_after=6 * H,
+)
+THRESHOLDS = Policy(
+    name="thresholds",
+    levels={1: {"response": ClockTarget(H, "24x7"), "restore": ClockTarget(4 * H, "24x7")}},
+    penalties=LATE_TERMS,
+)
+
+
+@pytest.mark.parametrize(
+    "ack_after, missed",
+    [(0.5 * H, False), (2.5 * H, False), (4 * H, False), (4 * H + 60, True)],
+    ids=["in-time", "clock-breached-no-penalty", "exactly-4h", "4h-and-a-minute"],
+)
+def test_response_penalty_counts_from_its_own_threshold(ack_after: float, missed: bool) -> None:
+    clock = ManualClock()
+    desk, tid = _desk(THRESHOLDS, clock.now())
+    clock.advance(ack_after)
+    desk.act(tid, "ack", clock.now(), "user:alice")
+    t = desk.open[tid]
+    resp = t.clock("response")
+    assert resp is not None and resp.breached == (ack_after > H)  # the clock keeps its own target
+    p = ticket_penalty(t, LATE_TERMS, CALS, clock.now())
+    assert p.response_missed is missed and p.pct == (1.0 if missed else 0.0)
+
+
+def test_response_penalty_threshold_while_no_one_answers() -> None:
+    clock = ManualClock()
+    desk, tid = _desk(THRESHOLDS, clock.now())
+    clock.advance(3 * H)
+    assert not ticket_penalty(desk.open[tid], LATE_TERMS, CALS, clock.now()).response_missed
+    clock.advance(1 * H + 1)
+    assert ticket_penalty(desk.open[tid], LATE_TERMS, CALS, clock.now()).response_missed
+
+
+def test_restore_overrun_counts_from_its_own_threshold() -> None:
+    clock = ManualClock()
+    desk, tid = _desk(THRESHOLDS, clock.now())
+    clock.advance(0.5 * H)
+    desk.act(tid, "ack", clock.now(), "user:alice")
+    clock.advance(5.5 * H + 1)  # restored at 6 h 1 s: the clock is 2 h late, the penalty 1 s
+    desk.act(tid, "restore", clock.now(), "user:alice")
+    p = ticket_penalty(desk.open[tid], LATE_TERMS, CALS, clock.now())
+    assert p.restore_overrun == pytest.approx(1.0) and p.restore_days == 1

@@ -208,3 +208,20 @@ def test_fast_membership_agrees_with_plain_equality(v: Any, options: list[Any]) 
 def test_conditions_on_missing_and_combined(when: dict[str, Any], attrs: dict[str, Any], expected: bool) -> None:
     e = engine({"id": "a", "event": "x", "level": 2, "when": when})
     assert bool(e.classify(ev("x", **attrs), SW)) is expected
+
+
+def test_rules_can_depend_on_the_device_contract() -> None:
+    """Two switches alike in class, site and region, under two contracts: the contract-specific
+    rule decides for one, the general rule for the other (the per-scope cache keeps them apart)."""
+    medical = {**LINK, "id": "down-medical", "level": 1, "policy": ["medical*"], "priority": 50}
+    e = engine(medical, LINK)
+    ward = Device("sw-w", "network.switch", site="hq", region="beijing", policy="medical-devices")
+    mine = Device("sw-m", "network.switch", site="hq", region="beijing", policy="mine-monitoring")
+    for _ in range(2):  # the second round is served from the cache
+        (a,) = e.classify(ev("IF-MIB::linkDown", ifIndex=1), ward)
+        (b,) = e.classify(ev("IF-MIB::linkDown", ifIndex=1), mine)
+        assert (a.rule_id, a.level) == ("down-medical", FaultLevel(1))
+        assert (b.rule_id, b.level) == ("down", FaultLevel(3))
+    # The clear of the contract rule works under its contract only, as its raise does.
+    (c,) = e.classify(ev("IF-MIB::linkUp", ifIndex=1), ward)
+    assert (c.rule_id, c.action) == ("down-medical", "clear")

@@ -94,8 +94,10 @@ def test_rules_test_sees_the_current_store_state(tmp_path: Path, cfg_file: Path,
     assert [o["text"] for o in first["outcomes"]] == ["repeat of alarm 1 (count 5)"]
     assert second["outcomes"][0]["change"] == "suppressed"
     assert second["outcomes"][0]["suppressed_by"] == "parent:router-1"
-    assert first["candidates"][0] == {"rule": "if-link-down", "pack": "network", "action": "raise", "level": 3,
-                                      "priority": 100, "matched": True, "used": True}
+    assert first["candidates"][0]["rule"] == "if-link-down-medical"  # not under the mine contract
+    assert first["candidates"][1] == {"rule": "if-link-down", "pack": "network", "action": "raise", "level": 3,
+                                      "priority": 100, "matched": True, "used": True, "policy": [],
+                                      "other_contract": False}
     code, out, _ = run(capsys, "rules", "test", ev, "-c", str(cfg_file), "--json", "--no-state")
     assert json.loads(out)[0]["outcomes"][0]["text"] == "open ticket 1 (policy mine-monitoring, level 3)"
 
@@ -183,3 +185,31 @@ def test_recorder_round_trip_and_buffering(tmp_path: Path) -> None:
     assert [(e.ts, e.device, e.peer, e.attrs["i"]) for e in back] == [(e.ts, e.device, e.peer, e.attrs["i"]) for e in evs]
     assert back[0].attrs["b"] == "b'\\x01'"  # not JSON: recorded as text, never an error
     assert rec.recorded == 4 and rec.errors == 0
+
+
+def test_rules_test_shows_the_contract_that_decided(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same link-down is level 1 on a switch under the medical contract (a fibre-line
+    fault, 光纤线路故障) and level 3 under the mine contract; `rules test` says which decided."""
+    devices = [
+        {"id": "ward-sw", "class": "network.switch", "site": "ward-3", "policy": "medical-devices"},
+        {"id": "mine-sw", "class": "network.switch", "site": "north", "policy": "mine-monitoring"},
+    ]
+    cfg = base_config(tmp_path / "var", devices=devices)
+    path = str(write_config(tmp_path / "config.toml", cfg))
+    attrs = {"ifIndex": 3, "ifDescr": "fibre uplink"}
+    ev = event_file(tmp_path, [{"name": "IF-MIB::linkDown", "device": d, "attrs": attrs} for d in ("ward-sw", "mine-sw")])
+    code, out, err = run(capsys, "rules", "test", ev, "-c", path, "--no-state")
+    assert code == 0, err
+    ward, mine = out.split("event IF-MIB::linkDown from ")[1:]
+    assert "[x] network/if-link-down-medical  raise level 1  priority 50  contract medical*" in ward
+    assert "classification: rule if-link-down-medical → raise, level 1 (critical), key ward-sw/if/3" in ward
+    assert "decided by contract medical-devices (the rule applies under it only)" in ward
+    assert "(policy medical-devices, level 1)" in ward
+    assert ("[ ] network/if-link-down-medical  raise level 1  priority 50  contract medical*"
+            " (only under contract medical*; the device's is mine-monitoring)") in mine
+    assert "classification: rule if-link-down → raise, level 3 (minor), key mine-sw/if/3" in mine
+    assert "the same under every contract (the rule names none); device's contract mine-monitoring" in mine
+    code, out, err = run(capsys, "rules", "test", ev, "-c", path, "--no-state", "--json")
+    docs = json.loads(out)
+    assert [d["classifications"][0]["contract"] for d in docs] == ["medical-devices", None]
+    assert [d["classifications"][0]["level"] for d in docs] == [1, 3]

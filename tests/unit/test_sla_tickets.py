@@ -30,6 +30,9 @@ MIN = 60.0
 CST = ZoneInfo("Asia/Shanghai")
 POLICIES = build_policies(load_config(EXAMPLE))
 CALS = default_calendars()
+# The mechanics tests (pause, breach, timers) use a plain 1 h response / 4 h restore contract.
+_PLAIN = {lv: {"response": ClockTarget(1 * 3600.0, "24x7"), "restore": ClockTarget(4 * 3600.0, "24x7")} for lv in (1, 2, 3, 4)}
+TEST_POLICIES = {**POLICIES, "remote-1h": Policy(name="remote-1h", levels=_PLAIN)}
 
 
 def local(text: str) -> float:
@@ -49,7 +52,7 @@ def _open(
     desk: TicketDesk | None = None,
     policies: dict[str, Policy] | None = None,
 ) -> tuple[TicketDesk, int]:
-    pols = policies or POLICIES
+    pols = policies or TEST_POLICIES
     desk = desk or TicketDesk(pols, CALS)
     book = AlarmBook()
     ch = book.apply(Classification("r", "raise", "k", FaultLevel(level), "t"), Event(now, "t", "d", "x"), "d", now)
@@ -76,10 +79,14 @@ EXPECTED = {
     ("network-equipment", 4, "beijing"): {"response": 24, "on_site": 4},
     ("network-equipment", 1, "shanxi"): {"response": 1 / 6, "on_site": 24},
     ("network-equipment", 2, "shanxi"): {"response": 1 / 6, "on_site": 24},
-    ("software-7x24", 1, ""): {"response": 1, "restore": 4},
-    ("software-7x24", 2, ""): {"response": 1, "restore": 4},
-    ("software-7x24", 3, ""): {"response": 1, "restore": 4},
-    ("software-7x24", 4, ""): {"response": 1, "restore": 4},
+    ("network-equipment", 3, "shanxi"): {"response": 24, "on_site": 48},
+    ("network-equipment", 4, "shanxi"): {"response": 24, "on_site": 48},
+    ("software-7x24", 1, ""): {"response": 4, "dispatch": 1, "restore": 4},
+    ("software-7x24", 2, ""): {"response": 4, "dispatch": 1, "restore": 4},
+    ("software-7x24", 3, ""): {"response": 4, "dispatch": 1, "restore": 4},
+    ("software-7x24", 4, ""): {"response": 4, "dispatch": 1, "restore": 4},
+    ("beidou-integrator", 1, ""): {"response": 0.5, "on_site": 2, "restore": 24},
+    ("beidou-integrator", 4, ""): {"response": 0.5, "on_site": 2, "restore": 24},
 }
 
 
@@ -111,13 +118,20 @@ BY_HAND = {
     ("network-equipment", 4, "beijing"): {"response": "2026-02-14 17:30", "on_site": "2026-02-13 21:30", "report": None},
     ("network-equipment", 1, "shanxi"): {"response": "2026-02-13 17:40", "on_site": "2026-02-14 17:30", "report": None},
     ("network-equipment", 2, "shanxi"): {"response": "2026-02-13 17:40", "on_site": "2026-02-14 17:30", "report": None},
-    # 2 working days: Sat 02-14 (调休) is the first, Tue 02-24 (after the holiday) the second.
-    ("network-equipment", 3, "shanxi"): {"response": "2026-02-14 17:30", "on_site": "2026-02-24 17:30", "report": None},
-    ("network-equipment", 4, "shanxi"): {"response": "2026-02-14 17:30", "on_site": "2026-02-24 17:30", "report": None},
-    ("software-7x24", 1, ""): {"response": "2026-02-13 18:30", "restore": "2026-02-13 21:30"},
-    ("software-7x24", 2, ""): {"response": "2026-02-13 18:30", "restore": "2026-02-13 21:30"},
-    ("software-7x24", 3, ""): {"response": "2026-02-13 18:30", "restore": "2026-02-13 21:30"},
-    ("software-7x24", 4, ""): {"response": "2026-02-13 18:30", "restore": "2026-02-13 21:30"},
+    # 48 calendar hours, holiday or not: Fri 17:30 + 2 days = Sun 02-15 17:30 (the old reading,
+    # 2 working days, gave Tue 02-24: Sat 02-14 (调休) and the first day after the holiday).
+    ("network-equipment", 3, "shanxi"): {"response": "2026-02-14 17:30", "on_site": "2026-02-15 17:30", "report": None},
+    ("network-equipment", 4, "shanxi"): {"response": "2026-02-14 17:30", "on_site": "2026-02-15 17:30", "report": None},
+    # Response within 4 h; the remote-fix window (dispatch) 1 h; restore 4 h.
+    ("software-7x24", 1, ""): {"response": "2026-02-13 21:30", "dispatch": "2026-02-13 18:30", "restore": "2026-02-13 21:30"},
+    ("software-7x24", 2, ""): {"response": "2026-02-13 21:30", "dispatch": "2026-02-13 18:30", "restore": "2026-02-13 21:30"},
+    ("software-7x24", 3, ""): {"response": "2026-02-13 21:30", "dispatch": "2026-02-13 18:30", "restore": "2026-02-13 21:30"},
+    ("software-7x24", 4, ""): {"response": "2026-02-13 21:30", "dispatch": "2026-02-13 18:30", "restore": "2026-02-13 21:30"},
+    # Beidou: 30 min response, 2 h on site, 24 h emergency repair (restore), every level.
+    ("beidou-integrator", 1, ""): {"response": "2026-02-13 18:00", "on_site": "2026-02-13 19:30", "restore": "2026-02-14 17:30"},
+    ("beidou-integrator", 2, ""): {"response": "2026-02-13 18:00", "on_site": "2026-02-13 19:30", "restore": "2026-02-14 17:30"},
+    ("beidou-integrator", 3, ""): {"response": "2026-02-13 18:00", "on_site": "2026-02-13 19:30", "restore": "2026-02-14 17:30"},
+    ("beidou-integrator", 4, ""): {"response": "2026-02-13 18:00", "on_site": "2026-02-13 19:30", "restore": "2026-02-14 17:30"},
 }
 
 
@@ -135,12 +149,42 @@ def test_every_shipped_contract_and_level_is_covered() -> None:
     assert cases == {(p, lv) for p in POLICIES for lv in (1, 2, 3, 4)}
 
 
-def test_network_on_site_two_working_days_outside_beijing() -> None:
-    opened = local("2026-11-17 10:00")  # a Tuesday
-    desk, tid = _open("network-equipment", 3, "shanxi", opened)
+def test_network_on_site_48_calendar_hours_outside_beijing() -> None:
+    # Friday 2026-11-20 10:00 + 48 h = Sunday 11-22 10:00; two working days would be Tue 11-24.
+    desk, tid = _open("network-equipment", 3, "shanxi", local("2026-11-20 10:00"))
     on_site = desk.open[tid].clock("on_site")
     assert on_site is not None
-    assert show(on_site.due_at) == "2026-11-19 10:00"
+    assert (on_site.target, on_site.calendar) == (48 * H, "24x7")
+    assert show(on_site.due_at) == "2026-11-22 10:00"
+
+
+def _open_device(policy: str, level: int, dev: Device, now: float) -> tuple[TicketDesk, int]:
+    desk = TicketDesk(POLICIES, CALS)
+    book = AlarmBook()
+    ch = book.apply(Classification("r", "raise", "k", FaultLevel(level), "t"), Event(now, "t", dev.id, "x"), dev.id, now)
+    assert ch is not None
+    return desk, desk.open_for(ch.alarm, dev, POLICIES[policy], now).id
+
+
+@pytest.mark.parametrize("device_class", ["beidou.front-end.receiver", "beidou.control-panel"])
+def test_beidou_front_end_and_control_devices_respond_in_one_hour(device_class: str) -> None:
+    opened = local(FRIDAY)
+    dev = Device("bd1", device_class=device_class, policy="beidou-integrator")
+    desk, tid = _open_device("beidou-integrator", 2, dev, opened)
+    t = desk.open[tid]
+    got = {c.kind: show(c.due_at) for c in t.clocks}
+    assert got == {"response": "2026-02-13 18:30", "on_site": "2026-02-13 19:30", "restore": "2026-02-14 17:30"}
+    # A level change keeps the class variant (the ticket remembers the device's class).
+    desk.act(tid, "level", opened + MIN, "user:alice", level=4)
+    resp = desk.open[tid].clock("response")
+    assert resp is not None and resp.target == 1 * H
+
+
+def test_beidou_other_devices_respond_in_half_an_hour() -> None:
+    dev = Device("bd2", device_class="beidou.server", policy="beidou-integrator")
+    desk, tid = _open_device("beidou-integrator", 2, dev, local(FRIDAY))
+    resp = desk.open[tid].clock("response")
+    assert resp is not None and show(resp.due_at) == "2026-02-13 18:00"
 
 
 def test_region_match_is_case_insensitive() -> None:
@@ -290,7 +334,7 @@ def test_pause_errors_and_action_while_paused_resumes() -> None:
 
 def test_breach_stays_visible_while_paused_and_after_stop() -> None:
     clock = ManualClock()
-    desk, tid = _open("software-7x24", 1, "", clock.now())
+    desk, tid = _open("remote-1h", 1, "", clock.now())
     clock.advance(1.5 * H)
     desk.tick(clock.now())
     resp = desk.open[tid].clock("response")
@@ -324,7 +368,7 @@ def test_warnings_once_then_breach_once() -> None:
 
 def test_notices_carry_the_exact_instant_even_when_checked_late() -> None:
     clock = ManualClock()
-    desk, tid = _open("software-7x24", 1, "", clock.now())
+    desk, tid = _open("remote-1h", 1, "", clock.now())
     start = clock.now()
     clock.advance(20 * MIN)
     assert desk.tick(clock.now()) == []
@@ -343,7 +387,7 @@ def test_notices_carry_the_exact_instant_even_when_checked_late() -> None:
 
 def test_late_action_fires_the_breach_first() -> None:
     clock = ManualClock()
-    desk, tid = _open("software-7x24", 1, "", clock.now())
+    desk, tid = _open("remote-1h", 1, "", clock.now())
     clock.advance(2 * H)
     desk.act(tid, "ack", clock.now(), "alice")  # no tick ran in between
     kinds = [(e.kind, e.note) for e in desk.take_timeline()]
@@ -354,7 +398,7 @@ def test_late_action_fires_the_breach_first() -> None:
 
 def test_warnings_and_breaches_reach_the_outbox() -> None:
     clock = ManualClock()
-    desk, _tid = _open("software-7x24", 1, "", clock.now())
+    desk, _tid = _open("remote-1h", 1, "", clock.now())
     desk.take_outbox()
     clock.advance(30 * MIN)
     desk.tick(clock.now())
@@ -520,7 +564,7 @@ def test_reopen_runs_the_clocks_restore_stopped_and_rewinds_the_report() -> None
 
 def test_closed_ticket_without_loader_cannot_be_reopened() -> None:
     clock = ManualClock()
-    desk, tid = _open("software-7x24", 1, "", clock.now())
+    desk, tid = _open("remote-1h", 1, "", clock.now())
     desk.act(tid, "close", clock.now(), "alice")
     with pytest.raises(TicketError, match="not open"):
         desk.act(tid, "reopen", clock.now(), "alice")
@@ -528,7 +572,7 @@ def test_closed_ticket_without_loader_cannot_be_reopened() -> None:
 
 def test_report_fields_comments_and_unknown_actions() -> None:
     clock = ManualClock()
-    desk, tid = _open("software-7x24", 1, "", clock.now())
+    desk, tid = _open("remote-1h", 1, "", clock.now())
     t = desk.act(tid, "report", clock.now(), "alice", fields={"cause": "bad optics", "follow_up": "spares"})
     assert t.report == {"cause": "bad optics", "follow_up": "spares"}
     desk.act(tid, "set_report", clock.now(), "alice", fields={"cause": ""})
@@ -583,11 +627,15 @@ def _fallback_calendars() -> dict[str, object]:
 
 
 def test_provisional_deadline_is_given_marked_and_warned(caplog: pytest.LogCaptureFixture) -> None:
-    desk = TicketDesk(POLICIES, _fallback_calendars())
+    # A contract that counts on site in working days (the mechanism the shipped network
+    # policy no longer uses since its table says 48 calendar hours).
+    workdays = {"workdays": Policy(name="workdays", levels={3: {
+        "response": ClockTarget(24 * H, "24x7"), "on_site": ClockTarget(2 * 86400.0, "workdays-cn")}})}
+    desk = TicketDesk(workdays, _fallback_calendars())
     with caplog.at_level(logging.WARNING):
         # Thursday 30 Sep 2027 + 2 working days on the fallback (Mon-Fri minus 1-3 Oct):
         # 14 h on Thursday, Friday 1 Oct off, Monday 4 Oct in full, 10 h on Tuesday 5 Oct.
-        _, tid = _open("network-equipment", 3, "shanxi", local("2027-09-30 10:00"), desk=desk)
+        _, tid = _open("workdays", 3, "shanxi", local("2027-09-30 10:00"), desk=desk, policies=workdays)
     t = desk.open[tid]
     on_site = t.clock("on_site")
     assert on_site is not None and on_site.provisional and t.provisional
@@ -623,7 +671,7 @@ def test_tick_looks_only_at_tickets_whose_check_has_come(monkeypatch: pytest.Mon
     desk = TicketDesk(POLICIES, CALS)
     tids = []
     for i in range(200):  # one ticket a minute; each warns 30 min after it opened
-        tids.append(_open("software-7x24", 1, "", start + i * MIN, desk)[1])
+        tids.append(_open("remote-1h", 1, "", start + i * MIN, desk)[1])
     fired: list[int] = []
     real_fire = desk._fire
     monkeypatch.setattr(desk, "_fire", lambda t, now: (fired.append(t.id), real_fire(t, now)))
@@ -639,7 +687,7 @@ def test_tick_looks_only_at_tickets_whose_check_has_come(monkeypatch: pytest.Mon
 def test_timers_follow_pause_resume_and_close() -> None:
     clock = ManualClock()
     start = clock.now()
-    desk, tid = _open("software-7x24", 1, "", start)
+    desk, tid = _open("remote-1h", 1, "", start)
     assert at_min(desk.next_check(), start) == pytest.approx(30)  # response 1 h, warned at 50 %
     desk.act(tid, "pause", start + 10 * MIN, "alice")
     assert desk.next_check() is None  # nothing counts while paused
@@ -656,7 +704,7 @@ def test_timers_follow_pause_resume_and_close() -> None:
 def test_tickets_loaded_from_the_store_are_checked_at_the_first_tick() -> None:
     clock = ManualClock()
     start = clock.now()
-    old, tid = _open("software-7x24", 1, "", start)
+    old, tid = _open("remote-1h", 1, "", start)
     saved = Ticket.from_dict(old.open[tid].to_dict())
     desk = TicketDesk(POLICIES, CALS)
     desk.load([saved], tid + 1)
@@ -664,3 +712,90 @@ def test_tickets_loaded_from_the_store_are_checked_at_the_first_tick() -> None:
     fired = [(n.kind, n.fraction) for _, n in desk.tick(start + 90 * MIN)]  # down for 90 min
     assert fired == [("response", 1.0)]
     assert at_min(desk.next_check(), start) == pytest.approx(120)  # restore 4 h at 50 %
+
+
+# --------------------------------------------------------------------------- clocks that apply only when needed
+
+
+def test_no_on_site_visit_needed_makes_the_clock_not_applicable_not_met() -> None:
+    opened = local("2026-03-02 08:00")
+    desk, tid = _open("mine-monitoring", 1, "", opened)  # on site within 8 h
+    desk.take_timeline()
+    t = desk.act(tid, "no-visit", opened + 3 * H, "user:alice", "fixed by phone guidance")
+    on_site = t.clock("on_site")
+    assert on_site is not None and on_site.state == "not_needed" and on_site.stopped_by == "no_on_site"
+    assert [(e.kind, e.note) for e in desk.take_timeline() if not e.kind.startswith("sla_")] == [
+        ("no_on_site", "no on-site visit needed: on-site clock not applicable. fixed by phone guidance")
+    ]
+    # No on-site breach later (its 8 h pass at 16:00); the other clocks ran on.
+    assert "on_site" not in [n.kind for _, n in desk.tick(opened + 9 * H)]
+    assert on_site.state == "not_needed"
+    solution = t.clock("solution")
+    assert solution is not None and solution.state == "breached"
+    with pytest.raises(TicketError, match="on-site clock already stopped"):
+        desk.act(tid, "no_on_site", opened + 10 * H, "user:alice")
+
+
+def test_no_on_site_after_the_deadline_stays_breached() -> None:
+    opened = local("2026-03-02 08:00")
+    desk, tid = _open("mine-monitoring", 1, "", opened)
+    t = desk.act(tid, "no_on_site", opened + 9 * H, "user:alice")
+    on_site = t.clock("on_site")
+    assert on_site is not None and on_site.state == "breached"
+
+
+def test_no_on_site_needs_an_on_site_clock() -> None:
+    desk, tid = _open("software-7x24", 1, "", local("2026-03-02 08:00"))
+    with pytest.raises(TicketError, match="sets no on-site clock"):
+        desk.act(tid, "no_on_site", local("2026-03-02 08:10"), "user:alice")
+
+
+def test_dispatch_clock_is_the_remote_fix_window() -> None:
+    opened = local("2026-03-02 08:00")
+    # Solved remotely in 40 min: no engineer needed, the dispatch clock is not applicable.
+    desk, tid = _open("software-7x24", 1, "", opened)
+    t = desk.act(tid, "restore", opened + 40 * MIN, "user:alice")
+    d = t.clock("dispatch")
+    assert d is not None and d.state == "not_needed"
+    # Not solved in 1 h: the dispatch deadline is breached at 09:00; dispatching stops it.
+    desk, tid = _open("software-7x24", 1, "", opened)
+    fired = desk.tick(opened + 61 * MIN)
+    assert [(n.kind, show(n.at)) for _, n in fired if n.fraction == 1.0] == [("dispatch", "2026-03-02 09:00")]
+    t = desk.act(tid, "dispatch", opened + 70 * MIN, "user:alice", "engineer Wang on the way")
+    d = t.clock("dispatch")
+    assert d is not None and d.state == "breached" and d.stopped_by == "dispatch"
+    with pytest.raises(TicketError, match="dispatch was already recorded"):
+        desk.act(tid, "dispatched", opened + 80 * MIN, "user:alice")
+    # An engineer who arrives was dispatched: arriving stops the window too.
+    desk, tid = _open("software-7x24", 1, "", opened)
+    t = desk.act(tid, "arrive", opened + 50 * MIN, "user:alice")
+    d = t.clock("dispatch")
+    assert d is not None and d.state == "met" and d.stopped_by == "arrive"
+
+
+def test_human_only_response_is_not_answered_by_the_device() -> None:
+    opened = local("2026-03-02 08:00")
+    desk, tid = _open("mine-monitoring", 2, "", opened)  # response 1 h, human_only
+    assert POLICIES["mine-monitoring"].human_only == frozenset({"response"})
+    t = desk.on_alarm_cleared(tid, opened + 10 * MIN, "device")
+    assert t is not None and t.status == "restored"
+    resp = t.clock("response")
+    assert resp is not None and resp.running
+    solution = t.clock("solution")
+    assert solution is not None and solution.state == "met"  # only the listed clocks wait
+    t = desk.act(tid, "ack", opened + 50 * MIN, "user:alice", "first assessment sent to the mine")
+    resp = t.clock("response")
+    assert resp is not None and resp.state == "met"
+    # The same clear under a contract without human_only stops the response at once.
+    desk, tid = _open("medical-devices", 2, "", opened)
+    t = desk.on_alarm_cleared(tid, opened + 10 * MIN, "device")
+    assert t is not None and (c := t.clock("response")) is not None and c.state == "met"
+
+
+def test_a_person_closing_answers_a_human_only_response() -> None:
+    opened = local("2026-03-02 08:00")
+    desk, tid = _open("mine-monitoring", 2, "", opened)
+    desk.on_alarm_cleared(tid, opened + 10 * MIN, "device")
+    t = desk.act(tid, "close", opened + 20 * MIN, "user:alice")
+    resp = t.clock("response")
+    assert resp is not None and resp.state == "met" and resp.stopped_by == "close"

@@ -19,7 +19,7 @@ from gateway.config import build_policies, load_config
 from gateway.core.alarms import AlarmBook
 from gateway.core.calendars import default_calendars
 from gateway.core.penalties import sum_penalties, ticket_penalty
-from gateway.core.report import sla_summary
+from gateway.core.report import render_sla_summary, sla_summary
 from gateway.core.tickets import Ticket, TicketDesk
 from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
@@ -94,43 +94,53 @@ class Week:
 
 
 def test_week_software_7x24_with_penalties() -> None:
+    """Response 4 h (the penalty threshold too), the 1 h remote-fix window as a dispatch clock
+    of its own, restore 4 h; 1 % per incident without a response within 4 h, 1 % per started
+    day of restore overrun."""
     w = Week("software-7x24", "2026-03-02 00:00")  # Monday; no holidays this week
     w.run(
         [
             ("2026-03-02 09:00", "T1", "open", {"device": "app-1", "level": 1}),
             ("2026-03-02 09:40", "T1", "ack", {}),
+            ("2026-03-02 09:50", "T1", "dispatch", {}),
             ("2026-03-02 12:30", "T1", "restore", {"note": "patched"}),
             ("2026-03-02 22:00", "T2", "open", {"device": "app-2", "level": 2}),
-            ("2026-03-03 00:30", "T2", "ack", {"note": "night shift was late"}),  # 2.5 h: breached
+            ("2026-03-02 22:50", "T2", "dispatch", {}),
+            # 2.5 h: within the 4 h the contract allows (the old 1 h reading charged 1 % here).
+            ("2026-03-03 00:30", "T2", "ack", {"note": "night shift was late"}),
             ("2026-03-03 01:30", "T2", "restore", {}),  # 3.5 h: met
             ("2026-03-03 10:00", "T1", "close", {}),
             ("2026-03-04 08:00", "T3", "open", {"device": "app-3", "level": 3}),
             ("2026-03-04 08:20", "T3", "ack", {}),
+            ("2026-03-04 08:50", "T3", "dispatch", {}),
             ("2026-03-04 09:00", "T3", "pause", {"note": "waiting on the customer's DBA"}),
             ("2026-03-04 15:00", "T3", "resume", {}),
             ("2026-03-04 17:30", "T3", "restore", {}),  # 1 h + 2.5 h running = 3.5 h: met
             ("2026-03-05 10:00", "T4", "open", {"device": "app-1", "level": 1}),
             ("2026-03-05 10:30", "T4", "ack", {}),
+            ("2026-03-05 11:30", "T4", "dispatch", {}),  # the window closed at 11:00
             ("2026-03-06 15:00", "T4", "restore", {}),  # due Thu 14:00: 25 h late = 2 started days
             ("2026-03-07 12:00", "T5", "open", {"device": "app-4", "level": 4}),
             ("2026-03-07 20:00", "T5", "restore", {"by": "device"}),  # never acknowledged; 4 h late
             ("2026-03-08 21:00", "T6", "open", {"device": "app-2", "level": 2}),
             ("2026-03-08 21:10", "T6", "ack", {}),
+            ("2026-03-08 21:30", "T6", "dispatch", {}),
         ],
         end="2026-03-09 00:00",
     )
     assert w.table() == {
-        "T1": {"response": "met", "restore": "met"},
-        "T2": {"response": "breached", "restore": "met"},
-        "T3": {"response": "met", "restore": "met"},
-        "T4": {"response": "met", "restore": "breached"},
-        "T5": {"response": "breached", "restore": "breached"},
-        "T6": {"response": "met", "restore": "running"},
+        "T1": {"response": "met", "dispatch": "met", "restore": "met"},
+        "T2": {"response": "met", "dispatch": "met", "restore": "met"},
+        "T3": {"response": "met", "dispatch": "met", "restore": "met"},
+        "T4": {"response": "met", "dispatch": "breached", "restore": "breached"},
+        "T5": {"response": "breached", "dispatch": "breached", "restore": "breached"},
+        "T6": {"response": "met", "dispatch": "met", "restore": "running"},
     }
     assert w.breaches() == [
-        ("T2", "response", "Mon 23:00"),
+        ("T4", "dispatch", "Thu 11:00"),
         ("T4", "restore", "Thu 14:00"),
-        ("T5", "response", "Sat 13:00"),
+        ("T5", "dispatch", "Sat 13:00"),
+        ("T5", "response", "Sat 16:00"),
         ("T5", "restore", "Sat 16:00"),
     ]
     # Warnings fire once each. T3's restore clock ran 08:00-09:00, paused until 15:00: it
@@ -144,11 +154,12 @@ def test_week_software_7x24_with_penalties() -> None:
 
     terms = POLICIES["software-7x24"].penalties
     assert terms is not None and terms.contract_value == 1_000_000
+    assert terms.response_missed_after == 4 * 3600.0
     now = w.clock.now()
     per = {label: ticket_penalty(t, terms, CALS, now) for label, t in w.tickets.items()}
     assert {k: (p.response_missed, p.restore_days, p.pct, p.amount) for k, p in per.items()} == {
         "T1": (False, 0, 0.0, 0.0),
-        "T2": (True, 0, 1.0, 10_000.0),
+        "T2": (False, 0, 0.0, 0.0),
         "T3": (False, 0, 0.0, 0.0),
         "T4": (False, 2, 2.0, 20_000.0),
         "T5": (True, 1, 2.0, 20_000.0),
@@ -156,16 +167,19 @@ def test_week_software_7x24_with_penalties() -> None:
     }
     assert not per["T6"].final and per["T4"].final
     total = sum_penalties(per.values(), terms)
-    assert (total.pct, total.amount, total.capped, total.final) == (5.0, 50_000.0, False, False)
-    assert [p.ticket_id for p in total.tickets] == [w.ids["T2"], w.ids["T4"], w.ids["T5"]]
+    assert (total.pct, total.amount, total.capped, total.final) == (4.0, 40_000.0, False, False)
+    assert [p.ticket_id for p in total.tickets] == [w.ids["T4"], w.ids["T5"]]
 
     s = sla_summary(w.tickets.values(), POLICIES["software-7x24"], CALS, month="2026-03", tz="Asia/Shanghai", now=now)
     assert [lv["tickets"] for lv in s["levels"]] == [2, 2, 1, 1]
     assert [(c["clock"], c["met"], c["breached"], c["open"]) for c in s["clocks"]] == [
-        ("response", 4, 2, 0),
+        ("response", 5, 1, 0),
+        ("dispatch", 4, 2, 0),
         ("restore", 3, 2, 1),
     ]
-    assert s["penalties"]["amount"] == 50_000.0
+    assert s["penalties"]["amount"] == 40_000.0
+    text = render_sla_summary(s)
+    assert "1 % per incident not responded to within 4 h; 1 % per started day beyond the restore deadline" in text
 
 
 def test_week_mine_monitoring() -> None:
@@ -196,7 +210,13 @@ def test_week_mine_monitoring() -> None:
             ("2026-03-06 12:00", "M4", "arrive", {}),  # 13 h: breached
             ("2026-03-06 13:00", "M4", "restore", {}),
             ("2026-03-07 10:00", "M5", "open", {"device": "gas-5", "level": 2}),
+            # The device clears by itself: the response (a first assessment given to the
+            # customer, human_only) keeps running and is breached at 11:00 unanswered.
             ("2026-03-07 10:20", "M5", "restore", {"by": "device"}),
+            # Same, but an operator gives the assessment in time after the clear: met.
+            ("2026-03-08 08:00", "M6", "open", {"device": "gas-6", "level": 3}),
+            ("2026-03-08 08:10", "M6", "restore", {"by": "device"}),
+            ("2026-03-08 09:00", "M6", "ack", {}),
         ],
         end="2026-03-09 00:00",
     )
@@ -205,14 +225,18 @@ def test_week_mine_monitoring() -> None:
         "M2": {"response": "met", "solution": "breached", "on_site": "met"},
         "M3": {"response": "met", "solution": "met", "on_site": "met"},
         "M4": {"response": "breached", "solution": "met", "on_site": "breached"},
-        "M5": {"response": "met", "solution": "met", "on_site": "not_needed"},
+        "M5": {"response": "breached", "solution": "met", "on_site": "not_needed"},
+        "M6": {"response": "met", "solution": "met", "on_site": "not_needed"},
     }
     # M2's solution breach is dated at its re-targeted due time, 16:00, though found at 16:30.
     assert w.breaches() == [
         ("M2", "solution", "Mon 16:00"),
         ("M4", "response", "Fri 00:00"),
         ("M4", "on_site", "Fri 11:00"),
+        ("M5", "response", "Sat 11:00"),
     ]
+    m6 = w.tickets["M6"].clock("response")
+    assert m6 is not None and m6.stopped_by == "acknowledge" and m6.business_elapsed == 3600.0
     assert POLICIES["mine-monitoring"].penalties is None
 
 
@@ -278,7 +302,7 @@ def test_week_network_equipment_around_the_spring_festival() -> None:
             ("2026-02-11 10:00", "N4", "open", {"device": "edge-4", "level": 4, **sx}),
             ("2026-02-11 18:00", "N4", "ack", {}),
             ("2026-02-12 16:00", "N2", "close", {}),  # report 49 h after restore: breached
-            ("2026-02-13 09:00", "N4", "arrive", {}),  # 2 working days: due Fri 10:00
+            ("2026-02-13 09:00", "N4", "arrive", {}),  # 48 h: due Fri 10:00
             ("2026-02-13 11:00", "N4", "restore", {}),  # report due Sun 11:00, never closed
             ("2026-02-13 17:30", "N5", "open", {"device": "edge-5", "level": 3, **sx}),
             ("2026-02-14 09:00", "N5", "ack", {}),
@@ -290,17 +314,19 @@ def test_week_network_equipment_around_the_spring_festival() -> None:
         "N2": {"response": "breached", "on_site": "met", "report": "breached"},
         "N3": {"response": "met", "on_site": "breached", "report": "met"},
         "N4": {"response": "met", "on_site": "met", "report": "breached"},
-        "N5": {"response": "met", "on_site": "running", "report": "waiting"},
+        "N5": {"response": "met", "on_site": "breached", "report": "waiting"},
     }
     assert w.breaches() == [
         ("N2", "response", "Mon 14:10"),
         ("N3", "on_site", "Tue 13:00"),
         ("N2", "report", "Thu 15:00"),
         ("N4", "report", "Sun 11:00"),
+        # 48 calendar hours outside Beijing: the Spring Festival holiday counts.
+        ("N5", "on_site", "Sun 17:30"),
     ]
     n5 = w.tickets["N5"].clock("on_site")
-    assert n5 is not None
-    assert datetime.fromtimestamp(n5.due_at, CST).strftime("%Y-%m-%d %H:%M") == "2026-02-24 17:30"
-    # On the workdays-cn calendar the holiday does not count: Fri 6.5 h + Sat 24 h so far.
-    assert n5.used(w.clock.now(), CALS["workdays-cn"]) == pytest.approx(30.5 * 3600)
+    assert n5 is not None and n5.calendar == "24x7"
+    assert datetime.fromtimestamp(n5.due_at, CST).strftime("%Y-%m-%d %H:%M") == "2026-02-15 17:30"
+    # Fri 17:30 → Mon 00:00 on the 24x7 calendar.
+    assert n5.used(w.clock.now(), CALS["24x7"]) == pytest.approx(54.5 * 3600)
     assert POLICIES["network-equipment"].penalties is None

@@ -1,19 +1,23 @@
-"""``/tickets``: list, one ticket with its timeline, and the actions on a ticket."""
+"""``/tickets``: list, one ticket with its timeline, tickets people report, links between
+alarms and tickets, and the actions on a ticket."""
 
 # No ``from __future__ import annotations``: FastAPI reads the route annotations at run
 # time, and the dependency aliases (Viewer, Operator) are local to the builders.
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Body, Depends, Path, Query
 
 from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.routes.auth import Auth
 from gateway.api.routes.common import ACT_ERRORS, ERRORS, Level, RowId, log, run, ticket_dict
-from gateway.api.schemas import ACTION_MAP, ActionIn, ActionName, TicketDetailOut, TicketOut
+from gateway.api.schemas import ACTION_MAP, ActionIn, ActionName, LinkIn, TicketDetailOut, TicketIn, TicketOut
 from gateway.core.tickets import STATUSES, TicketError
 from gateway.core.views import iso
+from gateway.model import FaultLevel
 
 __all__ = ["tickets_router"]
 
@@ -23,8 +27,94 @@ TicketStatus = Literal["open", "acknowledged", "solution_proposed", "on_site", "
 def tickets_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     router = APIRouter()
     _add_reads(router, ctx, auth)
+    _add_open(router, ctx, auth)
+    _add_link(router, ctx, auth)
     _add_act(router, ctx, auth)
     return router
+
+
+def _epoch(ctx: ApiContext, when: datetime) -> float:
+    """A request time as epoch seconds; one without a UTC offset is in gateway.timezone."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(ctx.config.gateway.timezone))
+    return when.timestamp()
+
+
+def _add_open(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
+    Operator = Annotated[Principal, Depends(auth.operator)]
+
+    @router.post("/tickets", response_model=TicketOut, status_code=201, responses=ACT_ERRORS, tags=["tickets"])
+    async def open_ticket(p: Operator, body: TicketIn) -> dict[str, Any]:
+        """Open a ticket a person reported (phone, e-mail, help desk); its clocks start at
+        ``reported_at``. If the device raises a fault while it is open, the alarm attaches
+        to it instead of opening a second ticket."""
+        dev_id = ctx.inventory.lookup(body.device)
+        if dev_id is None:
+            raise ApiError(422, "invalid_input", f"body.device: no device {body.device!r} in the inventory")
+        reported_at = _epoch(ctx, body.reported_at) if body.reported_at is not None else None
+        actor = body.actor or p.name
+        desk, inventory = ctx.desk, ctx.inventory
+
+        def command(at: float) -> dict[str, Any]:
+            dev = inventory.get(dev_id)
+            policy = ctx.policies.get(dev.policy) or ctx.policies.get(inventory.default_policy)
+            if policy is None:
+                raise TicketError(f"device {dev.id}: no policy {dev.policy!r} and no default policy")
+            t = desk.open_reported(
+                device=dev, policy=policy, level=FaultLevel(body.level), title=body.title,
+                reported_by=body.reported_by, channel=body.channel, now=at, actor=actor,
+                reported_at=reported_at, reason=body.reason,
+            )
+            return t.to_dict()  # type: ignore[no-any-return]
+
+        try:
+            t = await run(ctx, command)
+        except TicketError as e:
+            raise ApiError(422, "invalid_input", str(e)) from None
+        log.info("ticket %d opened by %s (reported by %s via %s)", t["id"], actor, body.reported_by, body.channel)
+        return ticket_dict(ctx, t)
+
+
+def _add_link(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
+    Operator = Annotated[Principal, Depends(auth.operator)]
+
+    async def link(p: Principal, ticket_id: int, alarm_id: int, body: LinkIn) -> dict[str, Any]:
+        actor = body.actor or p.name
+        desk, book = ctx.desk, ctx.book
+
+        def command(at: float) -> dict[str, Any]:
+            alarm = next((a for a in book.open.values() if a.id == alarm_id), None)
+            if alarm is None:
+                raise LookupError(f"no open alarm {alarm_id}")
+            t = desk.attach_alarm(ticket_id, alarm, at, actor, body.note)
+            book.touch(alarm)
+            return t.to_dict()  # type: ignore[no-any-return]
+
+        try:
+            t = await run(ctx, command)
+        except LookupError as e:
+            raise ApiError(404, "not_found", str(e)) from None
+        except TicketError as e:
+            row = await asyncio.to_thread(ctx.store.get_ticket, ticket_id)
+            if row is None:
+                raise ApiError(404, "not_found", f"no ticket {ticket_id}") from None
+            raise ApiError(409, "conflict", str(e)) from None
+        log.info("ticket %d: alarm %d linked by %s", ticket_id, alarm_id, actor)
+        return ticket_dict(ctx, t)
+
+    @router.post("/tickets/{ticket_id}/link", response_model=TicketOut, responses=ACT_ERRORS, tags=["tickets"])
+    async def link_alarm(p: Operator, ticket_id: RowId, body: LinkIn) -> dict[str, Any]:
+        """Link an open alarm (``alarm``) to this ticket: its clear and escalations act on it."""
+        if body.alarm is None:
+            raise ApiError(422, "invalid_input", "body.alarm: required (the alarm id)")
+        return await link(p, ticket_id, body.alarm, body)
+
+    @router.post("/alarms/{alarm_id}/link", response_model=TicketOut, responses=ACT_ERRORS, tags=["alarms"])
+    async def link_ticket(p: Operator, alarm_id: RowId, body: LinkIn) -> dict[str, Any]:
+        """Link this open alarm to a ticket (``ticket``), e.g. one a customer reported."""
+        if body.ticket is None:
+            raise ApiError(422, "invalid_input", "body.ticket: required (the ticket id)")
+        return await link(p, body.ticket, alarm_id, body)
 
 
 def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:

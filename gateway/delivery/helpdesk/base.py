@@ -27,6 +27,7 @@ __all__ = [
     "HttpConnector",
     "OutboxMessage",
     "RemoteChange",
+    "RemoteTicket",
     "classify_http_error",
     "due_of",
     "epoch_of",
@@ -100,6 +101,30 @@ class RemoteChange:
     at: float
     actor: str
     note: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteTicket:
+    """A ticket a person created in the help desk, to be picked up as a gateway ticket.
+
+    A connector that can find them has ``async poll_new(linked, now) -> list[RemoteTicket]``
+    (optional: the two-way sync asks only connectors that have it).
+
+    Attributes:
+        remote_id: the help desk's ticket id.
+        title: its title (a ``[device]`` prefix removed).
+        device: the device it names (inventory id, address or alias).
+        level: the fault level its priority maps to (1-4).
+        reported_by: who created it (submitter e-mail, or the help-desk user).
+        reported_at: when it was created there, epoch seconds.
+    """
+
+    remote_id: str
+    title: str
+    device: str
+    level: int
+    reported_by: str
+    reported_at: float
 
 
 @runtime_checkable

@@ -29,6 +29,11 @@ class DjangoHelpdeskConfig(BaseModel):
         poll_concurrency: tickets fetched at once by ``poll_changes``.
         ack_titles: follow-up title prefixes that mean someone took the ticket
             (django-helpdesk writes them in the server's language).
+        adopt: pick up tickets people create in ``queue`` (open, without the gateway's
+            key) as gateway tickets whose clocks start when they were created there.
+        adopt_max_age: seconds; older tickets in the queue are not picked up.
+        device_field: custom field naming the device of a picked-up ticket; without it,
+            the title must start with ``[device-id]``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,6 +55,9 @@ class DjangoHelpdeskConfig(BaseModel):
     lookup_on_first_attempt: bool = True
     poll_concurrency: int = Field(default=4, ge=1, le=64)
     ack_titles: tuple[str, ...] = ("Assigned to", "Ticket Opened & Assigned")
+    adopt: bool = False
+    adopt_max_age: float = Field(default=86400.0, gt=0)
+    device_field: str = Field(default="device", pattern=r"^[A-Za-z0-9_]+$")
 
     @field_validator("url")
     @classmethod

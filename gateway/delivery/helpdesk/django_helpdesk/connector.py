@@ -49,7 +49,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -60,6 +60,7 @@ from gateway.delivery.helpdesk.base import (
     HttpConnector,
     OutboxMessage,
     RemoteChange,
+    RemoteTicket,
     classify_http_error,
     due_of,
     epoch_of,
@@ -95,6 +96,8 @@ _REMOTE_STATUS = {
 _NEW_STATUS = {"resolve": STATUS_RESOLVED, "close": STATUS_CLOSED, "reopen": STATUS_REOPENED}
 _TITLE_MAX = 200  # Ticket.title max_length
 _TEMPLATE_OPENERS = re.compile(r"\{(?=[{%#])")
+# A picked-up ticket names its device at the start of its title: "[edge-7] no network".
+_DEVICE_PREFIX = re.compile(r"^\[([^\]\s]{1,200})\]")
 
 
 def _clean(text: str) -> str:
@@ -127,6 +130,8 @@ class DjangoHelpdesk(HttpConnector):
         self._drift: dict[str, int] = {}
         # remote id -> assignee last reported as an acknowledgement
         self._assigned: dict[str, Any] = {}
+        # tickets in the queue without a device, already logged once
+        self._no_device: set[str] = set()
 
     # -- deliver -------------------------------------------------------------------------
 
@@ -164,6 +169,13 @@ class DjangoHelpdesk(HttpConnector):
     async def _open(self, msg: OutboxMessage) -> DeliveryResult:
         if msg.remote_id:
             return DeliveryResult(msg.remote_id, "already open")
+        adopt = msg.payload.get("adopt")
+        if isinstance(adopt, Mapping) and adopt.get(self.name):
+            # The ticket came from this help desk: mark it with the gateway's key (so it is
+            # never picked up twice) instead of creating another one.
+            remote_id = str(adopt[self.name])
+            await send(self._client, "PATCH", f"tickets/{remote_id}/", json={self._field: msg.key}, ok=(200,))
+            return DeliveryResult(remote_id, "adopted")
         if msg.attempts > 0:
             existing = await self.find_remote(msg.key)
         elif self.config.lookup_on_first_attempt:
@@ -324,6 +336,71 @@ class DjangoHelpdesk(HttpConnector):
         except ValueError as exc:
             raise DeliveryError("bad_response", True, f"ticket list is not JSON: {exc}") from exc
         return data
+
+    # -- poll_new: tickets people created in the queue ----------------------------------
+
+    async def poll_new(self, linked: Collection[str], now: float) -> list[RemoteTicket]:
+        """Open tickets of the queue without the gateway's key, created less than
+        ``adopt_max_age`` ago, that name a device; newest last. Nothing unless ``adopt``."""
+        if not self.config.adopt:
+            return []
+        size = self.config.page_size
+        params: dict[str, Any] = {"page_size": size, "status": f"{STATUS_OPEN},{STATUS_REOPENED}"}
+        first = await self._page(params, 1)
+        pages = max(1, math.ceil(int(first.get("count") or 0) / size))
+        oldest = now - self.config.adopt_max_age
+        out: list[RemoteTicket] = []
+        for number in range(pages, 0, -1):  # newest page first; ids grow with time
+            page = first if number == 1 else await self._page(params, number)
+            for ticket in reversed(page.get("results") or []):
+                followups = sorted(ticket.get("followup_set") or (), key=lambda f: f.get("date") or "")
+                created = epoch_of(followups[0].get("date")) if followups else None
+                if created is not None and created < oldest:
+                    return out[::-1]
+                found = self._remote_ticket(ticket, created or now, linked)
+                if found is not None:
+                    out.append(found)
+        return out[::-1]
+
+    def _remote_ticket(self, ticket: Mapping[str, Any], created: float, linked: Collection[str]) -> RemoteTicket | None:
+        remote_id = str(ticket.get("id"))
+        if ticket.get("queue") != self.config.queue or ticket.get(self._field) or remote_id in linked:
+            return None
+        title = str(ticket.get("title") or "").strip()
+        device = str(ticket.get(f"custom_{self.config.device_field}") or "").strip()
+        m = _DEVICE_PREFIX.match(title)
+        if m is not None:
+            device = device or m.group(1)
+            title = title[m.end():].strip() or title
+        if not device:
+            if remote_id not in self._no_device:
+                self._no_device.add(remote_id)
+                log.warning(
+                    "%s: ticket %s names no device ([device-id] at the start of its title, or custom "
+                    "field %r): not picked up", self.name, remote_id, self.config.device_field,
+                )
+            return None
+        who = str(ticket.get("submitter_email") or "")
+        if not who:
+            followups = ticket.get("followup_set") or ()
+            user = followups[0].get("user") if followups else None
+            who = f"{self.name} user {user}" if user is not None else self.name
+        return RemoteTicket(remote_id, title, device, self._level_of(ticket.get("priority")), who, created)
+
+    def _level_of(self, priority: Any) -> int:
+        """The fault level a help-desk priority stands for (the inverse of ``priority``)."""
+        try:
+            p = int(priority)
+        except (TypeError, ValueError):
+            return 3
+        by_priority: dict[int, int] = {}
+        for level, prio in sorted(self.config.priority.items()):
+            by_priority.setdefault(prio, level)
+        if p in by_priority:
+            return by_priority[p]
+        known = sorted(by_priority)
+        below = [q for q in known if q <= p]
+        return by_priority[below[-1]] if below else by_priority[known[0]]
 
     # -- poll_changes --------------------------------------------------------------------
 
