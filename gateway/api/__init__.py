@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.api.deps import ApiContext, ApiError, MaintenanceHooks, OutboxHooks, Principal, TokenTable
+from gateway.api.headers import DOCS_PATH, SecurityHeaders
 from gateway.api.routes import build_router
 from gateway.errors import StoreError
 from gateway.runtime.metrics import CONTENT_TYPE, GatewayCollector, render
@@ -31,13 +32,7 @@ log = logging.getLogger("gateway.api")
 
 STATIC = Path(__file__).with_name("static")
 _DRAIN_MAX = 1024 * 1024
-_BOARD_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+_BOARD_HEADERS = {"Cache-Control": "no-cache"}  # the security headers: SecurityHeaders
 
 
 def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
@@ -54,7 +49,7 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
         version=__version__,
         description="Alarms, tickets with SLA clocks, devices and the live change stream.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=DOCS_PATH if ctx.config.api.docs else None,
         redoc_url=None,
     )
     app.state.ctx = ctx
@@ -88,6 +83,7 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit, limit=ctx.body_limit)
+    app.add_middleware(SecurityHeaders)  # outermost: also on 413s and on errors
     return app
 
 

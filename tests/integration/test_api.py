@@ -334,7 +334,7 @@ async def test_devices_and_liveness(h: Harness, netsnmp: NetSnmp) -> None:
     one = (await h.get("/api/v1/devices/gas-1")).json()
     assert [a["key"] for a in one["alarms"]] == ["gas-1/reachability"]
     assert (await h.get("/api/v1/devices/nope")).status_code == 404
-    assert [d["id"] for d in (await h.get("/api/v1/devices", params={"limit": 1})).json()] == ["sw-1"]
+    assert [d["id"] for d in (await h.get("/api/v1/devices", params={"limit": 1})).json()] == ["10.9.9.9"]
     board = (await h.get("/api/v1/board")).json()
     assert [d["id"] for d in board["devices"]] == ["gas-1", "10.9.9.9", "sw-1"]  # worst open alarm first
     assert board["health"]["devices"]["total"] == 3 and board["health"]["devices"]["lost"] == 1

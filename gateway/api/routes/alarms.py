@@ -7,11 +7,22 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response
 
 from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.render import alarm_out
 from gateway.api.routes.auth import Auth
-from gateway.api.routes.common import ACT_ERRORS, ERRORS, OPEN_ALARM, Level, RowId, log, run
+from gateway.api.routes.common import (
+    ACT_ERRORS,
+    ERRORS,
+    OPEN_ALARM,
+    Level,
+    RowId,
+    json_list,
+    list_response,
+    log,
+    run,
+)
 from gateway.api.schemas import AlarmOut
 
 __all__ = ["alarms_router"]
@@ -39,7 +50,7 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         site: Annotated[list[str] | None, Query()] = None,
         device: Annotated[list[str] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """Alarms, newest first, filtered by level, state, site and device."""
         states = None
         if state:
@@ -48,10 +59,12 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         if site:
             in_sites = _site_devices(ctx, site)
             devices = [d for d in devices if d in in_sites] if devices is not None else in_sites
-        rows = await asyncio.to_thread(
-            ctx.store.find_alarms, states=states, levels=level, devices=devices, limit=limit
-        )
-        return [alarm_out(a, ctx.inventory) for a in rows]
+
+        def build() -> bytes:
+            rows = ctx.store.find_alarms(states=states, levels=level, devices=devices, limit=limit)
+            return json_list(AlarmOut, [alarm_out(a, ctx.inventory) for a in rows])
+
+        return await list_response(build)
 
     @router.get("/alarms/{alarm_id}", response_model=AlarmOut, responses=ACT_ERRORS, tags=["alarms"])
     async def get_alarm(_: Viewer, alarm_id: RowId) -> dict[str, Any]:

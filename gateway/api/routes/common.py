@@ -2,13 +2,15 @@
 types, and small helpers bound to an :class:`ApiContext` (clock, writer, ticket view)."""
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import Field
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, TypeAdapter
 
 from gateway.api.deps import ApiContext, ApiError
 from gateway.api.render import ticket_out
@@ -22,6 +24,8 @@ __all__ = [
     "Level",
     "RowId",
     "call",
+    "json_list",
+    "list_response",
     "log",
     "not_available",
     "now",
@@ -86,3 +90,21 @@ async def run(ctx: ApiContext, fn: Callable[[float], Any]) -> Any:
 
 def ticket_dict(ctx: ApiContext, t: dict[str, Any]) -> dict[str, Any]:
     return ticket_out(t, ctx.calendars, now(ctx))
+
+
+@functools.cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def json_list(model: type[BaseModel], rows: list[dict[str, Any]]) -> bytes:
+    """``rows`` checked against ``model`` and encoded as FastAPI would (by alias)."""
+    adapter = _list_adapter(model)
+    return adapter.dump_json(adapter.validate_python(rows), by_alias=True)
+
+
+async def list_response(build: Callable[[], bytes], headers: dict[str, str] | None = None) -> Response:
+    """A JSON list built (fetched, rendered, encoded) in a worker thread: a large one must
+    not hold up the event loop that SNMP, MQTT and the store writer share."""
+    body = await asyncio.to_thread(build)
+    return Response(body, media_type="application/json", headers=headers)

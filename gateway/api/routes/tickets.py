@@ -7,10 +7,21 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi.responses import Response
 
 from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.routes.auth import Auth
-from gateway.api.routes.common import ACT_ERRORS, ERRORS, Level, RowId, log, run, ticket_dict
+from gateway.api.routes.common import (
+    ACT_ERRORS,
+    ERRORS,
+    Level,
+    RowId,
+    json_list,
+    list_response,
+    log,
+    run,
+    ticket_dict,
+)
 from gateway.api.schemas import ACTION_MAP, ActionIn, ActionName, TicketDetailOut, TicketOut
 from gateway.core.tickets import STATUSES, TicketError
 from gateway.core.views import iso
@@ -39,21 +50,18 @@ def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
         site: Annotated[list[str] | None, Query()] = None,
         device: Annotated[list[str] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    ) -> list[dict[str, Any]]:
+    ) -> Response:
         """Tickets, newest first, each clock with its remaining business time."""
         statuses: list[str] | None = list(status) if status else None
         if closed is not None:
             allowed = ["closed"] if closed else [s for s in STATUSES if s != "closed"]
             statuses = [s for s in statuses if s in allowed] if statuses is not None else allowed
-        rows = await asyncio.to_thread(
-            ctx.store.find_tickets,
-            statuses=statuses,
-            levels=level,
-            devices=device,
-            sites=site,
-            limit=limit,
-        )
-        return [ticket_dict(ctx, t) for t in rows]
+
+        def build() -> bytes:
+            rows = ctx.store.find_tickets(statuses=statuses, levels=level, devices=device, sites=site, limit=limit)
+            return json_list(TicketOut, [ticket_dict(ctx, t) for t in rows])
+
+        return await list_response(build)
 
     @router.get(
         "/tickets/{ticket_id}", response_model=TicketDetailOut, responses=ACT_ERRORS, tags=["tickets"]
