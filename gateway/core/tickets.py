@@ -152,6 +152,8 @@ class TimelineEntry:
         actor: Who did it: ``user:NAME``, ``rule:ID``, ``helpdesk:NAME``, ``device``, ``sla``.
         kind: The action (``opened``, ``acknowledge``, ``paused``, ``sla_breach``, ...).
         note: Free text.
+        on_behalf_of: A name the caller gave for whom it acted (kept apart: ``actor`` is
+            always the authenticated caller); ``""`` when none was given.
     """
 
     ticket_id: int
@@ -159,6 +161,7 @@ class TimelineEntry:
     actor: str
     kind: str
     note: str = ""
+    on_behalf_of: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -168,6 +171,7 @@ class TimelineEntry:
             "actor": self.actor,
             "kind": self.kind,
             "note": self.note,
+            "on_behalf_of": self.on_behalf_of,
         }
 
 
@@ -304,6 +308,7 @@ class TicketDesk:
         self._next_id = next_id
         self._dirty: dict[int, Ticket] = {}
         self._timeline: list[TimelineEntry] = []
+        self._behalf: tuple[str, str] | None = None  # (actor, on behalf of) during act()
         self._outbox: list[tuple[int, str, dict[str, Any]]] = []
         self._fired: list[tuple[Ticket, ClockNotice]] = []
         # SLA timers: a heap of (next check, ticket id). An entry is live while it equals
@@ -358,8 +363,11 @@ class TicketDesk:
         t.updated_at = max(t.updated_at, ts)
         self._dirty[t.id] = t
         self._touched.add(t.id)
-        self._timeline.append(TimelineEntry(t.id, ts, actor, kind, note))
+        behalf = self._behalf[1] if self._behalf is not None and self._behalf[0] == actor else ""
+        self._timeline.append(TimelineEntry(t.id, ts, actor, kind, note, behalf))
         if outbox:
+            if behalf:
+                extra = {**extra, "on_behalf_of": behalf}
             self._outbox.append((t.id, outbox, {"note": note, "actor": actor, "event": kind, **extra}))
 
     def _provisional_check(self, t: Ticket, before: Mapping[str, bool], now: float) -> None:
@@ -450,7 +458,9 @@ class TicketDesk:
             raise TicketError(f"ticket {ticket_id} is closed; reopen it first")
         return loaded
 
-    def act(self, ticket_id: int, action: str, now: float, actor: str, note: str = "", **kw: Any) -> Ticket:
+    def act(
+        self, ticket_id: int, action: str, now: float, actor: str, note: str = "", on_behalf_of: str = "", **kw: Any
+    ) -> Ticket:
         """Apply an operator, help-desk or rule action to a ticket.
 
         Warnings and breaches due by ``now`` fire first, so the timeline keeps time order
@@ -462,6 +472,7 @@ class TicketDesk:
             now: When it happened.
             actor: Who did it.
             note: Free text for the timeline and the help desk.
+            on_behalf_of: Whom ``actor`` says it acts for; recorded beside it, never instead.
             **kw: ``level`` (1-4 or a name) for ``set_level``; ``fields`` (a mapping of
                 :data:`REPORT_FIELDS`) for ``set_report``.
 
@@ -472,6 +483,13 @@ class TicketDesk:
             TicketError: The action does not apply. Nothing changed, except that SLA
                 notices already due by ``now`` may have fired (as a tick would).
         """
+        self._behalf = (actor, on_behalf_of) if on_behalf_of else None
+        try:
+            return self._act(ticket_id, action, now, actor, note, **kw)
+        finally:
+            self._behalf = None
+
+    def _act(self, ticket_id: int, action: str, now: float, actor: str, note: str, **kw: Any) -> Ticket:
         action = canonical_action(action)
         t = self._find(ticket_id, action)
         if t.status != "closed":

@@ -70,6 +70,8 @@ class TimelineRow(TypedDict):
     actor: str
     kind: str
     note: str
+    #: Whom the caller (``actor``, the authenticated identity) said it acted for; ``""`` if nobody.
+    on_behalf_of: str
 
 
 @dataclass(slots=True)

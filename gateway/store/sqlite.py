@@ -214,8 +214,8 @@ class SqliteStore:
                 )
             if batch.timeline:
                 db.executemany(
-                    "INSERT INTO timeline(ticket_id,ts,actor,kind,note) VALUES(?,?,?,?,?)",
-                    [(e.ticket_id, e.ts, e.actor, e.kind, e.note) for e in batch.timeline],
+                    "INSERT INTO timeline(ticket_id,ts,actor,kind,note,on_behalf_of) VALUES(?,?,?,?,?,?)",
+                    [(e.ticket_id, e.ts, e.actor, e.kind, e.note, e.on_behalf_of) for e in batch.timeline],
                 )
             if batch.outbox:
                 db.executemany(
@@ -341,9 +341,12 @@ class SqliteStore:
         return [Ticket.from_dict(self._data(r)) for r in rows]
 
     def timeline(self, ticket_id: int) -> list[TimelineRow]:
-        rows = self._rows("SELECT ticket_id,ts,actor,kind,note FROM timeline WHERE ticket_id=? ORDER BY id", (ticket_id,))
+        rows = self._rows(
+            "SELECT ticket_id,ts,actor,kind,note,on_behalf_of FROM timeline WHERE ticket_id=? ORDER BY id", (ticket_id,)
+        )
         return [
-            TimelineRow(ticket_id=int(r["ticket_id"]), ts=float(r["ts"]), actor=r["actor"], kind=r["kind"], note=r["note"])
+            TimelineRow(ticket_id=int(r["ticket_id"]), ts=float(r["ts"]), actor=r["actor"], kind=r["kind"], note=r["note"],
+                        on_behalf_of=r["on_behalf_of"] or "")
             for r in rows
         ]
 

@@ -46,8 +46,12 @@ async def _connect(gw: Gateway) -> tuple[asyncio.StreamReader, asyncio.StreamWri
 
 
 async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
-    """Everything the server sent until it closed the connection."""
-    return await asyncio.wait_for(reader.read(), _CLOSED_WITHIN_S)
+    """Everything the server sent until it closed the connection (a reset counts as closed:
+    the server may close while the client is still writing)."""
+    try:
+        return await asyncio.wait_for(reader.read(), _CLOSED_WITHIN_S)
+    except ConnectionResetError:
+        return b""
 
 
 # -- item 7: slow and idle clients ----------------------------------------------------------------
@@ -249,3 +253,24 @@ async def test_a_big_device_list_is_built_off_the_event_loop(
         assert r.status_code == 200 and len(r.json()) == 1000
         await asyncio.to_thread(sender.join, _CLOSED_WITHIN_S)
     assert held_until_commit == [True], "the trap could not commit while the list was being built"
+
+
+# -- item 12: who acted ---------------------------------------------------------------------------
+
+
+async def test_the_timeline_records_the_caller_and_a_supplied_actor_only_as_on_behalf_of(
+    gw: Gateway, netsnmp: NetSnmp
+) -> None:
+    assert gw.api is not None
+    port = gw.cfg.adapters.snmp[0].port
+    r = await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(7, "eth7"))
+    assert r.returncode == 0, r.stderr
+    t = await eventually(lambda: next(iter(gw.store.list_tickets()), None))
+    async with httpx.AsyncClient(base_url=gw.api.url, timeout=10, headers=OP) as http:
+        r = await http.post(f"/api/v1/tickets/{t['id']}/comment", json={"note": "hi", "actor": "somebody-else"})
+        assert r.status_code == 200, r.text
+        r = await http.post(f"/api/v1/tickets/{t['id']}/comment", json={"note": "mine"})
+        assert r.status_code == 200, r.text
+        timeline = (await http.get(f"/api/v1/tickets/{t['id']}")).json()["timeline"]
+    comments = [(e["actor"], e["on_behalf_of"], e["note"]) for e in timeline if e["kind"] == "comment"]
+    assert comments == [("alice", "somebody-else", "hi"), ("alice", "", "mine")]

@@ -109,11 +109,12 @@ def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
         body = body or ActionIn()
         name = ACTION_MAP[action.value]
         kw = _action_kwargs(name, body)
-        actor = body.actor or p.name
+        actor = p.name  # the authenticated caller, whatever the body says
+        behalf = body.actor if body.actor and body.actor != actor else ""
         desk, book = ctx.desk, ctx.book
 
         def command(at: float) -> dict[str, Any]:
-            t = desk.act(ticket_id, name, at, actor, body.note, **kw)
+            t = desk.act(ticket_id, name, at, actor, body.note, on_behalf_of=behalf, **kw)
             if name == "acknowledge":
                 alarm = book.open.get(t.alarm_key)
                 if alarm is not None and alarm.ticket_id == t.id and not alarm.acked:
@@ -130,5 +131,5 @@ def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
             raise ApiError(409, "conflict", str(e)) from None
         except (KeyError, ValueError) as e:
             raise ApiError(422, "invalid_input", f"body: {e}") from None
-        log.info("ticket %d: %s by %s", ticket_id, action.value, actor)
+        log.info("ticket %d: %s by %s%s", ticket_id, action.value, actor, f" on behalf of {behalf}" if behalf else "")
         return ticket_dict(ctx, t)
