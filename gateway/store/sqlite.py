@@ -309,8 +309,9 @@ class SqliteStore:
         levels: Sequence[int] | None = None,
         devices: Sequence[str] | None = None,
         limit: int = 1000,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
-        where, args = _filters((("state", states), ("level", levels), ("device", devices)))
+        where, args = _filters((("state", states), ("level", levels), ("device", devices)), before)
         rows = self._rows(f"SELECT * FROM alarms{where} ORDER BY id DESC LIMIT ?", (*args, limit))
         return [self._alarm(r).to_dict() for r in rows]
 
@@ -333,10 +334,11 @@ class SqliteStore:
         devices: Sequence[str] | None = None,
         sites: Sequence[str] | None = None,
         limit: int = 1000,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
         where, args = _filters((
             ("status", statuses), ("level", levels), ("device", devices), ("json_extract(data,'$.site')", sites),
-        ))
+        ), before)
         rows = self._rows(f"SELECT data FROM tickets{where} ORDER BY id DESC LIMIT ?", (*args, limit))
         return [self._data(r) for r in rows]
 
@@ -448,10 +450,14 @@ class SqliteStore:
                 pass
 
 
-def _filters(pairs: tuple[tuple[str, Sequence[Any] | None], ...]) -> tuple[str, list[Any]]:
-    """`` WHERE col IN (?,..) AND ...`` for the filters that are given (column names are ours)."""
+def _filters(pairs: tuple[tuple[str, Sequence[Any] | None], ...], before: int | None = None) -> tuple[str, list[Any]]:
+    """`` WHERE col IN (?,..) AND ...`` for the filters that are given (column names are ours),
+    and ``id < before`` for a page cursor."""
     clauses: list[str] = []
     args: list[Any] = []
+    if before is not None:
+        clauses.append("id < ?")
+        args.append(before)
     for col, values in pairs:
         if values is None:
             continue

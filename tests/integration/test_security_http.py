@@ -274,3 +274,28 @@ async def test_the_timeline_records_the_caller_and_a_supplied_actor_only_as_on_b
         timeline = (await http.get(f"/api/v1/tickets/{t['id']}")).json()["timeline"]
     comments = [(e["actor"], e["on_behalf_of"], e["note"]) for e in timeline if e["kind"] == "comment"]
     assert comments == [("alice", "somebody-else", "hi"), ("alice", "", "mine")]
+
+
+async def test_alarms_and_tickets_are_paged_by_cursor(gw: Gateway, netsnmp: NetSnmp) -> None:
+    assert gw.api is not None
+    port = gw.cfg.adapters.snmp[0].port
+    for index in range(1, 6):
+        r = await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(index, f"eth{index}"))
+        assert r.returncode == 0, r.stderr
+    await eventually(lambda: len(gw.store.list_tickets()) == 5)
+    async with httpx.AsyncClient(base_url=gw.api.url, timeout=10, headers=OP) as http:
+        for path in ("/api/v1/alarms", "/api/v1/tickets"):
+            seen: list[int] = []
+            params: dict[str, Any] = {"limit": 2}
+            while True:
+                r = await http.get(path, params=params)
+                assert r.status_code == 200, r.text
+                seen += [row["id"] for row in r.json()]
+                cursor = r.headers.get("x-next-cursor")
+                if cursor is None:
+                    break
+                assert f"cursor={cursor}" in r.headers["link"]
+                params = {"limit": 2, "cursor": cursor}
+            assert len(seen) == 5 and seen == sorted(seen, reverse=True), (path, seen)
+            assert (await http.get(path, params={"limit": 100_000})).status_code == 422
+            assert (await http.get(path, params={"cursor": "x"})).status_code == 422

@@ -183,6 +183,8 @@ def test_find_alarms_filters(store: Store) -> None:
     assert ids(states=["active", "pending"]) == [4, 2, 1]
     assert ids(states=[]) == []  # an empty filter matches nothing
     assert ids(limit=1) == [4]
+    assert ids(before=4, limit=2) == [3, 2]  # pages by cursor: older than the last one shown
+    assert ids(devices=["sw-2"], before=3) == [2]
 
 
 # -- tickets and their timers ----------------------------------------------------------------
@@ -218,6 +220,8 @@ def test_find_tickets_filters(store: Store) -> None:
     assert ids(devices=["sw-2", "sw-1"], levels=[int(FaultLevel.MAJOR)]) == [2, 1]
     assert ids(sites=[]) == []
     assert ids(limit=2) == [3, 2]
+    assert ids(limit=2, before=2) == [1]  # the next page after ticket 2
+    assert ids(sites=["south"], before=3) == [2]
 
 
 def test_tickets_opened_in_a_range(store: Store) -> None:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter
 
@@ -21,12 +21,14 @@ __all__ = [
     "ERRORS",
     "HOOK_ERRORS",
     "OPEN_ALARM",
+    "Cursor",
     "Level",
     "RowId",
     "call",
     "json_list",
     "list_response",
     "log",
+    "next_cursor",
     "not_available",
     "now",
     "run",
@@ -103,8 +105,25 @@ def json_list(model: type[BaseModel], rows: list[dict[str, Any]]) -> bytes:
     return adapter.dump_json(adapter.validate_python(rows), by_alias=True)
 
 
-async def list_response(build: Callable[[], bytes], headers: dict[str, str] | None = None) -> Response:
+#: ``cursor`` of the alarm and ticket lists: the id of the last row of the previous page.
+Cursor = Annotated[
+    int | None, Query(ge=1, le=2**63 - 1, description="the X-Next-Cursor of the previous page")
+]
+
+
+async def list_response(request: Request, build: Callable[[], tuple[bytes, str | None]]) -> Response:
     """A JSON list built (fetched, rendered, encoded) in a worker thread: a large one must
-    not hold up the event loop that SNMP, MQTT and the store writer share."""
-    body = await asyncio.to_thread(build)
+    not hold up the event loop that SNMP, MQTT and the store writer share. ``build``
+    returns the body and the next page's cursor (``None`` on the last page), which goes
+    out as ``X-Next-Cursor`` and ``Link: <...>; rel="next"``."""
+    body, nxt = await asyncio.to_thread(build)
+    headers = {}
+    if nxt is not None:
+        headers["X-Next-Cursor"] = nxt
+        headers["Link"] = f'<{request.url.include_query_params(cursor=nxt)}>; rel="next"'
     return Response(body, media_type="application/json", headers=headers)
+
+
+def next_cursor(rows: list[dict[str, Any]], limit: int) -> str | None:
+    """The cursor after a full page of rows (newest first, by id), or ``None``."""
+    return str(rows[-1]["id"]) if rows and len(rows) >= limit else None

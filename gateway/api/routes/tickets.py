@@ -6,7 +6,7 @@
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from gateway.api.deps import ApiContext, ApiError, Principal
@@ -14,11 +14,13 @@ from gateway.api.routes.auth import Auth
 from gateway.api.routes.common import (
     ACT_ERRORS,
     ERRORS,
+    Cursor,
     Level,
     RowId,
     json_list,
     list_response,
     log,
+    next_cursor,
     run,
     ticket_dict,
 )
@@ -44,24 +46,29 @@ def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
     @router.get("/tickets", response_model=list[TicketOut], responses=ERRORS, tags=["tickets"])
     async def list_tickets(
         _: Viewer,
+        request: Request,
         status: Annotated[list[TicketStatus] | None, Query()] = None,
         closed: Annotated[bool | None, Query(description="false = every ticket not closed")] = None,
         level: Annotated[list[Level] | None, Query()] = None,
         site: Annotated[list[str] | None, Query()] = None,
         device: Annotated[list[str] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+        cursor: Cursor = None,
     ) -> Response:
-        """Tickets, newest first, each clock with its remaining business time."""
+        """Tickets, newest first, each clock with its remaining business time, a page at a
+        time (``X-Next-Cursor``)."""
         statuses: list[str] | None = list(status) if status else None
         if closed is not None:
             allowed = ["closed"] if closed else [s for s in STATUSES if s != "closed"]
             statuses = [s for s in statuses if s in allowed] if statuses is not None else allowed
 
-        def build() -> bytes:
-            rows = ctx.store.find_tickets(statuses=statuses, levels=level, devices=device, sites=site, limit=limit)
-            return json_list(TicketOut, [ticket_dict(ctx, t) for t in rows])
+        def build() -> tuple[bytes, str | None]:
+            rows = ctx.store.find_tickets(
+                statuses=statuses, levels=level, devices=device, sites=site, limit=limit, before=cursor
+            )
+            return json_list(TicketOut, [ticket_dict(ctx, t) for t in rows]), next_cursor(rows, limit)
 
-        return await list_response(build)
+        return await list_response(request, build)
 
     @router.get(
         "/tickets/{ticket_id}", response_model=TicketDetailOut, responses=ACT_ERRORS, tags=["tickets"]
