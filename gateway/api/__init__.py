@@ -8,6 +8,7 @@ naming the field (``body.level: ...``); bodies over ``ctx.body_limit`` are 413.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers=_BOARD_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyLimit, limit=ctx.body_limit)
+    app.add_middleware(BodyLimit, limit=ctx.body_limit, timeout=ctx.config.api.header_timeout)
     app.add_middleware(SecurityHeaders)  # outermost: also on 413s and on errors
     return app
 
@@ -141,15 +142,18 @@ def _install_errors(app: FastAPI) -> None:
 
 class BodyLimit:
     """ASGI middleware: a request body larger than ``limit`` bytes is answered 413 before the
-    app sees it (by Content-Length, or by counting a chunked body while buffering it).
+    app sees it (by Content-Length, or by counting a chunked body while buffering it); one
+    that has not arrived whole within ``timeout`` seconds (a client trickling it) is
+    answered 408 and the connection closed.
 
     FastAPI has grown a body limit of its own in recent versions; this one works with every
     version the project allows and answers in the API's error format.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout: float = 10.0) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -165,8 +169,14 @@ class BodyLimit:
                     pass
         chunks: list[bytes] = []
         size = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
-            msg = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    msg = await receive()
+            except TimeoutError:
+                await self._reply(send, 408, "timeout", f"request body not received within {self.timeout:g} s")
+                return
             if msg["type"] == "http.disconnect":
                 return
             body = msg.get("body", b"")
@@ -193,21 +203,26 @@ class BodyLimit:
         # Read (and discard) a moderately oversized body first: a client still sending when
         # the connection closes sees a reset instead of the 413. Beyond _DRAIN_MAX we close.
         drained = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while more and drained <= _DRAIN_MAX:
-            msg = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    msg = await receive()
+            except TimeoutError:
+                break  # a trickling client gets its 413 now, and the connection closes
             if msg["type"] == "http.disconnect":
                 return
             drained += len(msg.get("body", b""))
             more = msg.get("more_body", False)
-        body = (
-            b'{"error":"too_large","message":"request body larger than '
-            + str(self.limit).encode()
-            + b' bytes"}'
-        )
+        await self._reply(send, 413, "too_large", f"request body larger than {self.limit} bytes")
+
+    @staticmethod
+    async def _reply(send: Send, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": code, "message": message}, separators=(",", ":")).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

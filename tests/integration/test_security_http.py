@@ -299,3 +299,14 @@ async def test_alarms_and_tickets_are_paged_by_cursor(gw: Gateway, netsnmp: NetS
             assert len(seen) == 5 and seen == sorted(seen, reverse=True), (path, seen)
             assert (await http.get(path, params={"limit": 100_000})).status_code == 422
             assert (await http.get(path, params={"cursor": "x"})).status_code == 422
+
+
+@pytest.mark.parametrize("gw", [{"header_timeout": 0.5}], indirect=True)
+async def test_a_client_trickling_its_request_body_is_answered_408_and_dropped(gw: Gateway) -> None:
+    r, w = await _connect(gw)
+    w.write(b"POST /api/v1/rules/reload HTTP/1.1\r\nHost: x\r\nAuthorization: " + OP["Authorization"].encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")  # 99 bytes never come
+    await w.drain()
+    answer = await _closed_by_server(r)
+    assert answer.startswith(b"HTTP/1.1 408") and b'"timeout"' in answer, answer
+    w.close()
