@@ -31,7 +31,7 @@ from gateway.core.maintenance import (
 from gateway.core.tickets import TicketDesk
 from gateway.errors import ConfigError
 from gateway.rulebook import load_rules
-from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error
+from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error, write_private
 from gateway.runtime.pipeline import Pipeline
 from gateway.runtime.stores import describe_store, open_store
 
@@ -185,7 +185,7 @@ class Gateway:
         self._stack.push_async_callback(self.control.stop)
         # Last: it names a ready daemon (the lock file names it from the start).
         self._pid_file = data_dir / PID_FILE
-        self._pid_file.write_text(f"{os.getpid()}\n", "utf-8")
+        write_private(self._pid_file, f"{os.getpid()}\n")
         self._stack.callback(_remove_pid, self._pid_file)
         log.info(
             "gateway ready: %d rules, %d devices, %d policies, %d open alarms, %d open tickets, store %s",
@@ -243,7 +243,7 @@ class Gateway:
             return
         path = self.cfg.data_path(LIVENESS_FILE)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.watchdog.snapshot()), "utf-8")
+        write_private(tmp, json.dumps(self.watchdog.snapshot()))
         os.replace(tmp, path)
 
     def _broker_down(self, now: float) -> None:
@@ -444,7 +444,7 @@ class Gateway:
     def _reload_status(self, status: dict[str, Any]) -> None:
         """Leave the outcome where ``gateway rules reload`` looks for it."""
         try:
-            (self.cfg.data_path() / RELOAD_STATUS_FILE).write_text(json.dumps(status), "utf-8")
+            write_private(self.cfg.data_path() / RELOAD_STATUS_FILE, json.dumps(status))
         except OSError as e:
             log.warning("cannot write the reload status: %s", e)
 

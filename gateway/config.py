@@ -308,6 +308,15 @@ class ApiSection(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     tokens: list[ApiToken] = Field(default_factory=list)
+    #: Connections and requests at once (uvicorn ``limit_concurrency``); beyond it, 503.
+    max_connections: int = Field(default=256, ge=4)
+    #: A request's headers must arrive complete within this (slow-header clients are dropped).
+    header_timeout: Duration = Field(default=10.0, gt=0)
+    #: An idle keep-alive connection is closed after this.
+    idle_timeout: Duration = Field(default=5.0, gt=0)
+    #: Serve Swagger UI at /api/v1/docs (it loads its scripts from a public CDN); the
+    #: OpenAPI document at /api/v1/openapi.json is always served.
+    docs: bool = False
 
 
 class Config(_Strict):

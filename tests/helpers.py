@@ -85,7 +85,9 @@ def to_toml(d: dict[str, Any]) -> str:
 
 
 def write_config(path: Path, d: dict[str, Any]) -> Path:
+    """Write ``d`` as TOML, owner-only as a deployment keeps it (check-config warns otherwise)."""
     path.write_text(to_toml(d), "utf-8")
+    path.chmod(0o600)
     return path
 
 

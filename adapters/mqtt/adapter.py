@@ -36,6 +36,8 @@ _RESUME_POLL_S = 0.002
 #: How long leaving a ``wire`` connection waits for the socket to close (a TLS close waits for
 #: the broker's close_notify) before it aborts it.
 _CLOSE_TIMEOUT_S = 2.0
+#: Fixed header aside, a PUBLISH holds a topic (2-byte length + up to 65535 bytes) and a packet id.
+_MAX_PUBLISH_HEADER = 2 + 65535 + 2
 
 
 class _RateLimitedLog:
@@ -424,6 +426,8 @@ class MqttAdapter:
             password=cfg.password.get_secret_value() if cfg.password else None,
             ssl_context=self._tls_context() if cfg.tls_enabled else None,
             timeout=cfg.connect_timeout_s,
+            max_packet=self._max_packet,
+            on_oversized=self._on_oversized,
         )
         self._link = link
         self._connack_at = asyncio.get_running_loop().time()
@@ -620,6 +624,25 @@ class MqttAdapter:
             self._submit(event, message.mid)
         elif not self._sink.offer(event):  # type: ignore[union-attr]
             self._inc("shed.sink")
+
+    @property
+    def _max_packet(self) -> int:
+        """Largest PUBLISH the ``wire`` client buffers: the largest payload the decoder
+        accepts plus the largest topic and packet id; anything bigger is rejected unread."""
+        return self.config.max_payload_bytes + _MAX_PUBLISH_HEADER
+
+    def _on_oversized(self, topic: bytes, qos: int, mid: int, size: int) -> None:
+        """A PUBLISH the ``wire`` client read past (already acknowledged if QoS 1)."""
+        self._inc("received")
+        self._inc("rejected.oversized")
+        self._log_reject(
+            "oversized",
+            "mqtt %s: rejected (oversized) on %r: packet of %d bytes, payload limit %d; discarded unread",
+            self.name,
+            topic,
+            size,
+            self.config.max_payload_bytes,
+        )
 
     def _on_publishes(self, pubs: list[Publish]) -> None:
         """Everything one read of the ``wire`` client brought, in order.

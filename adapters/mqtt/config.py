@@ -134,7 +134,9 @@ class MqttConfig(BaseModel):
             set ``client_id``.
         keepalive: MQTT keepalive in seconds.
         subscriptions: what to subscribe to (at least one).
-        max_payload_bytes: larger payloads are rejected (``rejected.oversized``).
+        max_payload_bytes: larger payloads are rejected (``rejected.oversized``) and, if
+            QoS 1, acknowledged; the connection stays up. The ``wire`` client reads past a
+            PUBLISH larger than this plus 64 KiB (the largest topic) without buffering it.
         max_attrs: payloads with more fields are rejected (``rejected.too_many_fields``).
         reconnect_min_s: first reconnect delay.
         reconnect_max_s: cap of the exponentially growing reconnect delay.

@@ -53,13 +53,17 @@ class LinkError(ConnectionError):
 
 
 OnPublishes = Callable[[list[Publish]], None]
+#: Called with (topic, qos, packet id or 0, remaining length) of a discarded oversized PUBLISH.
+OnOversized = Callable[[bytes, int, int, int], None]
 
 
 class Link(asyncio.Protocol):
     """A subscriber connection; build it with :meth:`open`."""
 
-    def __init__(self, on_publishes: OnPublishes, keepalive: int, max_packet: int) -> None:
+    def __init__(self, on_publishes: OnPublishes, keepalive: int, max_packet: int,
+                 on_oversized: OnOversized | None = None) -> None:
         self._on_publishes = on_publishes
+        self._on_oversized = on_oversized
         self._keepalive = keepalive
         self._parser = StreamParser(max_packet)
         self._loop = asyncio.get_running_loop()
@@ -96,15 +100,19 @@ class Link(asyncio.Protocol):
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 10.0,
         max_packet: int = 16 * 2**20,
+        on_oversized: OnOversized | None = None,
     ) -> Link:
         """Connect, send CONNECT and wait for a successful CONNACK.
+
+        A PUBLISH larger than ``max_packet`` is read past unbuffered, acknowledged (QoS 1)
+        and reported to ``on_oversized``; the connection stays up.
 
         Raises:
             LinkError: refused by the broker, or no CONNACK within ``timeout``.
             OSError: the TCP or TLS connection failed (``ssl.SSLError`` included).
         """
         loop = asyncio.get_running_loop()
-        link = cls(on_publishes, keepalive, max_packet)
+        link = cls(on_publishes, keepalive, max_packet, on_oversized)
         try:
             async with asyncio.timeout(timeout):
                 await loop.create_connection(lambda: link, host, port, ssl=ssl_context,
@@ -236,6 +244,8 @@ class Link(asyncio.Protocol):
             return
         if self._parser.control:
             self._on_control()
+        if self._parser.oversized:
+            self._discard_oversized()
         if pubs:
             if self._early is None:
                 self._on_publishes(pubs)
@@ -255,6 +265,15 @@ class Link(asyncio.Protocol):
         self._stop_pinger()
 
     # ------------------------------------------------------------------ internals
+
+    def _discard_oversized(self) -> None:
+        skipped, self._parser.oversized = self._parser.oversized, []
+        for topic, qos, packet_id, size in skipped:
+            if qos:
+                # Acknowledged, or the broker sends it again on every reconnect.
+                self.ack(packet_id)
+            if self._on_oversized is not None:
+                self._on_oversized(topic, qos, packet_id, size)
 
     def _write(self, data: bytes) -> None:
         if self._transport is not None and not self._closed.done():

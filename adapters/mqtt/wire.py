@@ -165,12 +165,19 @@ class StreamParser:
     others (CONNACK, SUBACK, PINGRESP, ...) in :attr:`control` as ``(type, flags, body)``
     for the connection to act on. An incomplete packet at the end waits for the next feed.
 
+    A PUBLISH whose remaining length exceeds ``max_packet`` is read past without being
+    buffered: its topic and packet id are kept in :attr:`oversized` as
+    ``(topic, qos, packet id or 0, remaining length)`` (the connection acknowledges and
+    counts it) and its payload bytes are discarded as they arrive. One such message must
+    not cost the connection: a broker redelivers an unacknowledged QoS 1 message on every
+    reconnect, so dropping the connection over it would loop for good.
+
     Args:
-        max_packet: packets whose remaining length is larger are a protocol error (the
-            connection is dropped rather than buffering without bound).
+        max_packet: larger PUBLISH packets are skipped as above; any other larger packet is
+            a protocol error (a broker never sends big control packets).
     """
 
-    __slots__ = ("_buf", "_held", "_need", "control", "max_packet")
+    __slots__ = ("_buf", "_held", "_need", "_skip", "control", "max_packet", "oversized")
 
     def __init__(self, max_packet: int = _MAX_REMAINING) -> None:
         self._buf = b""
@@ -178,8 +185,10 @@ class StreamParser:
         # (repeated bytes concatenation would copy it quadratically).
         self._held: list[bytes] = []
         self._need = 0
+        self._skip = 0  # bytes of an oversized PUBLISH still to discard
         self.max_packet = max_packet
         self.control: list[tuple[int, int, bytes]] = []
+        self.oversized: list[tuple[bytes, int, int, int]] = []
 
     @property
     def buffered(self) -> int:
@@ -192,6 +201,12 @@ class StreamParser:
         Raises:
             ProtocolError: a malformed packet; the stream cannot be resynchronised.
         """
+        if self._skip:
+            if len(data) <= self._skip:
+                self._skip -= len(data)
+                return []
+            data = data[self._skip :]
+            self._skip = 0
         if self._held:
             self._held.append(data)
             self._need -= len(data)
@@ -230,9 +245,29 @@ class StreamParser:
                         raise ProtocolError("remaining length longer than 4 bytes")
                 if size < 0:
                     break
-            if size > max_packet:
-                raise ProtocolError(f"packet of {size} bytes exceeds the limit of {max_packet}")
             end = hp + size
+            if size > max_packet:
+                if first >> 4 != PUBLISH:
+                    raise ProtocolError(f"packet of {size} bytes exceeds the limit of {max_packet}")
+                qos = (first >> 1) & 3
+                if qos == 3:
+                    raise ProtocolError("PUBLISH with QoS 3")
+                if n - hp < 2:
+                    break  # the topic length is in the next read
+                tend = hp + 2 + ((buf[hp] << 8) | buf[hp + 1])
+                hend = tend + 2 if qos else tend
+                if hend > end:
+                    raise ProtocolError("PUBLISH topic/packet id overruns the packet")
+                if hend > n:
+                    break  # topic and packet id (at most 64 KiB) are in a later read
+                self.oversized.append((bytes(buf[hp + 2 : tend]), qos, (buf[tend] << 8) | buf[tend + 1] if qos else 0,
+                                       size))
+                if end > n:
+                    self._skip = end - n
+                    self._buf = b""
+                    return out
+                pos = end
+                continue
             if end > n:
                 if end - pos > 65536:
                     self._held = [bytes(buf[pos:])]

@@ -231,9 +231,11 @@ def load_or_create_engine_id(path: str | os.PathLike[str]) -> tuple[bytes, int]:
     else:
         engine_id = b"\x80\x00\x4f\xb8\x05" + os.urandom(8)
     boots = boots + 1 if boots < 2147483646 else 1
-    p.parent.mkdir(parents=True, exist_ok=True)
+    p.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(f"{engine_id.hex()}\nboots {boots}\n", encoding="ascii")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)  # not for other users
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(f"{engine_id.hex()}\nboots {boots}\n")
     os.replace(tmp, p)
     return engine_id, boots
 

@@ -8,6 +8,7 @@ naming the field (``body.level: ...``); bodies over ``ctx.body_limit`` are 413.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import __version__
 from gateway.api.deps import ApiContext, ApiError, MaintenanceHooks, OutboxHooks, Principal, TokenTable
+from gateway.api.headers import DOCS_PATH, SecurityHeaders
 from gateway.api.routes import build_router
 from gateway.errors import StoreError
 from gateway.runtime.metrics import CONTENT_TYPE, GatewayCollector, render
@@ -31,13 +33,7 @@ log = logging.getLogger("gateway.api")
 
 STATIC = Path(__file__).with_name("static")
 _DRAIN_MAX = 1024 * 1024
-_BOARD_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
+_BOARD_HEADERS = {"Cache-Control": "no-cache"}  # the security headers: SecurityHeaders
 
 
 def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
@@ -54,7 +50,7 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
         version=__version__,
         description="Alarms, tickets with SLA clocks, devices and the live change stream.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=DOCS_PATH if ctx.config.api.docs else None,
         redoc_url=None,
     )
     app.state.ctx = ctx
@@ -89,7 +85,8 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers=_BOARD_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyLimit, limit=ctx.body_limit)
+    app.add_middleware(BodyLimit, limit=ctx.body_limit, timeout=ctx.config.api.header_timeout)
+    app.add_middleware(SecurityHeaders)  # outermost: also on 413s and on errors
     return app
 
 
@@ -147,15 +144,18 @@ def _install_errors(app: FastAPI) -> None:
 
 class BodyLimit:
     """ASGI middleware: a request body larger than ``limit`` bytes is answered 413 before the
-    app sees it (by Content-Length, or by counting a chunked body while buffering it).
+    app sees it (by Content-Length, or by counting a chunked body while buffering it); one
+    that has not arrived whole within ``timeout`` seconds (a client trickling it) is
+    answered 408 and the connection closed.
 
     FastAPI has grown a body limit of its own in recent versions; this one works with every
     version the project allows and answers in the API's error format.
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout: float = 10.0) -> None:
         self.app = app
         self.limit = limit
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -171,8 +171,14 @@ class BodyLimit:
                     pass
         chunks: list[bytes] = []
         size = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while True:
-            msg = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    msg = await receive()
+            except TimeoutError:
+                await self._reply(send, 408, "timeout", f"request body not received within {self.timeout:g} s")
+                return
             if msg["type"] == "http.disconnect":
                 return
             body = msg.get("body", b"")
@@ -199,21 +205,26 @@ class BodyLimit:
         # Read (and discard) a moderately oversized body first: a client still sending when
         # the connection closes sees a reset instead of the 413. Beyond _DRAIN_MAX we close.
         drained = 0
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while more and drained <= _DRAIN_MAX:
-            msg = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    msg = await receive()
+            except TimeoutError:
+                break  # a trickling client gets its 413 now, and the connection closes
             if msg["type"] == "http.disconnect":
                 return
             drained += len(msg.get("body", b""))
             more = msg.get("more_body", False)
-        body = (
-            b'{"error":"too_large","message":"request body larger than '
-            + str(self.limit).encode()
-            + b' bytes"}'
-        )
+        await self._reply(send, 413, "too_large", f"request body larger than {self.limit} bytes")
+
+    @staticmethod
+    async def _reply(send: Send, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": code, "message": message}, separators=(",", ":")).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),

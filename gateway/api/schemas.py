@@ -129,6 +129,8 @@ class ActionIn(_In):
     """Body of a ticket action (all optional; ``level`` for level, ``fields`` for report)."""
 
     note: str = Field(default="", max_length=4000)
+    #: Whom the caller acts for. The timeline's ``actor`` is always the caller's own
+    #: identity (token name, or the control socket's user); this is kept as ``on_behalf_of``.
     actor: str | None = Field(default=None, min_length=1, max_length=100)
     level: int | None = Field(default=None, ge=1, le=4)
     fields: ReportFields | None = None
@@ -243,6 +245,7 @@ class TimelineEntryOut(_Out):
     actor: str
     kind: str
     note: str = ""
+    on_behalf_of: str = ""
 
 
 class TicketDetailOut(TicketOut):

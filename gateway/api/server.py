@@ -23,6 +23,8 @@ from fastapi import FastAPI
 from gateway.api import create_app
 from gateway.api.deps import ApiContext
 from gateway.api.render import alarm_out, ticket_out
+from gateway.api.slowclients import protocol_with_header_timeout
+from gateway.config import ApiSection
 from gateway.errors import ConfigError
 from gateway.runtime.bus import ChangeBus
 from gateway.store import OutboxEntry, Store
@@ -101,17 +103,22 @@ def _bind_unix(path: Path) -> socket.socket:
 
 
 async def serve(
-    app: FastAPI, host: str, port: int, *, sock: socket.socket | None = None
+    app: FastAPI, host: str, port: int, *, sock: socket.socket | None = None, limits: Any = None
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Start serving ``app`` on ``host:port`` (or on the bound ``sock``) in this event loop;
-    returns once it listens.
+    returns once it listens. ``limits`` is the ``[api]`` section (connections at once,
+    header and idle timeouts); its defaults apply without one.
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
     """
     sock = sock if sock is not None else _bind(host, port)
+    limits = limits if limits is not None else ApiSection()
     config = uvicorn.Config(
         app,
+        http=protocol_with_header_timeout(limits.header_timeout),
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=max(1, round(limits.idle_timeout)),
         log_level="warning",
         lifespan="off",
         access_log=False,
@@ -297,7 +304,7 @@ async def start_api(gw: Any, sock: socket.socket | None = None) -> ApiServer:
     ctx = api_context(gw)
     app = create_app(ctx)
     try:
-        server, task = await serve(app, cfg.api.host, cfg.api.port, sock=sock)
+        server, task = await serve(app, cfg.api.host, cfg.api.port, sock=sock, limits=cfg.api)
     except BaseException:
         close_context(ctx)
         raise
@@ -319,7 +326,7 @@ async def start_control(gw: Any, path: Path, ctx: ApiContext | None = None) -> A
     app, ctx = control_app(gw, ctx)
     try:
         sock = _bind_unix(path)
-        server, task = await serve(app, "", 0, sock=sock)
+        server, task = await serve(app, "", 0, sock=sock, limits=gw.cfg.api)
     except BaseException:
         close_context(ctx)
         raise

@@ -57,6 +57,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if problems:
         problems[0].errors = problems  # type: ignore[attr-defined]
         raise problems[0]
+    loose = _config_file_exposure(Path(args.config))  # said once the config is otherwise right
+    if loose:
+        print(f"warning: {loose}", file=sys.stderr)
     print(
         f"OK: {args.config}: {len(cfg.adapters.snmp)} SNMP listener(s), "
         f"{len(cfg.policies)} policies ({', '.join(cfg.policies)}), {len(cfg.devices)} devices, "
@@ -104,6 +107,20 @@ def _check_environment(cfg: Any) -> tuple[list[ConfigError], list[str]]:
             else:
                 problems.append(ConfigError(cfg.source, key, f"cannot listen on {where}: {describe_os_error(e)}"))
     return problems, warnings
+
+
+def _config_file_exposure(path: Path) -> str | None:
+    """A warning when the config file (it holds every secret) is readable or writable by
+    other users than its owner, or ``None``."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    who = [w for w, bits in (("its group", 0o070), ("every local user", 0o007)) if mode & bits]
+    if not who:
+        return None
+    return (f"{path} (mode {mode:04o}) can be read by {' and '.join(who)}, and it holds every secret "
+            f"(API tokens, community strings, keys): make the gateway's user its owner and chmod 600 it")
 
 
 def _data_dir_problem(path: Path) -> str | None:
@@ -305,9 +322,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     if path.exists():
         return err(f"{path} exists already; not overwritten (remove it, or give another directory)")
     target.mkdir(parents=True, exist_ok=True)
-    with path.open("x", encoding="utf-8") as fh:  # "x": never overwrite, even in a race
+    # O_EXCL: never overwrite, even in a race; 0600: it will hold every secret.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
-    (target / "var").mkdir(exist_ok=True)
+    (target / "var").mkdir(mode=0o750, exist_ok=True)
     print(f"wrote {path} (every option documented) and {target / 'var'}/")
     print(f"next: gateway check-config -c {path}   then   gateway run -c {path}")
     return 0
@@ -391,6 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # What the gateway and its commands create (store, state, recordings, config written by
+    # init) is never for other local users: tighten the umask, never loosen it.
+    os.umask(os.umask(0o027) | 0o027)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -3,9 +3,9 @@
 Commands::
 
     gateway ticket open --device ID --level N --title TEXT --reported-by WHO --channel phone|email|helpdesk
-                        [--reported-at TIME --reason TEXT] [--by NAME]
+                        [--reported-at TIME --reason TEXT] [--by NAME] [--on-behalf-of NAME]
     gateway ticket link ID --alarm ALARM [--note TEXT] [--by NAME]
-    gateway ticket ack|dispatch|propose|arrive|no-visit|restore|close|reopen|pause|resume|comment ID [--note TEXT] [--by NAME]
+    gateway ticket ack|dispatch|propose|arrive|no-visit|restore|close|reopen|pause|resume|comment ID [--note TEXT] [--by NAME] [--on-behalf-of NAME]
     gateway ticket level ID --level N [--note TEXT] [--by NAME]
     gateway ticket report-set ID [--symptoms TEXT] [--cause TEXT] [--solution TEXT] [--follow-up TEXT]
     gateway report TICKET [-o FILE]
@@ -76,6 +76,8 @@ def register(
         sp.add_argument("id", type=int, help="ticket id")
         sp.add_argument("--note", default="", help="free text for the timeline and the help desk")
         sp.add_argument("--by", default=None, metavar="NAME", help="who acts (default: your login name)")
+        sp.add_argument("--on-behalf-of", dest="on_behalf_of", default=None, metavar="NAME",
+                        help="whom you act for (recorded beside you in the timeline, never instead)")
         if verb == "level":
             sp.add_argument("--level", required=True, help="new level: 1-4 or critical/major/minor/warning")
         sp.set_defaults(func=_cmd_action, verb=verb)
@@ -128,6 +130,8 @@ def register(
     rs.add_argument("--follow-up", dest="follow_up", default=None, help="follow-up measures")
     rs.add_argument("--note", default="", help="free text for the timeline")
     rs.add_argument("--by", default=None, metavar="NAME", help="who acts (default: your login name)")
+    rs.add_argument("--on-behalf-of", dest="on_behalf_of", default=None, metavar="NAME",
+                    help="whom you act for (recorded beside you in the timeline, never instead)")
     rs.set_defaults(func=_cmd_report_set, verb="report-set")
 
     rp = with_config(sub.add_parser("report", help="write a ticket's post-incident report (Markdown)"))
@@ -236,8 +240,12 @@ def _apply(args: argparse.Namespace, api_name: str, body: dict[str, Any]) -> int
     """One action through the data dir's writer (the daemon, or the core in-process)."""
     cfg = load(args.config)
     who = actor(args.by)
+    if args.on_behalf_of:
+        body = {**body, "actor": args.on_behalf_of}  # the API keeps it as on_behalf_of
     try:
-        call(cfg, "POST", f"/tickets/{args.id}/{api_name}", {**body, "actor": who}, user=who.removeprefix("user:"))
+        # The control socket's caller is who the timeline names: the API takes the actor
+        # from the caller, and a body "actor" only as whom it acts for.
+        call(cfg, "POST", f"/tickets/{args.id}/{api_name}", body, user=who)
     except CallError as e:
         return err(e.message)
     print(_summary(cfg, args.id))

@@ -16,6 +16,7 @@ passed in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -114,10 +115,32 @@ def month_bounds(month: str, tz: str) -> tuple[float, float]:
     return first.replace(tzinfo=zone).timestamp(), nxt.replace(tzinfo=zone).timestamp()
 
 
-def _cell(text: Any) -> str:
+#: Text from devices, rules and people is inert in the Markdown and in any HTML made of it:
+#: HTML's specials become entities (no tag, no attribute can start), link and code syntax
+#: is backslash-escaped (no link, image or broken-out code span).
+_INERT = str.maketrans({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", "\\": "\\\\", "[": "\\[", "]": "\\]", "`": "\\`", "|": "\\|",
+})
+
+
+def md_text(text: Any) -> str:
+    """``text`` for a Markdown paragraph: inert (see ``_INERT``), its line breaks kept."""
     if text in (None, ""):
         return ""
-    return str(text).replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
+    return str(text).replace("\r", "").translate(_INERT)
+
+
+def _cell(text: Any) -> str:
+    """``text`` for a Markdown table cell: inert, on one line."""
+    return md_text(text).replace("\n", "<br>")
+
+
+def _code(text: Any) -> str:
+    """``text`` as a Markdown code span (shown literally), fenced by more backticks than it holds."""
+    body = str(text).replace("\r", "").replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall("`+", body)), default=0) + 1)
+    pad = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{pad}{body}{pad}{fence}"
 
 
 def _entry(e: TimelineEntry | Mapping[str, Any]) -> dict[str, Any]:
@@ -188,26 +211,27 @@ def incident_report(
             return "-"
         return f"{fmt_time(ts, zone)} ({fmt_duration(ts - start)} after the first event)"
 
+    key_cell = _code(t.alarm_key).replace("|", "\\|") if t.alarm_key else "-"  # a pipe ends a cell even in code
     out: list[str] = [f"# Post-incident report: ticket {t.id}", ""]
-    out += [f"**{_cell(t.title) or t.alarm_key}**", ""]
+    out += [f"**{_cell(t.title) or _cell(t.alarm_key)}**", ""]
     out += ["| | |", "|---|---|"]
     out += [
         f"| Device | {_cell(t.device)} |",
         f"| Site / region | {_cell(t.site) or '-'} / {_cell(t.region) or '-'} |",
         f"| Contract | {_cell(t.policy)} |",
         f"| Fault level | {_level_text(int(t.level), t.urgent)} |",
-        f"| Alarm key | `{t.alarm_key}` |" if t.alarm_key else "| Alarm key | - |",
+        f"| Alarm key | {key_cell} |",
         f"| Status | {t.status.replace('_', ' ')} |",
         f"| Written | {fmt_time(now, zone)} |",
     ]
     out += ["", f"Times are local to {tz}.", ""]
 
     out += ["## 1. When the fault started and ended", ""]
-    first_event = f" — `{alarm['event']}`" if alarm and alarm.get("event") else ""
+    first_event = f" — {_code(alarm['event'])}" if alarm and alarm.get("event") else ""
     out.append(f"- First event: {fmt_time(start, zone)}{first_event}")
     if alarm and alarm.get("count") is not None:
         last = f", the last at {fmt_time(alarm['last_seen'], zone)}" if alarm.get("last_seen") else ""
-        out.append(f"- Occurrences: {alarm['count']}{last}")
+        out.append(f"- Occurrences: {int(alarm['count'])}{last}")
     if t.origin != "alarm":
         out.append(f"- Reported by {_cell(t.reported_by)} via {t.origin}: {fmt_time(t.opened_at, zone)}")
         if t.entered_at is not None:
@@ -258,7 +282,7 @@ def incident_report(
     def part(n: int, title: str, key: str) -> None:
         out.extend([f"## {n}. {title}", ""])
         text = t.report.get(key, "").strip()
-        out.append(text if text else _PLACEHOLDER.format(id=t.id, flag=key.replace("_", "-")))
+        out.append(md_text(text) if text else _PLACEHOLDER.format(id=t.id, flag=key.replace("_", "-")))
         out.append("")
 
     part(2, "Symptoms", "symptoms")
@@ -271,9 +295,12 @@ def incident_report(
     if shown:
         out += ["| Time | Who | What | Note |", "|---|---|---|---|"]
         for e in shown:
-            what = ACTION_LABELS.get(e["kind"], e["kind"])
+            what = _cell(ACTION_LABELS.get(e["kind"], e["kind"]))
             note = _cell(e.get("note", ""))
-            out.append(f"| {fmt_time(e['ts'], zone)} | {_cell(e['actor'])} | {what} | {note} |")
+            who = _cell(e["actor"])
+            if e.get("on_behalf_of"):
+                who += f" (on behalf of {_cell(e['on_behalf_of'])})"
+            out.append(f"| {fmt_time(e['ts'], zone)} | {who} | {what} | {note} |")
     else:
         out.append("_No actions recorded._")
     out.append("")

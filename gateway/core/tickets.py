@@ -194,6 +194,8 @@ class TimelineEntry:
         actor: Who did it: ``user:NAME``, ``rule:ID``, ``helpdesk:NAME``, ``device``, ``sla``.
         kind: The action (``opened``, ``acknowledge``, ``paused``, ``sla_breach``, ...).
         note: Free text.
+        on_behalf_of: A name the caller gave for whom it acted (kept apart: ``actor`` is
+            always the authenticated caller); ``""`` when none was given.
     """
 
     ticket_id: int
@@ -201,6 +203,7 @@ class TimelineEntry:
     actor: str
     kind: str
     note: str = ""
+    on_behalf_of: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -210,6 +213,7 @@ class TimelineEntry:
             "actor": self.actor,
             "kind": self.kind,
             "note": self.note,
+            "on_behalf_of": self.on_behalf_of,
         }
 
 
@@ -372,6 +376,7 @@ class TicketDesk:
         self._next_id = next_id
         self._dirty: dict[int, Ticket] = {}
         self._timeline: list[TimelineEntry] = []
+        self._behalf: tuple[str, str] | None = None  # (actor, on behalf of) during act()
         self._outbox: list[tuple[int, str, dict[str, Any]]] = []
         self._fired: list[tuple[Ticket, ClockNotice]] = []
         # SLA timers: a heap of (next check, ticket id). An entry is live while it equals
@@ -430,8 +435,11 @@ class TicketDesk:
         t.updated_at = max(t.updated_at, ts)
         self._dirty[t.id] = t
         self._touched.add(t.id)
-        self._timeline.append(TimelineEntry(t.id, ts, actor, kind, note))
+        behalf = self._behalf[1] if self._behalf is not None and self._behalf[0] == actor else ""
+        self._timeline.append(TimelineEntry(t.id, ts, actor, kind, note, behalf))
         if outbox:
+            if behalf:
+                extra = {**extra, "on_behalf_of": behalf}
             self._outbox.append((t.id, outbox, {"note": note, "actor": actor, "event": kind, **extra}))
 
     def _provisional_check(self, t: Ticket, before: Mapping[str, bool], now: float) -> None:
@@ -495,7 +503,16 @@ class TicketDesk:
         self._provisional_check(t, {}, now)
         return t
 
-    def open_reported(
+    def open_reported(self, *, on_behalf_of: str = "", **kw: Any) -> Ticket:
+        """Open a ticket a person reported (see :meth:`_open_reported`); ``on_behalf_of`` as in :meth:`act`."""
+        actor = str(kw.get("actor", ""))
+        self._behalf = (actor, on_behalf_of) if on_behalf_of else None
+        try:
+            return self._open_reported(**kw)
+        finally:
+            self._behalf = None
+
+    def _open_reported(
         self,
         *,
         device: Device,
@@ -624,7 +641,17 @@ class TicketDesk:
                 return t
         return None
 
-    def attach_alarm(self, ticket_id: int, alarm: Alarm, now: float, actor: str, note: str = "") -> Ticket:
+    def attach_alarm(
+        self, ticket_id: int, alarm: Alarm, now: float, actor: str, note: str = "", on_behalf_of: str = ""
+    ) -> Ticket:
+        """Link an alarm to a ticket (see :meth:`_attach_alarm`); ``on_behalf_of`` as in :meth:`act`."""
+        self._behalf = (actor, on_behalf_of) if on_behalf_of else None
+        try:
+            return self._attach_alarm(ticket_id, alarm, now, actor, note)
+        finally:
+            self._behalf = None
+
+    def _attach_alarm(self, ticket_id: int, alarm: Alarm, now: float, actor: str, note: str = "") -> Ticket:
         """Link an alarm to a ticket: the alarm's changes (clear, escalation) act on it.
 
         A more severe alarm re-targets the ticket to its level. The ticket's clocks keep
@@ -681,7 +708,9 @@ class TicketDesk:
             raise TicketError(f"ticket {ticket_id} is closed; reopen it first")
         return loaded
 
-    def act(self, ticket_id: int, action: str, now: float, actor: str, note: str = "", **kw: Any) -> Ticket:
+    def act(
+        self, ticket_id: int, action: str, now: float, actor: str, note: str = "", on_behalf_of: str = "", **kw: Any
+    ) -> Ticket:
         """Apply an operator, help-desk or rule action to a ticket.
 
         Warnings and breaches due by ``now`` fire first, so the timeline keeps time order
@@ -693,6 +722,7 @@ class TicketDesk:
             now: When it happened.
             actor: Who did it.
             note: Free text for the timeline and the help desk.
+            on_behalf_of: Whom ``actor`` says it acts for; recorded beside it, never instead.
             **kw: ``level`` (1-4 or a name) for ``set_level``; ``fields`` (a mapping of
                 :data:`REPORT_FIELDS`) for ``set_report``.
 
@@ -703,6 +733,13 @@ class TicketDesk:
             TicketError: The action does not apply. Nothing changed, except that SLA
                 notices already due by ``now`` may have fired (as a tick would).
         """
+        self._behalf = (actor, on_behalf_of) if on_behalf_of else None
+        try:
+            return self._act(ticket_id, action, now, actor, note, **kw)
+        finally:
+            self._behalf = None
+
+    def _act(self, ticket_id: int, action: str, now: float, actor: str, note: str, **kw: Any) -> Ticket:
         action = canonical_action(action)
         t = self._find(ticket_id, action)
         if t.status != "closed":

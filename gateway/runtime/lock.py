@@ -19,7 +19,30 @@ from typing import Self
 
 from gateway.errors import GatewayError
 
-__all__ = ["CLI", "DAEMON", "LOCK_FILE", "DataDirBusy", "DataDirLock", "Holder", "describe_os_error", "holder"]
+__all__ = [
+    "CLI", "DAEMON", "DIR_MODE", "FILE_MODE", "LOCK_FILE", "DataDirBusy", "DataDirLock", "Holder", "describe_os_error",
+    "holder", "make_data_dir", "write_private",
+]
+
+#: Modes of what the gateway creates in its data dir: the owner writes, its group (the
+#: service's own) may read, other local users see nothing (tickets, keys, engine IDs).
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+
+
+def make_data_dir(path: Path) -> None:
+    """Create the data dir (and missing parents) with :data:`DIR_MODE`; an existing one is left as it is."""
+    if not path.is_dir():
+        path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(path, DIR_MODE)  # mkdir's mode is cut by the umask, never widened: set it exactly
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (created with :data:`FILE_MODE`, or truncated)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
 
 LOCK_FILE = "gateway.lock"
 
@@ -122,9 +145,9 @@ class DataDirLock:
             wait_for_cli: seconds to wait while the holder is a CLI command (they last a
                 moment); a daemon holder is refused at once.
         """
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_data_dir(self.data_dir)
         # No O_TRUNC: the holder's name must stay readable until we have the lock.
-        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         try:
             settle = time.monotonic() + _SETTLE
             patience = time.monotonic() + wait_for_cli

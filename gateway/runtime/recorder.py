@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -89,7 +90,8 @@ class JsonlRecorder:
     def __init__(self, path: str | Path, buffer_lines: int = 1000) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)  # not for other users
+        self._fh: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
         self._buf: list[str] = []
         self._max = buffer_lines
         self.recorded = 0

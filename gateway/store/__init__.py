@@ -71,6 +71,8 @@ class TimelineRow(TypedDict):
     actor: str
     kind: str
     note: str
+    #: Whom the caller (``actor``, the authenticated identity) said it acted for; ``""`` if nobody.
+    on_behalf_of: str
 
 
 @dataclass(slots=True)
@@ -149,9 +151,11 @@ class StoreReader(Protocol):
         levels: Sequence[int] | None = None,
         devices: Sequence[str] | None = None,
         limit: int = 1000,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
         """Alarms matching every given filter, newest first. Each filter is a list of
-        accepted values; ``None`` does not filter, an empty list matches nothing."""
+        accepted values; ``None`` does not filter, an empty list matches nothing.
+        ``before`` (an alarm id) keeps only older alarms: the next page after that one."""
         ...
 
     def get_alarm(self, alarm_id: int) -> dict[str, Any] | None:
@@ -170,8 +174,9 @@ class StoreReader(Protocol):
         devices: Sequence[str] | None = None,
         sites: Sequence[str] | None = None,
         limit: int = 1000,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Tickets matching every given filter (as :meth:`find_alarms`), newest first."""
+        """Tickets matching every given filter (as :meth:`find_alarms`, ``before`` too), newest first."""
         ...
 
     def get_ticket(self, ticket_id: int) -> dict[str, Any] | None:

@@ -132,8 +132,8 @@ class SqlStore:
                 )
             if batch.timeline:
                 db.executemany(
-                    "INSERT INTO timeline(ticket_id,ts,actor,kind,note) VALUES(?,?,?,?,?)",
-                    [(e.ticket_id, e.ts, e.actor, e.kind, e.note) for e in batch.timeline],
+                    "INSERT INTO timeline(ticket_id,ts,actor,kind,note,on_behalf_of) VALUES(?,?,?,?,?,?)",
+                    [(e.ticket_id, e.ts, e.actor, e.kind, e.note, e.on_behalf_of) for e in batch.timeline],
                 )
             if batch.outbox:
                 db.executemany(
@@ -222,8 +222,9 @@ class SqlStore:
         levels: Sequence[int] | None = None,
         devices: Sequence[str] | None = None,
         limit: int = 1000,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
-        where, args = filters((("state", states), ("level", levels), ("device", devices)))
+        where, args = filters((("state", states), ("level", levels), ("device", devices)), before)
         rows = self._rows(f"SELECT * FROM alarms{where} ORDER BY id DESC LIMIT ?", (*args, limit))
         return [self._alarm(r).to_dict() for r in rows]
 
@@ -246,11 +247,12 @@ class SqlStore:
         devices: Sequence[str] | None = None,
         sites: Sequence[str] | None = None,
         limit: int = 1000,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
         where, args = filters((
             ("status", statuses), ("level", levels), ("device", devices),
             (self.dialect.json_text("data", "site"), sites),
-        ))
+        ), before)
         rows = self._rows(f"SELECT data FROM tickets{where} ORDER BY id DESC LIMIT ?", (*args, limit))
         return [self._data(r) for r in rows]
 
@@ -266,9 +268,12 @@ class SqlStore:
         return [Ticket.from_dict(self._data(r)) for r in rows]
 
     def timeline(self, ticket_id: int) -> list[TimelineRow]:
-        rows = self._rows("SELECT ticket_id,ts,actor,kind,note FROM timeline WHERE ticket_id=? ORDER BY id", (ticket_id,))
+        rows = self._rows(
+            "SELECT ticket_id,ts,actor,kind,note,on_behalf_of FROM timeline WHERE ticket_id=? ORDER BY id", (ticket_id,)
+        )
         return [
-            TimelineRow(ticket_id=int(r["ticket_id"]), ts=float(r["ts"]), actor=r["actor"], kind=r["kind"], note=r["note"])
+            TimelineRow(ticket_id=int(r["ticket_id"]), ts=float(r["ts"]), actor=r["actor"], kind=r["kind"], note=r["note"],
+                        on_behalf_of=r["on_behalf_of"] or "")
             for r in rows
         ]
 
@@ -383,10 +388,14 @@ class SqlStore:
         return {str(r[0]): int(r[1]) for r in rows}
 
 
-def filters(pairs: tuple[tuple[str, Sequence[Any] | None], ...]) -> tuple[str, list[Any]]:
-    """`` WHERE col IN (?,..) AND ...`` for the filters that are given (column names are ours)."""
+def filters(pairs: tuple[tuple[str, Sequence[Any] | None], ...], before: int | None = None) -> tuple[str, list[Any]]:
+    """`` WHERE col IN (?,..) AND ...`` for the filters that are given (column names are ours),
+    and ``id < before`` for a page cursor."""
     clauses: list[str] = []
     args: list[Any] = []
+    if before is not None:
+        clauses.append("id < ?")
+        args.append(before)
     for col, values in pairs:
         if values is None:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -39,6 +40,16 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner and group only (0640; SQLite gives its
+    -wal and -shm files the database file's mode), its directory 0750 if missing."""
+    if path.exists() or str(path) == ":memory:":
+        return
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o640))
+
+
 class SqliteStore(SqlStore):
     """The embedded default store (implements :class:`gateway.store.Store`; the SQL itself
     is shared with PostgreSQL in :mod:`gateway.store.sql`).
@@ -61,7 +72,7 @@ class SqliteStore(SqlStore):
                 uri = f"file:{Path(self.path).resolve()}?mode=ro"
                 self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=5.0, isolation_level=None)
             else:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(self.path))
                 self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0, isolation_level=None)
         except sqlite3.Error as e:
             raise StoreError(f"{self.path}: {e}") from e

@@ -379,6 +379,40 @@ async def test_qos1_is_acknowledged_only_after_commit(private_broker, prefix, ru
     await nothing_redelivered(third, after, broker, topic)
 
 
+@pytest.mark.parametrize(
+    "payload_size, limit",
+    [
+        (200_000, 1024),  # small limit: the wire client reads past the packet unbuffered
+        (17_000_000, 65536),  # the probe's message: over the wire client's old 16 MiB packet limit
+    ],
+)
+async def test_an_oversized_message_is_discarded_acknowledged_and_the_connection_kept(
+    private_broker, prefix, running, payload_size, limit
+):
+    """Issue 21 item 2: one oversized QoS 1 publish once made the wire client drop the
+    connection; the broker redelivered it on every reconnect and ingest stopped for good."""
+    broker: MosquittoProcess = private_broker()
+    cid = f"{prefix}-gw"
+    subs = [{"topic": f"{prefix}/{{device}}/hb", "qos": 1}]
+    cfg = make_config(broker.url, subs, client_id=cid, clean_session=False, max_payload_bytes=limit)
+    sink = ListSink()
+    adapter = await running(MqttAdapter(cfg), sink)
+    await publish(broker.host, broker.port, [(f"{prefix}/huge/hb", b"x" * payload_size),
+                                             (f"{prefix}/small/hb", json.dumps({"seq": 1}))], qos=1)
+    await sink.wait_for(lambda ev: any(e.attrs.get("seq") == 1 for e in ev), timeout=10)
+    await eventually(lambda: adapter.stats().get("acked") == 1)
+    stats = adapter.stats()
+    assert stats["rejected.oversized"] == 1
+    assert stats["connects"] == 1 and "disconnects" not in stats and "connect_failures" not in stats
+    assert [e.attrs for e in sink.events] == [{"seq": 1}]
+    await adapter.stop()
+
+    # Acknowledged: the same session gets nothing back from the broker.
+    after = ListSink()
+    again = await running(MqttAdapter(cfg), after)
+    await nothing_redelivered(again, after, broker, f"{prefix}/small/hb")
+
+
 async def test_stop_waits_for_pending_commits_before_disconnecting(private_broker, prefix):
     broker: MosquittoProcess = private_broker()
     cid = f"{prefix}-gw"

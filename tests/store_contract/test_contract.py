@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from gateway import failpoints
+from gateway.core.tickets import TimelineEntry
 from gateway.errors import StoreError
 from gateway.model import FaultLevel
 from gateway.store import BatchWrite, OutboxRow, Store, StoreReader
@@ -182,6 +183,8 @@ def test_find_alarms_filters(store: Store) -> None:
     assert ids(states=["active", "pending"]) == [4, 2, 1]
     assert ids(states=[]) == []  # an empty filter matches nothing
     assert ids(limit=1) == [4]
+    assert ids(before=4, limit=2) == [3, 2]  # pages by cursor: older than the last one shown
+    assert ids(devices=["sw-2"], before=3) == [2]
 
 
 # -- tickets and their timers ----------------------------------------------------------------
@@ -217,6 +220,8 @@ def test_find_tickets_filters(store: Store) -> None:
     assert ids(devices=["sw-2", "sw-1"], levels=[int(FaultLevel.MAJOR)]) == [2, 1]
     assert ids(sites=[]) == []
     assert ids(limit=2) == [3, 2]
+    assert ids(limit=2, before=2) == [1]  # the next page after ticket 2
+    assert ids(sites=["south"], before=3) == [2]
 
 
 def test_tickets_opened_in_a_range(store: Store) -> None:
@@ -233,9 +238,18 @@ def test_timeline_keeps_commit_order(store: Store) -> None:
     store.commit(BatchWrite(timeline=[s.entry(1, T0 + 5, "opened"), s.entry(2, T0, "opened"), s.entry(1, T0, "comment", "é")]))
     store.commit(BatchWrite(timeline=[s.entry(1, T0 - 100, "acknowledge")]))
     assert [(e["kind"], e["ts"]) for e in store.timeline(1)] == [("opened", T0 + 5), ("comment", T0), ("acknowledge", T0 - 100)]
-    assert store.timeline(1)[1] == {"ticket_id": 1, "ts": T0, "actor": "user:li", "kind": "comment", "note": "é"}
+    assert store.timeline(1)[1] == {"ticket_id": 1, "ts": T0, "actor": "user:li", "kind": "comment", "note": "é",
+                                    "on_behalf_of": ""}
     assert [e["kind"] for e in store.timeline(2)] == ["opened"]
     assert store.timeline(3) == []
+
+
+def test_timeline_keeps_on_behalf_of_apart_from_the_actor(store: Store) -> None:
+    """Issue 21 item 12: the actor is the authenticated caller; a name it gave is kept beside it."""
+    entry = TimelineEntry(ticket_id=1, ts=T0, actor="alice", kind="comment", note="n", on_behalf_of="somebody-else")
+    store.commit(BatchWrite(timeline=[entry]))
+    (row,) = store.timeline(1)
+    assert (row["actor"], row["on_behalf_of"]) == ("alice", "somebody-else")
 
 
 def test_next_ids_follow_the_largest_committed_ids(store: Store, open_store: Callable[..., Store]) -> None:

@@ -153,7 +153,8 @@ def test_a_store_from_an_earlier_release_is_upgraded_in_place(dump: Path, tmp_pa
     try:
         assert store.schema_version() == LATEST
         after = _raw(path)
-        assert {t: after[t] for t in before} == before  # not a row lost or changed
+        # Not a row lost or changed (columns added since are appended with their defaults).
+        assert {t: [r[: len(b)] for r, b in zip(after[t], before[t], strict=True)] for t in before} == before
         # What the release wrote reads back through today's store.
         assert [a.id for a in store.load_open_alarms()] == [1, 2]
         assert [t.id for t in store.load_open_tickets()] == [1]

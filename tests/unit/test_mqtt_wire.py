@@ -71,6 +71,36 @@ def test_a_large_packet_over_many_reads_is_joined_once() -> None:
     assert out == [(b"a/b", big, 1, 7, False, False), (b"c", b"x", 0, 0, False, False)]
 
 
+@given(st.lists(publishes, max_size=8), st.lists(st.integers(1, 700), max_size=40), st.sampled_from([0, 1]))
+@settings(max_examples=200, deadline=None)
+def test_an_oversized_publish_is_skipped_unbuffered_and_the_stream_goes_on(
+    pubs: list[Any], cuts: list[int], qos: int
+) -> None:
+    """Issue 21 item 2: a PUBLISH over the limit is read past (topic and packet id kept so
+    it can be acknowledged), never buffered, and what follows it still parses."""
+    limit = 300 + 2 + 40 * 4 + 2  # the largest packet `publishes` makes
+    big = encode_publish("big/topic", b"\xab" * 5000, qos, 4242)
+    half = len(pubs) // 2
+    data = _stream(pubs[:half]) + big + _stream(pubs[half:]) + b"\xd0\x00"
+    parser = StreamParser(max_packet=limit)
+    out = []
+    pos = 0
+    for c in cuts:
+        out += parser.feed(data[pos : pos + c])
+        assert parser.buffered <= max(c, limit) + 5  # never the oversized payload
+        pos += c
+    out += parser.feed(data[pos:])
+    assert out == _expected(pubs)
+    assert parser.oversized == [(b"big/topic", qos, 4242 if qos else 0, len(big) - 3)]
+    assert [k for k, _, _ in parser.control] == [13]
+    assert parser.buffered == 0
+
+
+def test_an_oversized_control_packet_is_still_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        StreamParser(max_packet=10).feed(b"\x90\x20" + b"\x00" * 32)
+
+
 @given(st.lists(publishes, min_size=1, max_size=5), st.data())
 @settings(max_examples=100, deadline=None)
 def test_a_truncated_stream_yields_a_prefix_and_waits(pubs: list[Any], data: st.DataObject) -> None:

@@ -6,12 +6,25 @@
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 
 from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.render import alarm_out
 from gateway.api.routes.auth import Auth
-from gateway.api.routes.common import ACT_ERRORS, ERRORS, OPEN_ALARM, Level, RowId, log, run
+from gateway.api.routes.common import (
+    ACT_ERRORS,
+    ERRORS,
+    OPEN_ALARM,
+    Cursor,
+    Level,
+    RowId,
+    json_list,
+    list_response,
+    log,
+    next_cursor,
+    run,
+)
 from gateway.api.schemas import AlarmOut
 
 __all__ = ["alarms_router"]
@@ -32,6 +45,7 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     @router.get("/alarms", response_model=list[AlarmOut], responses=ERRORS, tags=["alarms"])
     async def list_alarms(
         _: Viewer,
+        request: Request,
         level: Annotated[list[Level] | None, Query(description="1-4; repeat for several")] = None,
         state: Annotated[
             list[AlarmState] | None, Query(description="'open' = active, pending or suppressed")
@@ -39,8 +53,9 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         site: Annotated[list[str] | None, Query()] = None,
         device: Annotated[list[str] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    ) -> list[dict[str, Any]]:
-        """Alarms, newest first, filtered by level, state, site and device."""
+        cursor: Cursor = None,
+    ) -> Response:
+        """Alarms, newest first, a page at a time (``X-Next-Cursor``), filtered by level, state, site and device."""
         states = None
         if state:
             states = sorted({s for st in state for s in (OPEN_ALARM if st == "open" else [st])})
@@ -48,10 +63,12 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         if site:
             in_sites = _site_devices(ctx, site)
             devices = [d for d in devices if d in in_sites] if devices is not None else in_sites
-        rows = await asyncio.to_thread(
-            ctx.store.find_alarms, states=states, levels=level, devices=devices, limit=limit
-        )
-        return [alarm_out(a, ctx.inventory) for a in rows]
+
+        def build() -> tuple[bytes, str | None]:
+            rows = ctx.store.find_alarms(states=states, levels=level, devices=devices, limit=limit, before=cursor)
+            return json_list(AlarmOut, [alarm_out(a, ctx.inventory) for a in rows]), next_cursor(rows, limit)
+
+        return await list_response(request, build)
 
     @router.get("/alarms/{alarm_id}", response_model=AlarmOut, responses=ACT_ERRORS, tags=["alarms"])
     async def get_alarm(_: Viewer, alarm_id: RowId) -> dict[str, Any]:

@@ -2,13 +2,15 @@
 types, and small helpers bound to an :class:`ApiContext` (clock, writer, ticket view)."""
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Path
-from pydantic import Field
+from fastapi import Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, TypeAdapter
 
 from gateway.api.deps import ApiContext, ApiError
 from gateway.api.render import ticket_out
@@ -19,10 +21,14 @@ __all__ = [
     "ERRORS",
     "HOOK_ERRORS",
     "OPEN_ALARM",
+    "Cursor",
     "Level",
     "RowId",
     "call",
+    "json_list",
+    "list_response",
     "log",
+    "next_cursor",
     "not_available",
     "now",
     "run",
@@ -86,3 +92,38 @@ async def run(ctx: ApiContext, fn: Callable[[float], Any]) -> Any:
 
 def ticket_dict(ctx: ApiContext, t: dict[str, Any]) -> dict[str, Any]:
     return ticket_out(t, ctx.calendars, now(ctx))
+
+
+@functools.cache
+def _list_adapter(model: type[BaseModel]) -> TypeAdapter[list[Any]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def json_list(model: type[BaseModel], rows: list[dict[str, Any]]) -> bytes:
+    """``rows`` checked against ``model`` and encoded as FastAPI would (by alias)."""
+    adapter = _list_adapter(model)
+    return adapter.dump_json(adapter.validate_python(rows), by_alias=True)
+
+
+#: ``cursor`` of the alarm and ticket lists: the id of the last row of the previous page.
+Cursor = Annotated[
+    int | None, Query(ge=1, le=2**63 - 1, description="the X-Next-Cursor of the previous page")
+]
+
+
+async def list_response(request: Request, build: Callable[[], tuple[bytes, str | None]]) -> Response:
+    """A JSON list built (fetched, rendered, encoded) in a worker thread: a large one must
+    not hold up the event loop that SNMP, MQTT and the store writer share. ``build``
+    returns the body and the next page's cursor (``None`` on the last page), which goes
+    out as ``X-Next-Cursor`` and ``Link: <...>; rel="next"``."""
+    body, nxt = await asyncio.to_thread(build)
+    headers = {}
+    if nxt is not None:
+        headers["X-Next-Cursor"] = nxt
+        headers["Link"] = f'<{request.url.include_query_params(cursor=nxt)}>; rel="next"'
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def next_cursor(rows: list[dict[str, Any]], limit: int) -> str | None:
+    """The cursor after a full page of rows (newest first, by id), or ``None``."""
+    return str(rows[-1]["id"]) if rows and len(rows) >= limit else None

@@ -5,22 +5,71 @@ board's one-call snapshot (with the gateway's health)."""
 # time, and the dependency alias (Viewer) is local to the builder.
 
 import asyncio
+import base64
+import binascii
 import itertools
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 
 from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.render import alarm_out, device_out
 from gateway.api.routes.auth import Auth
-from gateway.api.routes.common import ACT_ERRORS, ERRORS, OPEN_ALARM, now, ticket_dict
+from gateway.api.routes.common import ACT_ERRORS, ERRORS, OPEN_ALARM, json_list, now, ticket_dict
 from gateway.api.schemas import BoardOut, DeviceDetailOut, DeviceOut
 from gateway.core.tickets import STATUSES
 from gateway.core.views import iso
 
-__all__ = ["devices_router", "health"]
+__all__ = ["MAX_PAGE", "devices_router", "health"]
 
 _BOARD_DEVICES = 300
+#: Most devices one ``GET /devices`` returns; the ``X-Next-Cursor`` header leads on.
+MAX_PAGE = 1000
+
+
+def encode_cursor(device_id: str) -> str:
+    """The opaque page cursor after ``device_id`` (URL- and header-safe)."""
+    return base64.urlsafe_b64encode(device_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ApiError(422, "invalid_input", "cursor: not a cursor this API handed out") from None
+
+
+def _device_page(
+    devices: Sequence[Any],
+    by_dev: dict[str, list[Any]],
+    watchdog: Any,
+    site: list[str] | None,
+    liveness: list[str] | None,
+    limit: int,
+    after: str | None,
+) -> tuple[bytes, str | None]:
+    """One page of devices, by id, as JSON bytes, and the id to continue after (or ``None``).
+
+    Runs in a worker thread: sorting, rendering and encoding a large inventory must not
+    hold up the event loop that SNMP, MQTT and the store writer share.
+    """
+    picked = sorted(
+        (d for d in devices if (not site or d.site in site) and (after is None or d.id > after)),
+        key=lambda d: d.id,
+    )
+    rows: list[dict[str, Any]] = []
+    more = None
+    for d in picked:
+        row = device_out(d, by_dev.get(d.id, []), watchdog)
+        if liveness and row["liveness"] not in liveness:
+            continue
+        if len(rows) == limit:
+            more = rows[-1]["id"]
+            break
+        rows.append(row)
+    return json_list(DeviceOut, rows), more
 
 
 def _open_alarms_by_device(ctx: ApiContext) -> dict[str, list[Any]]:
@@ -101,23 +150,30 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     @router.get("/devices", response_model=list[DeviceOut], responses=ERRORS, tags=["devices"])
     async def list_devices(
         _: Viewer,
+        request: Request,
         site: Annotated[list[str] | None, Query()] = None,
         liveness: Annotated[list[Literal["alive", "lost", "unmonitored"]] | None, Query()] = None,
-        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    ) -> list[dict[str, Any]]:
-        """Inventory devices and the unknown senders seen so far, with liveness and open alarms."""
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = MAX_PAGE,
+        cursor: Annotated[
+            str | None, Query(max_length=1024, description="the X-Next-Cursor of the previous page")
+        ] = None,
+    ) -> Response:
+        """Inventory devices and the unknown senders seen so far, with liveness and open
+        alarms, ordered by id, a page at a time: when more follow, the ``X-Next-Cursor``
+        header (and a ``Link: rel="next"``) gives the ``cursor`` of the next page."""
+        after = decode_cursor(cursor) if cursor is not None else None
+        # Snapshots taken here, on the loop that changes them; the rest runs in a thread.
+        devices = _all_devices(ctx)
         by_dev = _open_alarms_by_device(ctx)
-        out = []
-        for d in _all_devices(ctx):
-            if site and d.site not in site:
-                continue
-            row = device_out(d, by_dev.get(d.id, []), ctx.watchdog)
-            if liveness and row["liveness"] not in liveness:
-                continue
-            out.append(row)
-            if len(out) >= limit:
-                break
-        return out
+        body, more = await asyncio.to_thread(
+            _device_page, devices, by_dev, ctx.watchdog, site, list(liveness or []), limit, after
+        )
+        headers = {}
+        if more is not None:
+            nxt = encode_cursor(more)
+            headers["X-Next-Cursor"] = nxt
+            headers["Link"] = f'<{request.url.include_query_params(cursor=nxt)}>; rel="next"'
+        return Response(body, media_type="application/json", headers=headers)
 
     @router.get(
         "/devices/{device_id}", response_model=DeviceDetailOut, responses=ACT_ERRORS, tags=["devices"]

@@ -9,11 +9,24 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import Response
 
 from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.routes.auth import Auth
-from gateway.api.routes.common import ACT_ERRORS, ERRORS, Level, RowId, log, run, ticket_dict
+from gateway.api.routes.common import (
+    ACT_ERRORS,
+    ERRORS,
+    Cursor,
+    Level,
+    RowId,
+    json_list,
+    list_response,
+    log,
+    next_cursor,
+    run,
+    ticket_dict,
+)
 from gateway.api.schemas import ACTION_MAP, ActionIn, ActionName, LinkIn, TicketDetailOut, TicketIn, TicketOut
 from gateway.core.tickets import STATUSES, TicketError
 from gateway.core.views import iso
@@ -52,7 +65,8 @@ def _add_open(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
         if dev_id is None:
             raise ApiError(422, "invalid_input", f"body.device: no device {body.device!r} in the inventory")
         reported_at = _epoch(ctx, body.reported_at) if body.reported_at is not None else None
-        actor = body.actor or p.name
+        actor = p.name  # the authenticated caller; a name in the body is only noted
+        behalf = body.actor if body.actor and body.actor != actor else ""
         desk, inventory = ctx.desk, ctx.inventory
 
         def command(at: float) -> dict[str, Any]:
@@ -63,6 +77,7 @@ def _add_open(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
             t = desk.open_reported(
                 device=dev, policy=policy, level=FaultLevel(body.level), title=body.title,
                 reported_by=body.reported_by, channel=body.channel, now=at, actor=actor,
+                on_behalf_of=behalf,
                 reported_at=reported_at, reason=body.reason,
             )
             return t.to_dict()  # type: ignore[no-any-return]
@@ -79,14 +94,15 @@ def _add_link(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
     Operator = Annotated[Principal, Depends(auth.operator)]
 
     async def link(p: Principal, ticket_id: int, alarm_id: int, body: LinkIn) -> dict[str, Any]:
-        actor = body.actor or p.name
+        actor = p.name  # the authenticated caller; a name in the body is only noted
+        behalf = body.actor if body.actor and body.actor != actor else ""
         desk, book = ctx.desk, ctx.book
 
         def command(at: float) -> dict[str, Any]:
             alarm = next((a for a in book.open.values() if a.id == alarm_id), None)
             if alarm is None:
                 raise LookupError(f"no open alarm {alarm_id}")
-            t = desk.attach_alarm(ticket_id, alarm, at, actor, body.note)
+            t = desk.attach_alarm(ticket_id, alarm, at, actor, body.note, on_behalf_of=behalf)
             book.touch(alarm)
             return t.to_dict()  # type: ignore[no-any-return]
 
@@ -123,27 +139,29 @@ def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
     @router.get("/tickets", response_model=list[TicketOut], responses=ERRORS, tags=["tickets"])
     async def list_tickets(
         _: Viewer,
+        request: Request,
         status: Annotated[list[TicketStatus] | None, Query()] = None,
         closed: Annotated[bool | None, Query(description="false = every ticket not closed")] = None,
         level: Annotated[list[Level] | None, Query()] = None,
         site: Annotated[list[str] | None, Query()] = None,
         device: Annotated[list[str] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    ) -> list[dict[str, Any]]:
-        """Tickets, newest first, each clock with its remaining business time."""
+        cursor: Cursor = None,
+    ) -> Response:
+        """Tickets, newest first, each clock with its remaining business time, a page at a
+        time (``X-Next-Cursor``)."""
         statuses: list[str] | None = list(status) if status else None
         if closed is not None:
             allowed = ["closed"] if closed else [s for s in STATUSES if s != "closed"]
             statuses = [s for s in statuses if s in allowed] if statuses is not None else allowed
-        rows = await asyncio.to_thread(
-            ctx.store.find_tickets,
-            statuses=statuses,
-            levels=level,
-            devices=device,
-            sites=site,
-            limit=limit,
-        )
-        return [ticket_dict(ctx, t) for t in rows]
+
+        def build() -> tuple[bytes, str | None]:
+            rows = ctx.store.find_tickets(
+                statuses=statuses, levels=level, devices=device, sites=site, limit=limit, before=cursor
+            )
+            return json_list(TicketOut, [ticket_dict(ctx, t) for t in rows]), next_cursor(rows, limit)
+
+        return await list_response(request, build)
 
     @router.get(
         "/tickets/{ticket_id}", response_model=TicketDetailOut, responses=ACT_ERRORS, tags=["tickets"]
@@ -191,11 +209,12 @@ def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
         body = body or ActionIn()
         name = ACTION_MAP[action.value]
         kw = _action_kwargs(name, body)
-        actor = body.actor or p.name
+        actor = p.name  # the authenticated caller, whatever the body says
+        behalf = body.actor if body.actor and body.actor != actor else ""
         desk, book = ctx.desk, ctx.book
 
         def command(at: float) -> dict[str, Any]:
-            t = desk.act(ticket_id, name, at, actor, body.note, **kw)
+            t = desk.act(ticket_id, name, at, actor, body.note, on_behalf_of=behalf, **kw)
             if name == "acknowledge":
                 alarm = book.open.get(t.alarm_key)
                 if alarm is not None and alarm.ticket_id == t.id and not alarm.acked:
@@ -212,5 +231,5 @@ def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
             raise ApiError(409, "conflict", str(e)) from None
         except (KeyError, ValueError) as e:
             raise ApiError(422, "invalid_input", f"body: {e}") from None
-        log.info("ticket %d: %s by %s", ticket_id, action.value, actor)
+        log.info("ticket %d: %s by %s%s", ticket_id, action.value, actor, f" on behalf of {behalf}" if behalf else "")
         return ticket_dict(ctx, t)

@@ -104,6 +104,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             at DOUBLE PRECISION NOT NULL
         );
     """),
+    # Who an API or CLI caller said they acted for; the actor column is the caller itself.
+    Migration(5, "timeline_on_behalf_of", """
+        ALTER TABLE timeline ADD COLUMN on_behalf_of TEXT NOT NULL DEFAULT '';
+    """),
 )
 
 LATEST = check_sequence(MIGRATIONS)

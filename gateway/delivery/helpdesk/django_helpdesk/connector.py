@@ -104,6 +104,17 @@ def _clean(text: str) -> str:
     return _TEMPLATE_OPENERS.sub("{\u2060", text)
 
 
+#: django-helpdesk renders descriptions, follow-ups and resolutions as Markdown (raw HTML
+#: escaped, but links, images and autolinks kept): text from devices and people is made
+#: inert here, so a device cannot put a link or a remote image in front of an agent.
+_MD_INERT = str.maketrans({"\\": "\\\\", "`": "\\`", "[": "\\[", "]": "\\]", "<": "&lt;"})
+
+
+def _inert(text: Any) -> str:
+    """``text`` shown as it is by the help desk's Markdown (no link, image, code or tag)."""
+    return str(text).translate(_MD_INERT)
+
+
 def _level(payload: Mapping[str, Any]) -> FaultLevel:
     return FaultLevel.parse(payload["level"])
 
@@ -231,17 +242,17 @@ class DjangoHelpdesk(HttpConnector):
         level = _level(p)
         lines: list[str] = []
         if p.get("description"):
-            lines += [str(p["description"]), ""]
-        site = str(p.get("site") or "-")
+            lines += [_inert(p["description"]), ""]
+        site = _inert(p.get("site") or "-")
         if p.get("region"):
-            site += f" (region {p['region']})"
+            site += f" (region {_inert(p['region'])})"
         lines += [
-            f"Device: {p.get('device') or '-'}",
+            f"Device: {_inert(p.get('device') or '-')}",
             f"Site: {site}",
             f"Fault level: {int(level)} ({level.label})",
-            f"Fault key: {p.get('alarm_key') or '-'}",
-            f"First event: {p.get('first_event') or '-'}",
-            f"Occurrences: {p.get('count', 1)}",
+            f"Fault key: {_inert(p.get('alarm_key') or '-')}",
+            f"First event: {_inert(p.get('first_event') or '-')}",
+            f"Occurrences: {_inert(p.get('count', 1))}",
             f"Opened at: {iso_utc(p.get('opened_at')) or '-'}",
         ]
         clocks = [c for c in p.get("clocks") or () if isinstance(c, Mapping)]
@@ -249,14 +260,14 @@ class DjangoHelpdesk(HttpConnector):
             lines.append("SLA deadlines (UTC):")
             for c in clocks:
                 due = iso_utc(c.get("due_at")) or "not started"
-                lines.append(f"  - {c.get('kind')}: {due} ({c.get('state', '')})")
+                lines.append(f"  - {_inert(c.get('kind'))}: {due} ({_inert(c.get('state', ''))})")
         lines.append(f"Gateway key: {msg.key}")
         return "\n".join(lines)
 
     def _plan(self, msg: OutboxMessage) -> tuple[dict[str, Any], str, int | None, dict[str, Any]]:
         """(PATCH before, follow-up comment, new status, PATCH after) for a non-open message."""
         p = msg.payload
-        note = str(p.get("note") or p.get("comment") or "")
+        note = _inert(p.get("note") or p.get("comment") or "")
         before: dict[str, Any] = {}
         after: dict[str, Any] = {}
         due = due_of(p)
@@ -265,7 +276,7 @@ class DjangoHelpdesk(HttpConnector):
             if due:
                 before["due_date"] = due
             comment = (
-                note or f"Ticket updated: status {p.get('status', '-')}, occurrences {p.get('count', '-')}"
+                note or f"Ticket updated: status {_inert(p.get('status', '-'))}, occurrences {_inert(p.get('count', '-'))}"
             )
         elif kind == "comment":
             if not note:
@@ -280,7 +291,7 @@ class DjangoHelpdesk(HttpConnector):
                 before["due_date"] = due
             comment = f"Fault level changed to {int(level)} ({level.label})" + (f": {note}" if note else "")
         elif kind == "resolve":
-            resolution = str(p.get("resolution") or note or "Resolved by the gateway")
+            resolution = _inert(p["resolution"]) if p.get("resolution") else note or "Resolved by the gateway"
             comment = f"Resolved: {resolution}"
             # The help desk copies the follow-up comment (marker and ref included) into
             # the resolution; put the plain text back afterwards.
