@@ -121,6 +121,22 @@ class AfterSales:
         return {**out, "status": status, "status_zh": LABELS_ZH[status], "coverage": cov.to_dict(),
                 "out_of_warranty": effect, "parts": part_warranties(parts, c.terms, day)}
 
+    def out_of_warranty(self, device_id: str, contract: str, at: float) -> tuple[str, bool, bool] | None:
+        """What applies to a device's new tickets at ``at`` when it is out of warranty (or
+        its service period ended) and its contract names changes: ``(policy, penalties,
+        paid_service)``; ``None`` when nothing changes."""
+        c = self.contracts.get(contract)
+        oow = c.terms.out_of_warranty if c is not None else None
+        if c is None or oow is None:
+            return None
+        try:
+            cov = coverage(self.dates.get(device_id, DeviceDates()), c.terms)
+        except WarrantyError:
+            return None
+        if status_on(cov, self.day(at)) not in ("out_of_warranty", "service_ended"):
+            return None
+        return (oow.policy or contract, oow.penalties, oow.paid_service)
+
     def expiring(self, devices: Iterable[Device], now: float, within_days: int) -> list[dict[str, Any]]:
         """Warranties ending within ``within_days`` days (see :func:`gateway.core.warranty.expiring`),
         each with its ``contract`` and ``notice_days``."""
