@@ -243,7 +243,7 @@ def cmd_warranty_show(args: argparse.Namespace) -> int:
     def show(d: Any) -> Any:
         at = None
         if args.on:
-            at = datetime.combine(parse_day(args.on), time(12), tzinfo=ZoneInfo(d.tz.key)).timestamp()
+            at = datetime.combine(parse_day(args.on), time(12), tzinfo=ZoneInfo(d.tz)).timestamp()
         return d.warranty(args.device, at)
 
     _, view = _read(args, show)
