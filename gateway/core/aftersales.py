@@ -234,3 +234,45 @@ class AfterSales:
         return {"device": device.id, "contract": device.policy,
                 "warranty": self.warranty(device, now, [r for r in records if r["kind"] == "part_replaced"]),
                 "entries": entries}
+
+
+def planned_summary(items: Iterable[Mapping[str, Any]], start: float, end: float, now: float) -> dict[str, Any]:
+    """Planned work of one contract due in ``[start, end)`` for the SLA report: per kind the
+    items due, done in their window, done late, missed (overdue, not done) and still open;
+    and the missed and late items themselves."""
+    from gateway.core.schedules import item_state
+
+    kinds: dict[str, dict[str, int]] = {}
+    problems: list[dict[str, Any]] = []
+    for it in items:
+        if not start <= float(it["due"]) < end or it.get("status") == "cancelled":
+            continue
+        k = kinds.setdefault(it["kind"], {"due": 0, "on_time": 0, "late": 0, "missed": 0, "open": 0})
+        k["due"] += 1
+        state = item_state(it, now)
+        if state == "done":
+            on_time = bool(it.get("on_time", True))
+            k["on_time" if on_time else "late"] += 1
+            if not on_time:
+                problems.append({"id": it["id"], "device": it["device"], "kind": it["kind"],
+                                 "due_date": it.get("due_date"), "result": "late"})
+        elif state == "overdue":
+            k["missed"] += 1
+            problems.append({"id": it["id"], "device": it["device"], "kind": it["kind"],
+                             "due_date": it.get("due_date"), "result": "missed"})
+        else:
+            k["open"] += 1
+    return {"kinds": [{"kind": name, **v} for name, v in sorted(kinds.items())], "problems": problems}
+
+
+def render_planned_summary(p: Mapping[str, Any]) -> str:
+    """The planned-work section of the SLA report (Markdown)."""
+    out = ["## Planned work (巡检 / 回访 / 预防性维护)", ""]
+    if not p["kinds"]:
+        return "\n".join([*out, "No planned work was due this month.", ""])
+    out += ["| Kind | Due | Done in window | Done late | Missed | Open |", "|---|---|---|---|---|---|"]
+    out += [f"| {k['kind']} | {k['due']} | {k['on_time']} | {k['late']} | {k['missed']} | {k['open']} |" for k in p["kinds"]]
+    if p["problems"]:
+        out += ["", "| Item | Device | Kind | Due | Result |", "|---|---|---|---|---|"]
+        out += [f"| {r['id']} | {r['device']} | {r['kind']} | {r['due_date']} | {r['result']} |" for r in p["problems"]]
+    return "\n".join(out) + "\n"

@@ -81,6 +81,14 @@ def test_planned_work_warranty_spares_and_history_from_the_cli(tmp_path: Path) -
     assert {"spare_requested", "loaner_out", "done"} <= {e["what"] for e in hist["entries"]}
     assert "spare_requested" in ok(cfg, "device", "history", "pump-1")
 
+    # The SLA report of February shows inspection 1 done late and visit 1 missed.
+    rep = ok(cfg, "sla-report", "--contract", "medical-devices", "--month", "2026-02")
+    assert "## Planned work" in rep
+    assert "| inspection | 1 | 0 | 1 | 0 | 0 |" in rep and "| visit | 1 | 0 | 0 | 1 | 0 |" in rep
+    assert "| medical-devices/visit:pump-1:1 | pump-1 | visit | 2026-02-28 | missed |" in rep
+    doc = json.loads(ok(cfg, "sla-report", "--contract", "medical-devices", "--month", "2026-02", "--json"))
+    assert [p["result"] for p in doc["planned"]["problems"]] == ["late", "missed"]
+
 
 def test_bad_input_gets_one_line(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
