@@ -19,8 +19,9 @@ do not drift.
 Each occurrence becomes one planned work item (:func:`plan`): its nominal date moved to
 the next working day of the schedule's calendar, a window of ``early`` working days
 before and ``late`` working days after it, a checklist, and a stable id
-``<contract>/<schedule>:<device>:<n>`` — so generating again never duplicates, and
-:func:`reconcile` turns a changed rule into updates of the items not done yet.
+``<contract>/<schedule>:<device>:<nominal date>`` — so generating again never duplicates,
+and :func:`reconcile` turns a changed rule into new items for new dates and cancels the
+items not done yet whose date is no longer wanted (work done stays as it was).
 """
 
 from __future__ import annotations
@@ -295,7 +296,7 @@ def plan(
         opens = _shift(due, working, schedule.early, -1)
         last = _shift(due, working, schedule.late, +1)
         items.append({
-            "id": f"{schedule.key}:{device}:{n}",
+            "id": f"{schedule.key}:{device}:{nominal.isoformat()}",
             "schedule": schedule.key,
             "contract": schedule.contract,
             "device": device,

@@ -41,7 +41,7 @@ async def test_planned_panel_lists_completes_and_translates(tmp_path: Path, brow
         await b.wait_js("document.body.dataset.live === '1'")
         # Overdue: inspection 1 and visit 1 (28 Feb); due: inspection 2 (31 Mar, window open).
         await b.wait_js("document.querySelectorAll('#planned-items [data-item]').length === 3", timeout=10)
-        first = "medical-devices/inspection:pump-1:1"
+        first = "medical-devices/inspection:pump-1:2026-02-28"
         assert await b.js(f"document.querySelector('[data-item=\"{first}\"]').className.includes('unacked')")
         text = await b.js("document.getElementById('planned-expiring').innerText")
         assert "gas-1" in text and "2026-04-20" in text and "19" in text

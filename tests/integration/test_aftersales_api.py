@@ -97,7 +97,7 @@ async def test_planned_work_is_generated_once_overdue_alarms_and_reports_clear_t
         assert {a["level"] for a in overdue_alarms()} == {3}
 
         first = items[0]["id"]
-        assert first == "medical-devices/inspection:pump-1:1"
+        assert first == "medical-devices/inspection:pump-1:2026-02-28"
         bad = await http.post(f"/service/planned/{first}/done", json={"text": "ok", "checks": {"nope": True}})
         assert bad.status_code == 422 and "not on the checklist" in bad.json()["message"]
         r = await http.post(f"/service/planned/{first}/done", json={"text": "x"}, headers=VIEW)
@@ -248,3 +248,46 @@ async def test_warranty_expiry_notice_policy_switch_history_and_replacement_rule
                                               "warranty_end": "2027-04-20", "status": "in_warranty"}]
         r = await http.get("/service/devices/nope/history")
         assert r.status_code == 404
+
+
+async def test_a_schedule_edited_and_reloaded_keeps_done_work_and_duplicates_nothing(tmp_path: Path) -> None:
+    from gateway.config import load_config
+    from tests.helpers import write_config
+
+    d = base_config(tmp_path / "var")
+    d["api"] = {"enabled": True, "host": "127.0.0.1", "port": 0,
+                "tokens": [{"token": OP_TOKEN, "role": "operator", "name": "alice"}]}
+    med = copy.deepcopy(example_dict()["service"]["medical-devices"])
+    med["schedules"] = [s for s in med["schedules"] if s["kind"] == "inspection"]
+    d["service"] = {"medical-devices": med}
+    d["devices"] = [{"id": "pump-1", "class": "medical.infusion-pump", "policy": "medical-devices",
+                     "installation": "2026-01-31"}]
+    path = write_config(tmp_path / "config.toml", d)
+    clock = ManualClock(local("2026-04-01 10:00"))
+    async with running(load_config(path), clock) as (gw, http):
+        first = "medical-devices/inspection:pump-1:2026-02-28"
+        await ok(http.post(f"/service/planned/{first}/done", json={"text": "done"}))
+        before = {i["nominal"] for i in await ok(http.get("/service/planned"))}
+        assert before == {"2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31", "2026-06-30"}
+
+        med["schedules"][0]["rule"] = "every 2 months"
+        write_config(path, d)
+        assert (await gw.reload())["ok"]
+        tick = await ok(http.post("/service/planned/generate"))
+        assert tick["inserted"] == 0  # 31 Mar and 31 May exist already
+        items = {i["nominal"]: i for i in await ok(http.get("/service/planned"))}
+        assert {n: i["state"] for n, i in items.items()} == {
+            "2026-02-28": "done", "2026-03-31": "due", "2026-04-30": "cancelled", "2026-05-31": "upcoming",
+            "2026-06-30": "cancelled"}
+        assert len(gw.store.list_planned()) == 5
+        again = await ok(http.post("/service/planned/generate"))
+        assert (again["inserted"], again["updated"]) == (0, 0)
+
+        # Back to monthly: the cancelled dates return as they were, still one item per date.
+        med["schedules"][0]["rule"] = "monthly"
+        write_config(path, d)
+        assert (await gw.reload())["ok"]
+        await ok(http.post("/service/planned/generate"))
+        states = [i["state"] for i in await ok(http.get("/service/planned"))]
+        assert states == ["done", "due", "upcoming", "upcoming", "upcoming"]
+        assert len(gw.store.list_planned()) == 5

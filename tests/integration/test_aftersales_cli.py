@@ -85,7 +85,7 @@ def test_planned_work_warranty_spares_and_history_from_the_cli(tmp_path: Path) -
     rep = ok(cfg, "sla-report", "--contract", "medical-devices", "--month", "2026-02")
     assert "## Planned work" in rep
     assert "| inspection | 1 | 0 | 1 | 0 | 0 |" in rep and "| visit | 1 | 0 | 0 | 1 | 0 |" in rep
-    assert "| medical-devices/visit:pump-1:1 | pump-1 | visit | 2026-02-28 | missed |" in rep
+    assert "| medical-devices/visit:pump-1:2026-02-28 | pump-1 | visit | 2026-02-28 | missed |" in rep
     doc = json.loads(ok(cfg, "sla-report", "--contract", "medical-devices", "--month", "2026-02", "--json"))
     assert [p["result"] for p in doc["planned"]["problems"]] == ["late", "missed"]
 

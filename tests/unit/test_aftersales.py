@@ -147,7 +147,8 @@ def test_due_dates_move_to_the_next_working_day_and_windows_count_working_days()
     assert shown(feb["deadline"]) == "2026-02-27 00:00"
     # 5 May 2026 is Labour Day (1-5 May): due Wed 6 May.
     assert by_nominal["2026-05-05"]["due_date"] == "2026-05-06"
-    assert feb["id"] == "beidou/inspection:bd-1:3" and feb["checklist"] == ["power", "links"]
+    assert feb["id"] == "beidou/inspection:bd-1:2026-02-16" and feb["seq"] == 3
+    assert feb["checklist"] == ["power", "links"]
 
 
 def test_make_up_saturday_is_a_working_day() -> None:
@@ -181,17 +182,22 @@ def test_reconcile_is_idempotent_and_keeps_done_work() -> None:
     stored = [dict(i) for i in r.insert]
     stored[0]["status"] = "done"
     assert not reconcile(stored, first, limit, 0.0)  # again: nothing to do
-    # The rule changes to every 2 months: item 1 (done) stays, undone ones are re-dated
-    # or cancelled, nothing is duplicated.
+    # The rule changes to every 2 months: the done item stays, the dates still wanted stay
+    # (renumbered), the others are cancelled, nothing is duplicated.
     edited = plan(_schedule("every 2 months", "24x7"), "d", date(2026, 1, 31), None, limit, CST, work)
     r = reconcile(stored, edited, limit, 0.0)
     assert not r.insert
     by_id = {u["id"]: u for u in r.update}
-    assert "beidou/inspection:d:1" not in by_id  # done: untouched
-    assert by_id["beidou/inspection:d:2"]["nominal"] == "2026-05-31"
-    assert by_id["beidou/inspection:d:6"]["status"] == "cancelled"
+    assert "beidou/inspection:d:2026-02-28" not in by_id  # done: untouched
+    assert by_id["beidou/inspection:d:2026-03-31"]["seq"] == 1
+    assert by_id["beidou/inspection:d:2026-04-30"]["status"] == "cancelled"
+    assert {u["status"] for u in r.update} == {"planned", "cancelled"}
     after = {**{i["id"]: i for i in stored}, **by_id}
     assert not reconcile(after.values(), edited, limit, 0.0)
+    # Monthly again: the cancelled dates come back, still one item per date.
+    r = reconcile(after.values(), first, limit, 0.0)
+    assert not r.insert and {u["id"] for u in r.update if u["status"] == "planned"} >= {
+        "beidou/inspection:d:2026-04-30"}
 
 
 # -- spare parts -----------------------------------------------------------------------------
