@@ -161,7 +161,8 @@ def cmd_planned_list(args: argparse.Namespace) -> int:
     tz = cfg.gateway.timezone
     view = [{"id": r["id"], "kind": f"{r['kind']} {KIND_ZH.get(r['kind'], '')}", "device": r["device"],
              "due": r["due_date"], "deadline": _local(r["deadline"], tz),
-             "state": f"{r['state']} {STATE_ZH.get(r['state'], '')}", "title": r.get("title", "")} for r in rows]
+             "state": f"{r['state']} {STATE_ZH.get(r['state'], '')}" + (" PROVISIONAL" if r.get("provisional") else ""),
+             "title": r.get("title", "")} for r in rows]
     print(table(view, ["id", "kind", "device", "due", "deadline", "state", "title"]) if view else "no planned work / 无计划工作")
     return 0
 

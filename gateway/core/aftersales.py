@@ -51,13 +51,14 @@ class ContractService:
     replacement: ReplacementRule | None = None
 
 
-def working_days(cal: Any) -> Callable[[date], bool]:
-    """Whether a local date is a working day of ``cal`` (a calendar with working windows:
-    any window that day; a 24x7 calendar: every day)."""
-    windows = getattr(cal, "windows", None)
-    if windows is None:
-        return lambda d: True
-    return lambda d: bool(windows(d))
+def working_days(cal: Any) -> Callable[[date], tuple[bool, bool]]:
+    """``(working, provisional)`` of a local date on ``cal``: its workday rule's answer for a
+    calendar of working days (``workdays-cn``, ``business-cn``, ...), every day for 24x7."""
+    rule = getattr(cal, "workdays", None)
+    if rule is None:
+        return lambda d: (True, False)
+    is_workday: Callable[[date], tuple[bool, bool]] = rule.is_workday
+    return is_workday
 
 
 class AfterSales:
@@ -157,7 +158,8 @@ class AfterSales:
         return rows
 
     def planned(
-        self, devices: Iterable[Device], now: float, horizon_days: int, working: Callable[[str], Callable[[date], bool]]
+        self, devices: Iterable[Device], now: float, horizon_days: int,
+        working: Callable[[str], Callable[[date], tuple[bool, bool]]],
     ) -> tuple[list[dict[str, Any]], date, set[str]]:
         """Every planned work item the schedules want up to ``horizon_days`` after today.
 

@@ -241,28 +241,42 @@ def _midnight(d: date, tz: ZoneInfo) -> float:
     return datetime.combine(d, time(0), tzinfo=tz).timestamp()
 
 
-def _shift(d: date, working: Callable[[date], bool], days: int, direction: int) -> date:
-    """``days`` working days from ``d`` (``d`` itself not counted), forwards or backwards."""
-    counted = 0
-    guard = 0
-    while counted < days:
-        d += timedelta(days=direction)
-        guard += 1
-        if working(d):
-            counted += 1
-        if guard > 800:
-            raise ScheduleError(f"no working day near {d.isoformat()}")
-    return d
+Working = Callable[[date], tuple[bool, bool]]
 
 
-def _next_working(d: date, working: Callable[[date], bool]) -> date:
-    guard = 0
-    while not working(d):
-        d += timedelta(days=1)
-        guard += 1
-        if guard > 800:
-            raise ScheduleError(f"no working day after {d.isoformat()}")
-    return d
+class _Days:
+    """Steps over the working days of a calendar, remembering whether any day it looked at
+    was judged without holiday data (provisional)."""
+
+    def __init__(self, working: Working) -> None:
+        self.working = working
+        self.provisional = False
+
+    def is_working(self, d: date) -> bool:
+        ok, prov = self.working(d)
+        self.provisional |= prov
+        return ok
+
+    def shift(self, d: date, days: int, direction: int) -> date:
+        """``days`` working days from ``d`` (``d`` itself not counted), forwards or backwards."""
+        counted = guard = 0
+        while counted < days:
+            d += timedelta(days=direction)
+            guard += 1
+            if self.is_working(d):
+                counted += 1
+            if guard > 800:
+                raise ScheduleError(f"no working day near {d.isoformat()}")
+        return d
+
+    def next_working(self, d: date) -> date:
+        guard = 0
+        while not self.is_working(d):
+            d += timedelta(days=1)
+            guard += 1
+            if guard > 800:
+                raise ScheduleError(f"no working day after {d.isoformat()}")
+        return d
 
 
 def plan(
@@ -272,7 +286,7 @@ def plan(
     until: date | None,
     limit: date,
     tz: ZoneInfo,
-    working: Callable[[date], bool],
+    working: Working,
 ) -> list[dict[str, Any]]:
     """The planned work items of one schedule for one device, up to ``limit``.
 
@@ -283,18 +297,21 @@ def plan(
         until: the end of the service period / warranty (for ``within the …`` phases).
         limit: the planning horizon (last nominal date generated).
         tz: local time zone of dates.
-        working: whether a local date is a working day on the schedule's calendar.
+        working: ``(working, provisional)`` of a local date on the schedule's calendar
+            (a :class:`~gateway.core.calendars.WorkdayRule`'s ``is_workday``).
 
     Returns:
-        Item dicts (``status`` ``planned``), in order.
+        Item dicts (``status`` ``planned``), in order; ``provisional`` when a day was
+        judged without holiday data (the 2027 fallback rule).
     """
     items = []
     for n, nominal in occurrences(schedule.rule, anchor, until, limit):
         if schedule.since is not None and nominal < schedule.since:
             continue
-        due = _next_working(nominal, working)
-        opens = _shift(due, working, schedule.early, -1)
-        last = _shift(due, working, schedule.late, +1)
+        days = _Days(working)
+        due = days.next_working(nominal)
+        opens = days.shift(due, schedule.early, -1)
+        last = days.shift(due, schedule.late, +1)
         items.append({
             "id": f"{schedule.key}:{device}:{nominal.isoformat()}",
             "schedule": schedule.key,
@@ -309,6 +326,7 @@ def plan(
             "window_start": _midnight(opens, tz),
             "deadline": _midnight(last + timedelta(days=1), tz),
             "checklist": list(schedule.checklist),
+            "provisional": days.provisional,
             "status": "planned",
         })
     return items
@@ -327,7 +345,9 @@ def item_state(item: Mapping[str, Any], now: float) -> str:
 
 
 #: What a regeneration may change in an item that is not done.
-_PLAN_FIELDS = ("kind", "title", "nominal", "due_date", "due", "window_start", "deadline", "checklist", "seq")
+_PLAN_FIELDS = (
+    "kind", "title", "nominal", "due_date", "due", "window_start", "deadline", "checklist", "seq", "provisional",
+)
 
 
 @dataclass(slots=True)

@@ -148,7 +148,16 @@ def test_due_dates_move_to_the_next_working_day_and_windows_count_working_days()
     # 5 May 2026 is Labour Day (1-5 May): due Wed 6 May.
     assert by_nominal["2026-05-05"]["due_date"] == "2026-05-06"
     assert feb["id"] == "beidou/inspection:bd-1:2026-02-16" and feb["seq"] == 3
-    assert feb["checklist"] == ["power", "links"]
+    assert feb["checklist"] == ["power", "links"] and feb["provisional"] is False
+
+
+def test_planned_dates_in_2027_are_provisional() -> None:
+    s = _schedule("monthly", "workdays-cn", late=1)
+    items = plan(s, "d", date(2026, 11, 30), None, date(2027, 1, 31), CST, working_days(CALS["workdays-cn"]))
+    by = {i["nominal"]: i for i in items}
+    assert by["2026-12-30"]["provisional"] is False
+    # 30 Jan 2027 is a Saturday: Monday 1 Feb by the fallback rule (no 2027 holiday data yet).
+    assert by["2027-01-30"]["due_date"] == "2027-02-01" and by["2027-01-30"]["provisional"] is True
 
 
 def test_make_up_saturday_is_a_working_day() -> None:
