@@ -57,6 +57,20 @@ async def test_planned_panel_lists_completes_and_translates(tmp_path: Path, brow
         await b.click("#planned-history ~ * button, #planned-panel .level-head button")
         await b.wait_js("document.getElementById('planned-history').innerText.includes('保修期内')")
 
+        # A ticket's warranty as of its start and its spare clocks; recording a spare request.
+        tid = gw.store.find_tickets(devices=["pump-1"])[0]["id"]
+        await b.type_text("#planned-ticket", str(tid))
+        await b.click("#planned-ticket-show")
+        await b.wait_js("document.getElementById('planned-ticket-out').innerText.includes('in warranty')")
+        await b.js("document.getElementById('planned-action').value = 'spare_requested'")
+        await b.type_text("#planned-part", "pump-motor")
+        await b.click("#planned-record")
+        await b.wait_js("document.querySelector('#planned-ticket-out .clock[data-clock=\"ship\"]') !== null")
+        ship = await b.js("document.querySelector('#planned-ticket-out .clock[data-clock=\"ship\"]').innerText")
+        assert "2026-04-03 10:00" in ship
+        recs = gw.store.list_service_records(ticket_id=tid)
+        assert [(r["kind"], r["data"].get("part"), r["actor"]) for r in recs] == [("spare_requested", "pump-motor", "alice")]
+
         await b.click("#lang")
         await b.wait_js("document.getElementById('planned-panel').innerText.includes('计划工作与保修')")
         await b.click("#lang")

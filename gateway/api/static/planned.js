@@ -17,6 +17,8 @@
       history: "Repair history", device: "device id", show: "Show", done: "Done…", reportPrompt: "Report (what was done, findings, advice):",
       inspection: "inspection", visit: "return visit", maintenance: "maintenance", left: "left", ends: "ends",
       replace: "Replace the unit", saved: "Completed", failed: "Failed", noHistory: "No history",
+      ticketService: "Ticket: warranty and spare parts", ticketId: "ticket id", record: "Record", part: "part",
+      paid: "paid service", loaner: "Loaner", back: "back", notBack: "not back", asOfStart: "as of its start",
     },
     zh: {
       title: "计划工作与保修", overdue: "已逾期", due: "待办", none: "暂无待办",
@@ -24,6 +26,8 @@
       history: "维修档案", device: "设备编号", show: "查看", done: "完成…", reportPrompt: "工作报告(内容、发现、维护建议):",
       inspection: "巡检", visit: "回访", maintenance: "预防性维护", left: "剩余", ends: "到期",
       replace: "应更换设备", saved: "已完成", failed: "失败", noHistory: "暂无记录",
+      ticketService: "工单:保修与备件", ticketId: "工单号", record: "记录", part: "部件",
+      paid: "有偿服务", loaner: "备用机", back: "已归还", notBack: "未归还", asOfStart: "按工单开始时",
     },
   };
   const lang = () => (localStorage.getItem(LANG_KEY) === "zh" ? "zh" : "en");
@@ -93,6 +97,84 @@
     return row;
   }
 
+  const ACTIONS = ["spare_requested", "spare_shipped", "repaired", "replacement_received", "part_replaced",
+    "part_returned", "part_failed", "loaner_out", "loaner_back"];
+
+  function showTicket(out, doc) {
+    out.replaceChildren();
+    const w = doc.warranty;
+    const status = lang() === "zh" ? w.status_zh : w.status.replace(/_/g, " ");
+    let line = `#${doc.ticket} · ${doc.device} · ${doc.contract} · ${status} (${t("asOfStart")} ${w.as_of})`;
+    if (w.out_of_warranty && w.out_of_warranty.paid_service) line += ` · ${t("paid")}`;
+    out.appendChild(el("div", "meta", line));
+    const clocks = el("div", "clocks");
+    for (const r of doc.spares) {
+      const c = el("div", "clock " + ({ met: "met", late: "breached", overdue: "breached", reminder: "warning" }[r.state] || ""));
+      c.dataset.clock = r.clock;
+      c.dataset.state = r.state;
+      c.appendChild(el("span", "name", `${r.clock} (${r.party})`));
+      c.appendChild(el("span", "countdown", r.state));
+      c.appendChild(el("span", "name", (r.due_at_local || "").slice(0, 16)));
+      clocks.appendChild(c);
+    }
+    out.appendChild(clocks);
+    if (doc.loaner) {
+      out.appendChild(el("div", "meta", `${t("loaner")} ${doc.loaner.unit || ""}: ${doc.loaner.back_at ? t("back") : t("notBack")}`));
+    }
+  }
+
+  function ticketSection(p) {
+    const th = el("div", "level-head");
+    th.appendChild(el("span", null, t("ticketService")));
+    const id = el("input");
+    id.id = "planned-ticket";
+    id.placeholder = t("ticketId");
+    id.size = 6;
+    const show = el("button", "plain", t("show"));
+    show.id = "planned-ticket-show";
+    th.appendChild(id);
+    th.appendChild(show);
+    p.appendChild(th);
+    const out = el("div");
+    out.id = "planned-ticket-out";
+    const load = async () => {
+      try {
+        showTicket(out, await get(`/service/tickets/${encodeURIComponent(id.value.trim())}`));
+      } catch (e) {
+        out.replaceChildren(el("div", "error", e.message));
+      }
+    };
+    show.addEventListener("click", load);
+    if (canAct) {
+      const row = el("div", "actions");
+      const sel = el("select");
+      sel.id = "planned-action";
+      for (const a of ACTIONS) {
+        const o = el("option", null, a);
+        o.value = a;
+        sel.appendChild(o);
+      }
+      const part = el("input");
+      part.id = "planned-part";
+      part.placeholder = t("part");
+      part.size = 10;
+      const rec = el("button", "plain", t("record"));
+      rec.id = "planned-record";
+      rec.addEventListener("click", async () => {
+        try {
+          showTicket(out, await post(`/service/tickets/${encodeURIComponent(id.value.trim())}/actions`, { action: sel.value, part: part.value.trim() }));
+        } catch (e) {
+          out.replaceChildren(el("div", "error", e.message));
+        }
+      });
+      row.appendChild(sel);
+      row.appendChild(part);
+      row.appendChild(rec);
+      p.appendChild(row);
+    }
+    p.appendChild(out);
+  }
+
   async function render() {
     if (!localStorage.getItem(TOKEN_KEY)) return;
     const p = panel();
@@ -155,6 +237,7 @@
     const out = el("div");
     out.id = "planned-history";
     p.appendChild(out);
+    ticketSection(p);
     go.addEventListener("click", async () => {
       out.replaceChildren();
       try {
