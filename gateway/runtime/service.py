@@ -194,16 +194,29 @@ class ServiceDesk:
         return [r for r in self.store.list_service_records(kinds=["notice"]) if r["data"].get("type") == kind]
 
     def _planned_notices(self, now: float, events: list[Event], marks: list[Callable[[], None]]) -> None:
+        # Work done (or cancelled) after its overdue alarm was raised: clear that alarm, once.
+        for item in self.store.list_planned(statuses=["done", "cancelled"], due_before=now, limit=10**9):
+            if item.get("notified_at") is None or item.get("cleared_at") is not None:
+                continue
+            events.append(Event(now, "service", item["device"], "service.planned_done",
+                                {"item": item["id"], "kind": item["kind"]}))
+            marks.append(self._mark(item, "cleared_at", now))
         for item in self.store.list_planned(statuses=["planned"], due_before=now, limit=10**9):
             if item.get("notified_at") is not None or item_state(item, now) != "overdue":
                 continue
             events.append(Event(now, "service", item["device"], "service.planned_overdue", {
                 "item": item["id"], "kind": item["kind"], "due_date": item["due_date"], "contract": item["contract"],
                 "title": item.get("title", "")}))
-            marks.append(self._mark_notified(item, now))
+            marks.append(self._mark(item, "notified_at", now))
 
-    def _mark_notified(self, item: dict[str, Any], now: float) -> Callable[[], None]:
-        return lambda: self.store.save_planned([{**item, "notified_at": now}])
+    def _mark(self, item: dict[str, Any], key: str, now: float) -> Callable[[], None]:
+        """Record on a planned item that a notice was given (re-read: it may have changed)."""
+
+        def mark() -> None:
+            current = self.store.get_planned(item["id"]) or item
+            self.store.save_planned([{**current, key: now}])
+
+        return mark
 
     def _warranty_notices(self, devices: list[Device], now: float, events: list[Event], marks: list[Callable[[], None]]) -> None:
         horizon = max((c.terms.notice_days for c in self.after.contracts.values()), default=0)
@@ -396,6 +409,13 @@ class ServiceDesk:
     async def complete(self, item_id: str, report: Mapping[str, Any], actor: str) -> dict[str, Any]:
         """Mark planned work done with its report (``text``, ``checks``: item → bool,
         ``files``: ``[{"name", "content"}]`` with base64 content); clears its overdue alarm."""
+        async with self._lock:  # not while a tick reconciles this item from an older read
+            out = await self._complete(item_id, report, actor)
+        if out.get("notified_at") is not None:
+            await self.tick()  # clears its overdue alarm now (else within a minute)
+        return out
+
+    async def _complete(self, item_id: str, report: Mapping[str, Any], actor: str) -> dict[str, Any]:
         item = await asyncio.to_thread(self.store.get_planned, item_id)
         if item is None:
             raise NotFound(f"no planned work {item_id!r}")
@@ -428,10 +448,6 @@ class ServiceDesk:
                 "report": {"text": text, "checks": checks, "files": files},
                 "on_time": now < float(item["deadline"])}
         await asyncio.to_thread(self.store.save_planned, [done])
-        if item.get("notified_at") is not None:
-            self.pipeline.offer(Event(now, "service", item["device"], "service.planned_done",
-                                      {"item": item_id, "kind": item["kind"]}))
-            await self.pipeline.execute(lambda _now: None)
         return self._item_out(done, now)
 
     async def ticket_action(
