@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import build_devices, load_config
+from gateway.core.warranty import DeviceDates
 from gateway.errors import ConfigError
 from gateway.service_config import build_aftersales
 from tests.helpers import EXAMPLE
@@ -25,6 +26,10 @@ def test_the_example_contracts_load() -> None:
     assert med.spares[1].calendar == "workdays-cn" and med.spares[1].seconds == 2 * 86400
     assert after.contracts["software-7x24"].terms.out_of_warranty.penalties is False  # type: ignore[union-attr]
     devices = {d.id: d for d in build_devices(cfg)}
+    # The example's devices carry no dates (commented out): nothing is planned out of the box.
+    cov = after.coverage(devices["core-switch-1"])
+    assert cov is not None and cov.warranty_end is None
+    after.dates["core-switch-1"] = DeviceDates(acceptance=date(2026, 1, 31))
     cov = after.coverage(devices["core-switch-1"])
     assert cov is not None and cov.warranty_end == date(2029, 1, 31)  # 3 years from 2026-01-31
 
