@@ -219,10 +219,31 @@ class ServiceDesk:
         return mark
 
     def _warranty_notices(self, devices: list[Device], now: float, events: list[Event], marks: list[Callable[[], None]]) -> None:
+        records = self._given("warranty")
+        # A notice whose warranty has ended, or whose end moved (a renewed or corrected
+        # warranty), has done its work: its alarm clears, once.
+        done = {(g["device"], g["data"].get("warranty_end")) for g in records if g["data"].get("what") == "cleared"}
+        today = self.after.day(now).isoformat()
+        by_id = {d.id: d for d in devices}
+        for g in records:
+            end = g["data"].get("warranty_end")
+            if g["data"].get("what") == "cleared" or (g["device"], end) in done:
+                continue
+            d = by_id.get(g["device"])
+            try:
+                cov = self.after.coverage(d) if d is not None else None
+            except ValueError:
+                cov = None
+            current = cov.warranty_end.isoformat() if cov is not None and cov.warranty_end else None
+            if end <= today or current != end:
+                events.append(Event(now, "service", g["device"], "service.warranty_ended", {"warranty_end": end}))
+                marks.append(self._notice_record(g["device"], None, now,
+                                                 {"type": "warranty", "warranty_end": end, "what": "cleared"}))
+                done.add((g["device"], end))
         horizon = max((c.terms.notice_days for c in self.after.contracts.values()), default=0)
         if horizon <= 0:
             return
-        given = {(g["device"], g["data"].get("warranty_end")) for g in self._given("warranty")}
+        given = {(g["device"], g["data"].get("warranty_end")) for g in records}
         for row in self.after.expiring(devices, now, horizon):
             if row["days_left"] > row["notice_days"] or (row["device"], row["warranty_end"]) in given:
                 continue

@@ -213,6 +213,7 @@ async def test_warranty_expiry_notice_policy_switch_history_and_replacement_rule
         # Out of warranty: new tickets of gas-1 run on the named policy, without penalties.
         clock.set(local("2026-04-20 00:00"))
         await ok(http.post("/service/planned/generate"))
+        assert [a["state"] for a in notices()] == ["cleared"]  # the notice did its work
         assert gw.pipeline.inventory.get("gas-1").policy == "software-7x24~no-penalties"
         assert gw.pipeline.policies["software-7x24~no-penalties"].penalties is None
         assert gw.pipeline.policies["software-7x24"].penalties is not None
