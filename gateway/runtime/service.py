@@ -308,11 +308,12 @@ class ServiceDesk:
         if not any(c.terms.out_of_warranty is not None for c in self.after.contracts.values()):
             return None
         p = self.pipeline
+        base = p.inventory
         policies = dict(p.policies)
         extra: dict[str, Any] = {}
         devices: list[Device] = []
         changed = False
-        for d in p.inventory:
+        for d in base:
             contract = self.contract_of.get(d.id)
             want = d.policy if contract is None else contract
             eff = self.after.out_of_warranty(d.id, contract, now) if contract is not None else None
@@ -329,9 +330,11 @@ class ServiceDesk:
             devices.append(d)
         if not changed and not extra:
             return None
-        inventory = Inventory(devices, p.inventory.default_policy)
+        inventory = Inventory(devices, base.default_policy)
 
         def swap(_now: float) -> None:
+            if p.inventory is not base:  # a reload came in between: the next tick starts from it
+                return
             merged = {**p.policies, **extra}
             p.policies = merged
             p.desk.policies = merged
