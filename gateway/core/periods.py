@@ -61,6 +61,11 @@ _SPAN = re.compile(r"^\s*(\d+)\s*([a-z]+|个月|月|年|周|天|日)\s*$")
 _TERM = re.compile(r"^\s*(\d+\s*(?:[a-z]+|个月|月|年|周|天|日))\s*(?:(?:from|after|起|自)\s*(.+?))?\s*(?:起)?\s*$")
 
 
+# Longer than any contract; also keeps date arithmetic inside the calendar's years.
+_MAX_MONTHS = 2400
+_MAX_DAYS = 73050
+
+
 class PeriodError(ValueError):
     """A term or span that cannot be read (the message says what was expected)."""
 
@@ -106,7 +111,10 @@ def parse_span(text: str) -> Span:
         raise PeriodError(f"{text!r} is not a length like '12 months', '3 years', '2 weeks' or '90 days'")
     n = int(m.group(1))
     per_month, per_day = _UNITS[m.group(2)]
-    return Span(n * per_month, n * per_day)
+    span = Span(n * per_month, n * per_day)
+    if span.months > _MAX_MONTHS or span.days > _MAX_DAYS:
+        raise PeriodError(f"{text!r} is longer than 200 years")
+    return span
 
 
 @dataclass(frozen=True, slots=True)

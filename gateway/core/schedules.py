@@ -120,7 +120,9 @@ def _freq(text: str, whole: str) -> Span:
         unit = m.group(2)
         try:
             span = parse_span(f"{n} {unit}")
-        except PeriodError:
+        except PeriodError as e:
+            if "200 years" in str(e):
+                raise ScheduleError(f"{whole!r}: a step longer than 200 years") from None
             raise ScheduleError(f"{whole!r}: unknown unit {unit!r} (days, weeks, months, years)") from None
         if span.zero:
             raise ScheduleError(f"{whole!r}: 'every 0 {unit}' never advances")
@@ -173,7 +175,11 @@ def parse_rule(text: str) -> ScheduleRule:
                 raise ScheduleError(f"{text!r}: {e}") from None
         step = _freq(body, part)
         phase = Phase(step, start, end, until, part)
-        if end is not None and step.after(start.after(_REFERENCE)) > end.after(_REFERENCE):
+        try:
+            never = end is not None and step.after(start.after(_REFERENCE)) > end.after(_REFERENCE)
+        except (ValueError, OverflowError):
+            raise ScheduleError(f"{text!r}: {part!r} reaches beyond the year 9999") from None
+        if never:
             raise ScheduleError(f"{text!r}: {part!r} never fires (one step is longer than the phase)")
         if end is None and until is None:
             open_ended = True
@@ -195,15 +201,21 @@ def occurrences(rule: ScheduleRule, anchor: date, until: date | None, limit: dat
     out: list[tuple[int, date]] = []
     n = 0
     for ph in rule.phases:
-        start = ph.start.after(anchor)
-        end = ph.end.after(anchor) if ph.end is not None else None
+        try:
+            start = ph.start.after(anchor)
+            end = ph.end.after(anchor) if ph.end is not None else None
+        except (ValueError, OverflowError):
+            return out
         if ph.until is not None:
             if until is None:
                 break
             end = until if end is None else min(end, until)
         k = 1
         while True:
-            d = (ph.start + Span(ph.step.months * k, ph.step.days * k)).after(anchor)
+            try:
+                d = (ph.start + Span(ph.step.months * k, ph.step.days * k)).after(anchor)
+            except (ValueError, OverflowError):  # past the year 9999: nothing more to plan
+                return out
             if (end is not None and d > end) or d > limit or len(out) >= _MAX_ITEMS:
                 break
             if d > start:

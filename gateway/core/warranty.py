@@ -146,15 +146,18 @@ def coverage(dates: DeviceDates, terms: WarrantyTerms) -> Coverage:
     term = d.warranty or terms.warranty or terms.service_period
     start = d.get(term.basis) if term is not None else (d.acceptance or d.installation or d.final_acceptance)
     service_end = None
-    if terms.service_period is not None:
-        sb = d.get(terms.service_period.basis)
-        service_end = terms.service_period.end(sb) if sb is not None else None
-    if d.warranty_until is not None:
-        end: date | None = d.warranty_until
-    elif term is not None and start is not None:
-        end = term.end(start)
-    else:
-        end = None
+    try:
+        if terms.service_period is not None:
+            sb = d.get(terms.service_period.basis)
+            service_end = terms.service_period.end(sb) if sb is not None else None
+        if d.warranty_until is not None:
+            end: date | None = d.warranty_until
+        elif term is not None and start is not None:
+            end = term.end(start)
+        else:
+            end = None
+    except (ValueError, OverflowError):
+        raise WarrantyError("the warranty or service period would end after the year 9999") from None
     if end is not None and start is not None and end <= start:
         raise WarrantyError(f"warranty ends {end.isoformat()}, not after its start {start.isoformat()}")
     return Coverage(start, end, service_end, term.basis if term else "", term.text() if term else "")

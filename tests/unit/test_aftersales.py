@@ -56,7 +56,7 @@ def test_terms() -> None:
     assert parse_term("1 year from final acceptance").basis == "final_acceptance"
     assert parse_term("12 months from installation").span == Span(months=12)
     assert parse_term("12个月").span == Span(months=12)
-    for bad in ("forever", "0 months", "12 months from delivery", "12 parsecs"):
+    for bad in ("forever", "0 months", "12 months from delivery", "12 parsecs", "99999999999 days", "300 years"):
         with pytest.raises(PeriodError):
             parse_term(bad)
 
@@ -96,6 +96,10 @@ def test_medical_inspections_monthly_then_every_two_then_every_three_months() ->
     assert got[13:] == ["2028-05-31", "2028-07-31", "2028-09-30", "2028-11-30", "2029-01-31", "2029-04-30", "2029-07-31"]
 
 
+def test_nothing_is_planned_past_the_year_9999() -> None:
+    assert dates("monthly", date(9999, 10, 31), date(9999, 12, 31)) == ["9999-11-30", "9999-12-31"]
+
+
 def test_leap_february_gets_the_29th() -> None:
     assert dates("monthly", date(2028, 1, 31), date(2028, 4, 30)) == ["2028-02-29", "2028-03-31", "2028-04-30"]
 
@@ -121,6 +125,8 @@ def test_four_per_year_within_the_service_period() -> None:
     ("months 5-2 monthly", "1 <= A <= B"),
     ("sometimes", "no frequency"),
     ("", "empty"),
+    ("every 99999999999 days", "200 years"),
+    ("months 1-99999 monthly", "9999"),
 ])
 def test_rules_that_never_fire_are_refused(rule: str, problem: str) -> None:
     with pytest.raises(ScheduleError, match=problem):

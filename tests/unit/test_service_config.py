@@ -51,6 +51,8 @@ def test_the_example_contracts_load() -> None:
     ("[service.p]\nwarranty = '3 years'\n[[devices]]\nid = 'a'\nacceptance = 2026-05-01\nwarranty_until = 2026-05-01\n",
      "devices[0].warranty_until", "not after its start"),
     ("[[devices]]\nid = 'a'\nwarranty = 'forever'\n", "devices[0].warranty", "not a term"),
+    ("[service.p]\nwarranty = '3 years'\n[[devices]]\nid = 'a'\nacceptance = 9999-06-01\n",
+     "devices[0].warranty", "after the year 9999"),
     ("[service.q]\nwarranty = '1 year'\n", "service.q", "no policy named 'q'"),
     ("[service.p.out_of_warranty]\npolicy = 'gone'\n", "service.p.out_of_warranty.policy", "no policy named 'gone'"),
     ("[service.p]\n[[service.p.spares]]\nclock = 'x'\nstarts = 'spare_requested'\nstops = ['shipped']\ntarget = '1h'\n",
