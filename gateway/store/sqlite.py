@@ -281,12 +281,12 @@ class SqliteStore:
 
     def add_service_record(self, record: dict[str, Any]) -> int:
         def write(db: sqlite3.Connection) -> int:
-            cur = db.execute(
-                "INSERT INTO service_records(device,ticket_id,kind,ts,actor,data) VALUES(?,?,?,?,?,?)",
+            row = db.execute(  # RETURNING: portable to PostgreSQL (SQLite >= 3.35)
+                "INSERT INTO service_records(device,ticket_id,kind,ts,actor,data) VALUES(?,?,?,?,?,?) RETURNING id",
                 (record["device"], record.get("ticket_id"), record["kind"], float(record["ts"]),
                  record.get("actor", ""), _json(record.get("data") or {})),
-            )
-            return int(cur.lastrowid or 0)
+            ).fetchone()
+            return int(row[0])
 
         return self._write(write, "service record not saved: ")
 
