@@ -135,6 +135,15 @@ class Gateway:
             instance=cfg.gateway.instance,
             connectors=[h.name for h in cfg.helpdesk],
         )
+        from gateway.runtime.service import ServiceDesk
+        from gateway.service_config import build_aftersales
+
+        # After-sales: planned work, spare clocks, warranty and replacement notices.
+        self.service = ServiceDesk(
+            store=self.store, pipeline=self.pipeline, clock=self.clock, calendars=self.calendars,
+            aftersales=build_aftersales(cfg), contract_of={d.id: d.policy for d in self.inventory},
+            default_policy=cfg.inventory.default_policy, tz=cfg.gateway.timezone,
+        )
         if not daemon:
             await self._start_offline()
             return
@@ -158,6 +167,8 @@ class Gateway:
         self._start_liveness()
         await self.pipeline.start()
         self._stack.push_async_callback(self.pipeline.stop)
+        await self.service.start()
+        self._stack.push_async_callback(self.service.stop)  # stops before the pipeline drains
         if self.recorder is not None:
             flusher = asyncio.create_task(_flush_every(self.recorder, 1.0), name="recorder-flush")
             self._stack.push_async_callback(_cancel, flusher)
@@ -430,7 +441,11 @@ class Gateway:
             self.maintenance.replace_all(windows)
             self.book.recheck_suppressed()  # parents or windows may have changed
             self.engine, self.policies, self.inventory = engine, merged, inventory
-            for section in ("rules", "policies", "devices", "inventory", "maintenance"):
+            from gateway.service_config import build_aftersales
+
+            self.service.reconfigure(build_aftersales(cfg), {d.id: d.policy for d in inventory},
+                                     cfg.inventory.default_policy)
+            for section in ("rules", "policies", "devices", "inventory", "maintenance", "service"):
                 setattr(self.cfg, section, getattr(cfg, section))
 
         await self.pipeline.execute(swap)

@@ -7,7 +7,7 @@ import math
 import operator
 import tomllib
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import GenericAlias
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -32,6 +32,7 @@ from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 from gateway.model import Device
+from gateway.service_config import ServiceSection, check_service
 from gateway.timeseries.config import TimeseriesConfig
 
 __all__ = ["Config", "build_devices", "build_policies", "format_loc", "load_config", "parse_duration"]
@@ -250,6 +251,13 @@ class DeviceSection(_Strict):
     addresses: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     heartbeat_interval: Duration | None = None
+    #: After-sales dates (see [service.<policy>]): acceptance, installation, final acceptance,
+    #: the device's own warranty term, or an explicit warranty end.
+    acceptance: date | None = None
+    installation: date | None = None
+    final_acceptance: date | None = None
+    warranty: str | None = None
+    warranty_until: date | None = None
 
 
 class InventorySection(_Strict):
@@ -336,6 +344,8 @@ class Config(_Strict):
     policies: dict[str, PolicySection] = Field(default_factory=dict)
     devices: list[DeviceSection] = Field(default_factory=list)
     maintenance: list[MaintenanceSection] = Field(default_factory=list)
+    #: After-sales terms per policy: warranty, planned work, spare parts (gateway.service_config).
+    service: dict[str, ServiceSection] = Field(default_factory=dict)
 
     #: Set by load_config: the file it came from and its directory (for relative paths).
     source: str = Field(default="<memory>", exclude=True)
@@ -441,6 +451,7 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
                 t = getattr(lt, kind)
                 if isinstance(t, TargetTable) and t.calendar is not None and t.calendar not in known_cals:
                     errs.append(ConfigError(file, f"{where}.{kind}.calendar", f"unknown calendar {t.calendar!r}"))
+    errs += check_service(cfg, file, known_cals)
     hd = [h.name for h in cfg.helpdesk]
     for i, n in enumerate(hd):
         if hd.index(n) != i:

@@ -52,6 +52,8 @@ def load_rules(cfg: Config) -> RuleEngine:
     names = list(cfg.rules.packs)
     if "gateway" not in names:
         names.append("gateway")  # the gateway's own faults are always classified
+    if "service" not in names:
+        names.append("service")  # so are its after-sales notices (gateway/runtime/service.py)
     for i, name in enumerate(names):
         if name in builtin:
             res = resources.files("rules").joinpath("packs", f"{name}.toml")

@@ -157,6 +157,9 @@ class ApiContext:
     maintenance: MaintenanceHooks | None = None
     outbox: OutboxHooks | None = None
     watchdog: Any = None
+    #: optional after-sales desk (gateway.runtime.service.ServiceDesk): planned work,
+    #: warranty, spare parts, repair history.
+    service: Any = None
     components: dict[str, Any] = field(default_factory=dict)
     body_limit: int = 64 * 1024
     command_timeout: float = 15.0

@@ -271,6 +271,7 @@ def api_context(gw: Any) -> ApiContext:
         maintenance=getattr(gw, "maintenance_hooks", None),
         outbox=outbox,
         watchdog=getattr(gw, "watchdog", None),
+        service=getattr(gw, "service", None),
         components=components,
     )
     gw.pipeline.listeners.append(bus.on_commit)

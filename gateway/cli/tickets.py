@@ -293,20 +293,24 @@ def _cmd_sla_report(args: argparse.Namespace) -> int:
         start, end = month_bounds(args.month, cfg.gateway.timezone)
     except ValueError as e:
         return err(str(e))
+    from gateway.core.aftersales import planned_summary, render_planned_summary
+
     store = read_store_if_any(cfg)
     try:
         tickets = store.tickets_opened(policy.name, start, end) if store is not None else []
+        planned = store.list_planned(contracts=[policy.name], limit=10**9) if store is not None else []
     finally:
         if store is not None:
             store.close()
     summary = sla_summary(
         tickets, policy, calendars(cfg), month=args.month, tz=cfg.gateway.timezone, now=SystemClock().now()
     )
+    summary["planned"] = planned_summary(planned, start, end, SystemClock().now())
     if summary["provisional"]:
         print("warning: some deadlines are PROVISIONAL (no holiday data for their dates)", file=sys.stderr)
     if args.json:
         text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
     else:
-        text = render_sla_summary(summary)
+        text = render_sla_summary(summary) + "\n" + render_planned_summary(summary["planned"])
     write_out(text, args.output)
     return 0

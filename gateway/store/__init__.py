@@ -200,6 +200,36 @@ class StoreReader(Protocol):
         ``ending_after``, only windows whose end is later than it."""
         ...
 
+    # -- after-sales (read side) ---------------------------------------------------------
+    def list_planned(
+        self,
+        *,
+        devices: Sequence[str] | None = None,
+        contracts: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        due_before: float | None = None,
+        limit: int = 10000,
+    ) -> list[dict[str, Any]]:
+        """Planned work items (dicts as saved) matching every given filter (lists as in
+        :meth:`find_alarms`; ``due_before``: ``due`` earlier than it), by ``due`` then id."""
+        ...
+
+    def get_planned(self, item_id: str) -> dict[str, Any] | None:
+        """One planned work item, or ``None``."""
+        ...
+
+    def list_service_records(
+        self,
+        *,
+        device: str | None = None,
+        ticket_id: int | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 100000,
+    ) -> list[dict[str, Any]]:
+        """Service records (``id``, ``device``, ``ticket_id``, ``kind``, ``ts``, ``actor``,
+        ``data``) matching every given filter, by ``ts`` then id (insertion order)."""
+        ...
+
     # -- outbox and help-desk links (read side) -------------------------------------------
     def outbox_list(self, state: str | None = None, limit: int = 500) -> list[OutboxEntry]:
         """Outbox messages, all or in one state, newest first (operators' view)."""
@@ -271,6 +301,23 @@ class Store(StoreReader, Protocol):
     def save_maintenance(self, window: dict[str, Any]) -> None:
         """Insert or replace (by ``window["id"]``) one maintenance window
         (``Window.to_dict()``: ``id``, ``start``, ``end`` and the rest)."""
+        ...
+
+    def insert_planned(self, items: Sequence[dict[str, Any]]) -> int:
+        """Insert planned work items (dicts with ``id``, ``schedule``, ``contract``,
+        ``device``, ``kind``, ``due``, ``deadline``, ``status`` and the rest) whose id is not
+        stored yet, in one transaction; an item whose id exists is left as it is (so
+        generating the same work twice, or from two processes, never duplicates it).
+        Returns how many were inserted."""
+        ...
+
+    def save_planned(self, items: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace planned work items by id, in one transaction."""
+        ...
+
+    def add_service_record(self, record: dict[str, Any]) -> int:
+        """Append a service record (``device``, ``ticket_id`` or ``None``, ``kind``, ``ts``,
+        ``actor``, ``data``: a JSON-ready dict); returns its id (ids increase)."""
         ...
 
     # -- outbox (worker) ----------------------------------------------------------------

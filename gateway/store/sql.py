@@ -383,6 +383,95 @@ class SqlStore:
         rows = self._rows("SELECT remote_id FROM helpdesk_links WHERE connector=? AND ticket_id=?", (connector, ticket_id))
         return str(rows[0][0]) if rows else None
 
+    # -- after-sales: planned work and service records ------------------------------------
+    @staticmethod
+    def _planned_row(item: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            item["id"], item["schedule"], item["contract"], item["device"], item["kind"], float(item["due"]),
+            float(item["deadline"]), item.get("status", "planned"), to_json(item),
+        )
+
+    def insert_planned(self, items: Sequence[dict[str, Any]]) -> int:
+        if not items:
+            return 0
+
+        def write(db: Tx) -> int:
+            n = 0
+            for item in items:
+                n += db.execute(
+                    "INSERT INTO planned_work(id,schedule,contract,device,kind,due,deadline,status,data) "
+                    "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING",
+                    self._planned_row(item),
+                ).rowcount
+            return n
+
+        return self._write(write, "planned work not saved: ")
+
+    def save_planned(self, items: Sequence[dict[str, Any]]) -> None:
+        if not items:
+            return
+        self._write(lambda db: db.executemany(
+            "INSERT INTO planned_work(id,schedule,contract,device,kind,due,deadline,status,data) "
+            "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET schedule=excluded.schedule,"
+            "contract=excluded.contract,device=excluded.device,kind=excluded.kind,due=excluded.due,"
+            "deadline=excluded.deadline,status=excluded.status,data=excluded.data",
+            [self._planned_row(i) for i in items],
+        ), "planned work not saved: ")
+
+    def add_service_record(self, record: dict[str, Any]) -> int:
+        def write(db: Tx) -> int:
+            row = db.execute(  # RETURNING: portable to PostgreSQL (SQLite >= 3.35)
+                "INSERT INTO service_records(device,ticket_id,kind,ts,actor,data) VALUES(?,?,?,?,?,?) RETURNING id",
+                (record["device"], record.get("ticket_id"), record["kind"], float(record["ts"]),
+                 record.get("actor", ""), to_json(record.get("data") or {})),
+            ).fetchone()
+            return int(row[0])
+
+        return self._write(write, "service record not saved: ")
+
+    def list_planned(
+        self,
+        *,
+        devices: Sequence[str] | None = None,
+        contracts: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        due_before: float | None = None,
+        limit: int = 10000,
+    ) -> list[dict[str, Any]]:
+        where, args = filters((("device", devices), ("contract", contracts), ("status", statuses)))
+        if due_before is not None:
+            where += (" AND " if where else " WHERE ") + "due < ?"
+            args.append(due_before)
+        rows = self._rows(f"SELECT data FROM planned_work{where} ORDER BY due, id LIMIT ?", (*args, limit))
+        return [self._data(r) for r in rows]
+
+    def get_planned(self, item_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT data FROM planned_work WHERE id = ?", (item_id,))
+        return self._data(rows[0]) if rows else None
+
+    def list_service_records(
+        self,
+        *,
+        device: str | None = None,
+        ticket_id: int | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 100000,
+    ) -> list[dict[str, Any]]:
+        where, args = filters((
+            ("device", None if device is None else [device]),
+            ("ticket_id", None if ticket_id is None else [ticket_id]),
+            ("kind", kinds),
+        ))
+        rows = self._rows(
+            f"SELECT id,device,ticket_id,kind,ts,actor,data FROM service_records{where} ORDER BY ts, id LIMIT ?",
+            (*args, limit),
+        )
+        return [
+            {"id": r["id"], "device": r["device"], "ticket_id": r["ticket_id"], "kind": r["kind"], "ts": r["ts"],
+             "actor": r["actor"], "data": self._data(r)}
+            for r in rows
+        ]
+
     def remote_links(self, connector: str) -> dict[str, int]:
         rows = self._rows("SELECT remote_id, ticket_id FROM helpdesk_links WHERE connector=?", (connector,))
         return {str(r[0]): int(r[1]) for r in rows}

@@ -7,6 +7,7 @@ alarms per device, liveness), from the components on the event loop's thread. Ev
 change goes through ``pipeline.execute`` so the single writer applies it and commits it
 before the answer is sent.
 
+* :mod:`.service`: after-sales (planned work, warranty, spares, repair history)
 * :mod:`.auth`: the ``viewer`` / ``operator`` dependencies and ``/whoami``
 * :mod:`.common`: error tables, path types and helpers the others share
 * :mod:`.alarms`, :mod:`.tickets`, :mod:`.devices` (with the board), :mod:`.maintenance`,
@@ -24,6 +25,7 @@ from gateway.api.routes.devices import devices_router
 from gateway.api.routes.events import events_router
 from gateway.api.routes.maintenance import maintenance_router
 from gateway.api.routes.ops import ops_router
+from gateway.api.routes.service import service_router
 from gateway.api.routes.tickets import tickets_router
 
 __all__ = ["build_router"]
@@ -43,5 +45,6 @@ def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> AP
     router.include_router(devices_router(ctx, auth))
     router.include_router(maintenance_router(ctx, auth, local))
     router.include_router(ops_router(ctx, auth))
+    router.include_router(service_router(ctx, auth))
     router.include_router(events_router(ctx, auth))
     return router

@@ -109,6 +109,35 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "timeline_on_behalf_of", """
         ALTER TABLE timeline ADD COLUMN on_behalf_of TEXT NOT NULL DEFAULT '';
     """),
+    # After-sales: planned work items (inspections, visits, preventive maintenance; the id is
+    # stable per schedule, device and occurrence, so generating again never duplicates) and
+    # service records (spare parts, loaners, part replacements, notices given) per device.
+    Migration(6, "planned_work", """
+        CREATE TABLE planned_work (
+            id TEXT PRIMARY KEY,
+            schedule TEXT NOT NULL,
+            contract TEXT NOT NULL,
+            device TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            due REAL NOT NULL,
+            deadline REAL NOT NULL,
+            status TEXT NOT NULL,
+            data TEXT NOT NULL
+        );
+        CREATE INDEX planned_work_device ON planned_work(device, due);
+        CREATE INDEX planned_work_status ON planned_work(status, deadline);
+        CREATE TABLE service_records (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            ticket_id INTEGER,
+            kind TEXT NOT NULL,
+            ts REAL NOT NULL,
+            actor TEXT NOT NULL DEFAULT '',
+            data TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX service_records_device ON service_records(device, ts);
+        CREATE INDEX service_records_ticket ON service_records(ticket_id, id);
+    """),
 )
 
 LATEST = check_sequence(MIGRATIONS)
