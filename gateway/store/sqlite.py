@@ -26,6 +26,9 @@ SCHEMA_VERSION = LATEST
 
 _T = TypeVar("_T")
 
+# A ticket's owner or team ('' when it has none) as a filterable expression.
+_OWNER_COL = "COALESCE((SELECT o.{0} FROM ticket_owners o WHERE o.ticket_id = tickets.id), '')"
+
 
 def _json(v: Any) -> str:
     return json.dumps(v, default=str, separators=(",", ":"), ensure_ascii=False)
@@ -212,6 +215,11 @@ class SqliteStore:
                         for t in batch.tickets
                     ],
                 )
+                db.executemany(
+                    "INSERT INTO ticket_owners(ticket_id,owner,team) VALUES(?,?,?) ON CONFLICT(ticket_id) DO UPDATE "
+                    "SET owner=excluded.owner,team=excluded.team",
+                    [(t.id, t.owner, t.team) for t in batch.tickets],
+                )
             if batch.timeline:
                 db.executemany(
                     "INSERT INTO timeline(ticket_id,ts,actor,kind,note) VALUES(?,?,?,?,?)",
@@ -243,6 +251,84 @@ class SqliteStore:
             "start=excluded.start,end=excluded.end,data=excluded.data",
             (window["id"], float(window["start"]), float(window["end"]), _json(window)),
         )
+
+    # -- people --------------------------------------------------------------------------
+    def save_user(self, user: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO users(name,role,display_name,password_hash,disabled,scope,created_at,updated_at) "
+            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET role=excluded.role,"
+            "display_name=excluded.display_name,password_hash=excluded.password_hash,"
+            "disabled=excluded.disabled,scope=excluded.scope,updated_at=excluded.updated_at",
+            (
+                user["name"], user["role"], user.get("display_name", ""), user.get("password_hash", ""),
+                1 if user.get("disabled") else 0, _json(user.get("scope") or {}),
+                float(user["created_at"]), float(user.get("updated_at", user["created_at"])),
+            ),
+        )
+
+    @staticmethod
+    def _user(r: sqlite3.Row) -> dict[str, Any]:
+        return {
+            "name": r["name"], "role": r["role"], "display_name": r["display_name"],
+            "password_hash": r["password_hash"], "disabled": bool(r["disabled"]),
+            "scope": json.loads(r["scope"] or "{}"), "created_at": r["created_at"], "updated_at": r["updated_at"],
+        }
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM users WHERE name=?", (name,))
+        return self._user(rows[0]) if rows else None
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return [self._user(r) for r in self._rows("SELECT * FROM users ORDER BY name")]
+
+    def add_user_token(self, user: str, label: str, digest: str, now: float) -> int:
+        def write(db: sqlite3.Connection) -> int:
+            cur = db.execute(
+                "INSERT INTO user_tokens(user_name,label,digest,created_at) VALUES(?,?,?,?)", (user, label, digest, now)
+            )
+            return int(cur.lastrowid or 0)
+
+        return self._write(write)
+
+    @staticmethod
+    def _token(r: sqlite3.Row) -> dict[str, Any]:
+        return {"id": r["id"], "user": r["user_name"], "label": r["label"], "created_at": r["created_at"]}
+
+    def user_token(self, digest: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM user_tokens WHERE digest=?", (digest,))
+        return self._token(rows[0]) if rows else None
+
+    def list_user_tokens(self, user: str) -> list[dict[str, Any]]:
+        return [self._token(r) for r in self._rows("SELECT * FROM user_tokens WHERE user_name=? ORDER BY id", (user,))]
+
+    def revoke_user_token(self, user: str, token_id: int) -> bool:
+        return self._exec("DELETE FROM user_tokens WHERE user_name=? AND id=?", (user, token_id)) > 0
+
+    def revoke_user_tokens(self, user: str) -> int:
+        return self._exec("DELETE FROM user_tokens WHERE user_name=?", (user,))
+
+    def add_session(self, digest: str, user: str, now: float, expires_at: float) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT INTO sessions(digest,user_name,created_at,expires_at) VALUES(?,?,?,?)",
+                (digest, user, now, expires_at),
+            )
+
+        self._write(write)
+
+    def get_session(self, digest: str, now: float) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM sessions WHERE digest=? AND expires_at > ?", (digest, now))
+        if not rows:
+            return None
+        r = rows[0]
+        return {"user": r["user_name"], "created_at": r["created_at"], "expires_at": r["expires_at"]}
+
+    def drop_session(self, digest: str) -> None:
+        self._exec("DELETE FROM sessions WHERE digest=?", (digest,))
+
+    def drop_sessions(self, user: str) -> int:
+        return self._exec("DELETE FROM sessions WHERE user_name=?", (user,))
 
     # -- reads ---------------------------------------------------------------------------
     @staticmethod
@@ -321,10 +407,14 @@ class SqliteStore:
         levels: Sequence[int] | None = None,
         devices: Sequence[str] | None = None,
         sites: Sequence[str] | None = None,
+        owners: Sequence[str] | None = None,
+        teams: Sequence[str] | None = None,
+        policies: Sequence[str] | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         where, args = _filters((
             ("status", statuses), ("level", levels), ("device", devices), ("json_extract(data,'$.site')", sites),
+            (_OWNER_COL.format("owner"), owners), (_OWNER_COL.format("team"), teams), ("policy", policies),
         ))
         rows = self._rows(f"SELECT data FROM tickets{where} ORDER BY id DESC LIMIT ?", (*args, limit))
         return [self._data(r) for r in rows]

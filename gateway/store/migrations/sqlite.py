@@ -105,6 +105,44 @@ MIGRATIONS: tuple[Migration, ...] = (
             at REAL NOT NULL
         );
     """),
+    # 5-7 are taken by work merged beside this one (the lead renumbers at merge).
+    Migration(5, "reserved_5", "SELECT 1;"),
+    Migration(6, "reserved_6", "SELECT 1;"),
+    Migration(7, "reserved_7", "SELECT 1;"),
+    # People: named accounts, their personal API tokens and board sessions (digests only),
+    # and each ticket's owner and team beside it (filters; the ticket's data holds them too).
+    Migration(8, "people", """
+        CREATE TABLE ticket_owners (
+            ticket_id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL DEFAULT '',
+            team TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX ticket_owners_owner ON ticket_owners(owner);
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            display_name TEXT NOT NULL DEFAULT '',
+            password_hash TEXT NOT NULL DEFAULT '',
+            disabled INTEGER NOT NULL DEFAULT 0,
+            scope TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE user_tokens (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_name TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            digest TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX user_tokens_user ON user_tokens(user_name);
+        CREATE TABLE sessions (
+            digest TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+    """),
 )
 
 LATEST = check_sequence(MIGRATIONS)
