@@ -142,6 +142,9 @@ def ticket_view(t: Mapping[str, Any], tz: str | None = None) -> dict[str, Any]:
         "pauses": [[iso(a), iso(b)] for a, b in t.get("pauses", [])],
         "report": t.get("report", {}),
         "remote": t.get("remote", {}),
+        "owner": t.get("owner", ""),
+        "team": t.get("team", ""),
+        "escalations": {k: iso(v) for k, v in (t.get("escalations") or {}).items()},
     }
     _add_local(out, t, ("opened_at", "updated_at", "closed_at"), tz)
     return out

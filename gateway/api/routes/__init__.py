@@ -7,7 +7,8 @@ alarms per device, liveness), from the components on the event loop's thread. Ev
 change goes through ``pipeline.execute`` so the single writer applies it and commits it
 before the answer is sent.
 
-* :mod:`.auth`: the ``viewer`` / ``operator`` dependencies and ``/whoami``
+* :mod:`.auth`: the ``viewer`` / ``operator`` / ``admin`` dependencies and ``/whoami``
+* :mod:`.people`: board sign-in, accounts, personal tokens, teams and who is on call
 * :mod:`.common`: error tables, path types and helpers the others share
 * :mod:`.alarms`, :mod:`.tickets`, :mod:`.devices` (with the board), :mod:`.maintenance`,
   :mod:`.ops` (rules reload, outbox), :mod:`.events` (the SSE stream)
@@ -24,6 +25,7 @@ from gateway.api.routes.devices import devices_router
 from gateway.api.routes.events import events_router
 from gateway.api.routes.maintenance import maintenance_router
 from gateway.api.routes.ops import ops_router
+from gateway.api.routes.people import people_router
 from gateway.api.routes.tickets import tickets_router
 
 __all__ = ["build_router"]
@@ -35,9 +37,10 @@ def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> AP
     ``local``: the control API on the data dir's Unix socket (mode 0600), which only the
     data dir's owner can open: callers are operators named by ``X-Gateway-User``.
     """
-    auth = build_auth(tokens, local)
+    auth = build_auth(tokens, local, ctx)
     router = APIRouter(prefix="/api/v1")
     router.include_router(whoami_router(auth))
+    router.include_router(people_router(ctx, auth, local))
     router.include_router(alarms_router(ctx, auth))
     router.include_router(tickets_router(ctx, auth))
     router.include_router(devices_router(ctx, auth))

@@ -31,7 +31,7 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
 
     @router.get("/alarms", response_model=list[AlarmOut], responses=ERRORS, tags=["alarms"])
     async def list_alarms(
-        _: Viewer,
+        p: Viewer,
         level: Annotated[list[Level] | None, Query(description="1-4; repeat for several")] = None,
         state: Annotated[
             list[AlarmState] | None, Query(description="'open' = active, pending or suppressed")
@@ -51,15 +51,17 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         rows = await asyncio.to_thread(
             ctx.store.find_alarms, states=states, levels=level, devices=devices, limit=limit
         )
-        return [alarm_out(a, ctx.inventory) for a in rows]
+        out = [alarm_out(a, ctx.inventory) for a in rows]
+        return [a for a in out if p.sees(a["site"], a["policy"])] if p.scoped else out
 
     @router.get("/alarms/{alarm_id}", response_model=AlarmOut, responses=ACT_ERRORS, tags=["alarms"])
-    async def get_alarm(_: Viewer, alarm_id: RowId) -> dict[str, Any]:
+    async def get_alarm(p: Viewer, alarm_id: RowId) -> dict[str, Any]:
         """One alarm."""
         a = await asyncio.to_thread(ctx.store.get_alarm, alarm_id)
-        if a is None:
+        out = alarm_out(a, ctx.inventory) if a is not None else None
+        if out is None or not p.sees(out["site"], out["policy"]):
             raise ApiError(404, "not_found", f"no alarm {alarm_id}")
-        return alarm_out(a, ctx.inventory)
+        return out
 
     @router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut, responses=ACT_ERRORS, tags=["alarms"])
     async def ack_alarm(p: Operator, alarm_id: RowId) -> dict[str, Any]:

@@ -133,15 +133,16 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         return out
 
     @router.get("/board", response_model=BoardOut, responses=ERRORS, tags=["board"])
-    async def board(_: Viewer) -> dict[str, Any]:
-        """Everything the NOC board shows, in one snapshot."""
+    async def board(p: Viewer) -> dict[str, Any]:
+        """Everything the NOC board shows, in one snapshot (a customer's: its own sites and
+        contracts only, without the gateway's health)."""
         alarms = await asyncio.to_thread(ctx.store.find_alarms, states=OPEN_ALARM, limit=5000)
         tickets = await asyncio.to_thread(
             ctx.store.find_tickets,
             statuses=[s for s in STATUSES if s != "closed"],
             limit=5000,
         )
-        return {
+        out = {
             "now": iso(now(ctx)),
             "instance": ctx.config.gateway.instance,
             "timezone": ctx.config.gateway.timezone,
@@ -150,5 +151,10 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
             "devices": _board_devices(ctx),
             "health": health(ctx),
         }
+        if p.scoped:
+            for k in ("alarms", "tickets", "devices"):
+                out[k] = [r for r in out[k] if p.sees(r.get("site", ""), r.get("policy", ""))]
+            out["health"] = None
+        return out
 
     return router

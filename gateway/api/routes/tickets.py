@@ -32,12 +32,15 @@ def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
 
     @router.get("/tickets", response_model=list[TicketOut], responses=ERRORS, tags=["tickets"])
     async def list_tickets(
-        _: Viewer,
+        p: Viewer,
         status: Annotated[list[TicketStatus] | None, Query()] = None,
         closed: Annotated[bool | None, Query(description="false = every ticket not closed")] = None,
         level: Annotated[list[Level] | None, Query()] = None,
         site: Annotated[list[str] | None, Query()] = None,
         device: Annotated[list[str] | None, Query()] = None,
+        owner: Annotated[list[str] | None, Query(description="owner's account; '' = nobody owns it")] = None,
+        team: Annotated[list[str] | None, Query()] = None,
+        policy: Annotated[list[str] | None, Query(description="contract (policy) name")] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     ) -> list[dict[str, Any]]:
         """Tickets, newest first, each clock with its remaining business time."""
@@ -51,17 +54,20 @@ def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
             levels=level,
             devices=device,
             sites=site,
+            owners=owner,
+            teams=team,
+            policies=policy,
             limit=limit,
         )
-        return [ticket_dict(ctx, t) for t in rows]
+        return [ticket_dict(ctx, t) for t in rows if p.sees(t.get("site", ""), t["policy"])]
 
     @router.get(
         "/tickets/{ticket_id}", response_model=TicketDetailOut, responses=ACT_ERRORS, tags=["tickets"]
     )
-    async def get_ticket(_: Viewer, ticket_id: RowId) -> dict[str, Any]:
+    async def get_ticket(p: Viewer, ticket_id: RowId) -> dict[str, Any]:
         """One ticket with its timeline."""
         t = await asyncio.to_thread(ctx.store.get_ticket, ticket_id)
-        if t is None:
+        if t is None or not p.sees(t.get("site", ""), t["policy"]):
             raise ApiError(404, "not_found", f"no ticket {ticket_id}")
         out = ticket_dict(ctx, t)
         timeline = await asyncio.to_thread(ctx.store.timeline, ticket_id)
@@ -80,7 +86,29 @@ def _action_kwargs(name: str, body: ActionIn) -> dict[str, Any]:
         if body.fields is None:
             raise ApiError(422, "invalid_input", "body.fields: required for the report action")
         kw["fields"] = body.fields.model_dump(exclude_none=True)
+    elif name in ("assign", "hand_over"):
+        if body.to is None and (name == "hand_over" or body.team is None):
+            raise ApiError(422, "invalid_input", f"body.to: required for {name} (the account taking over)")
+        if body.to is not None:
+            kw["to"] = body.to
+        if body.team is not None:
+            kw["team"] = body.team
     return kw
+
+
+async def _check_person(ctx: ApiContext, name: str) -> None:
+    """An owner must be an enabled account that may act (when accounts exist at all)."""
+    store: Any = ctx.store
+    if not hasattr(store, "list_users"):
+        return
+    users = await asyncio.to_thread(store.list_users)
+    if not users:
+        return  # no accounts yet: owners are free names (service accounts, CLI logins)
+    user = next((u for u in users if u["name"] == name), None)
+    if user is None:
+        raise ApiError(422, "invalid_input", f"body.to: no account named {name!r} (see gateway user list)")
+    if user["disabled"] or user["role"] not in ("operator", "admin"):
+        raise ApiError(422, "invalid_input", f"body.to: {name!r} cannot own tickets (disabled or not an operator)")
 
 
 def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
@@ -101,7 +129,12 @@ def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
         body = body or ActionIn()
         name = ACTION_MAP[action.value]
         kw = _action_kwargs(name, body)
-        actor = body.actor or p.name
+        # A person acts as themselves; service accounts and the CLI may name who they act for.
+        actor = p.actor if p.kind == "user" else (body.actor or p.name)
+        if name == "take":
+            kw["owner"] = p.name if p.kind == "user" else actor.removeprefix("user:")
+        if kw.get("to"):
+            await _check_person(ctx, kw["to"])
         desk, book = ctx.desk, ctx.book
 
         def command(at: float) -> dict[str, Any]:
