@@ -261,6 +261,8 @@ class PeopleSection(_Strict):
 
 class PolicySection(_Strict):
     description: str = ""
+    #: The customer this contract is with (the board shows and filters by it).
+    customer: str = ""
     #: Calendar the clocks run on unless a target names its own: "24x7", "business-cn", ...
     calendar: str = "24x7"
     #: Levels whose alarms open tickets.

@@ -267,3 +267,5 @@ class BoardOut(_Out):
     tickets: list[TicketOut]
     devices: list[DeviceOut]
     health: dict[str, Any] | None = None
+    #: Contract (policy) → the customer it is with, for the contracts that name one.
+    customers: dict[str, str] = Field(default_factory=dict)

@@ -27,6 +27,7 @@ from gateway.api.routes.maintenance import maintenance_router
 from gateway.api.routes.ops import ops_router
 from gateway.api.routes.people import people_router
 from gateway.api.routes.tickets import tickets_router
+from gateway.api.routes.titles import titles_router
 
 __all__ = ["build_router"]
 
@@ -47,4 +48,5 @@ def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> AP
     router.include_router(maintenance_router(ctx, auth, local))
     router.include_router(ops_router(ctx, auth))
     router.include_router(events_router(ctx, auth))
+    router.include_router(titles_router(ctx, auth))
     return router

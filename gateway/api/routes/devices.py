@@ -150,6 +150,7 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
             "tickets": [ticket_dict(ctx, t) for t in tickets],
             "devices": _board_devices(ctx),
             "health": health(ctx),
+            "customers": {name: pol.customer for name, pol in ctx.config.policies.items() if pol.customer},
         }
         if p.scoped:
             for k in ("alarms", "tickets", "devices"):
