@@ -26,7 +26,7 @@ def titles_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         engine = getattr(ctx.pipeline, "engine", None)
         out: dict[str, dict[str, Any]] = {}
         for r in getattr(engine, "rules", ()):
-            src = getattr(r, "source", None)
+            src: Any = getattr(r, "source", None)
             zh = getattr(src, "title_zh", "")
             if zh and r.id not in out:
                 out[r.id] = {"id": r.id, "title": src.title or r.id, "title_zh": zh}
