@@ -42,6 +42,7 @@
       warningMsg: "SLA warning", breachMsg: "SLA BREACH", newL1: "NEW LEVEL 1", dropped: "stream dropped",
       role_viewer: "viewer", role_operator: "operator", role_admin: "admin", role_customer: "customer",
       alertsTitle: "sound and desktop notice on a new level 1 and on a breach", themeTitle: "light / dark",
+      alertsOn: "on", alertsOff: "off",
       confirm: "Confirm", cancel: "Cancel", note: "Note", assignTo: "To",
       confirmResolve: "Resolve ticket", confirmArrive: "Engineer on site", confirmAssign: "Assign ticket", confirmHandOver: "Hand over ticket",
       stillActive: "The alarm of this ticket is still ACTIVE: the device has not recovered. Resolve anyway?",
@@ -72,6 +73,7 @@
       warningMsg: "SLA 预警", breachMsg: "SLA 超时", newL1: "新一级故障", dropped: "实时流被断开",
       role_viewer: "只读", role_operator: "值班员", role_admin: "管理员", role_customer: "客户",
       alertsTitle: "新一级故障和超时时响铃并弹出桌面通知", themeTitle: "浅色 / 深色",
+      alertsOn: "开", alertsOff: "关",
       confirm: "确认", cancel: "取消", note: "备注", assignTo: "交给",
       confirmResolve: "恢复工单", confirmArrive: "工程师到场", confirmAssign: "指派工单", confirmHandOver: "交接工单",
       stillActive: "该工单的告警仍处于活动状态：设备尚未恢复。仍要恢复吗？",
@@ -718,9 +720,9 @@
     for (const n of document.querySelectorAll("[data-i18n-placeholder]")) n.placeholder = t(n.dataset.i18nPlaceholder);
     $("lang").textContent = state.lang === "zh" ? "English" : "中文";
     $("instance").textContent = state.instance;
-    const who = state.me ? (state.me.display_name || state.me.name) + " (" + t("role_" + state.me.role) + ")" : "🔑";
+    const who = state.me ? (state.me.display_name || state.me.name) + " (" + t("role_" + state.me.role) + ")" : t("signIn");
     $("who").textContent = who;
-    $("alerts").textContent = state.alerts ? "🔔" : "🔕";
+    $("alerts").textContent = "♪ " + t(state.alerts ? "alertsOn" : "alertsOff");
     $("alerts").setAttribute("aria-pressed", state.alerts ? "true" : "false");
     const h = state.health;
     const hb = $("health");
