@@ -56,6 +56,8 @@ async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
             r = await h.post("/api/v1/users", json={"name": "li.wei", "role": "operator", "display_name": "Li Wei",
                                                    "password": "night-shift-42"})
             assert r.status_code == 201, r.text
+            r = await h.post("/api/v1/users", json={"name": "zhao", "role": "operator", "password": "day-shift-42"})
+            assert r.status_code == 201, r.text
         yield g
 
 
@@ -144,6 +146,15 @@ async def test_the_board_at_3am(gw: Gateway, tmp_path: Path) -> None:
         await b.js("(() => { const s = document.getElementById('f-owner'); s.value = '='; s.dispatchEvent(new Event('change')); })()")
         await b.wait_js("document.querySelectorAll('.ticket').length === 2")  # nobody owns them
         await b.js("(() => { const s = document.getElementById('f-owner'); s.value = ''; s.dispatchEvent(new Event('change')); })()")
+        # Hand over, with a note for whoever takes it.
+        await b.click(f".ticket[data-ticket-id='{g1}'] button[data-action='hand_over']")
+        await b.wait_js("!document.getElementById('act-dialog').hidden && !document.getElementById('act-to-label').hidden")
+        await b.type_text("#act-to", "zhao")
+        await b.type_text("#act-note", "ventilation crew is on the way")
+        await b.click("#act-confirm")
+        await b.wait_js(f"document.querySelector(\".ticket[data-ticket-id='{g1}'] .owner\").dataset.owner === 'zhao'")
+        line = next(e for e in gw.store.timeline(g1) if e["kind"] == "hand_over")
+        assert (line["actor"], line["note"]) == ("user:li.wei", "handed over from li.wei to zhao. ventilation crew is on the way")
         # Site, customer, contract, level filters and the search box.
         for sel, value, want in (("f-site", "pit-2", [g7]), ("f-customer", "Shanxi Coal", [g1, sw]),
                                  ("f-contract", "fast", [g7]), ("f-level", "3", [sw])):

@@ -5,9 +5,13 @@ of the store."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from gateway.store import BatchWrite, Store
+from gateway.store.sqlite import SqliteStore
 from tests.store_contract import samples as s
+from tests.store_contract.backends import Backend
+from tests.store_contract.test_migrations import FIXTURES, _load_dump
 
 T0 = s.T0
 
@@ -73,3 +77,21 @@ def test_tickets_filter_by_owner_team_and_contract(store: Store, open_store: Cal
     assert [t["id"] for t in again.find_tickets(owners=["bob"])] == [1]
     loaded = again.load_ticket(1)
     assert loaded is not None and loaded.owner == "bob" and loaded.escalations == {"owner-50": T0 + 450}
+
+
+def test_a_store_from_before_people_is_upgraded(tmp_path: Path, backend: Backend) -> None:
+    """Tickets written before migration 8 have no owner row: they are nobody's, and the
+    people tables take writes at once."""
+    backend.require("legacy_sqlite")
+    dump = sorted(FIXTURES.glob("legacy_4_*.sql"))[-1]
+    path = tmp_path / "gateway.db"
+    _load_dump(dump, path)
+    store = SqliteStore(path)
+    try:
+        assert [t["id"] for t in store.find_tickets(owners=[""])] == [2, 1]
+        assert store.find_tickets(owners=["amy"]) == []
+        store.save_user(_user("amy"))
+        store.add_session("s", "amy", T0, T0 + 60)
+        assert store.get_session("s", T0) is not None
+    finally:
+        store.close()
