@@ -45,6 +45,9 @@ def _config(tmp_path: Path) -> Any:
         {"id": "gas-1", "name": "Gas 1", "class": "mine.gas-sensor", "site": "hq", "policy": "mine-monitoring"},
     ]
     d["devices"][0]["name"] = "Core switch"
+    d["teams"] = [{"name": "noc", "lead": "li.wei", "members": ["li.wei", "zhao"],
+                   "rota": [{"days": "daily", "start": "00:00", "end": "24:00", "user": "zhao"}]}]
+    d["escalation"] = [{"id": "page-on-call", "after": "0s", "notify": "on_call"}]
     return config_from_dict(d, str(tmp_path / "config.toml"), str(tmp_path))
 
 
@@ -192,9 +195,12 @@ async def test_the_board_at_3am(gw: Gateway, tmp_path: Path) -> None:
         arrive = next(e for e in gw.store.timeline(g1) if e["kind"] == "arrive")
         assert (arrive["actor"], arrive["note"]) == ("user:li.wei", "on site at the gas monitor")
 
-        # The timeline on the board names the person.
+        # The timeline on the board names the person, and shows the escalation steps.
         await b.click(f".ticket[data-ticket-id='{g1}'] button[data-action='details']")
         await b.wait_js(f"[...document.querySelectorAll(\".ticket[data-ticket-id='{g1}'] .timeline li\")].some(l => l.textContent.includes('user:li.wei'))")
+        step = await b.wait_js(f"document.querySelector(\".ticket[data-ticket-id='{g1}'] .timeline li.escalation\")?.textContent")
+        assert "page-on-call" in step and "zhao" in step, step
+        assert await b.js("document.getElementById('oncall').textContent") == "on call noc: zhao"
 
         # Dates: en-GB day/month in the gateway's zone.
         since = await b.js(f"document.querySelector(\".ticket[data-ticket-id='{g1}'] > .meta\").textContent")

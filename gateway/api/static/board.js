@@ -42,7 +42,7 @@
       warningMsg: "SLA warning", breachMsg: "SLA BREACH", newL1: "NEW LEVEL 1", dropped: "stream dropped",
       role_viewer: "viewer", role_operator: "operator", role_admin: "admin", role_customer: "customer",
       alertsTitle: "sound and desktop notice on a new level 1 and on a breach", themeTitle: "light / dark",
-      alertsOn: "on", alertsOff: "off",
+      alertsOn: "on", alertsOff: "off", onCall: "on call",
       confirm: "Confirm", cancel: "Cancel", note: "Note", assignTo: "To",
       confirmResolve: "Resolve ticket", confirmArrive: "Engineer on site", confirmAssign: "Assign ticket", confirmHandOver: "Hand over ticket",
       stillActive: "The alarm of this ticket is still ACTIVE: the device has not recovered. Resolve anyway?",
@@ -73,7 +73,7 @@
       warningMsg: "SLA 预警", breachMsg: "SLA 超时", newL1: "新一级故障", dropped: "实时流被断开",
       role_viewer: "只读", role_operator: "值班员", role_admin: "管理员", role_customer: "客户",
       alertsTitle: "新一级故障和超时时响铃并弹出桌面通知", themeTitle: "浅色 / 深色",
-      alertsOn: "开", alertsOff: "关",
+      alertsOn: "开", alertsOff: "关", onCall: "值班",
       confirm: "确认", cancel: "取消", note: "备注", assignTo: "交给",
       confirmResolve: "恢复工单", confirmArrive: "工程师到场", confirmAssign: "指派工单", confirmHandOver: "交接工单",
       stillActive: "该工单的告警仍处于活动状态：设备尚未恢复。仍要恢复吗？",
@@ -731,6 +731,8 @@
       hb.append(t("queue") + " " + h.queue_depth + "/" + h.queue_capacity + " · " + t("shed") + " " + h.shed + " · ");
       hb.append(h.store_healthy ? el("span", { text: t("store") + " OK" }) : el("span", { class: "bad", text: t("storeBad") }));
     }
+    // Who is on call, per team (the rota decides who is told when nobody owns a ticket).
+    $("oncall").textContent = state.teams.filter((x) => x.on_call).map((x) => t("onCall") + " " + x.name + ": " + x.on_call).join(" · ");
     const people = $("people");
     const names = new Set();
     for (const team of state.teams) for (const n of [team.lead, ...(team.members || [])]) if (n) names.add(n);
