@@ -143,3 +143,9 @@ async def test_people_sign_in_act_as_themselves_and_customers_see_only_their_own
         new = r.json()["password"]
         assert (await script.post("/api/v1/session", json={"name": "li.wei", "password": "night-shift-42"})).status_code == 401
         assert (await script.post("/api/v1/session", json={"name": "li.wei", "password": new})).status_code == 200
+        # Guessing is slowed down: five failures for a name, then refused for a minute.
+        codes = [(await script.post("/api/v1/session", json={"name": "vera", "password": f"guess-{i}"})).status_code
+                 for i in range(6)]
+        assert codes == [401] * 5 + [429]
+        r = await script.post("/api/v1/session", json={"name": "vera", "password": viewer["password"]})
+        assert r.status_code == 429  # even the right one, until the minute has passed

@@ -84,19 +84,35 @@ def people_router(ctx: ApiContext, auth: Auth, local: bool = False) -> APIRouter
     return router
 
 
+#: Failed sign-ins allowed per account name in _WINDOW seconds before the next is refused.
+_MAX_FAILURES, _WINDOW = 5, 60.0
+
+
 def _add_session(router: APIRouter, ctx: ApiContext, auth: Auth, local: bool) -> None:
+    failures: dict[str, list[float]] = {}
+
     @router.post("/session", responses=ERRORS, tags=["auth"])
     async def sign_in(request: Request, response: Response, body: Annotated[SignIn, Body()]) -> dict[str, Any]:
-        """Sign in to the board with a name and password: sets the session cookie."""
+        """Sign in to the board with a name and password: sets the session cookie. After
+        five failures for a name within a minute, the next tries are refused (429) until it
+        has passed."""
         store = _store(ctx)
+        at = now(ctx)
+        recent = [x for x in failures.get(body.name, []) if x > at - _WINDOW]
+        if len(recent) >= _MAX_FAILURES:
+            failures[body.name] = recent
+            raise ApiError(429, "too_many_attempts", "too many failed sign-ins for this name: wait a minute")
         user = await asyncio.to_thread(store.get_user, body.name)
         ok = await asyncio.to_thread(verify_password, body.password, (user or {}).get("password_hash", ""))
         p = principal_of(user) if user is not None and ok else None
         if p is None:
             log.info("sign-in refused for %r", body.name[:64])
+            if len(failures) > 10_000:  # bounded: names are the caller's to choose
+                failures.clear()
+            failures[body.name] = [*recent, at]
             raise ApiError(401, "unauthorized", "wrong name or password, or the account is disabled")
+        failures.pop(body.name, None)
         sid = new_secret()
-        at = now(ctx)
         ttl = float(ctx.config.people.session_ttl) if hasattr(ctx.config, "people") else 12 * 3600.0
         await asyncio.to_thread(store.add_session, digest(sid), p.name, at, at + ttl)
         response.set_cookie(
