@@ -128,6 +128,8 @@ async def test_people_sign_in_act_as_themselves_and_customers_see_only_their_own
             assert {t["device"] for t in board["tickets"]} == {"gas-1"}
             assert {a["device"] for a in board["alarms"]} == {"gas-1"}
             assert board["health"] is None
+            assert [d["id"] for d in (await acme.get("/api/v1/devices")).json()] == ["gas-1"]
+            assert (await acme.get("/api/v1/devices/sw-1")).status_code == 404
             r = await acme.post(f"/api/v1/tickets/{ids['gas-1']}/acknowledge", json={}, headers=BOARD)
             assert r.status_code == 403
 

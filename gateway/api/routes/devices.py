@@ -100,7 +100,7 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
 
     @router.get("/devices", response_model=list[DeviceOut], responses=ERRORS, tags=["devices"])
     async def list_devices(
-        _: Viewer,
+        p: Viewer,
         site: Annotated[list[str] | None, Query()] = None,
         liveness: Annotated[list[Literal["alive", "lost", "unmonitored"]] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
@@ -109,7 +109,7 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         by_dev = _open_alarms_by_device(ctx)
         out = []
         for d in _all_devices(ctx):
-            if site and d.site not in site:
+            if (site and d.site not in site) or not p.sees(d.site, d.policy):
                 continue
             row = device_out(d, by_dev.get(d.id, []), ctx.watchdog)
             if liveness and row["liveness"] not in liveness:
@@ -122,10 +122,10 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     @router.get(
         "/devices/{device_id}", response_model=DeviceDetailOut, responses=ACT_ERRORS, tags=["devices"]
     )
-    async def get_device(_: Viewer, device_id: str) -> dict[str, Any]:
+    async def get_device(p: Viewer, device_id: str) -> dict[str, Any]:
         """One device with its recent alarms."""
         dev = ctx.inventory.get(device_id) or getattr(ctx.inventory, "unknown", {}).get(device_id)
-        if dev is None:
+        if dev is None or not p.sees(dev.site, dev.policy):
             raise ApiError(404, "not_found", f"no device {device_id!r}")
         out = device_out(dev, _open_alarms_by_device(ctx).get(dev.id, []), ctx.watchdog)
         rows = await asyncio.to_thread(ctx.store.find_alarms, devices=[dev.id], limit=100)
