@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from adapters import REGISTRY
 from adapters.base import AdapterContext
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config, build_devices, build_policies, load_config
+from gateway.config import Config, build_devices, build_policies, build_staffing, load_config
 from gateway.core.alarms import AlarmBook
 from gateway.core.calendars import default_calendars
 from gateway.core.inventory import Inventory
@@ -118,7 +118,7 @@ class Gateway:
         next_alarm, next_ticket = self.store.next_ids()
         self.book = AlarmBook(next_alarm, inventory=self.inventory, maintenance=self.maintenance)
         self.book.load(self.store.load_open_alarms())
-        self.desk = TicketDesk(self.policies, self.calendars, next_ticket)
+        self.desk = TicketDesk(self.policies, self.calendars, next_ticket, staffing=build_staffing(cfg))
         self.desk.load(self.store.load_open_tickets(), next_ticket)
         self.desk.loader = self.store.load_ticket  # reopening a closed ticket reads it back
 
@@ -144,6 +144,7 @@ class Gateway:
             aftersales=build_aftersales(cfg), contract_of={d.id: d.policy for d in self.inventory},
             default_policy=cfg.inventory.default_policy, tz=cfg.gateway.timezone,
         )
+        self.pipeline.decider.notify_connector = cfg.people.notify_connector
         if not daemon:
             await self._start_offline()
             return
@@ -396,6 +397,7 @@ class Gateway:
         engine = load_rules(cfg)
         policies = build_policies(cfg)
         inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
+        self._staffing = build_staffing(cfg)
         return cfg, engine, policies, inventory, self._maintenance_windows(cfg)
 
     async def reload(self) -> dict[str, Any]:
@@ -437,6 +439,7 @@ class Gateway:
             p = self.pipeline
             p.engine, p.policies, p.inventory = engine, merged, inventory
             self.desk.policies = merged
+            self.desk.set_staffing(self._staffing)  # teams, rota and escalation steps
             self.book.inventory = inventory
             self.maintenance.replace_all(windows)
             self.book.recheck_suppressed()  # parents or windows may have changed
@@ -445,7 +448,7 @@ class Gateway:
 
             self.service.reconfigure(build_aftersales(cfg), {d.id: d.policy for d in inventory},
                                      cfg.inventory.default_policy)
-            for section in ("rules", "policies", "devices", "inventory", "maintenance", "service"):
+            for section in ("rules", "policies", "devices", "inventory", "maintenance", "service", "teams", "people", "escalation"):
                 setattr(self.cfg, section, getattr(cfg, section))
 
         await self.pipeline.execute(swap)

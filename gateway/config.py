@@ -27,6 +27,9 @@ from pydantic import (
 
 from adapters import REGISTRY as ADAPTERS
 from adapters import AdapterSpec
+from gateway.core.escalation import ACTIONS as ESCALATION_ACTIONS
+from gateway.core.escalation import EscalationStep, Staffing
+from gateway.core.oncall import Override, Shift, Team, parse_days, parse_hhmm
 from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
@@ -35,7 +38,15 @@ from gateway.model import Device
 from gateway.service_config import ServiceSection, check_service
 from gateway.timeseries.config import TimeseriesConfig
 
-__all__ = ["Config", "build_devices", "build_policies", "format_loc", "load_config", "parse_duration"]
+__all__ = [
+    "Config",
+    "build_devices",
+    "build_policies",
+    "build_staffing",
+    "format_loc",
+    "load_config",
+    "parse_duration",
+]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -188,8 +199,89 @@ class PenaltySection(_Strict):
     restore_late_after: Duration | None = None
 
 
+class EscalationStepSection(_Strict):
+    """One escalation tier: at a fraction of a clock (clock + at) or a time after opening (after)."""
+
+    #: Unique within its policy (the ticket records it as fired).
+    id: str = Field(min_length=1, max_length=64)
+    #: Whom it reaches: owner (or the on-call when nobody owns the ticket), on_call, team_lead,
+    #: team, service_manager, experts, or a user name.
+    notify: str = Field(default="owner", min_length=1)
+    #: notify, dispatch_on_site, expert_consultation or escalate.
+    action: Literal["notify", "dispatch_on_site", "expert_consultation", "escalate"] = "notify"
+    #: The SLA clock whose fraction ``at`` triggers the step (with ``at``).
+    clock: Literal["response", "solution", "on_site", "restore", "report"] | None = None
+    #: Fraction of the clock's target (1.0 = the breach).
+    at: float | None = Field(default=None, gt=0, le=1)
+    #: Or: this long after the ticket opened (wall time), unless one of ``unless`` happened.
+    after: Duration | None = None
+    unless: list[str] = Field(default_factory=lambda: ["restore", "close"])
+    #: Fault levels the step applies to.
+    levels: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=lambda: [1, 2, 3, 4])
+    #: Free text added to the timeline line and the notice.
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> EscalationStepSection:
+        if (self.clock is None) == (self.after is None):
+            raise ValueError("give either clock (with at) or after")
+        if self.clock is not None and self.at is None:
+            raise ValueError("a clock step needs at (a fraction of the target, 0 < at <= 1)")
+        if self.after is not None and self.after < 0:
+            raise ValueError("after must not be negative")
+        return self
+
+
+class ShiftSection(_Strict):
+    """A weekly on-call shift: ``user`` on ``days`` from ``start`` to ``end`` (over midnight if end <= start)."""
+
+    days: str = "daily"
+    start: str = "00:00"
+    end: str = "24:00"
+    user: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _parse(self) -> ShiftSection:
+        parse_days(self.days)
+        parse_hhmm(self.start)
+        parse_hhmm(self.end)
+        return self
+
+
+class OverrideSection(_Strict):
+    """``user`` is on call from ``start`` to ``end`` whatever the weekly shifts say."""
+
+    start: datetime
+    end: datetime
+    user: str = Field(min_length=1)
+
+
+class TeamSection(_Strict):
+    name: str = Field(min_length=1)
+    lead: str = ""
+    members: list[str] = Field(default_factory=list)
+    #: Globs of the sites and contracts whose tickets the team takes (empty: any).
+    sites: list[str] = Field(default_factory=list)
+    policies: list[str] = Field(default_factory=list)
+    rota: list[ShiftSection] = Field(default_factory=list)
+    overrides: list[OverrideSection] = Field(default_factory=list)
+
+
+class PeopleSection(_Strict):
+    #: The user the ``service_manager`` escalation role names.
+    service_manager: str = ""
+    #: The users of the ``experts`` role.
+    experts: list[str] = Field(default_factory=list)
+    #: Outbox connector escalation notices are written for (a notifier delivers them); empty: none.
+    notify_connector: str = ""
+    #: How long a board sign-in lasts.
+    session_ttl: Duration = 12 * 3600.0
+
+
 class PolicySection(_Strict):
     description: str = ""
+    #: The customer this contract is with (the board shows and filters by it).
+    customer: str = ""
     #: Calendar the clocks run on unless a target names its own: "24x7", "business-cn", ...
     calendar: str = "24x7"
     #: Levels whose alarms open tickets.
@@ -212,6 +304,8 @@ class PolicySection(_Strict):
     reraise: Literal["new", "reopen"] = "new"
     #: With reraise = "reopen": only a ticket restored less than this long ago is reopened.
     reopen_within: Duration = 3600.0
+    #: Escalation tiers of this contract (besides the top-level [[escalation]] steps).
+    escalation: list[EscalationStepSection] = Field(default_factory=list)
 
 
 class MaintenanceSection(_Strict):
@@ -307,7 +401,7 @@ class OutboxSection(_Strict):
 
 class ApiToken(_Strict):
     token: SecretStr
-    role: Literal["viewer", "operator"] = "viewer"
+    role: Literal["viewer", "operator", "admin"] = "viewer"
     name: str = ""
 
 
@@ -346,6 +440,10 @@ class Config(_Strict):
     maintenance: list[MaintenanceSection] = Field(default_factory=list)
     #: After-sales terms per policy: warranty, planned work, spare parts (gateway.service_config).
     service: dict[str, ServiceSection] = Field(default_factory=dict)
+    teams: list[TeamSection] = Field(default_factory=list)
+    people: PeopleSection = Field(default_factory=PeopleSection)
+    #: Escalation tiers every policy has.
+    escalation: list[EscalationStepSection] = Field(default_factory=list)
 
     #: Set by load_config: the file it came from and its directory (for relative paths).
     source: str = Field(default="<memory>", exclude=True)
@@ -452,6 +550,7 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
                 if isinstance(t, TargetTable) and t.calendar is not None and t.calendar not in known_cals:
                     errs.append(ConfigError(file, f"{where}.{kind}.calendar", f"unknown calendar {t.calendar!r}"))
     errs += check_service(cfg, file, known_cals)
+    errs += _check_people(cfg, file)
     hd = [h.name for h in cfg.helpdesk]
     for i, n in enumerate(hd):
         if hd.index(n) != i:
@@ -463,6 +562,64 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
                 errs.append(ConfigError(file, f"adapters.{kind}[{i}].name", f"duplicate adapter name {a.name!r}"))
             adapter_names.add(a.name)
     return errs
+
+
+def _check_people(cfg: Config, file: str) -> list[ConfigError]:
+    errs: list[ConfigError] = []
+    names: set[str] = set()
+    for i, t in enumerate(cfg.teams):
+        if t.name in names:
+            errs.append(ConfigError(file, f"teams[{i}].name", f"duplicate team name {t.name!r}"))
+        names.add(t.name)
+        for j, o in enumerate(t.overrides):
+            if (o.start.tzinfo is None) != (o.end.tzinfo is None) or o.end <= o.start:
+                errs.append(ConfigError(file, f"teams[{i}].overrides[{j}]", "end must be after start (both local or both with an offset)"))
+    steps = [("escalation", cfg.escalation)] + [(f"policies.{n}.escalation", p.escalation) for n, p in cfg.policies.items()]
+    for where, lst in steps:
+        seen: set[str] = set()
+        for i, st in enumerate(lst):
+            if st.id in seen:
+                errs.append(ConfigError(file, f"{where}[{i}].id", f"duplicate escalation step id {st.id!r}"))
+            seen.add(st.id)
+    return errs
+
+
+def build_staffing(cfg: Config) -> Staffing:
+    """Teams (with their rota in the gateway's time zone), roles and escalation steps."""
+    tz = cfg.gateway.timezone
+
+    def epoch(dt: datetime) -> float:
+        return (dt if dt.tzinfo is not None else dt.replace(tzinfo=ZoneInfo(tz))).timestamp()
+
+    def step(s: EscalationStepSection) -> EscalationStep:
+        return EscalationStep(
+            id=s.id,
+            notify=s.notify,
+            action=s.action if s.action in ESCALATION_ACTIONS else "notify",
+            clock=s.clock or "",
+            at=s.at or 0.0,
+            after=s.after,
+            levels=frozenset(s.levels),
+            unless=tuple(s.unless),
+            note=s.note,
+        )
+
+    teams = tuple(
+        Team(
+            name=t.name,
+            lead=t.lead,
+            members=tuple(t.members),
+            sites=tuple(t.sites),
+            policies=tuple(t.policies),
+            shifts=tuple(Shift(parse_days(r.days), parse_hhmm(r.start), parse_hhmm(r.end), r.user) for r in t.rota),
+            overrides=tuple(Override(epoch(o.start), epoch(o.end), o.user) for o in t.overrides),
+            tz=tz,
+        )
+        for t in cfg.teams
+    )
+    steps = {"*": tuple(step(s) for s in cfg.escalation)}
+    steps.update({n: tuple(step(s) for s in p.escalation) for n, p in cfg.policies.items()})
+    return Staffing(teams, steps, cfg.people.service_manager, tuple(cfg.people.experts))
 
 
 def load_config(path: str | Path) -> Config:

@@ -63,6 +63,9 @@ class RuleModel(BaseModel):
     #: Fault key template, e.g. ``{device}/if/{ifIndex}``; events with the same key are one fault.
     key: str = "{device}/{rule}"
     title: str = ""
+    #: The title in Chinese (zh-CN), the same template fields as ``title``; the board shows it
+    #: to Chinese readers (empty: the English title).
+    title_zh: str = ""
     description: str = ""
     priority: int = 100
     #: Keep evaluating later rules after this one matched (Alertmanager's ``continue``):

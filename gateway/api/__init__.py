@@ -44,7 +44,7 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
     """
     tokens = TokenTable(ctx.config.api.tokens)
     if not tokens and not local:
-        log.warning("api: no [[api.tokens]] configured; every /api/v1 request will be refused (401)")
+        log.warning("api: no [[api.tokens]] configured; only named accounts (gateway user add) can sign in")
     app = FastAPI(
         title="Device alarm gateway",
         version=__version__,

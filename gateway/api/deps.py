@@ -82,14 +82,41 @@ class OutboxHooks(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's ``name`` and ``role``."""
+    """Who is calling: a ``name`` and ``role``.
+
+    ``kind``: ``service`` (a shared token from ``[[api.tokens]]``, named by the config),
+    ``user`` (a named account: board session or personal token) or ``local`` (the data
+    dir's owner on the control socket). A ``customer`` sees only ``sites`` and ``policies``.
+    """
 
     name: str
     role: str
+    kind: str = "service"
+    display_name: str = ""
+    sites: tuple[str, ...] = ()
+    policies: tuple[str, ...] = ()
 
     @property
     def can_act(self) -> bool:
-        return self.role == "operator"
+        return self.role in ("operator", "admin")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin" or self.kind == "local"
+
+    @property
+    def actor(self) -> str:
+        """The timeline's actor: ``user:NAME`` for a person, the token's name for a service."""
+        return f"user:{self.name}" if self.kind == "user" else self.name
+
+    @property
+    def scoped(self) -> bool:
+        """Sees only its own sites and contracts (a customer)."""
+        return self.role == "customer"
+
+    def sees(self, site: str, policy: str) -> bool:
+        """Whether a ticket, alarm or device of ``site`` under ``policy`` is this caller's to see."""
+        return not self.scoped or site in self.sites or policy in self.policies
 
 
 class TokenTable:

@@ -19,6 +19,7 @@ def alarm_out(a: Mapping[str, Any], inventory: Any = None) -> dict[str, Any]:
     dev = inventory.get(a["device"]) if inventory is not None else None
     out["site"] = dev.site if dev is not None else ""
     out["device_name"] = dev.name if dev is not None else ""
+    out["policy"] = dev.policy if dev is not None else ""
     out["event"] = a.get("event", "")
     return out
 

@@ -62,6 +62,9 @@ class ActionName(StrEnum):
     report = "report"
     dispatch = "dispatch"
     no_on_site = "no_on_site"
+    take = "take"
+    assign = "assign"
+    hand_over = "hand_over"
 
 
 #: URL action → TicketDesk action.
@@ -80,6 +83,9 @@ ACTION_MAP = {
     "report": "set_report",
     "dispatch": "dispatch",
     "no_on_site": "no_on_site",
+    "take": "take",
+    "assign": "assign",
+    "hand_over": "hand_over",
 }
 
 
@@ -134,6 +140,10 @@ class ActionIn(_In):
     actor: str | None = Field(default=None, min_length=1, max_length=100)
     level: int | None = Field(default=None, ge=1, le=4)
     fields: ReportFields | None = None
+    #: assign / hand_over: the account taking the ticket.
+    to: str | None = Field(default=None, min_length=1, max_length=64)
+    #: assign: the team the ticket moves to.
+    team: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class MaintenanceIn(_In):
@@ -168,7 +178,13 @@ class MaintenanceIn(_In):
 
 class WhoAmI(_Out):
     name: str
-    role: Literal["viewer", "operator"]
+    role: Literal["viewer", "operator", "admin", "customer"]
+    #: service (a shared token from the config), user (a named account) or local (the CLI).
+    kind: Literal["service", "user", "local"] = "service"
+    display_name: str = ""
+    #: A customer's sites and contracts (what it may see).
+    sites: list[str] = Field(default_factory=list)
+    policies: list[str] = Field(default_factory=list)
 
 
 class AlarmOut(_Out):
@@ -181,6 +197,8 @@ class AlarmOut(_Out):
     device: str
     device_name: str = ""
     site: str = ""
+    #: The device's contract (policy).
+    policy: str = ""
     rule: str = ""
     title: str = ""
     event: str = ""
@@ -238,6 +256,11 @@ class TicketOut(_Out):
     )
     backdate_reason: str = ""
     alarm_ids: list[int] = Field(default_factory=list)
+    #: The engineer on the ticket ("" = nobody) and its team.
+    owner: str = ""
+    team: str = ""
+    #: Escalation steps fired: step id → when.
+    escalations: dict[str, str] = Field(default_factory=dict)
 
 
 class TimelineEntryOut(_Out):
@@ -286,4 +309,6 @@ class BoardOut(_Out):
     alarms: list[AlarmOut]
     tickets: list[TicketOut]
     devices: list[DeviceOut]
-    health: dict[str, Any]
+    health: dict[str, Any] | None = None
+    #: Contract (policy) → the customer it is with, for the contracts that name one.
+    customers: dict[str, str] = Field(default_factory=dict)

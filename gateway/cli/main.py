@@ -240,7 +240,12 @@ def cmd_tickets(args: argparse.Namespace) -> int:
     store = read_store(cfg)
     tz = cfg.gateway.timezone
     try:
-        rows = [ticket_view(t, tz) for t in store.list_tickets(status=args.status, limit=args.limit)]
+        if args.owner is not None:
+            found = store.find_tickets(statuses=[args.status] if args.status else None, owners=[args.owner],
+                                       limit=args.limit)
+        else:
+            found = store.list_tickets(status=args.status, limit=args.limit)
+        rows = [ticket_view(t, tz) for t in found]
     finally:
         store.close()
     if args.json:
@@ -250,7 +255,7 @@ def cmd_tickets(args: argparse.Namespace) -> int:
         for r in rows:
             due = {c["kind"]: f"{shown(c, 'due_at') or '-'} ({c['state']}{', PROVISIONAL' if c['provisional'] else ''})" for c in r["clocks"]}
             flat.append({**r, "clocks": "; ".join(f"{k}: {v}" for k, v in due.items())})
-        print(table(flat, ["id", "level", "status", "device", "alarm_key", "opened_at", "clocks"]))
+        print(table(flat, ["id", "level", "status", "owner", "device", "alarm_key", "opened_at", "clocks"]))
     return 0
 
 
@@ -280,6 +285,7 @@ def cmd_ticket_show(args: argparse.Namespace) -> int:
             print(f"  back-dated: entered {shown(view, 'entered_at')}, clocks from the report ({view['backdate_reason']})")
         if view["alarm_ids"]:
             print(f"  alarms {', '.join(str(a) for a in view['alarm_ids'])}")
+        print(f"  owner {view.get('owner') or '-'}  team {view.get('team') or '-'}")
         for c in view["clocks"]:
             print(f"  clock {clock_line(c)}")
         for e in view["timeline"]:
@@ -378,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
     t.add_argument("--status", help="open, acknowledged, solution_proposed, on_site, restored or closed")
     t.add_argument("--limit", type=int, default=1000)
+    t.add_argument("--owner", default=None, help="only tickets this account owns ('' = nobody owns them)")
     t.set_defaults(func=cmd_tickets)
 
     ob = sub.add_parser("outbox", help="help-desk messages: list, retry or discard failed ones")
@@ -400,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands owned by their feature modules register themselves here, in one place.
     from gateway.cli import migrate as cli_migrate
+    from gateway.cli import people as cli_people
     from gateway.cli import rules as cli_rules
     from gateway.cli import service as cli_service
     from gateway.cli import tickets as cli_sla
@@ -408,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_sla.register(sub, tsub, with_config)
     cli_migrate.register(sub, with_config)
     cli_service.register(sub, tsub, with_config)
+    cli_people.register(sub, tsub, with_config)
     return p
 
 

@@ -240,7 +240,7 @@ def _apply(args: argparse.Namespace, api_name: str, body: dict[str, Any]) -> int
     """One action through the data dir's writer (the daemon, or the core in-process)."""
     cfg = load(args.config)
     who = actor(args.by)
-    if args.on_behalf_of:
+    if getattr(args, "on_behalf_of", None):
         body = {**body, "actor": args.on_behalf_of}  # the API keeps it as on_behalf_of
     try:
         # The control socket's caller is who the timeline names: the API takes the actor

@@ -210,6 +210,9 @@ class Decider:
         self.telemetry: Callable[[Event, Device], object] | None = None
         self.tracing = tracing
         self.unique = unique
+        #: The outbox connector escalation notices are written for (``""``: none are
+        #: written; the steps are still recorded on the tickets and their timelines).
+        self.notify_connector = ""
 
     @property
     def suppressor(self) -> Suppressor:
@@ -297,11 +300,13 @@ class Decider:
                 counts.sla_warnings += 1
             changes.append((t, notice))
         tickets = desk.take_dirty()
+        outbox = self._outbox(tickets)
+        outbox += self._escalations()
         return Decision(
             alarms=book.take_dirty(),
             tickets=tickets,
             timeline=desk.take_timeline(),
-            outbox=self._outbox(tickets),
+            outbox=outbox,
             changes=changes,
             counts=counts,
             results=results,
@@ -365,6 +370,21 @@ class Decider:
         changes.append(ch)
         if tr is not None:
             tr.reactions.append(Reaction(ch, out))
+
+    def _escalations(self) -> list[OutboxMessage]:
+        """One ``escalation`` message per fired step for the notifier's connector, keyed by
+        ticket and step (a step fires once, so the key is its idempotency key too)."""
+        fired = self.desk.take_escalations()
+        conn = self.notify_connector
+        if not conn or not fired:
+            return []
+        out: list[OutboxMessage] = []
+        for t, f in fired:
+            key = f"gw-{self.instance}-t{t.id}-e-{f.step.id}"
+            payload = {**t.to_dict(), "ticket_key": f"gw-{self.instance}-t{t.id}", "event": "escalation",
+                       "escalation": f.payload()}
+            out.append(OutboxMessage(conn, t.id, key, "escalation", payload))
+        return out
 
     def _outbox(self, tickets: list[Ticket]) -> list[OutboxMessage]:
         """The desk's messages of this step, one per connector, shaped for the help desks."""

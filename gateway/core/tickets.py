@@ -56,6 +56,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.core.alarms import Alarm
+from gateway.core.escalation import Fired, Staffing
 from gateway.core.sla import GOAL_ACTIONS, ClockNotice, ClockTarget, Policy, SlaClock, kind_order
 from gateway.model import Device, FaultLevel
 
@@ -94,6 +95,9 @@ ACTIONS: dict[str, tuple[str | None, str | None]] = {
     "comment": (None, None),
     "set_level": (None, None),
     "set_report": (None, None),
+    "take": (None, None),
+    "assign": (None, None),
+    "hand_over": (None, None),
 }
 
 #: Short names (CLI verbs, API path segments, help-desk statuses) → actions.
@@ -112,6 +116,8 @@ VERBS: dict[str, str] = {
     "dispatched": "dispatch",
     "no-visit": "no_on_site",
     "no-on-site": "no_on_site",
+    "handover": "hand_over",
+    "hand-over": "hand_over",
 }
 
 #: The post-incident report's free-text parts a person supplies.
@@ -131,6 +137,9 @@ OUTBOX_KINDS: dict[str, str] = {
     "resume": "update",
     "comment": "comment",
     "set_level": "level",
+    "take": "update",
+    "assign": "update",
+    "hand_over": "update",
 }
 
 _RANK = {s: i for i, s in enumerate(STATUSES)}
@@ -154,6 +163,8 @@ def is_person(actor: str) -> bool:
     return actor not in _MACHINE_ACTORS and not actor.startswith("rule:")
 # What may still be done to a closed ticket.
 _ON_CLOSED = ("reopen", "comment", "set_report")
+# Ownership actions (who is on the ticket): they move no clock.
+_OWNERSHIP = ("take", "assign", "hand_over")
 # A clock fires this close to its check (the slack ``SlaClock.notices`` allows).
 _CHECK_SLACK = 1e-3
 
@@ -238,6 +249,10 @@ class Ticket:
             (back-dated to the reported time); ``None`` otherwise.
         backdate_reason: Why the start is back-dated (required when it is).
         alarm_ids: Alarms linked to the ticket (the opening alarm first, if any).
+        owner: The engineer on the ticket (a user name; ``""``: nobody owns it).
+        team: The team the ticket belongs to (``""``: none).
+        escalations: Escalation step id → when it fired (each step fires once; kept with
+            the ticket, so a restart does not fire it again).
     """
 
     id: int
@@ -266,6 +281,9 @@ class Ticket:
     entered_at: float | None = None
     backdate_reason: str = ""
     alarm_ids: list[int] = field(default_factory=list)
+    owner: str = ""
+    team: str = ""
+    escalations: dict[str, float] = field(default_factory=dict)
 
     def clock(self, kind: str) -> SlaClock | None:
         """Return the clock of ``kind``, or ``None`` if the contract defines none."""
@@ -309,6 +327,9 @@ class Ticket:
             "entered_at": self.entered_at,
             "backdate_reason": self.backdate_reason,
             "alarm_ids": list(self.alarm_ids),
+            "owner": self.owner,
+            "team": self.team,
+            "escalations": dict(self.escalations),
         }
 
     @classmethod
@@ -341,6 +362,9 @@ class Ticket:
             entered_at=d.get("entered_at"),
             backdate_reason=d.get("backdate_reason", ""),
             alarm_ids=[int(a) for a in d.get("alarm_ids", [])],
+            owner=str(d.get("owner") or ""),
+            team=str(d.get("team") or ""),
+            escalations={str(k): float(v) for k, v in (d.get("escalations") or {}).items()},
         )
 
 
@@ -368,8 +392,11 @@ class TicketDesk:
         calendars: Mapping[str, Any],
         next_id: int = 1,
         loader: TicketLoader | None = None,
+        staffing: Staffing | None = None,
     ) -> None:
         self.policies = policies
+        #: Teams, roles and escalation steps (``None``: no teams, no escalation).
+        self.staffing = staffing
         self.calendars = calendars
         self.loader = loader
         self.open: dict[int, Ticket] = {}
@@ -379,6 +406,7 @@ class TicketDesk:
         self._behalf: tuple[str, str] | None = None  # (actor, on behalf of) during act()
         self._outbox: list[tuple[int, str, dict[str, Any]]] = []
         self._fired: list[tuple[Ticket, ClockNotice]] = []
+        self._escalated: list[tuple[Ticket, Fired]] = []
         # SLA timers: a heap of (next check, ticket id). An entry is live while it equals
         # _check_at[id]; others are stale and skipped. Tickets whose clocks may have
         # changed wait in _touched until the next tick() or next_check() re-reads them.
@@ -413,6 +441,16 @@ class TicketDesk:
     def take_outbox(self) -> list[tuple[int, str, dict[str, Any]]]:
         """Return (and forget) ``(ticket id, outbox kind, payload fields)`` since the last call."""
         out, self._outbox = self._outbox, []
+        return out
+
+    def set_staffing(self, staffing: Staffing | None) -> None:
+        """Swap teams and escalation steps (a reload); every open ticket's timer is re-read."""
+        self.staffing = staffing
+        self._touched.update(self.open)
+
+    def take_escalations(self) -> list[tuple[Ticket, Fired]]:
+        """Return (and forget) the escalation steps fired since the last call, with their tickets."""
+        out, self._escalated = self._escalated, []
         return out
 
     def _cal(self, name: str) -> Any:
@@ -494,6 +532,8 @@ class TicketDesk:
             device_class=device.device_class,
             alarm_ids=[alarm.id],
         )
+        if self.staffing is not None:
+            t.team = self.staffing.team_for(device.site, policy.name)
         self._next_id += 1
         self.open[t.id] = t
         alarm.ticket_id = t.id
@@ -768,6 +808,8 @@ class TicketDesk:
             return t
         if action == "set_report":
             return self._set_report(t, now, actor, note, kw.get("fields") or {})
+        if action in _OWNERSHIP:
+            return self._own(t, action, now, actor, note, kw)
         if action == "reopen":
             return self._reopen(t, now, actor, note)
         if action == "no_on_site":
@@ -786,6 +828,48 @@ class TicketDesk:
         if c.state != "not_needed":
             text = f"no on-site visit needed; the on-site deadline had already passed ({c.state})"
         self._note(t, now, actor, "no_on_site", text + (f". {note}" if note else ""), "update")
+        return t
+
+    def _own(self, t: Ticket, action: str, now: float, actor: str, note: str, kw: Mapping[str, Any]) -> Ticket:
+        """take (the actor becomes the owner), assign (to ``kw["to"]``, optionally a
+        ``kw["team"]``), hand_over (from the owner to ``kw["to"]``; a note says what is
+        handed over)."""
+        if t.status == "closed":
+            raise TicketError(f"ticket {t.id} is closed; reopen it first")
+        to = str(kw.get("to") or "").strip()
+        team = str(kw.get("team") or "").strip()
+        me = actor.split(":", 1)[1] if actor.startswith("user:") else actor
+        before = t.owner
+        if action == "take":
+            to = str(kw.get("owner") or me).strip()
+            if t.owner == to:
+                raise TicketError(f"ticket {t.id} is already owned by {to}")
+            text = f"taken by {to}" + (f" (from {before})" if before else "")
+        elif action == "assign":
+            if not to and not team:
+                raise TicketError("assign needs a person ('to') or a team")
+            if to and to == t.owner and (not team or team == t.team):
+                raise TicketError(f"ticket {t.id} is already owned by {to}")
+            parts = []
+            if to:
+                parts.append(f"assigned to {to}" + (f" (was {before})" if before else ""))
+            if team and team != t.team:
+                parts.append(f"team {t.team or '-'} → {team}")
+            text = "; ".join(parts) or f"team {team}"
+        else:
+            if not t.owner:
+                raise TicketError(f"ticket {t.id} has no owner to hand over from; use take or assign")
+            if not to:
+                raise TicketError("hand_over needs the person taking over ('to')")
+            if to == t.owner:
+                raise TicketError(f"ticket {t.id} is already owned by {to}")
+            text = f"handed over from {before} to {to}"
+        if to:
+            t.owner = to
+        if team:
+            t.team = team
+        self._note(t, now, actor, action, text + (f". {note}" if note else ""), OUTBOX_KINDS[action],
+                   owner=t.owner, team=t.team, previous_owner=before)
         return t
 
     def _progress(self, t: Ticket, action: str, now: float, actor: str, note: str) -> Ticket:
@@ -1048,6 +1132,10 @@ class TicketDesk:
                     pct = round(n.fraction * 100)
                     note = f"{c.kind} at {pct} % of its target"
                     self._note(t, n.at, "sla", "sla_warning", note, "update", sla=sla)
+        if self.staffing is not None:
+            for f in self.staffing.due(t, now, self._cal):
+                self._escalated.append((t, f))
+                self._note(t, f.at, "escalation", "escalation", f.note)
 
     def tick(self, now: float) -> list[tuple[Ticket, ClockNotice]]:
         """Fire SLA warnings and breaches due by ``now`` (each once).
@@ -1097,6 +1185,10 @@ class TicketDesk:
             n = c.next_check(self._cal(c.calendar), warn_at)
             if n is not None and (best is None or n < best):
                 best = n
+        if self.staffing is not None:
+            e = self.staffing.next_at(t, self._cal)
+            if e is not None and (best is None or e < best):
+                best = e
         return best
 
     def _schedule(self, t: Ticket) -> None:

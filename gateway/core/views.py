@@ -149,6 +149,9 @@ def ticket_view(t: Mapping[str, Any], tz: str | None = None) -> dict[str, Any]:
         "entered_at": iso(t.get("entered_at")),
         "backdate_reason": t.get("backdate_reason", ""),
         "alarm_ids": list(t.get("alarm_ids", [])),
+        "owner": t.get("owner", ""),
+        "team": t.get("team", ""),
+        "escalations": {k: iso(v) for k, v in (t.get("escalations") or {}).items()},
     }
     _add_local(out, t, ("opened_at", "updated_at", "closed_at", "entered_at"), tz)
     return out

@@ -173,10 +173,15 @@ class StoreReader(Protocol):
         levels: Sequence[int] | None = None,
         devices: Sequence[str] | None = None,
         sites: Sequence[str] | None = None,
+        owners: Sequence[str] | None = None,
+        teams: Sequence[str] | None = None,
+        policies: Sequence[str] | None = None,
         limit: int = 1000,
         before: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Tickets matching every given filter (as :meth:`find_alarms`, ``before`` too), newest first."""
+        """Tickets matching every given filter (as :meth:`find_alarms`, ``before`` too), newest first.
+        ``owners`` and ``teams`` match the ticket's owner and team (``""``: nobody / none);
+        ``policies`` its contract."""
         ...
 
     def get_ticket(self, ticket_id: int) -> dict[str, Any] | None:
@@ -228,6 +233,30 @@ class StoreReader(Protocol):
     ) -> list[dict[str, Any]]:
         """Service records (``id``, ``device``, ``ticket_id``, ``kind``, ``ts``, ``actor``,
         ``data``) matching every given filter, by ``ts`` then id (insertion order)."""
+        ...
+
+    # -- people (read side) ----------------------------------------------------------------
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        """One account: ``name``, ``role``, ``display_name``, ``password_hash``, ``disabled``,
+        ``scope`` (``{"sites": [...], "policies": [...]}`` for customers), ``created_at``,
+        ``updated_at``; ``None`` if there is none."""
+        ...
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every account (as :meth:`get_user`), by name."""
+        ...
+
+    def user_token(self, digest: str) -> dict[str, Any] | None:
+        """The personal API token with this digest: ``id``, ``user``, ``label``, ``created_at``."""
+        ...
+
+    def list_user_tokens(self, user: str) -> list[dict[str, Any]]:
+        """A user's personal tokens (as :meth:`user_token`), oldest first."""
+        ...
+
+    def get_session(self, digest: str, now: float) -> dict[str, Any] | None:
+        """The board session with this digest if it has not expired by ``now``: ``user``,
+        ``created_at``, ``expires_at``."""
         ...
 
     # -- outbox and help-desk links (read side) -------------------------------------------
@@ -318,6 +347,35 @@ class Store(StoreReader, Protocol):
     def add_service_record(self, record: dict[str, Any]) -> int:
         """Append a service record (``device``, ``ticket_id`` or ``None``, ``kind``, ``ts``,
         ``actor``, ``data``: a JSON-ready dict); returns its id (ids increase)."""
+        ...
+
+    # -- people (operator writes; only digests of secrets are ever stored) ---------------
+    def save_user(self, user: dict[str, Any]) -> None:
+        """Insert or update (by ``name``) an account (the keys of :meth:`get_user`)."""
+        ...
+
+    def add_user_token(self, user: str, label: str, digest: str, now: float) -> int:
+        """Record a personal API token's digest; returns its id."""
+        ...
+
+    def revoke_user_token(self, user: str, token_id: int) -> bool:
+        """Delete one of a user's tokens; ``False`` if the user has no such token."""
+        ...
+
+    def revoke_user_tokens(self, user: str) -> int:
+        """Delete every token of a user; returns how many."""
+        ...
+
+    def add_session(self, digest: str, user: str, now: float, expires_at: float) -> None:
+        """Record a board session (sessions expired by ``now`` are dropped meanwhile)."""
+        ...
+
+    def drop_session(self, digest: str) -> None:
+        """End one session (sign out); no error if there is none."""
+        ...
+
+    def drop_sessions(self, user: str) -> int:
+        """End every session of a user (disabled, password reset); returns how many."""
         ...
 
     # -- outbox (worker) ----------------------------------------------------------------

@@ -76,6 +76,10 @@ def to_json(v: Any) -> str:
     return json.dumps(v, default=str, separators=(",", ":"), ensure_ascii=False)
 
 
+#: A ticket's owner or team ('' when it has none) as a filterable expression.
+_OWNER_COL = "COALESCE((SELECT o.{0} FROM ticket_owners o WHERE o.ticket_id = tickets.id), '')"
+
+
 class SqlStore:
     """Every Store method in shared SQL; subclasses provide the plumbing (see module doc)."""
 
@@ -129,6 +133,11 @@ class SqlStore:
                         )
                         for t in batch.tickets
                     ],
+                )
+                db.executemany(
+                    "INSERT INTO ticket_owners(ticket_id,owner,team) VALUES(?,?,?) ON CONFLICT(ticket_id) DO UPDATE "
+                    "SET owner=excluded.owner,team=excluded.team",
+                    [(t.id, t.owner, t.team) for t in batch.tickets],
                 )
             if batch.timeline:
                 db.executemany(
@@ -246,12 +255,16 @@ class SqlStore:
         levels: Sequence[int] | None = None,
         devices: Sequence[str] | None = None,
         sites: Sequence[str] | None = None,
+        owners: Sequence[str] | None = None,
+        teams: Sequence[str] | None = None,
+        policies: Sequence[str] | None = None,
         limit: int = 1000,
         before: int | None = None,
     ) -> list[dict[str, Any]]:
         where, args = filters((
             ("status", statuses), ("level", levels), ("device", devices),
             (self.dialect.json_text("data", "site"), sites),
+            (_OWNER_COL.format("owner"), owners), (_OWNER_COL.format("team"), teams), ("policy", policies),
         ), before)
         rows = self._rows(f"SELECT data FROM tickets{where} ORDER BY id DESC LIMIT ?", (*args, limit))
         return [self._data(r) for r in rows]
@@ -471,6 +484,85 @@ class SqlStore:
              "actor": r["actor"], "data": self._data(r)}
             for r in rows
         ]
+
+    # -- people --------------------------------------------------------------------------
+    def save_user(self, user: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO users(name,role,display_name,password_hash,disabled,scope,created_at,updated_at) "
+            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET role=excluded.role,"
+            "display_name=excluded.display_name,password_hash=excluded.password_hash,"
+            "disabled=excluded.disabled,scope=excluded.scope,updated_at=excluded.updated_at",
+            (
+                user["name"], user["role"], user.get("display_name", ""), user.get("password_hash", ""),
+                1 if user.get("disabled") else 0, to_json(user.get("scope") or {}),
+                float(user["created_at"]), float(user.get("updated_at", user["created_at"])),
+            ),
+        )
+
+    @staticmethod
+    def _user(r: Row) -> dict[str, Any]:
+        return {
+            "name": r["name"], "role": r["role"], "display_name": r["display_name"],
+            "password_hash": r["password_hash"], "disabled": bool(r["disabled"]),
+            "scope": json.loads(r["scope"] or "{}"), "created_at": r["created_at"], "updated_at": r["updated_at"],
+        }
+
+    def get_user(self, name: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM users WHERE name=?", (name,))
+        return self._user(rows[0]) if rows else None
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return [self._user(r) for r in self._rows("SELECT * FROM users ORDER BY name")]
+
+    def add_user_token(self, user: str, label: str, digest: str, now: float) -> int:
+        def write(db: Tx) -> int:
+            row = db.execute(
+                "INSERT INTO user_tokens(user_name,label,digest,created_at) VALUES(?,?,?,?) RETURNING id",
+                (user, label, digest, now),
+            ).fetchone()
+            return int(row[0])
+
+        return self._write(write)
+
+    @staticmethod
+    def _token(r: Row) -> dict[str, Any]:
+        return {"id": r["id"], "user": r["user_name"], "label": r["label"], "created_at": r["created_at"]}
+
+    def user_token(self, digest: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM user_tokens WHERE digest=?", (digest,))
+        return self._token(rows[0]) if rows else None
+
+    def list_user_tokens(self, user: str) -> list[dict[str, Any]]:
+        return [self._token(r) for r in self._rows("SELECT * FROM user_tokens WHERE user_name=? ORDER BY id", (user,))]
+
+    def revoke_user_token(self, user: str, token_id: int) -> bool:
+        return self._exec("DELETE FROM user_tokens WHERE user_name=? AND id=?", (user, token_id)) > 0
+
+    def revoke_user_tokens(self, user: str) -> int:
+        return self._exec("DELETE FROM user_tokens WHERE user_name=?", (user,))
+
+    def add_session(self, digest: str, user: str, now: float, expires_at: float) -> None:
+        def write(db: Tx) -> None:
+            db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT INTO sessions(digest,user_name,created_at,expires_at) VALUES(?,?,?,?)",
+                (digest, user, now, expires_at),
+            )
+
+        self._write(write)
+
+    def get_session(self, digest: str, now: float) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM sessions WHERE digest=? AND expires_at > ?", (digest, now))
+        if not rows:
+            return None
+        r = rows[0]
+        return {"user": r["user_name"], "created_at": r["created_at"], "expires_at": r["expires_at"]}
+
+    def drop_session(self, digest: str) -> None:
+        self._exec("DELETE FROM sessions WHERE digest=?", (digest,))
+
+    def drop_sessions(self, user: str) -> int:
+        return self._exec("DELETE FROM sessions WHERE user_name=?", (user,))
 
     def remote_links(self, connector: str) -> dict[str, int]:
         rows = self._rows("SELECT remote_id, ticket_id FROM helpdesk_links WHERE connector=?", (connector,))

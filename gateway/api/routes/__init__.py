@@ -8,7 +8,8 @@ change goes through ``pipeline.execute`` so the single writer applies it and com
 before the answer is sent.
 
 * :mod:`.service`: after-sales (planned work, warranty, spares, repair history)
-* :mod:`.auth`: the ``viewer`` / ``operator`` dependencies and ``/whoami``
+* :mod:`.auth`: the ``viewer`` / ``operator`` / ``admin`` dependencies and ``/whoami``
+* :mod:`.people`: board sign-in, accounts, personal tokens, teams and who is on call
 * :mod:`.common`: error tables, path types and helpers the others share
 * :mod:`.alarms`, :mod:`.tickets`, :mod:`.devices` (with the board), :mod:`.maintenance`,
   :mod:`.ops` (rules reload, outbox), :mod:`.events` (the SSE stream)
@@ -25,8 +26,10 @@ from gateway.api.routes.devices import devices_router
 from gateway.api.routes.events import events_router
 from gateway.api.routes.maintenance import maintenance_router
 from gateway.api.routes.ops import ops_router
+from gateway.api.routes.people import people_router
 from gateway.api.routes.service import service_router
 from gateway.api.routes.tickets import tickets_router
+from gateway.api.routes.titles import titles_router
 
 __all__ = ["build_router"]
 
@@ -37,9 +40,10 @@ def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> AP
     ``local``: the control API on the data dir's Unix socket (mode 0600), which only the
     data dir's owner can open: callers are operators named by ``X-Gateway-User``.
     """
-    auth = build_auth(tokens, local)
+    auth = build_auth(tokens, local, ctx)
     router = APIRouter(prefix="/api/v1")
     router.include_router(whoami_router(auth))
+    router.include_router(people_router(ctx, auth, local))
     router.include_router(alarms_router(ctx, auth))
     router.include_router(tickets_router(ctx, auth))
     router.include_router(devices_router(ctx, auth))
@@ -47,4 +51,5 @@ def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> AP
     router.include_router(ops_router(ctx, auth))
     router.include_router(service_router(ctx, auth))
     router.include_router(events_router(ctx, auth))
+    router.include_router(titles_router(ctx, auth))
     return router

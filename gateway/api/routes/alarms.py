@@ -44,7 +44,7 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
 
     @router.get("/alarms", response_model=list[AlarmOut], responses=ERRORS, tags=["alarms"])
     async def list_alarms(
-        _: Viewer,
+        p: Viewer,
         request: Request,
         level: Annotated[list[Level] | None, Query(description="1-4; repeat for several")] = None,
         state: Annotated[
@@ -66,17 +66,22 @@ def alarms_router(ctx: ApiContext, auth: Auth) -> APIRouter:
 
         def build() -> tuple[bytes, str | None]:
             rows = ctx.store.find_alarms(states=states, levels=level, devices=devices, limit=limit, before=cursor)
-            return json_list(AlarmOut, [alarm_out(a, ctx.inventory) for a in rows]), next_cursor(rows, limit)
+            more = next_cursor(rows, limit)
+            out = [alarm_out(a, ctx.inventory) for a in rows]
+            if p.scoped:
+                out = [a for a in out if p.sees(a["site"], a["policy"])]
+            return json_list(AlarmOut, out), more
 
         return await list_response(request, build)
 
     @router.get("/alarms/{alarm_id}", response_model=AlarmOut, responses=ACT_ERRORS, tags=["alarms"])
-    async def get_alarm(_: Viewer, alarm_id: RowId) -> dict[str, Any]:
+    async def get_alarm(p: Viewer, alarm_id: RowId) -> dict[str, Any]:
         """One alarm."""
         a = await asyncio.to_thread(ctx.store.get_alarm, alarm_id)
-        if a is None:
+        out = alarm_out(a, ctx.inventory) if a is not None else None
+        if out is None or not p.sees(out["site"], out["policy"]):
             raise ApiError(404, "not_found", f"no alarm {alarm_id}")
-        return alarm_out(a, ctx.inventory)
+        return out
 
     @router.post("/alarms/{alarm_id}/ack", response_model=AlarmOut, responses=ACT_ERRORS, tags=["alarms"])
     async def ack_alarm(p: Operator, alarm_id: RowId) -> dict[str, Any]:

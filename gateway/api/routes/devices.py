@@ -149,7 +149,7 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
 
     @router.get("/devices", response_model=list[DeviceOut], responses=ERRORS, tags=["devices"])
     async def list_devices(
-        _: Viewer,
+        p: Viewer,
         request: Request,
         site: Annotated[list[str] | None, Query()] = None,
         liveness: Annotated[list[Literal["alive", "lost", "unmonitored"]] | None, Query()] = None,
@@ -166,7 +166,7 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         devices = _all_devices(ctx)
         by_dev = _open_alarms_by_device(ctx)
         body, more = await asyncio.to_thread(
-            _device_page, devices, by_dev, ctx.watchdog, site, list(liveness or []), limit, after
+            _device_page, [d for d in devices if p.sees(d.site, d.policy)], by_dev, ctx.watchdog, site, list(liveness or []), limit, after
         )
         headers = {}
         if more is not None:
@@ -178,10 +178,10 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     @router.get(
         "/devices/{device_id}", response_model=DeviceDetailOut, responses=ACT_ERRORS, tags=["devices"]
     )
-    async def get_device(_: Viewer, device_id: str) -> dict[str, Any]:
+    async def get_device(p: Viewer, device_id: str) -> dict[str, Any]:
         """One device with its recent alarms."""
         dev = ctx.inventory.get(device_id) or getattr(ctx.inventory, "unknown", {}).get(device_id)
-        if dev is None:
+        if dev is None or not p.sees(dev.site, dev.policy):
             raise ApiError(404, "not_found", f"no device {device_id!r}")
         out = device_out(dev, _open_alarms_by_device(ctx).get(dev.id, []), ctx.watchdog)
         rows = await asyncio.to_thread(ctx.store.find_alarms, devices=[dev.id], limit=100)
@@ -189,15 +189,16 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         return out
 
     @router.get("/board", response_model=BoardOut, responses=ERRORS, tags=["board"])
-    async def board(_: Viewer) -> dict[str, Any]:
-        """Everything the NOC board shows, in one snapshot."""
+    async def board(p: Viewer) -> dict[str, Any]:
+        """Everything the NOC board shows, in one snapshot (a customer's: its own sites and
+        contracts only, without the gateway's health)."""
         alarms = await asyncio.to_thread(ctx.store.find_alarms, states=OPEN_ALARM, limit=5000)
         tickets = await asyncio.to_thread(
             ctx.store.find_tickets,
             statuses=[s for s in STATUSES if s != "closed"],
             limit=5000,
         )
-        return {
+        out = {
             "now": iso(now(ctx)),
             "instance": ctx.config.gateway.instance,
             "timezone": ctx.config.gateway.timezone,
@@ -205,6 +206,12 @@ def devices_router(ctx: ApiContext, auth: Auth) -> APIRouter:
             "tickets": [ticket_dict(ctx, t) for t in tickets],
             "devices": _board_devices(ctx),
             "health": health(ctx),
+            "customers": {name: pol.customer for name, pol in ctx.config.policies.items() if pol.customer},
         }
+        if p.scoped:
+            for k in ("alarms", "tickets", "devices"):
+                out[k] = [r for r in out[k] if p.sees(r.get("site", ""), r.get("policy", ""))]
+            out["health"] = None
+        return out
 
     return router

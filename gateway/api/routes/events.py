@@ -36,7 +36,7 @@ def events_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     )
     async def stream(
         request: Request,
-        _: Viewer,
+        p: Viewer,
         types: Annotated[
             str | None, Query(description="comma-separated: alarm,ticket,sla.warning,sla.breach")
         ] = None,
@@ -52,7 +52,7 @@ def events_router(ctx: ApiContext, auth: Auth) -> APIRouter:
                 raise ApiError(422, "invalid_input", f"query.types: unknown type(s) {', '.join(sorted(bad))}")
         sub = ctx.bus.subscribe(types=(wanted | {"overflow", "closed"}) if wanted else None)
         return StreamingResponse(
-            _sse(sub, now(ctx)),
+            _sse(sub, now(ctx), p if p.scoped else None),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -60,7 +60,17 @@ def events_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     return router
 
 
-async def _sse(sub: Any, at: float) -> AsyncIterator[str]:
+def _visible(p: Principal, msg: dict[str, Any]) -> bool:
+    """A customer sees alarms and tickets of its sites and contracts; nothing else."""
+    data = msg["data"]
+    if msg["type"] in ("overflow", "closed"):
+        return True
+    if msg["type"] not in ("alarm", "ticket") or not isinstance(data, dict):
+        return False
+    return p.sees(str(data.get("site", "")), str(data.get("policy", "")))
+
+
+async def _sse(sub: Any, at: float, scope: Principal | None = None) -> AsyncIterator[str]:
     try:
         yield f"retry: 2000\nevent: hello\ndata: {json.dumps({'subscriber': sub.id, 'at': iso(at)})}\n\n"
         while True:
@@ -69,6 +79,8 @@ async def _sse(sub: Any, at: float) -> AsyncIterator[str]:
                 if sub.closed:
                     return
                 yield ": keepalive\n\n"
+                continue
+            if scope is not None and not _visible(scope, msg):
                 continue
             data = json.dumps(msg["data"], ensure_ascii=False, separators=(",", ":"), default=str)
             head = f"id: {msg['id']}\n" if msg["id"] else ""

@@ -65,8 +65,8 @@ def _add_open(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
         if dev_id is None:
             raise ApiError(422, "invalid_input", f"body.device: no device {body.device!r} in the inventory")
         reported_at = _epoch(ctx, body.reported_at) if body.reported_at is not None else None
-        actor = p.name  # the authenticated caller; a name in the body is only noted
-        behalf = body.actor if body.actor and body.actor != actor else ""
+        actor = p.actor  # the authenticated caller; a name in the body is only noted
+        behalf = body.actor if p.kind != "user" and body.actor and body.actor != actor else ""
         desk, inventory = ctx.desk, ctx.inventory
 
         def command(at: float) -> dict[str, Any]:
@@ -94,8 +94,8 @@ def _add_link(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
     Operator = Annotated[Principal, Depends(auth.operator)]
 
     async def link(p: Principal, ticket_id: int, alarm_id: int, body: LinkIn) -> dict[str, Any]:
-        actor = p.name  # the authenticated caller; a name in the body is only noted
-        behalf = body.actor if body.actor and body.actor != actor else ""
+        actor = p.actor  # the authenticated caller; a name in the body is only noted
+        behalf = body.actor if p.kind != "user" and body.actor and body.actor != actor else ""
         desk, book = ctx.desk, ctx.book
 
         def command(at: float) -> dict[str, Any]:
@@ -138,13 +138,16 @@ def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
 
     @router.get("/tickets", response_model=list[TicketOut], responses=ERRORS, tags=["tickets"])
     async def list_tickets(
-        _: Viewer,
+        p: Viewer,
         request: Request,
         status: Annotated[list[TicketStatus] | None, Query()] = None,
         closed: Annotated[bool | None, Query(description="false = every ticket not closed")] = None,
         level: Annotated[list[Level] | None, Query()] = None,
         site: Annotated[list[str] | None, Query()] = None,
         device: Annotated[list[str] | None, Query()] = None,
+        owner: Annotated[list[str] | None, Query(description="owner's account; '' = nobody owns it")] = None,
+        team: Annotated[list[str] | None, Query()] = None,
+        policy: Annotated[list[str] | None, Query(description="contract (policy) name")] = None,
         limit: Annotated[int, Query(ge=1, le=5000)] = 500,
         cursor: Cursor = None,
     ) -> Response:
@@ -157,19 +160,22 @@ def _add_reads(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
 
         def build() -> tuple[bytes, str | None]:
             rows = ctx.store.find_tickets(
-                statuses=statuses, levels=level, devices=device, sites=site, limit=limit, before=cursor
+                statuses=statuses, levels=level, devices=device, sites=site, owners=owner, teams=team,
+                policies=policy, limit=limit, before=cursor,
             )
-            return json_list(TicketOut, [ticket_dict(ctx, t) for t in rows]), next_cursor(rows, limit)
+            more = next_cursor(rows, limit)
+            out = [ticket_dict(ctx, t) for t in rows if p.sees(t.get("site", ""), t["policy"])]
+            return json_list(TicketOut, out), more
 
         return await list_response(request, build)
 
     @router.get(
         "/tickets/{ticket_id}", response_model=TicketDetailOut, responses=ACT_ERRORS, tags=["tickets"]
     )
-    async def get_ticket(_: Viewer, ticket_id: RowId) -> dict[str, Any]:
+    async def get_ticket(p: Viewer, ticket_id: RowId) -> dict[str, Any]:
         """One ticket with its timeline."""
         t = await asyncio.to_thread(ctx.store.get_ticket, ticket_id)
-        if t is None:
+        if t is None or not p.sees(t.get("site", ""), t["policy"]):
             raise ApiError(404, "not_found", f"no ticket {ticket_id}")
         out = ticket_dict(ctx, t)
         timeline = await asyncio.to_thread(ctx.store.timeline, ticket_id)
@@ -188,7 +194,29 @@ def _action_kwargs(name: str, body: ActionIn) -> dict[str, Any]:
         if body.fields is None:
             raise ApiError(422, "invalid_input", "body.fields: required for the report action")
         kw["fields"] = body.fields.model_dump(exclude_none=True)
+    elif name in ("assign", "hand_over"):
+        if body.to is None and (name == "hand_over" or body.team is None):
+            raise ApiError(422, "invalid_input", f"body.to: required for {name} (the account taking over)")
+        if body.to is not None:
+            kw["to"] = body.to
+        if body.team is not None:
+            kw["team"] = body.team
     return kw
+
+
+async def _check_person(ctx: ApiContext, name: str) -> None:
+    """An owner must be an enabled account that may act (when accounts exist at all)."""
+    store: Any = ctx.store
+    if not hasattr(store, "list_users"):
+        return
+    users = await asyncio.to_thread(store.list_users)
+    if not users:
+        return  # no accounts yet: owners are free names (service accounts, CLI logins)
+    user = next((u for u in users if u["name"] == name), None)
+    if user is None:
+        raise ApiError(422, "invalid_input", f"body.to: no account named {name!r} (see gateway user list)")
+    if user["disabled"] or user["role"] not in ("operator", "admin"):
+        raise ApiError(422, "invalid_input", f"body.to: {name!r} cannot own tickets (disabled or not an operator)")
 
 
 def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
@@ -209,8 +237,14 @@ def _add_act(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
         body = body or ActionIn()
         name = ACTION_MAP[action.value]
         kw = _action_kwargs(name, body)
-        actor = p.name  # the authenticated caller, whatever the body says
-        behalf = body.actor if body.actor and body.actor != actor else ""
+        # The authenticated caller acts; a name a service account or the CLI gives in the body is
+        # kept beside it as "on behalf of" (a person always acts as themselves).
+        actor = p.actor
+        behalf = body.actor if p.kind != "user" and body.actor and body.actor != actor else ""
+        if name == "take":
+            kw["owner"] = p.name if p.kind == "user" else (body.actor or p.name).removeprefix("user:")
+        if kw.get("to"):
+            await _check_person(ctx, kw["to"])
         desk, book = ctx.desk, ctx.book
 
         def command(at: float) -> dict[str, Any]:

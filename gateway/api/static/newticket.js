@@ -66,18 +66,7 @@
     return data;
   }
 
-  const STYLE = [
-    "#new-ticket { margin-left: 8px; font-size: 12px; }",
-    "#nt-form .nt-field { display: block; margin: 6px 0; }",
-    "#nt-form .nt-field > span { display: block; font-size: 12px; color: var(--muted); margin-bottom: 2px; }",
-    "#nt-form select { width: 100%; padding: 6px; font: inherit; background: #0c1117; color: var(--text);"
-      + " border: 1px solid var(--line); border-radius: 4px; }",
-    "#nt-form .hint { font-size: 12px; }",
-    ".nt-extra .nt-backdated { color: var(--warn, #d29922); }",
-  ].join("\n");
-
   function build() {
-    document.head.append(el("style", { text: STYLE }));
     const device = el("select", { id: "nt-device", required: true });
     const level = el("select", { id: "nt-level", required: true },
       ...[1, 2, 3, 4].map((n) => el("option", { value: n, "data-nt": "level" + n, text: t("level" + n), selected: n === 3 })));
@@ -255,11 +244,14 @@
     if (!box) return;
     let queued = false;
     // board.js redraws the list on every change: annotate the new cards once it is done.
-    new MutationObserver(() => {
+    // Cards sit in lanes below #tickets (subtree); our own additions do not count as a redraw.
+    const ours = (n) => n.nodeType === 1 && (n.classList.contains("nt-extra") || n.classList.contains("nt-action"));
+    new MutationObserver((muts) => {
+      if (muts.every((m) => [...m.addedNodes, ...m.removedNodes].every(ours))) return;
       if (queued) return;
       queued = true;
       queueMicrotask(() => { queued = false; annotate(false); schedule(); });
-    }).observe(box, { childList: true });
+    }).observe(box, { childList: true, subtree: true });
   }
 
   function init() { build(); watch(); }

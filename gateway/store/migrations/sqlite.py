@@ -138,6 +138,41 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX service_records_device ON service_records(device, ts);
         CREATE INDEX service_records_ticket ON service_records(ticket_id, id);
     """),
+    # People: named accounts, their personal API tokens and board sessions (digests only),
+    # and each ticket's owner and team beside it (filters; the ticket's data holds them too).
+    Migration(7, "people", """
+        CREATE TABLE ticket_owners (
+            ticket_id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL DEFAULT '',
+            team TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX ticket_owners_owner ON ticket_owners(owner);
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL,
+            display_name TEXT NOT NULL DEFAULT '',
+            password_hash TEXT NOT NULL DEFAULT '',
+            disabled INTEGER NOT NULL DEFAULT 0,
+            scope TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE user_tokens (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_name TEXT NOT NULL,
+            label TEXT NOT NULL DEFAULT '',
+            digest TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX user_tokens_user ON user_tokens(user_name);
+        CREATE UNIQUE INDEX user_tokens_digest ON user_tokens(digest);
+        CREATE TABLE sessions (
+            digest TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+    """),
 )
 
 LATEST = check_sequence(MIGRATIONS)
