@@ -72,7 +72,7 @@ def test_the_leader_holds_its_acknowledgements_while_postgresql_is_down(tmp_path
         cluster.stop()
         held = _inform(gw.port, 2, int(DOWN) + 30)  # resends every second until answered
         wait_until(lambda: _health(api)[0] == 503, 30)
-        status, body = _health(api)
+        _, body = _health(api)
         assert body["status"] == "unhealthy" and "commit failed" in body["reason"], body
         wait_until(lambda: "leader lease not renewed: the database does not answer" in gw.text(), 30)
         assert held.poll() is None  # not acknowledged: nothing is committed
