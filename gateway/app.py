@@ -105,13 +105,15 @@ class Gateway:
         self.store = open_store(cfg)
         self._stack.callback(self.store.close)
         self.ha: Any = None
-        if daemon and cfg.ha.enabled:
-            await self._become_leader()
 
         self.policies = build_policies(cfg)
         self.calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
         self.engine = load_rules(cfg)
         self.inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
+        if daemon and cfg.ha.enabled:
+            # A standby prepares what the config alone gives, then waits; the state (stored
+            # maintenance windows, alarms, tickets, keys) is read only once it leads.
+            await self._become_leader()
         self.maintenance = MaintenanceBook(self._maintenance_windows(cfg))
         self.maintenance_hooks = MaintenanceHooks(self)
 

@@ -67,7 +67,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     for s in cfg.adapters.snmp:
         print(f"  snmp {s.name}: udp://{s.host}:{s.port} communities={len(s.communities)} v3 users={len(s.users)}")
-    print(f"  store: {cfg.data_path(cfg.store.path)}")
+    from gateway.runtime.stores import describe_store
+
+    print(f"  store: {describe_store(cfg)}" + ("  (HA: leader lease of " f"{cfg.ha.lease:g} s)" if cfg.ha.enabled else ""))
     return 0
 
 

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +41,8 @@ class LeaderElection:
         self.lease = lease
         self.on_lost = on_lost
         self.token = 0
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self._unreachable = False
 
     @property
@@ -64,12 +66,17 @@ class LeaderElection:
         log.warning("leader: holding the lease as %s (token %d)", self.lease.holder, self.token)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._renew(), name="ha-lease")
+        """Renew from a thread of its own: the event loop may be busy (loading the state at
+        takeover, a long batch) for longer than the lease's local margin."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._renew, name="ha-lease", daemon=True)
+        self._thread.start()
 
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease.ttl / 4)  # why: renewing at a quarter of the lease length
-            ok = await asyncio.to_thread(self.lease.try_acquire)
+    def _renew(self) -> None:
+        while not self._stop.wait(self.lease.ttl / 4):  # renewing at a quarter of the lease length
+            ok = self.lease.try_acquire()
+            if self._stop.is_set():
+                return
             if self.lease.token != self.token or (not ok and self.lease.reachable):
                 self.on_lost(f"another instance holds the leader lease (token {self.lease.token}, ours {self.token})")
                 return
@@ -78,12 +85,9 @@ class LeaderElection:
             self._unreachable = not ok
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, self.lease.ttl)
         await asyncio.to_thread(self.lease.release)
         await asyncio.to_thread(self.lease.close)
 

@@ -35,13 +35,16 @@ def _free_udp() -> int:
 
 class Instance:
     def __init__(self, tmp: Path, name: str, location: str, env: dict[str, str] | None = None, *,
-                 dsn: str | None = None, api_port: int | None = None, lease: float = LEASE) -> None:
+                 dsn: str | None = None, api_port: int | None = None, lease: float = LEASE,
+                 extra: dict[str, Any] | None = None, instance: str | None = None) -> None:
         self.name = name
         self.port = _free_udp()
-        extra: dict[str, Any] = {"api": {"enabled": True, "port": api_port}} if api_port else {}
+        more: dict[str, Any] = {"api": {"enabled": True, "port": api_port}} if api_port else {}
         cfg = base_config(tmp / name, snmp_port=self.port, store={
             "backend": "postgresql", "dsn": dsn or pg_dsn(), "schema": pg_schema(location)},
-            ha={"enabled": True, "lease": f"{lease}s", "name": name}, **extra)
+            ha={"enabled": True, "lease": f"{lease}s", "name": name}, **more, **(extra or {}))
+        if instance:
+            cfg["gateway"]["instance"] = instance
         self.cfg = write_config(tmp / f"{name}.toml", cfg)
         self.log = tmp / f"{name}.log"
         with self.log.open("ab") as fh:
