@@ -265,10 +265,28 @@ class OutboxSection(_Strict):
     poll_interval: Duration = 30.0
 
 
+#: Shortest API token accepted (a bearer token is the whole credential).
+API_TOKEN_MIN = 16
+#: Placeholders from the docs that must never reach a running gateway.
+_PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "…", "...", "secret", "token"})
+
+
 class ApiToken(_Strict):
     token: SecretStr
     role: Literal["viewer", "operator"] = "viewer"
     name: str = ""
+
+    @field_validator("token")
+    @classmethod
+    def _strong(cls, v: SecretStr) -> SecretStr:
+        s = v.get_secret_value()
+        if not s.strip():
+            raise ValueError("empty token (remove the entry, or set a random token of at least 16 characters)")
+        if s.strip().lower() in _PLACEHOLDER_TOKENS:
+            raise ValueError("the placeholder from the docs is not a token; set a random one, e.g. `openssl rand -hex 16`")
+        if len(s) < API_TOKEN_MIN:
+            raise ValueError(f"token too short ({len(s)} characters; at least {API_TOKEN_MIN})")
+        return v
 
 
 class ApiSection(_Strict):
@@ -276,6 +294,16 @@ class ApiSection(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     tokens: list[ApiToken] = Field(default_factory=list)
+
+    @field_validator("tokens")
+    @classmethod
+    def _distinct(cls, v: list[ApiToken]) -> list[ApiToken]:
+        seen: dict[str, int] = {}
+        for i, t in enumerate(v):
+            j = seen.setdefault(t.token.get_secret_value(), i)
+            if j != i:
+                raise ValueError(f"tokens[{i}] repeats the token of tokens[{j}]; each entry needs its own token")
+        return v
 
 
 class Config(_Strict):
