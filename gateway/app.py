@@ -132,6 +132,7 @@ class Gateway:
             instance=cfg.gateway.instance,
             connectors=[h.name for h in cfg.helpdesk],
         )
+        self._harden(cfg)
         if not daemon:
             await self._start_offline()
             return
@@ -199,6 +200,16 @@ class Gateway:
             gc.collect()
         gc.freeze()
 
+
+    def _harden(self, cfg: Config) -> None:
+        """Unknown devices (ticket switch, cap, new ids per source) and the ticket circuit breaker."""
+        from gateway.core.admission import UnknownAdmission
+        from gateway.core.breaker import TicketBreaker
+
+        d, inv, tb = self.pipeline.decider, cfg.inventory, cfg.ticket_breaker
+        d.unknown_tickets = inv.unknown_tickets
+        d.admission = UnknownAdmission(inv.unknown_max, inv.unknown_new_per_minute, inv.unknown_burst)
+        d.breaker = TicketBreaker(tb.limit, tb.window) if tb.enabled else None
 
     async def _start_offline(self) -> None:
         """The writer's core only, for one CLI action: its API is called in-process."""
@@ -375,6 +386,11 @@ class Gateway:
             self.maintenance.replace_all(windows)
             self.book.recheck_suppressed()  # parents or windows may have changed
             self.engine, self.policies, self.inventory = engine, merged, inventory
+            d = p.decider
+            d.unknown_tickets = cfg.inventory.unknown_tickets
+            if d.admission is not None:  # adopted devices no longer count as unknown
+                for dev_id in [i for i in d.admission.admitted if inventory.lookup(i) is not None]:
+                    d.admission.forget(dev_id)
             for section in ("rules", "policies", "devices", "inventory", "maintenance"):
                 setattr(self.cfg, section, getattr(cfg, section))
 

@@ -233,6 +233,23 @@ class DeviceSection(_Strict):
 class InventorySection(_Strict):
     #: Policy for devices that name none (and for unknown devices).
     default_policy: str = "mine-monitoring"
+    #: Whether alarms of devices not in the inventory open tickets (they are always shown).
+    unknown_tickets: bool = False
+    #: Most unknown devices admitted; events of further new ids are counted and not decided.
+    unknown_max: int = Field(default=10_000, ge=0, le=1_000_000)
+    #: New unknown device ids admitted per minute per source (adapter), with a burst.
+    unknown_new_per_minute: float = Field(default=600.0, gt=0)
+    unknown_burst: int = Field(default=1000, ge=1)
+
+
+class TicketBreakerSection(_Strict):
+    """The ticket circuit breaker: a flood of new tickets becomes one storm ticket."""
+
+    enabled: bool = True
+    #: More than this many new tickets within `window` trips it; further alarms are recorded
+    #: without tickets until a whole window passes without one held back.
+    limit: int = Field(default=200, ge=1)
+    window: Duration = Field(default=60.0, gt=0)
 
 
 class CalendarsSection(_Strict):
@@ -313,6 +330,7 @@ class Config(_Strict):
     adapters: AdaptersSection = Field(default_factory=AdaptersSection)
     rules: RulesSection = Field(default_factory=RulesSection)
     inventory: InventorySection = Field(default_factory=InventorySection)
+    ticket_breaker: TicketBreakerSection = Field(default_factory=TicketBreakerSection)
     calendars: CalendarsSection = Field(default_factory=CalendarsSection)
     api: ApiSection = Field(default_factory=ApiSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
