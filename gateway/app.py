@@ -386,12 +386,22 @@ class Gateway:
             self.maintenance.replace_all(windows)
             self.book.recheck_suppressed()  # parents or windows may have changed
             self.engine, self.policies, self.inventory = engine, merged, inventory
-            d = p.decider
-            d.unknown_tickets = cfg.inventory.unknown_tickets
-            if d.admission is not None:  # adopted devices no longer count as unknown
-                for dev_id in [i for i in d.admission.admitted if inventory.lookup(i) is not None]:
-                    d.admission.forget(dev_id)
-            for section in ("rules", "policies", "devices", "inventory", "maintenance"):
+            d, inv, tb = p.decider, cfg.inventory, cfg.ticket_breaker
+            d.unknown_tickets = inv.unknown_tickets
+            adm = d.admission
+            if adm is not None:
+                adm.cap, adm.rate, adm.burst = inv.unknown_max, inv.unknown_new_per_minute / 60.0, float(inv.unknown_burst)
+                for dev_id in [i for i in adm.admitted if inventory.lookup(i) is not None]:
+                    adm.forget(dev_id)  # adopted into the inventory: no longer unknown
+            if not tb.enabled:
+                d.breaker = None
+            elif d.breaker is None:
+                from gateway.core.breaker import TicketBreaker
+
+                d.breaker = TicketBreaker(tb.limit, tb.window)
+            else:
+                d.breaker.limit, d.breaker.window = tb.limit, tb.window
+            for section in ("rules", "policies", "devices", "inventory", "maintenance", "ticket_breaker"):
                 setattr(self.cfg, section, getattr(cfg, section))
 
         await self.pipeline.execute(swap)
