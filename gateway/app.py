@@ -237,6 +237,15 @@ class Gateway:
                 self.watchdog.restore(json.loads(snap.read_text("utf-8")))
             except (ValueError, KeyError, TypeError) as e:
                 log.warning("liveness state %s unreadable, starting fresh: %s", snap, e)
+        adm = self.pipeline.decider.admission
+        if adm is not None:  # unknown devices watched before the restart count against the cap
+            unknown = [st.id for st in self.watchdog.devices() if self.inventory.lookup(st.id) is None]
+            over = [dev for dev in unknown if not adm.admit(dev, "restart", now, known_before=True)]
+            for dev in over:
+                self.watchdog.untrack(dev)
+            if over:
+                log.warning("liveness: %d unknown devices from %s not watched (over inventory.unknown_max = %d)",
+                            len(over), snap, adm.cap)
         for d in self.inventory:
             if d.heartbeat_interval is not None or d.device_class in lv.class_intervals:
                 self.watchdog.track(d.id, interval=d.heartbeat_interval, device_class=d.device_class, now=now)

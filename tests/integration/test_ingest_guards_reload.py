@@ -41,3 +41,25 @@ async def test_reload_applies_the_ingest_guards(tmp_path: Path) -> None:
         # Two tickets within the minute, then the breaker: one storm ticket for the rest.
         assert tickets() == ["gateway", "stranger-2", "stranger-3"]
         assert gw.pipeline.stats.tickets_held == 2
+
+
+async def test_unknown_devices_restored_after_a_restart_count_against_the_cap(tmp_path: Path) -> None:
+    """A liveness snapshot from before the cap (or with a larger one) does not bring back more
+    unknown devices than the cap: the rest are not watched, counted, and reported once."""
+    clock = ManualClock()
+    d = base_config(tmp_path / "var", rules={"packs": ["mine"]}, liveness={"default_interval": 60})
+    cfg_file = write_config(tmp_path / "config.toml", d)
+    async with Gateway(load_config(cfg_file), clock=clock) as gw:
+        for i in range(30):
+            assert gw.pipeline.offer(Event(clock.now(), "test", f"ghost-{i}", "heartbeat", {}))
+        await gw.pipeline.execute(lambda now: None)
+        assert gw.watchdog is not None and sum(f"ghost-{i}" in gw.watchdog for i in range(30)) == 30
+    d["inventory"] = {"default_policy": "mine-monitoring", "unknown_max": 10}
+    write_config(cfg_file, d)
+    async with Gateway(load_config(cfg_file), clock=clock) as gw:
+        assert gw.watchdog is not None and sum(f"ghost-{i}" in gw.watchdog for i in range(30)) == 10
+        adm = gw.pipeline.decider.admission
+        assert adm is not None and len(adm) == 10 and adm.overflow == 20
+        await gw.pipeline.execute(lambda now: None)
+        [alarm] = [a for a in gw.store.list_alarms() if a["key"] == "gateway/unknown-devices"]
+        assert alarm["attrs"]["overflow"] == 20
