@@ -50,12 +50,13 @@ async def test_invented_ids_open_no_tickets_and_are_capped(tmp_path: Path, mqtt_
     cfg = _cfg(tmp_path, host, port, prefix,
                inventory={"unknown_max": 800, "unknown_burst": 500, "unknown_new_per_minute": 6})
     async with Gateway(cfg) as gw:
+        t0 = time.monotonic()
         await _flood(host, port, prefix, IDS)
         adm = gw.pipeline.decider.admission
         assert adm is not None and gw.watchdog is not None
         await eventually(lambda: len(adm) + adm.rate_limited + adm.overflow >= IDS, timeout=30)
         # The burst of new ids (plus one every 10 s); the rest of the flood refused, counted.
-        assert 500 <= len(adm) <= 510 and adm.overflow == 0
+        assert 500 <= len(adm) <= 500 + (time.monotonic() - t0 + 1) / 10 and adm.overflow == 0
         assert adm.rate_limited == IDS - len(adm)
         tracked = [f"big-{i}" for i in range(IDS) if f"big-{i}" in gw.watchdog]
         assert len(tracked) == len(adm)
@@ -113,9 +114,9 @@ async def test_the_probe_with_default_settings_opens_no_device_tickets(
         refill = 10 * (time.monotonic() - t0 + 1)  # the default 600 new ids a minute meanwhile
         await eventually(lambda: (st := gw.watchdog.status("big-0")) is not None and st.lost, timeout=15)  # type: ignore[union-attr]
         await eventually(lambda: gw.pipeline.depth == 0)
-        tracked = sum(1 for i in range(IDS) if f"big-{i}" in gw.watchdog)
-        assert tracked <= 1000 + refill  # the default burst of new ids per source, plus the refill
-        await eventually(lambda: all(gw.watchdog.status(f"big-{i}").lost for i in range(0, tracked, 97)), timeout=15)  # type: ignore[union-attr]
+        tracked = [f"big-{i}" for i in range(IDS) if f"big-{i}" in gw.watchdog]
+        assert len(tracked) <= 1000 + refill  # the default burst of new ids per source, plus the refill
+        await eventually(lambda: all(gw.watchdog.status(d).lost for d in tracked[::97]), timeout=15)  # type: ignore[union-attr]
         device_tickets = [t for t in gw.store.list_tickets() if not t["alarm_key"].startswith("gateway/")]
         assert device_tickets == []
         assert not [a for a in gw.store.list_alarms() if a["device"].startswith("big-")]
