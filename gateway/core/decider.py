@@ -192,7 +192,8 @@ class Decider:
         breaker: the ticket circuit breaker (None: off). When it trips, one gateway alarm
             (``gateway.ticket_storm``) and its ticket stand for the tickets held back.
 
-    The gateway's own alarms (rules of the ``gateway`` pack) always open their tickets.
+    The gateway's alarms about itself (rules of the ``gateway`` pack keyed ``gateway/…``)
+    are never refused and always open their tickets.
     """
 
     def __init__(
@@ -381,10 +382,15 @@ class Decider:
         return dispatch(ch, dev, self.desk, self.policies, self.inventory.default_policy, self._gate_fn)
 
     def _own_rules(self) -> tuple[RuleEngine | None, frozenset[str], frozenset[str]]:
-        """``(engine, event names, rule ids)`` of the gateway pack (cached per engine)."""
+        """``(engine, event names, rule ids)`` of the gateway's alarms about itself: rules of
+        the gateway pack keyed ``gateway/…`` (not those about a device, like a trap storm
+        from a sender). Cached per engine."""
         own = self._own
         if own[0] is not self.engine:
-            rules = [r for r in getattr(self.engine, "rules", ()) if r.pack == "gateway"]
+            rules = [
+                r for r in getattr(self.engine, "rules", ())
+                if r.pack == "gateway" and str(getattr(r.source, "key", "")).startswith("gateway/")
+            ]
             own = self._own = (
                 self.engine,
                 frozenset(e for r in rules for e in r.events),
@@ -395,7 +401,7 @@ class Decider:
     def _ticket_gate(self, a: Alarm, dev: Device) -> str | None:
         """Asked before each ticket is opened: unknown devices, then the circuit breaker."""
         if a.rule_id in self._own_rules()[2]:
-            return None  # the gateway's own alarms: one each, always ticketed
+            return None  # the gateway's alarms about itself: one each, always ticketed
         if not dev.known and not self.unknown_tickets:
             return f"no ticket: {dev.id} is not in the inventory (adopt it to ticket its alarms)"
         br = self.breaker

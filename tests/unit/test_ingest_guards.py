@@ -128,3 +128,16 @@ def test_ticket_flood_becomes_one_storm_ticket_and_the_alarms_are_kept() -> None
     # ...and the budget is back.
     d = dec.step([ev(80, "d90", "power.lost")], T0 + 80)
     assert [t.alarm_key for t in d.tickets] == ["d90/power"]
+
+
+def test_the_gateways_own_alarms_pass_a_full_cap_and_an_open_breaker() -> None:
+    """Refusing unknown devices and holding tickets back must not silence the gateway about
+    itself: a broker outage still raises its alarm and opens its ticket."""
+    dec = guarded()
+    dec.admission = UnknownAdmission(cap=0, per_minute=1, burst=1)
+    dec.breaker = TicketBreaker(limit=1, window=60.0)
+    d = dec.step([ev(0, "d1", "power.lost"), ev(0, "d2", "power.lost"),
+                  ev(0, "mqtt://broker:1883", "mqtt.broker_unreachable", source="mqtt")], T0)
+    keys = [t.alarm_key for t in d.tickets]
+    assert keys[0] == "d1/power" and "gateway/mqtt://broker:1883" in keys and STORM_KEY in keys
+    assert "d2/power" not in keys and d.counts.tickets_held == 1
