@@ -65,6 +65,7 @@ def run_decider(stream: list[Any], batch: int) -> tuple[float, float]:
     from gateway.core.decider import Decider
 
     d = Decider(**_parts(), instance="bench", connectors=["hd"])
+    d.unknown_tickets = True  # the stream's devices are invented: let their alarms ticket, as before
     gc.collect()
     w, c = time.perf_counter(), time.process_time()
     for s in range(0, len(stream), batch):
@@ -86,6 +87,7 @@ def run_pipeline(stream: list[Any], batch: int) -> tuple[float, float]:
             instance="bench",
             connectors=["hd"],
         )
+        p.decider.unknown_tickets = True
         gc.collect()
         w, c = time.perf_counter(), time.process_time()
         for s in range(0, len(stream), batch):

@@ -85,6 +85,7 @@ def main() -> None:
     d["adapters"]["mqtt"] = [{"url": f"mqtt://127.0.0.1:{mqtt_port}",
                               "subscriptions": [{"topic": "soak/{device}/heartbeat", "kind": "heartbeat"}]}]
     d["liveness"] = {"default_interval": 5, "tolerance": 3}
+    d["inventory"] = {**d["inventory"], "unknown_burst": 10_000}  # all 2,000 heartbeating ids from the start
     d["helpdesk"] = [{"type": "webhook", "name": "hook", "url": f"http://127.0.0.1:{hook.server_port}/",
                       "secret": secrets.token_hex(16)}]
     (tmp / "config.toml").write_text(to_toml(d))

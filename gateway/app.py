@@ -147,6 +147,7 @@ class Gateway:
             default_policy=cfg.inventory.default_policy, tz=cfg.gateway.timezone,
         )
         self.pipeline.decider.notify_connector = cfg.people.notify_connector
+        self._harden(cfg)
         if not daemon:
             await self._start_offline()
             return
@@ -217,6 +218,16 @@ class Gateway:
         gc.freeze()
 
 
+    def _harden(self, cfg: Config) -> None:
+        """Unknown devices (ticket switch, cap, new ids per source) and the ticket circuit breaker."""
+        from gateway.core.admission import UnknownAdmission
+        from gateway.core.breaker import TicketBreaker
+
+        d, inv, tb = self.pipeline.decider, cfg.inventory, cfg.ticket_breaker
+        d.unknown_tickets = inv.unknown_tickets
+        d.admission = UnknownAdmission(inv.unknown_max, inv.unknown_new_per_minute, inv.unknown_burst)
+        d.breaker = TicketBreaker(tb.limit, tb.window) if tb.enabled else None
+
     async def _start_offline(self) -> None:
         """The writer's core only, for one CLI action: its API is called in-process."""
         from gateway.api.server import close_context, control_app
@@ -243,6 +254,15 @@ class Gateway:
                 self.watchdog.restore(json.loads(snap.read_text("utf-8")))
             except (ValueError, KeyError, TypeError) as e:
                 log.warning("liveness state %s unreadable, starting fresh: %s", snap, e)
+        adm = self.pipeline.decider.admission
+        if adm is not None:  # unknown devices watched before the restart count against the cap
+            unknown = [st.id for st in self.watchdog.devices() if self.inventory.lookup(st.id) is None]
+            over = [dev for dev in unknown if not adm.admit(dev, "restart", now, known_before=True)]
+            for dev in over:
+                self.watchdog.untrack(dev)
+            if over:
+                log.warning("liveness: %d unknown devices from %s not watched (over inventory.unknown_max = %d)",
+                            len(over), snap, adm.cap)
         for d in self.inventory:
             if d.heartbeat_interval is not None or d.device_class in lv.class_intervals:
                 self.watchdog.track(d.id, interval=d.heartbeat_interval, device_class=d.device_class, now=now)
@@ -450,7 +470,22 @@ class Gateway:
 
             self.service.reconfigure(build_aftersales(cfg), {d.id: d.policy for d in inventory},
                                      cfg.inventory.default_policy)
-            for section in ("rules", "policies", "devices", "inventory", "maintenance", "service", "teams", "people", "escalation"):
+            d, inv, tb = p.decider, cfg.inventory, cfg.ticket_breaker
+            d.unknown_tickets = inv.unknown_tickets
+            adm = d.admission
+            if adm is not None:
+                adm.cap, adm.rate, adm.burst = inv.unknown_max, inv.unknown_new_per_minute / 60.0, float(inv.unknown_burst)
+                for dev_id in [i for i in adm.admitted if inventory.lookup(i) is not None]:
+                    adm.forget(dev_id)  # adopted into the inventory: no longer unknown
+            if not tb.enabled:
+                d.breaker = None
+            elif d.breaker is None:
+                from gateway.core.breaker import TicketBreaker
+
+                d.breaker = TicketBreaker(tb.limit, tb.window)
+            else:
+                d.breaker.limit, d.breaker.window = tb.limit, tb.window
+            for section in ("rules", "policies", "devices", "inventory", "maintenance", "service", "teams", "people", "escalation", "ticket_breaker"):
                 setattr(self.cfg, section, getattr(cfg, section))
 
         await self.pipeline.execute(swap)

@@ -357,6 +357,23 @@ class DeviceSection(_Strict):
 class InventorySection(_Strict):
     #: Policy for devices that name none (and for unknown devices).
     default_policy: str = "mine-monitoring"
+    #: Whether alarms of devices not in the inventory open tickets (they are always shown).
+    unknown_tickets: bool = False
+    #: Most unknown devices admitted; events of further new ids are counted and not decided.
+    unknown_max: int = Field(default=10_000, ge=0, le=1_000_000)
+    #: New unknown device ids admitted per minute per source (adapter), with a burst.
+    unknown_new_per_minute: float = Field(default=600.0, gt=0)
+    unknown_burst: int = Field(default=1000, ge=1)
+
+
+class TicketBreakerSection(_Strict):
+    """The ticket circuit breaker: a flood of new tickets becomes one storm ticket."""
+
+    enabled: bool = True
+    #: More than this many new tickets within `window` trips it; further alarms are recorded
+    #: without tickets until a whole window passes without one held back.
+    limit: int = Field(default=200, ge=1)
+    window: Duration = Field(default=60.0, gt=0)
 
 
 class CalendarsSection(_Strict):
@@ -399,10 +416,28 @@ class OutboxSection(_Strict):
     poll_interval: Duration = 30.0
 
 
+#: Shortest API token accepted (a bearer token is the whole credential).
+API_TOKEN_MIN = 16
+#: Placeholders from the docs that must never reach a running gateway.
+_PLACEHOLDER_TOKENS = frozenset({"change-me", "changeme", "…", "...", "secret", "token"})
+
+
 class ApiToken(_Strict):
     token: SecretStr
     role: Literal["viewer", "operator", "admin"] = "viewer"
     name: str = ""
+
+    @field_validator("token")
+    @classmethod
+    def _strong(cls, v: SecretStr) -> SecretStr:
+        s = v.get_secret_value()
+        if not s.strip():
+            raise ValueError("empty token (remove the entry, or set a random token of at least 16 characters)")
+        if s.strip().lower() in _PLACEHOLDER_TOKENS:
+            raise ValueError("the placeholder from the docs is not a token; set a random one, e.g. `openssl rand -hex 16`")
+        if len(s) < API_TOKEN_MIN:
+            raise ValueError(f"token too short ({len(s)} characters; at least {API_TOKEN_MIN})")
+        return v
 
 
 class ApiSection(_Strict):
@@ -420,6 +455,16 @@ class ApiSection(_Strict):
     #: OpenAPI document at /api/v1/openapi.json is always served.
     docs: bool = False
 
+    @field_validator("tokens")
+    @classmethod
+    def _distinct(cls, v: list[ApiToken]) -> list[ApiToken]:
+        seen: dict[str, int] = {}
+        for i, t in enumerate(v):
+            j = seen.setdefault(t.token.get_secret_value(), i)
+            if j != i:
+                raise ValueError(f"tokens[{i}] repeats the token of tokens[{j}]; each entry needs its own token")
+        return v
+
 
 class Config(_Strict):
     gateway: GatewaySection = Field(default_factory=GatewaySection)
@@ -428,6 +473,7 @@ class Config(_Strict):
     adapters: AdaptersSection = Field(default_factory=AdaptersSection)
     rules: RulesSection = Field(default_factory=RulesSection)
     inventory: InventorySection = Field(default_factory=InventorySection)
+    ticket_breaker: TicketBreakerSection = Field(default_factory=TicketBreakerSection)
     calendars: CalendarsSection = Field(default_factory=CalendarsSection)
     api: ApiSection = Field(default_factory=ApiSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)

@@ -157,6 +157,11 @@ class MqttConfig(BaseModel):
         client: the receive path: ``wire`` (default; the gateway's own MQTT 3.1.1 subscriber
             connection, batched reads) or ``aiomqtt`` (aiomqtt 2.5 on paho, the reference it
             is tested against). Both behave the same; ``wire`` costs a fraction per message.
+        identity: ``any`` (default) or ``topic``: the device is the topic's ``{device}``
+            level only, which broker ACLs bind to the connection (Mosquitto:
+            ``pattern write site/+/device/%u/#``); every subscription must then have a
+            ``{device}`` level, and a payload whose ``device`` field names another device
+            is rejected (``rejected.identity_mismatch``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -187,6 +192,7 @@ class MqttConfig(BaseModel):
     watch_sys: bool = False
     log_samples_per_minute: int = Field(default=10, ge=0)
     client: Literal["wire", "aiomqtt"] = "wire"
+    identity: Literal["any", "topic"] = "any"
 
     @field_validator("url")
     @classmethod
@@ -210,6 +216,13 @@ class MqttConfig(BaseModel):
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         if self.tls is not None and not self.tls_enabled:
             raise ValueError("tls settings given but url is not mqtts://")
+        if self.identity == "topic":
+            for i, sub in enumerate(self.subscriptions):
+                if sub.template.device_pos is None:
+                    raise ValueError(
+                        f'identity = "topic" needs a {{device}} level in every subscription topic '
+                        f"(subscriptions[{i}] {sub.topic!r} has none)"
+                    )
         return self
 
     @property

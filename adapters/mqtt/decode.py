@@ -240,6 +240,9 @@ class PayloadDecoder:
                 dev = attrs.get("device")
                 if isinstance(dev, str) and dev:
                     raw_device = dev
+            elif cfg.identity == "topic" and "device" in attrs and attrs["device"] != raw_device:
+                # The topic's device is the connection's (broker ACLs): a payload may not name another.
+                raise Rejected("identity_mismatch", f"payload names device {str(attrs['device'])[:64]!r}")
         elif kind in ("status", "alarm") and name != LOST:
             raise Rejected("empty", f"empty {kind} payload")
         if raw_device is None:

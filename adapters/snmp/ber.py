@@ -13,7 +13,7 @@ BER type                                                     Python value
 INTEGER, Counter32, Gauge32/Unsigned32, TimeTicks, Counter64  ``int``
 OCTET STRING, Opaque                                          ``bytes``
 OBJECT IDENTIFIER                                             ``str`` ``"1.3.6.1"``
-IpAddress                                                     ``str`` ``"10.0.0.1"``
+IpAddress                                                     :class:`IpAddress` (a ``str``) ``"10.0.0.1"``
 NULL, noSuchObject, noSuchInstance, endOfMibView              ``None``
 ==========================================================  =====================
 
@@ -79,6 +79,7 @@ __all__ = [
     "V1",
     "V2C",
     "V3",
+    "IpAddress",
     "TrapMessage",
     "Typed",
     "decode",
@@ -135,6 +136,14 @@ _ZERO_ERRORS = b"\x02\x01\x00\x02\x01\x00"
 
 _OID_CACHE: dict[bytes, str] = {}
 _OID_ENC_CACHE: dict[str, bytes] = {}
+
+
+class IpAddress(str):
+    """A decoded IpAddress value: a dotted-quad ``str`` that remembers its wire type, so a
+    caller can tell it from an OBJECT IDENTIFIER that merely looks like one
+    (``snmpTrapAddress.0`` is honoured only as an IpAddress)."""
+
+    __slots__ = ()
 
 
 class Typed(NamedTuple):
@@ -382,7 +391,7 @@ def _decode_varbinds(data: bytes, pos: int, end: int, v2: bool) -> list[tuple[st
             if v2 and ve - vs > _OCTETS_MAX:
                 raise DecodeError("bad_value", f"OCTET STRING of {ve - vs} octets at offset {vs}")
         elif t == 0x40:
-            value = _ip(data, vs, ve, "varbind value")
+            value = IpAddress(_ip(data, vs, ve, "varbind value"))
         elif t == 0x05 or (v2 and 0x80 <= t <= 0x82):
             if ve != vs:
                 raise DecodeError("bad_length", f"NULL-like value 0x{t:02x} with content at offset {vs}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = ["SnmpListenerConfig", "SnmpV3User", "StormConfig"]
 
@@ -25,6 +25,21 @@ class SnmpV3User(BaseModel):
     priv_key: SecretStr | None = None
     #: Engine IDs (hex, e.g. "0x8000000001020304") whose traps are accepted for this user.
     engine_ids: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keys(self) -> SnmpV3User:
+        # USM derives keys from pass phrases of at least 8 octets (RFC 3414 §11.2).
+        for what, proto, key in (("auth", self.auth_protocol, self.auth_key), ("priv", self.priv_protocol, self.priv_key)):
+            if proto == "none":
+                continue
+            n = len(key.get_secret_value().encode()) if key is not None else 0
+            if n == 0:
+                raise ValueError(f"{what}_protocol {proto} needs a {what}_key (at least 8 characters)")
+            if n < 8:
+                raise ValueError(f"{what}_key too short ({n} characters; USM needs at least 8)")
+        if self.priv_protocol != "none" and self.auth_protocol == "none":
+            raise ValueError("priv_protocol needs an auth_protocol (USM has no privacy without authentication)")
+        return self
 
 
 class StormConfig(BaseModel):
@@ -51,6 +66,15 @@ class SnmpListenerConfig(BaseModel):
     communities: list[str] = Field(default_factory=lambda: ["public"])
     #: Source networks allowed to send (empty = any).
     allowed_sources: list[str] = Field(default_factory=list)
+    #: Networks of trap relays (forwarders) whose snmpTrapAddress.0 (an IpAddress) names the
+    #: originating device; from anyone else it is ignored and counted (empty = no relays).
+    trusted_relays: list[str] = Field(default_factory=list)
+    #: SNMPv3 discovery Reports per second per source (an unauthenticated probe gets one;
+    #: beyond the rate they are dropped and counted), with this burst.
+    report_rate: float = Field(default=1.0, gt=0)
+    report_burst: int = Field(default=5, ge=1)
+    #: SNMPv3 discovery Reports per second in all (spoofed sources share this budget).
+    report_rate_total: float = Field(default=50.0, gt=0)
     #: Reject v1/v2c entirely (accept only SNMPv3 USM).
     v3_only: bool = False
     users: list[SnmpV3User] = Field(default_factory=list)
@@ -63,7 +87,7 @@ class SnmpListenerConfig(BaseModel):
     mib_dirs: list[str] = Field(default_factory=list)
     storm: StormConfig = Field(default_factory=StormConfig)
 
-    @field_validator("allowed_sources")
+    @field_validator("allowed_sources", "trusted_relays")
     @classmethod
     def _cidrs(cls, v: list[str]) -> list[str]:
         for net in v:

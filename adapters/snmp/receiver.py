@@ -20,6 +20,7 @@ from adapters.base import AdapterContext, Counters, EventSink, RateLimitedLog
 from adapters.snmp import ber
 from adapters.snmp.config import SnmpListenerConfig
 from adapters.snmp.fastpath import RepeatCache, split_v2c_trap
+from adapters.snmp.ratelimit import SourceLimiter
 from adapters.snmp.rfc3584 import v1_trap_oid
 from adapters.snmp.storm import StormGuard
 from gateway.clock import Clock
@@ -73,6 +74,10 @@ class EventBuilder:
     def __init__(self, resolver: Any, source: str) -> None:
         self.resolver = resolver
         self.source = source
+        #: Whether a peer is a trusted relay (its snmpTrapAddress.0 names the device).
+        self.trusted: Callable[[str], bool] = lambda _ip: False
+        #: Told ``(reason, peer, value)`` when an address naming another device is ignored.
+        self.ignored: Callable[[str, str, Any], None] = lambda _r, _p, _v: None
         self._trap_names: dict[str, str] = {}
         self._attr_names: dict[str, str] = {}
 
@@ -107,7 +112,10 @@ class EventBuilder:
             attrs["enterprise"] = self.trap_name(msg.enterprise or "")
             if msg.agent_addr and msg.agent_addr != "0.0.0.0":
                 attrs["agentAddress"] = msg.agent_addr
-                device = msg.agent_addr
+                if msg.agent_addr == peer_ip or self.trusted(peer_ip):
+                    device = msg.agent_addr
+                else:
+                    self.ignored("agent_address_untrusted", peer_ip, msg.agent_addr)
             varbinds = msg.varbinds
         else:
             vbs = msg.varbinds
@@ -131,13 +139,27 @@ class EventBuilder:
         for oid, val in varbinds:
             if oid == SNMP_TRAP_OID_0:
                 continue
-            if oid == SNMP_TRAP_ADDRESS_0 and isinstance(val, str):
-                device = val  # a relay forwarded it: the originator is named here
+            if oid == SNMP_TRAP_ADDRESS_0:
+                named = self.relayed(val, peer_ip)
+                if named is not None:
+                    device = named  # a trusted relay forwarded it: the originator is named here
             key = names.get(oid) or attr_name(oid)
             if key in attrs:
                 key = oid
             attrs[key] = _text(val) if type(val) is bytes else val
         return Event(now, self.source, device, self.trap_name(trap_oid), attrs, peer_ip)
+
+    def relayed(self, val: Any, peer_ip: str) -> str | None:
+        """The device an ``snmpTrapAddress.0`` value names, if it may: only an IpAddress,
+        and only from a trusted relay (or naming the sender itself); else None (told to
+        :attr:`ignored`)."""
+        if type(val) is not ber.IpAddress:
+            self.ignored("trap_address_not_ip", peer_ip, val)
+            return None
+        if val != peer_ip and not self.trusted(peer_ip):
+            self.ignored("trap_address_untrusted", peer_ip, val)
+            return None
+        return str(val)
 
 
 class SnmpAdapter:
@@ -162,6 +184,14 @@ class SnmpAdapter:
         self._communities = frozenset(c.encode() for c in config.communities)
         self._nets = [ipaddress.ip_network(n, strict=False) for n in config.allowed_sources]
         self._allowed_cache: dict[str, bool] = {}
+        self._relays = [ipaddress.ip_network(n, strict=False) for n in config.trusted_relays]
+        self._relay_cache: dict[str, bool] = {}
+        self.builder.trusted = self._trusted
+        self.builder.ignored = self._ignored
+        self.reports = SourceLimiter(config.report_rate, config.report_burst, config.report_rate_total)
+        # Rejected community strings are logged by length and a keyed hash: equal strings
+        # look equal within one run, and the log never holds a guessable secret.
+        self._hash_key = os.urandom(16)
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -259,16 +289,22 @@ class SnmpAdapter:
                     break
 
     def _allowed(self, ip: str) -> bool:
-        ok = self._allowed_cache.get(ip)
-        if ok is None:
-            try:
-                addr = ipaddress.ip_address(ip)
-                ok = any(addr in n for n in self._nets)
-            except ValueError:
-                ok = False
-            if len(self._allowed_cache) < 65_536:
-                self._allowed_cache[ip] = ok
-        return ok
+        return _in_nets(ip, self._nets, self._allowed_cache)
+
+    def _trusted(self, ip: str) -> bool:
+        return bool(self._relays) and _in_nets(ip, self._relays, self._relay_cache)
+
+    def _ignored(self, reason: str, peer_ip: str, value: Any) -> None:
+        self.counters.inc("untrusted." + reason)
+        self._rlog.warning(
+            reason, "%s: ignored the device address %r in a trap from %s: %s (see trusted_relays)",
+            self.name, str(value)[:64], peer_ip, reason,
+        )
+
+    def _secret_hint(self, secret: bytes) -> str:
+        """What a log may say about a rejected secret: its length and a short keyed hash."""
+        digest = hashlib.blake2b(secret, key=self._hash_key, digest_size=3).hexdigest()
+        return f"{len(secret)} bytes, hash {digest}"
 
     def _reject(self, reason: str, peer_ip: str, detail: str = "") -> None:
         self.counters.inc("rejected." + reason)
@@ -295,7 +331,9 @@ class SnmpAdapter:
         split = split_v2c_trap(data) if repeats is not None and not self.config.v3_only else None
         if split is not None:
             hit = repeats.get(split[2])  # type: ignore[union-attr]
-            if hit is not None and split[0] in self._communities:
+            if hit is not None and split[0] in self._communities and (
+                hit[2] is None or hit[2] == peer_ip or self._trusted(peer_ip)
+            ):
                 name, tmpl, named = hit
                 attrs: dict[str, Any] = {"sysUpTime": split[1]}
                 attrs.update(tmpl)
@@ -312,16 +350,19 @@ class SnmpAdapter:
                 msg = result.message
                 respond = result.respond
                 if msg is None:  # discovery or report: answer at once, nothing to record
-                    if respond is not None:
-                        self._send(respond(), peer)
                     c.inc("v3.discovery")
+                    if respond is not None:
+                        if self.reports.allow(peer_ip, now):
+                            self._send(respond(), peer)
+                        else:  # a reflector must not be: Reports are rate-limited per source
+                            c.inc("v3.reports_limited")
                     return
             else:
                 if self.config.v3_only:
                     raise DecodeError("v1v2c_disabled", "listener accepts SNMPv3 only")
                 msg = ber.decode(data)
                 if msg.community not in self._communities:
-                    raise DecodeError("bad_community", repr(msg.community[:32]))
+                    raise DecodeError("bad_community", self._secret_hint(msg.community))
                 respond = None
                 if msg.pdu_type == ber.PDU_INFORM:
                     respond = functools.partial(ber.encode_response, msg)
@@ -330,8 +371,11 @@ class SnmpAdapter:
             ev = self.builder.build(msg, peer_ip, now)
             if split is not None and msg.pdu_type == ber.PDU_TRAP_V2 and "sysUpTime" in ev.attrs:
                 tmpl = {k: v for k, v in ev.attrs.items() if k != "sysUpTime"}
-                named = any(oid == SNMP_TRAP_ADDRESS_0 for oid, _ in msg.varbinds)
-                repeats.put(split[2], ev.name, tmpl, ev.device if named else None)  # type: ignore[union-attr]
+                addr = next((v for oid, v in msg.varbinds if oid == SNMP_TRAP_ADDRESS_0), None)
+                if addr is None:
+                    repeats.put(split[2], ev.name, tmpl, None)  # type: ignore[union-attr]
+                elif ev.device == addr:  # honoured: repeats from a trusted relay (or itself) may reuse it
+                    repeats.put(split[2], ev.name, tmpl, str(addr))  # type: ignore[union-attr]
         except DecodeError as e:
             self._reject(e.reason, peer_ip, e.detail)
             return
@@ -423,6 +467,19 @@ class SnmpAdapter:
                 sock.sendto(data, peer)
             except OSError as e:
                 self._rlog.warning("send", "%s: send to %s failed: %s", self.name, peer[0], e)
+
+
+def _in_nets(ip: str, nets: list[Any], cache: dict[str, bool]) -> bool:
+    ok = cache.get(ip)
+    if ok is None:
+        try:
+            addr = ipaddress.ip_address(ip)
+            ok = any(addr in n for n in nets)
+        except ValueError:
+            ok = False
+        if len(cache) < 65_536:
+            cache[ip] = ok
+    return ok
 
 
 def _build_v3(config: SnmpListenerConfig, state_dir: str | os.PathLike[str] | None) -> Any:

@@ -21,6 +21,7 @@ from pysnmp.proto import error as perror
 from pysnmp.proto.api import v2c
 from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel
 
+from adapters.snmp import ber
 from adapters.snmp.ber import PDU_INFORM, PDU_TRAP_V2, TrapMessage
 from gateway.errors import DecodeError
 
@@ -312,7 +313,7 @@ def _parse_header(data: bytes) -> _Header:
 def _convert(v: Any) -> Any:
     """pysnmp value → the codec's Python value (see the v1/v2c codec's mapping table)."""
     if isinstance(v, rfc1902.IpAddress):
-        return ".".join(str(b) for b in v.asOctets())
+        return ber.IpAddress(".".join(str(b) for b in v.asOctets()))
     if isinstance(v, univ.Null):  # before OCTET STRING: pyasn1's Null derives from it
         return None
     if isinstance(v, univ.OctetString):

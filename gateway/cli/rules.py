@@ -201,6 +201,7 @@ def cmd_rules_test(args: argparse.Namespace) -> int:
         desk.load(store.load_open_tickets(), next_ticket)
         store.close()
     decider = Decider(engine=engine, inventory=inventory, book=book, desk=desk, policies=policies, tracing=True)
+    decider.unknown_tickets = cfg.inventory.unknown_tickets
 
     reports = []
     for ev in events:
@@ -389,6 +390,7 @@ def cmd_rules_replay(args: argparse.Namespace) -> int:
         "default_policy": cfg.inventory.default_policy,
         "windows": windows_from_config(cfg),
         "settle": settle,
+        "unknown_tickets": cfg.inventory.unknown_tickets,
     }
     new = replay(events, new_engine, **common)
     live = replay(events, load_rules(cfg), **common) if args.compare else None

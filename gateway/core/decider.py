@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from gateway.core.admission import REFUSED_EVENT, UnknownAdmission
 from gateway.core.alarms import (
     CLEARED_CHANGE,
     FLAPPING,
@@ -50,6 +51,7 @@ from gateway.core.alarms import (
     AlarmBook,
     AlarmChange,
 )
+from gateway.core.breaker import STORM_EVENT, STORM_KEY, BreakerNotice, TicketBreaker
 from gateway.core.inventory import Inventory
 from gateway.core.reactions import Outcome, dispatch
 from gateway.core.sla import ClockNotice, Policy
@@ -96,6 +98,10 @@ class Counts:
     tickets_opened: int = 0
     sla_warnings: int = 0
     sla_breaches: int = 0
+    #: Tickets the circuit breaker held back (their alarms are recorded).
+    tickets_held: int = 0
+    #: Events of unknown devices not admitted (cap reached or too many new ids).
+    unknown_refused: int = 0
 
 
 @dataclass(slots=True)
@@ -178,6 +184,16 @@ class Decider:
         recorder: called with every event decided (including losses and restorations).
         telemetry: called with ``(event, device)`` for every event before classification;
             must be O(1).
+        unknown_tickets: whether alarms of devices not in the inventory open tickets
+            (default no: they are shown and counted until adopted into the inventory).
+        admission: caps the unknown devices and rate-limits new ids per source (None: all
+            admitted). Events of refused ids are counted, not decided; one gateway alarm
+            (``gateway.unknown_devices``) says so.
+        breaker: the ticket circuit breaker (None: off). When it trips, one gateway alarm
+            (``gateway.ticket_storm``) and its ticket stand for the tickets held back.
+
+    The gateway's alarms about itself (rules of the ``gateway`` pack keyed ``gateway/…``)
+    are never refused and always open their tickets.
     """
 
     def __init__(
@@ -204,6 +220,7 @@ class Decider:
         self.watchdog = watchdog
         self.liveness_events: frozenset[str] = frozenset({"heartbeat", "status"})
         self.track_unknown = True
+        self._now = 0.0
         self.liveness_scan = 20_000
         self.loss_chunk = 500
         self.recorder: Callable[[Event], object] | None = None
@@ -213,6 +230,12 @@ class Decider:
         #: The outbox connector escalation notices are written for (``""``: none are
         #: written; the steps are still recorded on the tickets and their timelines).
         self.notify_connector = ""
+        self.unknown_tickets = False
+        self.admission: UnknownAdmission | None = None
+        self.breaker: TicketBreaker | None = None
+        self._own: tuple[RuleEngine | None, frozenset[str], frozenset[str]] = (None, frozenset(), frozenset())
+        self._gate_fn = self._ticket_gate
+        self._held = 0
 
     @property
     def suppressor(self) -> Suppressor:
@@ -231,6 +254,7 @@ class Decider:
             The rows to write, the changes to publish, the counts, the commands' results.
         """
         work: list[Any] = list(items)
+        self._now = now
         wd = self.watchdog
         if wd is not None:
             work.append(_LOSSES_DUE)
@@ -248,6 +272,11 @@ class Decider:
         tel = self.telemetry
         beats = self.liveness_events
         tr: Trace | None = None
+        adm = self.admission
+        own_events = self._own_rules()[1] if adm is not None else frozenset()
+        unknown = self.inventory.unknown
+        refused = 0
+        self._held = 0
         for item in work:  # items appended meanwhile (restorations, losses) are decided too
             if isinstance(item, Event):
                 ev = item
@@ -264,6 +293,12 @@ class Decider:
             if rec is not None:
                 rec(ev)
             dev = resolve(ev.device)
+            if adm is not None and not dev.known and dev.id not in adm.admitted and ev.name not in own_events:
+                tracked = wd is not None and dev.id in wd  # watched before a restart
+                if not adm.admit(dev.id, ev.source, now, known_before=tracked):
+                    unknown.pop(dev.id, None)
+                    refused += 1
+                    continue
             if tel is not None:
                 tel(ev, dev)
             if wd is not None and (ev.name in beats or ev.name == "heartbeat.lost"):
@@ -293,6 +328,11 @@ class Decider:
             trace.append(tr)
         for ch in book.tick(now):
             react(ch, resolve(ch.alarm.device), changes, counts, tr)
+        # The gateway's own alarms about refused unknown devices and held-back tickets.
+        counts.unknown_refused = refused
+        for ev in self._own_events(now):
+            self._decide_one(ev, changes, counts, tr)
+        counts.tickets_held = self._held
         for t, notice in desk.tick(now):
             if notice.fraction >= 1.0:
                 counts.sla_breaches += 1
@@ -324,6 +364,10 @@ class Decider:
         due = self.book.next_deadline()
         if due is not None and (nxt is None or due < nxt):
             nxt = due
+        br = self.breaker
+        due = br.next_due() if br is not None else None
+        if due is not None and (nxt is None or due < nxt):
+            nxt = due
         return nxt
 
     # -- stages ----------------------------------------------------------------------------
@@ -340,7 +384,81 @@ class Decider:
         return wd.heartbeat(dev.id, ev.ts)
 
     def _dispatch(self, ch: AlarmChange, dev: Device) -> Outcome:
-        return dispatch(ch, dev, self.desk, self.policies, self.inventory.default_policy)
+        return dispatch(ch, dev, self.desk, self.policies, self.inventory.default_policy, self._gate_fn)
+
+    def _own_rules(self) -> tuple[RuleEngine | None, frozenset[str], frozenset[str]]:
+        """``(engine, event names, rule ids)`` of the gateway's alarms about itself: rules of
+        the gateway pack keyed ``gateway/…`` (not those about a device, like a trap storm
+        from a sender). Cached per engine."""
+        own = self._own
+        if own[0] is not self.engine:
+            rules = [
+                r for r in getattr(self.engine, "rules", ())
+                if r.pack == "gateway" and str(getattr(r.source, "key", "")).startswith("gateway/")
+            ]
+            own = self._own = (
+                self.engine,
+                frozenset(e for r in rules for e in r.events),
+                frozenset(r.id for r in rules),
+            )
+        return own
+
+    def _ticket_gate(self, a: Alarm, dev: Device) -> str | None:
+        """Asked before each ticket is opened: unknown devices, then the circuit breaker."""
+        if a.rule_id in self._own_rules()[2]:
+            return None  # the gateway's alarms about itself: one each, always ticketed
+        if not dev.known and not self.unknown_tickets:
+            return f"no ticket: {dev.id} is not in the inventory (adopt it to ticket its alarms)"
+        br = self.breaker
+        if br is not None and not br.allow(self._now):
+            self._held += 1
+            return (
+                f"no ticket: ticket circuit breaker open (more than {br.limit} new tickets in "
+                f"{br.window:g} s; {br.held} held back, see the ticket of {STORM_KEY})"
+            )
+        return None
+
+    def _own_events(self, now: float) -> list[Event]:
+        out: list[Event] = []
+        adm = self.admission
+        if adm is not None:
+            report = adm.take_report()
+            if report is not None:
+                out.append(Event(now, "gateway", "gateway", REFUSED_EVENT, report))
+        br = self.breaker
+        if br is not None:
+            for n in br.tick(now):
+                if n.state == "ended":
+                    self._storm_summary(n, now)
+                out.append(Event(now, "gateway", "gateway", STORM_EVENT, n.attrs()))
+        return out
+
+    def _storm_summary(self, n: BreakerNotice, now: float) -> None:
+        """The storm ticket's last word before its alarm clears: what was held back."""
+        a = self.book.open.get(STORM_KEY)
+        if a is None or a.ticket_id is None or a.ticket_id not in self.desk.open:
+            return
+        try:
+            self.desk.act(
+                a.ticket_id, "comment", now, "gateway",
+                f"ticket storm over: {n.held} tickets held back (more than {n.limit} new tickets in "
+                f"{n.window:g} s); their alarms are recorded without tickets",
+            )
+        except Exception:  # a ticket-side bug must not lose the step
+            log.exception("storm summary on ticket %s failed", a.ticket_id)
+
+    def _decide_one(self, ev: Event, changes: list[Change], counts: Counts, tr: Trace | None) -> None:
+        """One event of the gateway's own, decided like any other (after the timers)."""
+        if self.recorder is not None:
+            self.recorder(ev)
+        dev = self.inventory.resolve(ev.device)
+        cs = self.engine.classify(ev, dev)
+        counts.classified += bool(cs)
+        counts.unclassified += not cs
+        for c in cs:
+            for ch in self.book.fold(c, ev, dev, ev.ts):
+                if ch.kind != REPEATED:
+                    self._react(ch, dev, changes, counts, tr)
 
     def _react(
         self, ch: AlarmChange, dev: Device, changes: list[Change], counts: Counts, tr: Trace | None

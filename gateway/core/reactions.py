@@ -27,7 +27,7 @@ from the report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,7 +47,10 @@ from gateway.core.alarms import (
 from gateway.core.sla import Policy
 from gateway.model import Device
 
-__all__ = ["Outcome", "dispatch", "policy_for"]
+__all__ = ["Gate", "Outcome", "dispatch", "policy_for"]
+
+#: Asked before a ticket is opened or reopened: a reason not to (one line), or None.
+Gate = Callable[[Alarm, Device], str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,12 @@ def policy_for(dev: Device, policies: Mapping[str, Policy], default_policy: str)
 
 
 def dispatch(
-    ch: AlarmChange, dev: Device, desk: Any, policies: Mapping[str, Policy], default_policy: str
+    ch: AlarmChange,
+    dev: Device,
+    desk: Any,
+    policies: Mapping[str, Policy],
+    default_policy: str,
+    gate: Gate | None = None,
 ) -> Outcome:
     """Apply one alarm change to the ticket desk.
 
@@ -80,6 +88,8 @@ def dispatch(
         desk: the TicketDesk.
         policies: contracts by name.
         default_policy: policy for devices that name none.
+        gate: asked before a ticket is opened or reopened (unknown devices, the ticket
+            circuit breaker); a reason it gives means no ticket, the alarm stays recorded.
 
     Returns:
         What was done.
@@ -95,7 +105,7 @@ def dispatch(
         return Outcome("none", None, f"record alarm {a.id}, no ticket: suppressed by {a.suppressed_by}")
     policy = policy_for(dev, policies, default_policy)
     if kind in (RAISED, UNSUPPRESSED):
-        return _open(a, dev, desk, policy, at)
+        return _open(a, dev, desk, policy, at, gate)
     if kind == ESCALATED:
         t = desk.open.get(a.ticket_id) if a.ticket_id is not None else None
         if t is not None:
@@ -104,7 +114,7 @@ def dispatch(
                 return Outcome("retargeted", t.id, f"re-target ticket {t.id} to level {int(a.level)}")
             return Outcome("none", t.id, f"alarm {a.id} now level {int(a.level)}; ticket {t.id} unchanged")
         if a.state == ACTIVE:
-            return _open(a, dev, desk, policy, at)
+            return _open(a, dev, desk, policy, at, gate)
         return Outcome("none", None, f"alarm {a.id} now level {int(a.level)} ({a.state}), no ticket")
     if kind == FLAPPING:
         if a.state != ACTIVE:
@@ -130,7 +140,7 @@ def dispatch(
             return Outcome(
                 "retargeted", t.id, f"re-target ticket {t.id} to level {int(a.level)} (intermittent)"
             )
-        return _open(a, dev, desk, policy, at)
+        return _open(a, dev, desk, policy, at, gate)
     if kind == CLEARED_CHANGE:
         if a.ticket_id is not None and desk.on_alarm_cleared(a.ticket_id, at, "device") is not None:
             return Outcome("restored", a.ticket_id, f"restore ticket {a.ticket_id}")
@@ -138,7 +148,7 @@ def dispatch(
     return Outcome("none", a.ticket_id, f"{kind} alarm {a.id}")
 
 
-def _open(a: Alarm, dev: Device, desk: Any, policy: Policy | None, at: float) -> Outcome:
+def _open(a: Alarm, dev: Device, desk: Any, policy: Policy | None, at: float, gate: Gate | None = None) -> Outcome:
     if a.ticket_id is not None and a.ticket_id in desk.open:
         return Outcome("none", a.ticket_id, f"alarm {a.id} already has ticket {a.ticket_id}")
     if policy is None:
@@ -146,6 +156,10 @@ def _open(a: Alarm, dev: Device, desk: Any, policy: Policy | None, at: float) ->
     level = int(a.level)
     if not policy.opens_ticket(level):
         return Outcome("none", None, f"no ticket: policy {policy.name} does not ticket level {level}")
+    if gate is not None:
+        refused = gate(a, dev)
+        if refused is not None:
+            return Outcome("none", None, refused)
     if getattr(policy, "reraise", "new") == "reopen" and a.previous_ticket is not None:
         prev = desk.open.get(a.previous_ticket)
         window = float(getattr(policy, "reopen_within", 0.0))

@@ -65,6 +65,7 @@ def replay(
     default_policy: str = "",
     windows: Iterable[Window] = (),
     settle: float = 0.0,
+    unknown_tickets: bool = False,
 ) -> ReplayResult:
     """Run ``events`` (in order) through ``engine`` and a fresh book and desk.
 
@@ -78,6 +79,8 @@ def replay(
         windows: maintenance windows in force.
         settle: seconds to run the clock on after the last event (hold-for expiries,
             escalations and flaps that would follow).
+        unknown_tickets: whether alarms of devices not in the inventory open tickets
+            (``[inventory] unknown_tickets``).
 
     Returns:
         The alarms and tickets produced.
@@ -86,6 +89,7 @@ def replay(
     book = AlarmBook(suppressor=Suppressor(inventory, MaintenanceBook(windows)))
     desk = TicketDesk(policies, calendars)
     decider = Decider(engine=engine, inventory=inventory, book=book, desk=desk, policies=policies, tracing=True)
+    decider.unknown_tickets = unknown_tickets
     res = ReplayResult()
     clock: ManualClock | None = None
 

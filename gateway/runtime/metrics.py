@@ -17,7 +17,8 @@ Families (all prefixed ``gateway_``):
   ``store_healthy``, ``pipeline_max_batch``, ``pipeline_counter_total{name}`` (every counter
   of the pipeline's stats), ``pipeline_latency_seconds`` (histogram of batch time).
 * ``alarms_raised_total``, ``alarms_cleared_total``, ``tickets_opened_total``,
-  ``sla_warnings_total``, ``sla_breaches_total``.
+  ``sla_warnings_total``, ``sla_breaches_total``, ``tickets_held_total`` (ticket circuit
+  breaker), ``unknown_refused_total`` (unknown devices over the cap or the new-id rate).
 * ``alarms{level,state}`` (open alarms), ``tickets_open{level,status}``,
   ``sla_clocks{clock,state}`` (clocks of open tickets).
 * ``outbox_messages{state}`` (``pending``, ``failed``, ... when the store counts them).
@@ -223,6 +224,10 @@ class GatewayCollector(Collector):
         yield _counter("gateway_tickets_opened", "Tickets opened.", getattr(s, "tickets_opened", 0))
         yield _counter("gateway_sla_warnings", "SLA warnings fired.", getattr(s, "sla_warnings", 0))
         yield _counter("gateway_sla_breaches", "SLA breaches fired.", getattr(s, "sla_breaches", 0))
+        yield _counter("gateway_tickets_held", "Tickets the circuit breaker held back (alarms recorded).",
+                       getattr(s, "tickets_held", 0))
+        yield _counter("gateway_unknown_refused", "Events of unknown devices refused (cap or new-id rate).",
+                       getattr(s, "unknown_refused", 0))
         yield _gauge("gateway_pipeline_max_batch", "Largest batch so far.", getattr(s, "max_batch", 0))
         every = CounterMetricFamily(
             "gateway_pipeline_counter", "Every counter the pipeline keeps, by name.", labels=["name"]

@@ -63,6 +63,8 @@ class PipelineStats:
     tickets_opened: int = 0
     sla_warnings: int = 0
     sla_breaches: int = 0
+    tickets_held: int = 0
+    unknown_refused: int = 0
     max_batch: int = 0
     latency_buckets: dict[float, int] = field(default_factory=lambda: dict.fromkeys((0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, float("inf")), 0))
     latency_sum: float = 0.0

@@ -34,6 +34,9 @@ def _config(tmp_path: Path, port: int, levels: dict[str, dict[str, Any]], warn_a
     d = base_config(tmp_path / "var", port)
     d["policies"]["fast"] = {"calendar": "24x7", "warn_at": warn_at, "levels": levels}
     d["devices"][0]["policy"] = "fast"
+    # Thousands of tickets a minute on purpose (every alarm must keep its ticket across kills):
+    # the ticket circuit breaker would hold most of them back.
+    d["ticket_breaker"] = {"enabled": False}
     return write_config(tmp_path / "config.toml", d)
 
 

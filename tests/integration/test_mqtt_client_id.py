@@ -77,5 +77,5 @@ def test_demos_sharing_a_broker_get_their_own_client_ids(tmp_path: Path) -> None
     host may share: each demo connects with an id of its own, not gateway-demo-<host>."""
     from gateway.cli.demo import demo_config
 
-    a, b = (demo_config(tmp_path / n, 1162, ("127.0.0.1", 1883), 8080, "t").adapters.mqtt[0] for n in "ab")
+    a, b = (demo_config(tmp_path / n, 1162, ("127.0.0.1", 1883), 8080, "demo-token-0123456789").adapters.mqtt[0] for n in "ab")
     assert a.client_id and b.client_id and a.client_id != b.client_id

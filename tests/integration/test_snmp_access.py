@@ -73,8 +73,8 @@ async def test_device_mapping_by_relay_address_and_alias(tmp_path: Path, netsnmp
         {"id": "relay", "class": "network.router", "addresses": ["127.0.0.1"]},
         {"id": "edge-7", "class": "network.switch", "addresses": ["192.0.2.7"], "parent": "relay"},
     ]
-    async with _gw(tmp_path, port, devices=devices) as gw:
-        # A relay forwards a trap on behalf of 192.0.2.7: snmpTrapAddress.0 names the originator.
+    async with _gw(tmp_path, port, devices=devices, trusted_relays=["127.0.0.1/32"]) as gw:
+        # A trusted relay forwards a trap on behalf of 192.0.2.7: snmpTrapAddress.0 names the originator.
         await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, [*link_varbinds(2), SNMP_TRAP_ADDRESS, "a", "192.0.2.7"])
         [alarm] = await eventually(lambda: gw.store.list_alarms())
         assert alarm["device"] == "edge-7" and alarm["key"] == "edge-7/if/2"

@@ -36,8 +36,9 @@ class _Resolver:
         return "", oid, ""
 
 
-def _adapter(fast: bool) -> SnmpAdapter:
-    a = SnmpAdapter(SnmpListenerConfig(communities=["public"]), ManualClock(), resolver=_Resolver())
+def _adapter(fast: bool, relays: tuple[str, ...] = ("10.0.0.0/24",)) -> SnmpAdapter:
+    cfg = SnmpListenerConfig(communities=["public"], trusted_relays=list(relays))
+    a = SnmpAdapter(cfg, ManualClock(), resolver=_Resolver())
     if not fast:
         a.repeats = None
     return a
@@ -91,9 +92,10 @@ def test_split_finds_the_parts() -> None:
 def test_fast_path_equals_full_decoder(items: list[tuple[int, int, bytes, str | None, str, bytes]]) -> None:
     packets = [(_trap(up, idx, d, relay, comm, req=i + 1), peer) for i, (up, idx, d, relay, peer, comm) in enumerate(items)]
     packets = packets + packets  # every second pass is a repeat
-    fast, slow = _adapter(True), _adapter(False)
-    assert _run(fast, packets) == _run(slow, packets)
-    assert fast.counters.get("decoded", 0) == slow.counters.get("decoded", 0)
+    for relays in (("10.0.0.0/24",), ("10.0.0.1/32",), ()):  # every peer, one of them, none trusted
+        fast, slow = _adapter(True, relays), _adapter(False, relays)
+        assert _run(fast, packets) == _run(slow, packets)
+        assert dict(fast.counters) == dict(slow.counters)  # decoded, rejected.*, untrusted.*
 
 
 def test_repeats_take_the_fast_path_and_mutations_do_not_break_it() -> None:
@@ -124,3 +126,13 @@ def test_relay_named_device_is_remembered_per_bytes(relay_first: bool) -> None:
     peers = ["10.0.0.9", "10.0.0.1"] if relay_first else ["10.0.0.1", "10.0.0.9"]
     got = _run(a, [(pkt, p) for p in peers])
     assert [g[0][0] for g in got] == ["10.0.0.9", "10.0.0.9"]
+
+
+def test_repeat_from_an_untrusted_peer_does_not_inherit_the_relay_named_device() -> None:
+    """A trap first forwarded by a trusted relay, then sent byte-for-byte by an untrusted
+    peer: the fast path must not hand the second the relay's named device."""
+    a = _adapter(True, ("10.0.0.9/32",))
+    pkt = _trap(5, 2, b"x", relay="192.0.2.7")
+    got = _run(a, [(pkt, "10.0.0.9"), (pkt, "10.0.0.66"), (pkt, "10.0.0.9")])
+    assert [g[0][0] for g in got] == ["192.0.2.7", "10.0.0.66", "192.0.2.7"]
+    assert a.counters["untrusted.trap_address_untrusted"] == 1
