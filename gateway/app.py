@@ -164,7 +164,8 @@ class Gateway:
         # Adapters start last and stop first, so nothing arrives at a stopped pipeline.
         ctx = AdapterContext(clock=self.clock, state_dir=data_dir, resolve_path=cfg.resolve_path,
                              broker_down=self._broker_down, broker_up=self._broker_up,
-                             instance=cfg.gateway.instance)
+                             instance=cfg.gateway.instance, devices=lambda: self.pipeline.inventory,
+                             watch=self._watch, unwatch=self._unwatch)
         for kind, configs in cfg.adapters.by_kind():
             if not configs:
                 continue
@@ -252,6 +253,36 @@ class Gateway:
         wd = self.watchdog
         if wd is not None:
             self.pipeline.command_nowait(lambda n: wd.broker_up(now))
+
+    def _watch(self, pairs: Any) -> None:
+        """Devices an adapter checks actively are watched at the interval it names (an adapter hook)."""
+        wd, pairs = self.watchdog, list(pairs)
+        if wd is None or not pairs:
+            return
+
+        def track(now: float) -> None:
+            for dev, interval in pairs:
+                wd.track(dev, interval=interval, now=now)
+
+        self.pipeline.command_nowait(track)
+
+    def _unwatch(self, ids: Any) -> None:
+        """Devices no longer checked actively: back to their inventory interval, or not watched."""
+        wd, ids = self.watchdog, list(ids)
+        if wd is None or not ids:
+            return
+        classes = self.cfg.liveness.class_intervals
+
+        def untrack(now: float) -> None:
+            inv = self.pipeline.inventory
+            for d in ids:
+                dev = inv.get(d)
+                if dev is not None and (dev.heartbeat_interval is not None or dev.device_class in classes):
+                    wd.track(d, interval=dev.heartbeat_interval, device_class=dev.device_class, now=now)
+                else:
+                    wd.untrack(d)
+
+        self.pipeline.command_nowait(untrack)
 
     async def _start_helpdesk(self) -> None:
         """Outbox worker and two-way sync for the configured help desks (none: nothing runs)."""

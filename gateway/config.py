@@ -27,6 +27,7 @@ from pydantic import (
 
 from adapters import REGISTRY as ADAPTERS
 from adapters import AdapterSpec
+from adapters.poll.config import parse_poll_spec
 from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
@@ -228,6 +229,15 @@ class DeviceSection(_Strict):
     addresses: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
     heartbeat_interval: Duration | None = None
+    #: Active polling of this device: "" (the poller's targets decide), "none", or methods and a
+    #: credential name, e.g. "snmp:core-v3", "icmp", "snmp+icmp:public" (see [[adapters.poll]]).
+    poll: str = ""
+
+    @field_validator("poll")
+    @classmethod
+    def _poll_spec(cls, v: str) -> str:
+        parse_poll_spec(v)
+        return v
 
 
 class InventorySection(_Strict):
@@ -528,6 +538,7 @@ def build_devices(cfg: Config) -> list[Device]:
             aliases=tuple(d.aliases),
             heartbeat_interval=d.heartbeat_interval,
             name=d.name,
+            poll=d.poll,
         )
         for d in cfg.devices
     ]

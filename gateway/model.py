@@ -78,6 +78,8 @@ class Device:
     heartbeat_interval: float | None = None
     name: str = ""
     known: bool = True
+    #: How the poller checks it: "" (its poll targets decide), "none", or e.g. "snmp:cred", "icmp", "snmp+icmp".
+    poll: str = ""
 
 
 class OutboxMessage(NamedTuple):

@@ -1,0 +1,395 @@
+"""The poller: spreads SNMP GETs of sysUpTime.0 and ICMP echoes over the interval and turns
+answers into ``heartbeat`` events (and a sysUpTime that went back into ``device.restarted``).
+
+Silence is not decided here: the devices polled are handed to the liveness watchdog with
+their poll interval (``AdapterContext.watch``), and a device that stops answering is lost
+there after interval × tolerance, with parent suppression, maintenance windows and the
+restart grace applied exactly as for MQTT heartbeats.
+
+Politeness: one UDP socket for every v2c device (request-ids match answers), at most
+``max_in_flight`` requests out at once (further due polls wait for a free slot), per-device
+backoff after repeated failures (:mod:`adapters.poll.plan`), timeouts and retries per config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from adapters.base import AdapterContext, Counters, EventSink
+from adapters.poll.config import PollConfig, PollCredential, parse_poll_spec
+from adapters.poll.getpdu import decode_answer, encode_get
+from adapters.poll.icmp import IcmpPinger
+from adapters.poll.plan import Plan, restarted
+from gateway.clock import Clock, SystemClock
+from gateway.errors import DecodeError
+from gateway.model import Device, Event
+
+__all__ = ["HEARTBEAT", "RESTARTED", "PollAdapter", "Target", "build", "targets_for"]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT = "heartbeat"
+RESTARTED = "device.restarted"
+_PUBLIC = PollCredential(name="public")
+_SYNC_EVERY_S = 1.0
+_RID_MAX = 0x7FFF_FFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One device as the poller sees it."""
+
+    device: str
+    host: str
+    port: int
+    methods: tuple[str, ...]
+    credential: PollCredential
+    interval: float
+
+
+def _split_address(address: str, default_port: int) -> tuple[str, int] | None:
+    """``"10.0.0.1"`` / ``"10.0.0.1:1161"`` → (host, port); ``None`` if not an IPv4 literal."""
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        host, port = address, ""
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return None
+    if not port:
+        return host, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def targets_for(devices: Any, config: PollConfig) -> tuple[dict[str, Target], Counters]:
+    """The devices ``config`` polls, by device id, and counts of those it cannot
+    (``skipped.no_address``, ``skipped.bad_poll``, ``skipped.no_credential``)."""
+    creds = {c.name: c for c in config.credentials}
+    default_cred = config.credentials[0] if config.credentials else _PUBLIC
+    out: dict[str, Target] = {}
+    skipped = Counters()
+    for d in devices:
+        dev: Device = d
+        try:
+            own = parse_poll_spec(getattr(dev, "poll", "") or "")
+        except ValueError:
+            skipped.inc("skipped.bad_poll")
+            continue
+        target = next((t for t in config.targets if t.matches(dev.id, dev.device_class, dev.site)), None)
+        if own is None and target is None:
+            continue
+        methods = own[0] if own is not None else tuple(target.methods) if target is not None else ()
+        if not methods:
+            continue  # poll = "none"
+        cred_name = (own[1] if own is not None and own[1] else "") or (target.credential if target else "")
+        cred = creds.get(cred_name) if cred_name else default_cred
+        if cred is None:
+            skipped.inc("skipped.no_credential")
+            continue
+        hostport = None
+        for a in dev.addresses:
+            hostport = _split_address(a, config.port)
+            if hostport is not None:
+                break
+        if hostport is None:
+            skipped.inc("skipped.no_address")
+            continue
+        interval = (target.interval if target is not None and target.interval else None) or config.interval
+        out[dev.id] = Target(dev.id, hostport[0], hostport[1], methods, cred, interval)
+    return out, skipped
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, owner: PollAdapter) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.owner._answer(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.owner.counters.inc("snmp.send_errors")
+
+
+class PollAdapter:
+    """Polls the inventory devices its config selects (see the module docstring).
+
+    Args:
+        config: the ``[[adapters.poll]]`` entry.
+        ctx: the gateway's services: ``devices()`` (the live inventory), ``watch`` /
+            ``unwatch`` (the liveness watchdog), the clock.
+        icmp: the ICMP pinger (tests pass one whose socket cannot open).
+        rng: random source of the jitter.
+    """
+
+    def __init__(
+        self,
+        config: PollConfig,
+        ctx: AdapterContext,
+        icmp: IcmpPinger | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self._ctx = ctx
+        self._clock: Clock = ctx.clock or SystemClock()
+        self.plan = Plan(config.jitter, config.backoff_after, config.backoff_max, rng)
+        self.counters = Counters()
+        self._targets: dict[str, Target] = {}
+        self._inv_key: tuple[int, int] | None = None
+        self._sink: EventSink | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._pending: dict[int, tuple[asyncio.Future[int | None], tuple[str, int], bytes]] = {}
+        self._rid = random.Random().randrange(1, _RID_MAX)
+        self._in_flight = 0
+        self._slot_free = asyncio.Event()
+        self._icmp = icmp
+        self._icmp_warned = False
+        self._v3: Any = None
+        self._uptimes: dict[str, tuple[int, float]] = {}
+        self._polls: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self, sink: EventSink) -> None:
+        self._sink = sink
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.config.receive_buffer)
+            sock.bind((self.config.bind or "0.0.0.0", 0))
+        except OSError:
+            sock.close()
+            raise
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
+        self._transport = transport
+        self._sync(self._clock.now())
+        self._task = asyncio.create_task(self._run(), name=f"poll-{self.name}")
+        log.info("poller %s: %d devices, interval %gs, at most %d requests in flight",
+                 self.name, len(self._targets), self.config.interval, self.config.max_in_flight)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for t in list(self._polls):
+            t.cancel()
+        if self._polls:
+            await asyncio.gather(*self._polls, return_exceptions=True)
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self._icmp is not None:
+            self._icmp.close()
+        if self._v3 is not None:
+            self._v3.close()
+            self._v3 = None
+
+    def stats(self) -> dict[str, int]:
+        out = dict(self.counters)
+        out["received"] = self.counters.get("answered", 0)
+        out["devices"] = len(self._targets)
+        out["in_flight"] = self._in_flight
+        out["skipped.slots"] = self.plan.skipped
+        return out
+
+    # -- inventory ---------------------------------------------------------------------------
+    def _sync(self, now: float) -> None:
+        """Follow the inventory: new devices are scheduled and watched, gone ones dropped."""
+        inv = self._ctx.devices()
+        key = (id(inv), int(getattr(inv, "version", 0)))
+        if key == self._inv_key:
+            return
+        self._inv_key = key
+        targets, skipped = targets_for(inv, self.config)
+        for k, v in skipped.items():
+            self.counters[k] = v
+        watch: list[tuple[str, float]] = []
+        for dev_id, t in targets.items():
+            old = self._targets.get(dev_id)
+            if old is None or old.interval != t.interval:
+                watch.append((dev_id, t.interval))
+            self.plan.set(dev_id, t.interval, now)
+        gone = [d for d in self._targets if d not in targets]
+        for d in gone:
+            self.plan.remove(d)
+            self._uptimes.pop(d, None)
+        self._targets = targets
+        if watch:
+            self._ctx.watch(watch)
+        if gone:
+            self._ctx.unwatch(gone)
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        cap = self.config.max_in_flight
+        next_sync = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            now = self._clock.now()
+            if loop.time() >= next_sync:
+                next_sync = loop.time() + _SYNC_EVERY_S
+                self._sync(now)
+            free = cap - self._in_flight
+            if free > 0:
+                for key in self.plan.due(now, limit=free):
+                    t = self._targets.get(key)
+                    if t is None:
+                        continue
+                    self._in_flight += 1
+                    task = asyncio.create_task(self._poll(t))
+                    self._polls.add(task)
+                    task.add_done_callback(self._polls.discard)
+            if self._in_flight >= cap:
+                self.counters.inc("waited.in_flight_cap")
+                self._slot_free.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_free.wait(), _SYNC_EVERY_S)
+                continue
+            nxt = self.plan.next_time()
+            delay = _SYNC_EVERY_S if nxt is None else min(_SYNC_EVERY_S, max(0.0, nxt - self._clock.now()))
+            await asyncio.sleep(delay)  # why: until the next poll is due (or the inventory is looked at again)
+
+    async def _poll(self, t: Target) -> None:
+        ok = False
+        try:
+            self.counters.inc("polls")
+            via, rtt, uptime = "", 0.0, None
+            if "snmp" in t.methods:
+                answered, uptime, rtt = await self._snmp(t)
+                if answered:
+                    ok, via = True, "snmp"
+            if not ok and "icmp" in t.methods:
+                got = await self._echo(t)
+                if got is not None:
+                    ok, via, rtt = True, "icmp", got
+            now = self._clock.now()
+            if ok:
+                self.counters.inc("answered")
+                self._heartbeat(t, now, via, rtt, uptime)
+            else:
+                self.counters.inc("unanswered")
+        finally:
+            self.plan.done(t.device, ok, self._clock.now())
+            self._in_flight -= 1
+            self._slot_free.set()
+
+    def _heartbeat(self, t: Target, now: float, via: str, rtt: float, uptime: int | None) -> None:
+        sink = self._sink
+        if sink is None:
+            return
+        attrs: dict[str, Any] = {"via": via, "rtt_ms": round(rtt * 1000.0, 3)}
+        if uptime is not None:
+            attrs["uptime"] = uptime / 100.0
+            prev = self._uptimes.get(t.device)
+            self._uptimes[t.device] = (uptime, now)
+            if prev is not None and restarted(prev[0], prev[1], uptime, now, self.config.restart_slack):
+                self.counters.inc("restarts")
+                ev = Event(now, self.name, t.device, RESTARTED,
+                           {"uptime_before": prev[0] / 100.0, "uptime_after": uptime / 100.0}, peer=t.host)
+                if not sink.offer(ev):
+                    self.counters.inc("shed")
+        if not sink.offer(Event(now, self.name, t.device, HEARTBEAT, attrs, peer=t.host)):
+            self.counters.inc("shed")
+
+    # -- SNMP ----------------------------------------------------------------------------------
+    async def _snmp(self, t: Target) -> tuple[bool, int | None, float]:
+        """``(answered, sysUpTime, round trip)``."""
+        cred = t.credential
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if cred.version == "3":
+            if self._v3 is None:
+                from adapters.poll.usm import V3Getter
+
+                self._v3 = V3Getter()
+            self.counters.inc("snmp.sent")
+            try:
+                answered, uptime, problem = await self._v3.uptime(t.host, t.port, cred, self.config.timeout, self.config.retries)
+            except Exception as e:  # noqa: BLE001 - pysnmp raises many kinds; one line, the poll failed
+                answered, uptime, problem = False, None, f"{type(e).__name__}: {e}"
+            if not answered:
+                self.counters.inc("snmp.failed")
+                if problem and "timeout" not in problem.lower():
+                    log.debug("poller %s: %s v3: %s", self.name, t.device, problem)
+            return answered, uptime, loop.time() - started
+        transport = self._transport
+        if transport is None:
+            return False, None, 0.0
+        self._rid = self._rid + 1 if self._rid < _RID_MAX else 1
+        rid = self._rid
+        community = cred.community.get_secret_value().encode()
+        packet = encode_get(community, rid)
+        fut: asyncio.Future[int | None] = loop.create_future()
+        addr = (t.host, t.port)
+        self._pending[rid] = (fut, addr, community)
+        try:
+            for _attempt in range(self.config.retries + 1):
+                transport.sendto(packet, addr)
+                self.counters.inc("snmp.sent")
+                done, _ = await asyncio.wait((fut,), timeout=self.config.timeout)
+                if done:
+                    return True, fut.result(), loop.time() - started
+            self.counters.inc("snmp.timeouts")
+            return False, None, 0.0
+        finally:
+            self._pending.pop(rid, None)
+            if not fut.done():
+                fut.cancel()
+
+    def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            ans = decode_answer(data)
+        except DecodeError:
+            self.counters.inc("rejected.bad_answer")
+            return
+        p = self._pending.get(ans.request_id)
+        if p is None or p[1] != (addr[0], addr[1]) or p[2] != ans.community:
+            self.counters.inc("rejected.unmatched")
+            return
+        fut = p[0]
+        if not fut.done():
+            fut.set_result(ans.uptime)
+
+    # -- ICMP ----------------------------------------------------------------------------------
+    async def _echo(self, t: Target) -> float | None:
+        if self._icmp is None:
+            self._icmp = IcmpPinger(bind=self.config.bind)
+            self._icmp.start()
+            if self._icmp.available:
+                log.info("poller %s: ICMP echo over a %s socket", self.name, self._icmp.mode)
+        icmp = self._icmp
+        if not icmp.available:
+            self.counters.inc("icmp.unavailable")
+            if not self._icmp_warned:
+                self._icmp_warned = True
+                log.warning("poller %s: ICMP polling unavailable: %s", self.name, icmp.why)
+            return None
+        for _attempt in range(self.config.retries + 1):
+            self.counters.inc("icmp.sent")
+            try:
+                rtt = await icmp.echo(t.host, self.config.timeout)
+            except OSError as e:
+                self.counters.inc("icmp.send_errors")
+                log.debug("poller %s: echo to %s: %s", self.name, t.host, e)
+                return None
+            if rtt is not None:
+                return rtt
+        self.counters.inc("icmp.timeouts")
+        return None
+
+
+async def build(configs: Sequence[Any], ctx: AdapterContext) -> list[PollAdapter]:
+    """The adapter factory (``adapters.REGISTRY``): one poller per ``[[adapters.poll]]``."""
+    return [PollAdapter(c, ctx) for c in configs]
