@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from adapters import REGISTRY
 from adapters.base import AdapterContext
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config, build_devices, build_policies, load_config
+from gateway.config import Config, build_policies, load_config
 from gateway.core.alarms import AlarmBook
 from gateway.core.calendars import default_calendars
 from gateway.core.inventory import Inventory
@@ -31,6 +31,7 @@ from gateway.core.maintenance import (
 from gateway.core.tickets import TicketDesk
 from gateway.errors import ConfigError
 from gateway.rulebook import load_rules
+from gateway.runtime.devices import DeviceRegistry, inventory_devices
 from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error
 from gateway.runtime.pipeline import Pipeline
 from gateway.store.sqlite import SqliteStore
@@ -108,7 +109,7 @@ class Gateway:
         self.policies = build_policies(cfg)
         self.calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
         self.engine = load_rules(cfg)
-        self.inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
+        self.inventory = Inventory(inventory_devices(cfg, self.store), cfg.inventory.default_policy)
         self.maintenance = MaintenanceBook(self._maintenance_windows(cfg))
         self.maintenance_hooks = MaintenanceHooks(self)
 
@@ -132,6 +133,8 @@ class Gateway:
             instance=cfg.gateway.instance,
             connectors=[h.name for h in cfg.helpdesk],
         )
+        self.device_registry = DeviceRegistry(lambda: self.cfg, self.store, lambda: self.pipeline.inventory,
+                                              self._swap_inventory, self.clock)
         if not daemon:
             await self._start_offline()
             return
@@ -254,6 +257,26 @@ class Gateway:
         if wd is not None:
             self.pipeline.command_nowait(lambda n: wd.broker_up(now))
 
+    async def _swap_inventory(self, inventory: Inventory) -> None:
+        """Install an inventory changed through the API between two batches: unknown senders
+        seen so far stay (unless now known), new devices with an interval are watched."""
+
+        def swap(now: float) -> None:
+            old = self.pipeline.inventory
+            for key, dev in old.unknown.items():
+                if inventory.lookup(key) is None:
+                    inventory.unknown[key] = dev
+            wd = self.watchdog
+            if wd is not None:
+                classes = self.cfg.liveness.class_intervals
+                for d in inventory:
+                    if d.id not in wd and (d.heartbeat_interval is not None or d.device_class in classes):
+                        wd.track(d.id, interval=d.heartbeat_interval, device_class=d.device_class, now=now)
+            self.pipeline.inventory = self.book.inventory = self.inventory = inventory
+            self.book.recheck_suppressed()  # parents may have changed
+
+        await self.pipeline.execute(swap)
+
     def _watch(self, pairs: Any) -> None:
         """Devices an adapter checks actively are watched at the interval it names (an adapter hook)."""
         wd, pairs = self.watchdog, list(pairs)
@@ -360,7 +383,7 @@ class Gateway:
         cfg = load_config(source) if source.is_file() else self.cfg
         engine = load_rules(cfg)
         policies = build_policies(cfg)
-        inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
+        inventory = Inventory(inventory_devices(cfg, self.store), cfg.inventory.default_policy)
         return cfg, engine, policies, inventory, self._maintenance_windows(cfg)
 
     async def reload(self) -> dict[str, Any]:

@@ -27,12 +27,11 @@ from pydantic import (
 
 from adapters import REGISTRY as ADAPTERS
 from adapters import AdapterSpec
-from adapters.poll.config import parse_poll_spec
 from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
-from gateway.model import Device
+from gateway.model import Device, parse_poll_spec
 from gateway.timeseries.config import TimeseriesConfig
 
 __all__ = ["Config", "build_devices", "build_policies", "format_loc", "load_config", "parse_duration"]

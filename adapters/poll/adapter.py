@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.base import AdapterContext, Counters, EventSink
-from adapters.poll.config import PollConfig, PollCredential, parse_poll_spec
+from adapters.poll.config import PollConfig, PollCredential
 from adapters.poll.getpdu import decode_answer, encode_get
 from adapters.poll.icmp import IcmpPinger
 from adapters.poll.plan import Plan, restarted
 from gateway.clock import Clock, SystemClock
 from gateway.errors import DecodeError
-from gateway.model import Device, Event
+from gateway.model import Device, Event, parse_poll_spec
 
 __all__ = ["HEARTBEAT", "RESTARTED", "PollAdapter", "Target", "build", "targets_for"]
 
@@ -208,7 +208,7 @@ class PollAdapter:
     def _sync(self, now: float) -> None:
         """Follow the inventory: new devices are scheduled and watched, gone ones dropped."""
         inv = self._ctx.devices()
-        key = (id(inv), int(getattr(inv, "version", 0)))
+        key = (id(inv), int(getattr(inv, "version", 0)))  # a new inventory has a new version
         if key == self._inv_key:
             return
         self._inv_key = key

@@ -9,7 +9,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, m
 
 from gateway.durations import parse_duration
 
-__all__ = ["Method", "PollConfig", "PollCredential", "PollTarget", "parse_poll_spec"]
+__all__ = ["Method", "PollConfig", "PollCredential", "PollTarget"]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Method = Literal["snmp", "icmp"]
@@ -123,25 +123,3 @@ class PollConfig(BaseModel):
             if t.credential and t.credential not in names:
                 raise ValueError(f"targets[{i}].credential: no credential named {t.credential!r}")
         return self
-
-
-def parse_poll_spec(spec: str) -> tuple[tuple[str, ...], str] | None:
-    """A device's own ``poll`` field: ``""`` (the targets decide), ``"none"`` (never polled),
-    or methods joined by ``+`` with an optional credential: ``"snmp:core-v3"``, ``"icmp"``,
-    ``"snmp+icmp:public"``. Returns ``(methods, credential)``, ``((), "")`` for ``"none"``,
-    ``None`` for ``""``.
-
-    Raises:
-        ValueError: an unknown method.
-    """
-    spec = spec.strip()
-    if not spec:
-        return None
-    if spec == "none":
-        return (), ""
-    methods, _, cred = spec.partition(":")
-    out = tuple(m.strip() for m in methods.split("+") if m.strip())
-    bad = [m for m in out if m not in ("snmp", "icmp")]
-    if bad or not out:
-        raise ValueError(f"poll {spec!r}: methods are snmp and icmp joined by '+', e.g. 'snmp+icmp:cred' or 'none'")
-    return out, cred.strip()

@@ -264,6 +264,7 @@ def api_context(gw: Any) -> ApiContext:
         maintenance=getattr(gw, "maintenance_hooks", None),
         outbox=outbox,
         watchdog=getattr(gw, "watchdog", None),
+        devices=getattr(gw, "device_registry", None),
         components=components,
     )
     gw.pipeline.listeners.append(bus.on_commit)

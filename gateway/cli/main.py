@@ -374,9 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_ticket_show)
 
     # Commands owned by their feature modules register themselves here, in one place.
+    from gateway.cli import devices as cli_devices
     from gateway.cli import rules as cli_rules
     from gateway.cli import tickets as cli_sla
 
+    cli_devices.register(sub, with_config)
     cli_rules.register(sub, with_config)
     cli_sla.register(sub, tsub, with_config)
     return p

@@ -15,7 +15,7 @@ from gateway.core.alarms import Alarm
 from gateway.core.tickets import Ticket
 from gateway.errors import StoreError
 from gateway.model import FaultLevel
-from gateway.store import BatchWrite, OutboxEntry, Store, TimelineRow
+from gateway.store import BatchWrite, DeviceChange, OutboxEntry, Store, TimelineRow
 from gateway.store.migrations import Migration, newer_schema_message, pending
 from gateway.store.migrations.sqlite import LATEST, MIGRATIONS
 
@@ -244,7 +244,46 @@ class SqliteStore:
             (window["id"], float(window["start"]), float(window["end"]), _json(window)),
         )
 
+    def save_devices(self, changes: Sequence[DeviceChange], actor: str, at: float) -> None:
+        if not changes:
+            return
+
+        def write(db: sqlite3.Connection) -> None:
+            upserts = [(c["device"], _json(c["data"]), at, actor) for c in changes if c["data"] is not None]
+            removals = [(c["device"],) for c in changes if c["data"] is None]
+            if upserts:
+                db.executemany(
+                    "INSERT INTO devices(id,data,updated_at,updated_by) VALUES(?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "data=excluded.data,updated_at=excluded.updated_at,updated_by=excluded.updated_by",
+                    upserts,
+                )
+            if removals:
+                db.executemany("DELETE FROM devices WHERE id=?", removals)
+            db.executemany(
+                "INSERT INTO device_changes(device,action,at,actor,data) VALUES(?,?,?,?,?)",
+                [(c["device"], c["action"], at, actor, _json(c["data"])) for c in changes],
+            )
+
+        self._write(write, "saving devices failed: ")
+
     # -- reads ---------------------------------------------------------------------------
+    def list_devices(self) -> list[dict[str, Any]]:
+        return [self._data(r) for r in self._rows("SELECT data FROM devices ORDER BY id")]
+
+    def device_changes(self, device: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        if device is None:
+            rows = self._rows("SELECT id,device,action,at,actor,data FROM device_changes ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._rows(
+                "SELECT id,device,action,at,actor,data FROM device_changes WHERE device=? ORDER BY id DESC LIMIT ?",
+                (device, limit),
+            )
+        return [
+            {"id": int(r["id"]), "device": r["device"], "action": r["action"], "at": float(r["at"]),
+             "actor": r["actor"], "data": json.loads(r["data"])}
+            for r in rows
+        ]
+
     @staticmethod
     def _alarm(r: sqlite3.Row) -> Alarm:
         data = json.loads(r["data"])

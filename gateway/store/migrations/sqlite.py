@@ -105,6 +105,29 @@ MIGRATIONS: tuple[Migration, ...] = (
             at REAL NOT NULL
         );
     """),
+    # 5 and 6 are taken by branches developed in parallel; these placeholders (no change) keep
+    # the sequence whole until they are merged in their place.
+    Migration(5, "reserved_5", "SELECT 1;"),
+    Migration(6, "reserved_6", "SELECT 1;"),
+    # The inventory kept in the store (API, import, adoption), beside the config file's
+    # [[devices]]; and who changed which device when.
+    Migration(7, "devices", """
+        CREATE TABLE devices (
+            id TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        CREATE TABLE device_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            action TEXT NOT NULL,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            data TEXT NOT NULL
+        );
+        CREATE INDEX device_changes_device ON device_changes(device, id);
+    """),
 )
 
 LATEST = check_sequence(MIGRATIONS)
