@@ -40,7 +40,10 @@ HEARTBEAT = "heartbeat"
 RESTARTED = "device.restarted"
 _PUBLIC = PollCredential(name="public")
 _SYNC_EVERY_S = 1.0
+#: Polls due within this long are sent together (one wake-up of the loop, not one per poll).
+_TICK_S = 0.005
 _RID_MAX = 0x7FFF_FFFF
+_NO_ANSWER: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,26 @@ class _Udp(asyncio.DatagramProtocol):
         self.owner.counters.inc("snmp.send_errors")
 
 
+class _Request:
+    """A v2c GET in flight (the fast path: no task, a timer and a dict entry)."""
+
+    __slots__ = ("addr", "attempts", "community", "handle", "packet", "rid", "started", "target", "waiter")
+
+    def __init__(self, target: Target, rid: int, packet: bytes, addr: tuple[str, int], community: bytes, started: float,
+                 waiter: asyncio.Future[int | None] | None) -> None:
+        self.target = target
+        self.rid = rid
+        self.packet = packet
+        self.addr = addr
+        self.community = community
+        self.started = started
+        self.attempts = 0
+        self.handle: asyncio.TimerHandle | None = None
+        #: Set for a poll that awaits the answer (ICMP fallback follows); ``None``: the answer
+        #: or the last timeout finishes the poll itself.
+        self.waiter = waiter
+
+
 class PollAdapter:
     """Polls the inventory devices its config selects (see the module docstring).
 
@@ -149,9 +172,11 @@ class PollAdapter:
         self._sink: EventSink | None = None
         self._task: asyncio.Task[None] | None = None
         self._transport: asyncio.DatagramTransport | None = None
-        self._pending: dict[int, tuple[asyncio.Future[int | None], tuple[str, int], bytes]] = {}
+        self._pending: dict[int, _Request] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._rid = random.Random().randrange(1, _RID_MAX)
         self._in_flight = 0
+        self._in_flight_max = 0
         self._slot_free = asyncio.Event()
         self._icmp = icmp
         self._icmp_warned = False
@@ -162,7 +187,7 @@ class PollAdapter:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, sink: EventSink) -> None:
         self._sink = sink
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.config.receive_buffer)
@@ -183,6 +208,10 @@ class PollAdapter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for req in self._pending.values():
+            if req.handle is not None:
+                req.handle.cancel()
+        self._pending.clear()
         for t in list(self._polls):
             t.cancel()
         if self._polls:
@@ -201,6 +230,7 @@ class PollAdapter:
         out["received"] = self.counters.get("answered", 0)
         out["devices"] = len(self._targets)
         out["in_flight"] = self._in_flight
+        out["in_flight.max"] = self._in_flight_max
         out["skipped.slots"] = self.plan.skipped
         return out
 
@@ -248,6 +278,12 @@ class PollAdapter:
                     if t is None:
                         continue
                     self._in_flight += 1
+                    if self._in_flight > self._in_flight_max:
+                        self._in_flight_max = self._in_flight
+                    self.counters.inc("polls")
+                    if t.methods == ("snmp",) and t.credential.version == "2c":
+                        self._get(t, None)  # the common case: callbacks, no task
+                        continue
                     task = asyncio.create_task(self._poll(t))
                     self._polls.add(task)
                     task.add_done_callback(self._polls.discard)
@@ -258,14 +294,13 @@ class PollAdapter:
                     await asyncio.wait_for(self._slot_free.wait(), _SYNC_EVERY_S)
                 continue
             nxt = self.plan.next_time()
-            delay = _SYNC_EVERY_S if nxt is None else min(_SYNC_EVERY_S, max(0.0, nxt - self._clock.now()))
+            delay = _SYNC_EVERY_S if nxt is None else min(_SYNC_EVERY_S, max(_TICK_S, nxt - self._clock.now()))
             await asyncio.sleep(delay)  # why: until the next poll is due (or the inventory is looked at again)
 
     async def _poll(self, t: Target) -> None:
-        ok = False
+        """A poll that needs a task: ICMP, SNMPv3, or SNMP with an ICMP fallback."""
+        ok, via, rtt, uptime = False, "", 0.0, None
         try:
-            self.counters.inc("polls")
-            via, rtt, uptime = "", 0.0, None
             if "snmp" in t.methods:
                 answered, uptime, rtt = await self._snmp(t)
                 if answered:
@@ -274,16 +309,19 @@ class PollAdapter:
                 got = await self._echo(t)
                 if got is not None:
                     ok, via, rtt = True, "icmp", got
-            now = self._clock.now()
-            if ok:
-                self.counters.inc("answered")
-                self._heartbeat(t, now, via, rtt, uptime)
-            else:
-                self.counters.inc("unanswered")
         finally:
-            self.plan.done(t.device, ok, self._clock.now())
-            self._in_flight -= 1
-            self._slot_free.set()
+            self._finish(t, ok, via, rtt, uptime)
+
+    def _finish(self, t: Target, ok: bool, via: str, rtt: float, uptime: int | None) -> None:
+        now = self._clock.now()
+        if ok:
+            self.counters.inc("answered")
+            self._heartbeat(t, now, via, rtt, uptime)
+        else:
+            self.counters.inc("unanswered")
+        self.plan.done(t.device, ok, now)
+        self._in_flight -= 1
+        self._slot_free.set()
 
     def _heartbeat(self, t: Target, now: float, via: str, rtt: float, uptime: int | None) -> None:
         sink = self._sink
@@ -324,29 +362,60 @@ class PollAdapter:
                 if problem and "timeout" not in problem.lower():
                     log.debug("poller %s: %s v3: %s", self.name, t.device, problem)
             return answered, uptime, loop.time() - started
-        transport = self._transport
-        if transport is None:
+        fut: asyncio.Future[int | None] = loop.create_future()
+        req = self._get(t, fut)
+        if req is None:
             return False, None, 0.0
+        try:
+            uptime = await fut
+        except asyncio.CancelledError:
+            self._drop(req)
+            raise
+        if req.rid in self._pending or uptime is _NO_ANSWER:
+            return False, None, 0.0
+        return True, uptime, loop.time() - started
+
+    def _get(self, t: Target, waiter: asyncio.Future[int | None] | None) -> _Request | None:
+        """Send a v2c GET; its answer or last timeout completes it (see :class:`_Request`)."""
+        transport, loop = self._transport, self._loop
+        if transport is None or loop is None:
+            if waiter is None:
+                self._finish(t, False, "", 0.0, None)
+            return None
         self._rid = self._rid + 1 if self._rid < _RID_MAX else 1
         rid = self._rid
-        community = cred.community.get_secret_value().encode()
-        packet = encode_get(community, rid)
-        fut: asyncio.Future[int | None] = loop.create_future()
-        addr = (t.host, t.port)
-        self._pending[rid] = (fut, addr, community)
-        try:
-            for _attempt in range(self.config.retries + 1):
-                transport.sendto(packet, addr)
-                self.counters.inc("snmp.sent")
-                done, _ = await asyncio.wait((fut,), timeout=self.config.timeout)
-                if done:
-                    return True, fut.result(), loop.time() - started
-            self.counters.inc("snmp.timeouts")
-            return False, None, 0.0
-        finally:
-            self._pending.pop(rid, None)
-            if not fut.done():
-                fut.cancel()
+        community = t.credential.community.get_secret_value().encode()
+        req = _Request(t, rid, encode_get(community, rid), (t.host, t.port), community, loop.time(), waiter)
+        self._pending[rid] = req
+        self._send(req)
+        return req
+
+    def _send(self, req: _Request) -> None:
+        assert self._transport is not None and self._loop is not None
+        self._transport.sendto(req.packet, req.addr)
+        self.counters.inc("snmp.sent")
+        req.attempts += 1
+        req.handle = self._loop.call_later(self.config.timeout, self._expired, req.rid)
+
+    def _expired(self, rid: int) -> None:
+        req = self._pending.get(rid)
+        if req is None:
+            return
+        if req.attempts <= self.config.retries and self._transport is not None:
+            self._send(req)  # same request-id: a late answer to the first request still counts
+            return
+        del self._pending[rid]
+        self.counters.inc("snmp.timeouts")
+        if req.waiter is not None:
+            if not req.waiter.done():
+                req.waiter.set_result(_NO_ANSWER)
+        else:
+            self._finish(req.target, False, "", 0.0, None)
+
+    def _drop(self, req: _Request) -> None:
+        self._pending.pop(req.rid, None)
+        if req.handle is not None:
+            req.handle.cancel()
 
     def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -354,13 +423,19 @@ class PollAdapter:
         except DecodeError:
             self.counters.inc("rejected.bad_answer")
             return
-        p = self._pending.get(ans.request_id)
-        if p is None or p[1] != (addr[0], addr[1]) or p[2] != ans.community:
+        req = self._pending.get(ans.request_id)
+        if req is None or req.addr != (addr[0], addr[1]) or req.community != ans.community:
             self.counters.inc("rejected.unmatched")
             return
-        fut = p[0]
-        if not fut.done():
-            fut.set_result(ans.uptime)
+        del self._pending[ans.request_id]
+        if req.handle is not None:
+            req.handle.cancel()
+        if req.waiter is not None:
+            if not req.waiter.done():
+                req.waiter.set_result(ans.uptime)
+            return
+        assert self._loop is not None
+        self._finish(req.target, True, "snmp", self._loop.time() - req.started, ans.uptime)
 
     # -- ICMP ----------------------------------------------------------------------------------
     async def _echo(self, t: Target) -> float | None:
