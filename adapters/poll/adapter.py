@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import random
 import socket
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,8 +64,8 @@ def _split_address(address: str, default_port: int) -> tuple[str, int] | None:
     if not sep:
         host, port = address, ""
     try:
-        ipaddress.IPv4Address(host)
-    except ValueError:
+        socket.inet_pton(socket.AF_INET, host)  # strict dotted quad, and ~20× faster than ipaddress
+    except OSError:
         return None
     if not port:
         return host, default_port
@@ -177,6 +177,7 @@ class PollAdapter:
         self._rid = random.Random().randrange(1, _RID_MAX)
         self._in_flight = 0
         self._in_flight_max = 0
+        self._deadlines: deque[tuple[float, int]] = deque()
         self._slot_free = asyncio.Event()
         self._icmp = icmp
         self._icmp_warned = False
@@ -212,6 +213,7 @@ class PollAdapter:
             if req.handle is not None:
                 req.handle.cancel()
         self._pending.clear()
+        self._deadlines.clear()
         for t in list(self._polls):
             t.cancel()
         if self._polls:
@@ -243,6 +245,7 @@ class PollAdapter:
             return
         self._inv_key = key
         targets, skipped = targets_for(inv, self.config)
+        now = max(now, self._clock.now())  # reading a large inventory takes a while: slots start after it
         for k, v in skipped.items():
             self.counters[k] = v
         watch: list[tuple[str, float]] = []
@@ -268,6 +271,7 @@ class PollAdapter:
         loop = asyncio.get_running_loop()
         while True:
             now = self._clock.now()
+            self._expire_due(loop.time())
             if loop.time() >= next_sync:
                 next_sync = loop.time() + _SYNC_EVERY_S
                 self._sync(now)
@@ -290,11 +294,16 @@ class PollAdapter:
             if self._in_flight >= cap:
                 self.counters.inc("waited.in_flight_cap")
                 self._slot_free.clear()
+                wait = _SYNC_EVERY_S
+                if self._deadlines:
+                    wait = min(wait, max(_TICK_S, self._deadlines[0][0] - loop.time()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_free.wait(), _SYNC_EVERY_S)
+                    await asyncio.wait_for(self._slot_free.wait(), wait)
                 continue
             nxt = self.plan.next_time()
             delay = _SYNC_EVERY_S if nxt is None else min(_SYNC_EVERY_S, max(_TICK_S, nxt - self._clock.now()))
+            if self._deadlines:
+                delay = min(delay, max(_TICK_S, self._deadlines[0][0] - loop.time()))
             await asyncio.sleep(delay)  # why: until the next poll is due (or the inventory is looked at again)
 
     async def _poll(self, t: Target) -> None:
@@ -395,7 +404,17 @@ class PollAdapter:
         self._transport.sendto(req.packet, req.addr)
         self.counters.inc("snmp.sent")
         req.attempts += 1
-        req.handle = self._loop.call_later(self.config.timeout, self._expired, req.rid)
+        if req.waiter is None:
+            # Sent from the loop below, which also ends them: one timeout for all, so deadlines
+            # come in sending order and a deque replaces a timer per request.
+            self._deadlines.append((self._loop.time() + self.config.timeout, req.rid))
+        else:
+            req.handle = self._loop.call_later(self.config.timeout, self._expired, req.rid)
+
+    def _expire_due(self, now: float) -> None:
+        d = self._deadlines
+        while d and d[0][0] <= now:
+            self._expired(d.popleft()[1])
 
     def _expired(self, rid: int) -> None:
         req = self._pending.get(rid)
