@@ -198,6 +198,8 @@ class PollAdapter:
             raise
         transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
         self._transport = transport
+        if self._icmp is not None:  # handed in (tests); otherwise opened at the first ICMP check
+            self._icmp.start()
         self._sync(self._clock.now())
         self._task = asyncio.create_task(self._run(), name=f"poll-{self.name}")
         log.info("poller %s: %d devices, interval %gs, at most %d requests in flight",

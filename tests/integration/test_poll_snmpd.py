@@ -122,3 +122,19 @@ async def test_icmp_echo_to_localhost_is_a_heartbeat(tmp_path: Path) -> None:
         poller = next(a for a in gw.adapters if a.name == "poll")
         await eventually(lambda: _answering(gw, "host-1", time.time() - 0.1), what=f"echo replies ({mode} socket)")
         assert poller.stats()["icmp.sent"] >= 1 and poller.stats().get("icmp.unavailable", 0) == 0
+
+
+async def test_a_silent_parent_suppresses_its_silent_childs_loss(tmp_path: Path) -> None:
+    """Two polled devices at ports where nothing answers: the core switch's loss is the alarm;
+    the access switch behind it is suppressed (parent down), as for MQTT heartbeats."""
+    from tests.fixtures.netsnmp import free_udp_port
+
+    core = _switch("core", free_udp_port())
+    acc = {**_switch("acc", free_udp_port()), "parent": "core"}
+    cfg = _cfg(tmp_path, [core, acc])
+    async with Gateway(cfg) as gw:
+        await eventually(lambda: _alarms(gw, "core/reachability") and _alarms(gw, "acc/reachability"),
+                         timeout=20, what="both losses recorded")
+        assert _alarms(gw, "core/reachability")[0]["state"] == "active"
+        assert _alarms(gw, "acc/reachability")[0]["state"] == "suppressed"
+        assert not [t for t in gw.store.list_tickets() if t["device"] == "acc"]
