@@ -372,6 +372,10 @@ class PollAdapter:
                 self.counters.inc("snmp.failed")
                 if problem and "timeout" not in problem.lower():
                     log.debug("poller %s: %s v3: %s", self.name, t.device, problem)
+                # The agent may have restarted: the next poll discovers it afresh.
+                if not self._v3.forget(t.host, t.port):
+                    self._v3.close()
+                    self._v3 = None
             return answered, uptime, loop.time() - started
         fut: asyncio.Future[int | None] = loop.create_future()
         req = self._get(t, fut)

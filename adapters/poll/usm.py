@@ -81,6 +81,29 @@ class V3Getter:
                 return True, None, ""
         return True, None, ""
 
+    def forget(self, host: str, port: int) -> bool:
+        """Drop what the engine learned about one agent (its engine ID, boots and time), so the
+        next request discovers it again.
+
+        pysnmp keeps a peer's engine data for minutes: an agent that restarted with a reset
+        engine time (net-snmp keeps its boots count only when it can save it) is not answered
+        meanwhile, and would look lost. pysnmp has no public way to forget one peer; this reaches
+        into its caches by their names in 7.1 and returns ``False`` (the caller then uses a
+        fresh engine) when they are not where expected.
+        """
+        mp = next((m for m in self._engine.message_processing_subsystems.values()
+                   if hasattr(m, "_SnmpV3MessageProcessingModel__engineIdCache")), None)
+        usm = next((m for m in self._engine.security_models.values()
+                    if hasattr(m, "_SnmpUSMSecurityModel__timeline")), None)
+        if mp is None or usm is None:
+            return False
+        cache: dict[Any, Any] = mp._SnmpV3MessageProcessingModel__engineIdCache
+        timeline: dict[Any, Any] = usm._SnmpUSMSecurityModel__timeline
+        for key in [k for k in cache if len(k) == 2 and tuple(k[1])[:2] == (host, port)]:
+            entry = cache.pop(key)
+            timeline.pop(entry.get("securityEngineId"), None)
+        return True
+
     def close(self) -> None:
         dispatcher = self._engine.transport_dispatcher
         if dispatcher is not None:

@@ -138,3 +138,17 @@ async def test_a_silent_parent_suppresses_its_silent_childs_loss(tmp_path: Path)
         assert _alarms(gw, "core/reachability")[0]["state"] == "active"
         assert _alarms(gw, "acc/reachability")[0]["state"] == "suppressed"
         assert not [t for t in gw.store.list_tickets() if t["device"] == "acc"]
+
+
+async def test_a_v3_agent_that_restarted_is_polled_again_and_its_restart_seen(tmp_path: Path, agent: Snmpd) -> None:
+    """pysnmp keeps a v3 agent's engine time for minutes; after the agent restarts (engine time
+    reset) the poller forgets it and discovers it again, instead of calling it lost."""
+    cfg = _cfg(tmp_path, [_switch("sw-v3", agent.port, poll="snmp:v3")])
+    async with Gateway(cfg) as gw:
+        poller = next(a for a in gw.adapters if a.name == "poll")
+        await eventually(lambda: poller.stats().get("answered", 0) >= 2, timeout=20, what="v3 answers")
+        await asyncio.to_thread(agent.restart)
+        alarm = await eventually(lambda: _alarms(gw, "sw-v3/restart"), timeout=20, what="the v3 restart seen")
+        assert alarm[0]["rule"] == "uptime-restart"
+        answered = poller.stats()["answered"]
+        await eventually(lambda: poller.stats()["answered"] >= answered + 3, timeout=10, what="answers go on")
