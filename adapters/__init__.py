@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from adapters.base import AdapterFactory
 from adapters.mqtt.config import MqttConfig
+from adapters.poll.config import PollConfig
 from adapters.snmp.config import SnmpListenerConfig
 
 __all__ = ["REGISTRY", "AdapterSpec"]
@@ -55,4 +56,5 @@ def _table(*specs: AdapterSpec) -> Mapping[str, AdapterSpec]:
 REGISTRY: Mapping[str, AdapterSpec] = _table(
     AdapterSpec("snmp", SnmpListenerConfig, "adapters.snmp.receiver:build"),
     AdapterSpec("mqtt", MqttConfig, "adapters.mqtt.adapter:build"),
+    AdapterSpec("poll", PollConfig, "adapters.poll.adapter:build"),
 )

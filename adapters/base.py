@@ -4,7 +4,7 @@ what a factory is handed to build adapters (``AdapterContext``)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,6 +101,11 @@ class AdapterContext:
             it becomes unreachable (heartbeats cannot arrive, so loss detection pauses).
         broker_up: call with ``now`` when the broker is reachable again (deadlines re-arm).
         instance: the gateway's ``[gateway] instance`` name (e.g. for default client ids).
+        devices: the live inventory (iterable of ``Device``; its identity or its ``version``
+            changes when devices are added, changed or removed), for adapters that poll.
+        watch: hand ``(device id, interval)`` pairs to the liveness watchdog (a device that
+            is polled is lost after interval × tolerance without an answer).
+        unwatch: devices no longer polled (the watchdog falls back to their inventory interval).
     """
 
     clock: Clock
@@ -109,6 +114,9 @@ class AdapterContext:
     broker_down: Callable[[float], None]
     broker_up: Callable[[float], None]
     instance: str = "gw1"
+    devices: Callable[[], Iterable[Any]] = field(default=lambda: ())
+    watch: Callable[[Sequence[tuple[str, float]]], None] = field(default=lambda pairs: None)
+    unwatch: Callable[[Sequence[str]], None] = field(default=lambda ids: None)
 
 
 #: Builds every configured instance of one adapter kind (in config order, not started).

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from adapters import REGISTRY
 from adapters.base import AdapterContext
 from gateway.clock import Clock, SystemClock
-from gateway.config import Config, build_devices, build_policies, build_staffing, load_config
+from gateway.config import Config, build_policies, build_staffing, load_config
 from gateway.core.alarms import AlarmBook
 from gateway.core.calendars import default_calendars
 from gateway.core.inventory import Inventory
@@ -31,6 +31,7 @@ from gateway.core.maintenance import (
 from gateway.core.tickets import TicketDesk
 from gateway.errors import ConfigError
 from gateway.rulebook import load_rules
+from gateway.runtime.devices import DeviceRegistry, inventory_devices
 from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error, write_private
 from gateway.runtime.pipeline import Pipeline
 from gateway.runtime.stores import describe_store, open_store
@@ -109,7 +110,7 @@ class Gateway:
         self.policies = build_policies(cfg)
         self.calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
         self.engine = load_rules(cfg)
-        self.inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
+        self.inventory = Inventory(inventory_devices(cfg, self.store), cfg.inventory.default_policy)
         if daemon and cfg.ha.enabled:
             # A standby prepares what the config alone gives, then waits; the state (stored
             # maintenance windows, alarms, tickets, keys) is read only once it leads.
@@ -148,6 +149,8 @@ class Gateway:
         )
         self.pipeline.decider.notify_connector = cfg.people.notify_connector
         self._harden(cfg)
+        self.device_registry = DeviceRegistry(lambda: self.cfg, self.store, lambda: self.pipeline.inventory,
+                                              self._swap_inventory, self.clock)
         if not daemon:
             await self._start_offline()
             return
@@ -182,7 +185,8 @@ class Gateway:
         # Adapters start last and stop first, so nothing arrives at a stopped pipeline.
         ctx = AdapterContext(clock=self.clock, state_dir=data_dir, resolve_path=cfg.resolve_path,
                              broker_down=self._broker_down, broker_up=self._broker_up,
-                             instance=cfg.gateway.instance)
+                             instance=cfg.gateway.instance, devices=lambda: self.pipeline.inventory,
+                             watch=self._watch, unwatch=self._unwatch)
         for kind, configs in cfg.adapters.by_kind():
             if not configs:
                 continue
@@ -307,6 +311,56 @@ class Gateway:
         self.store.fence = lease
         await self.ha.start()
 
+    async def _swap_inventory(self, inventory: Inventory) -> None:
+        """Install an inventory changed through the API between two batches: unknown senders
+        seen so far stay (unless now known), new devices with an interval are watched."""
+
+        def swap(now: float) -> None:
+            old = self.pipeline.inventory
+            for key, dev in old.unknown.items():
+                if inventory.lookup(key) is None:
+                    inventory.unknown[key] = dev
+            wd = self.watchdog
+            if wd is not None:
+                classes = self.cfg.liveness.class_intervals
+                for d in inventory:
+                    if d.id not in wd and (d.heartbeat_interval is not None or d.device_class in classes):
+                        wd.track(d.id, interval=d.heartbeat_interval, device_class=d.device_class, now=now)
+            self.pipeline.inventory = self.book.inventory = self.inventory = inventory
+            self.book.recheck_suppressed()  # parents may have changed
+
+        await self.pipeline.execute(swap)
+
+    def _watch(self, pairs: Any) -> None:
+        """Devices an adapter checks actively are watched at the interval it names (an adapter hook)."""
+        wd, pairs = self.watchdog, list(pairs)
+        if wd is None or not pairs:
+            return
+
+        def track(now: float) -> None:
+            for dev, interval in pairs:
+                wd.track(dev, interval=interval, now=now)
+
+        self.pipeline.command_nowait(track)
+
+    def _unwatch(self, ids: Any) -> None:
+        """Devices no longer checked actively: back to their inventory interval, or not watched."""
+        wd, ids = self.watchdog, list(ids)
+        if wd is None or not ids:
+            return
+        classes = self.cfg.liveness.class_intervals
+
+        def untrack(now: float) -> None:
+            inv = self.pipeline.inventory
+            for d in ids:
+                dev = inv.get(d)
+                if dev is not None and (dev.heartbeat_interval is not None or dev.device_class in classes):
+                    wd.track(d, interval=dev.heartbeat_interval, device_class=dev.device_class, now=now)
+                else:
+                    wd.untrack(d)
+
+        self.pipeline.command_nowait(untrack)
+
     async def _start_helpdesk(self) -> None:
         """Outbox worker and two-way sync for the configured help desks (none: nothing runs)."""
         cfg = self.cfg
@@ -418,7 +472,7 @@ class Gateway:
         cfg = load_config(source) if source.is_file() else self.cfg
         engine = load_rules(cfg)
         policies = build_policies(cfg)
-        inventory = Inventory(build_devices(cfg), cfg.inventory.default_policy)
+        inventory = Inventory(inventory_devices(cfg, self.store), cfg.inventory.default_policy)
         self._staffing = build_staffing(cfg)
         return cfg, engine, policies, inventory, self._maintenance_windows(cfg)
 

@@ -34,7 +34,7 @@ from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
-from gateway.model import Device
+from gateway.model import Device, parse_poll_spec
 from gateway.service_config import ServiceSection, check_service
 from gateway.timeseries.config import TimeseriesConfig
 
@@ -352,6 +352,16 @@ class DeviceSection(_Strict):
     final_acceptance: date | None = None
     warranty: str | None = None
     warranty_until: date | None = None
+
+    #: Active polling of this device: "" (the poller's targets decide), "none", or methods and a
+    #: credential name, e.g. "snmp:core-v3", "icmp", "snmp+icmp:public" (see [[adapters.poll]]).
+    poll: str = ""
+
+    @field_validator("poll")
+    @classmethod
+    def _poll_spec(cls, v: str) -> str:
+        parse_poll_spec(v)
+        return v
 
 
 class InventorySection(_Strict):
@@ -793,6 +803,7 @@ def build_devices(cfg: Config) -> list[Device]:
             aliases=tuple(d.aliases),
             heartbeat_interval=d.heartbeat_interval,
             name=d.name,
+            poll=d.poll,
         )
         for d in cfg.devices
     ]

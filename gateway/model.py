@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, NamedTuple
 
-__all__ = ["UNKNOWN_CLASS", "Device", "Event", "FaultLevel", "OutboxMessage"]
+__all__ = ["UNKNOWN_CLASS", "Device", "Event", "FaultLevel", "OutboxMessage", "parse_poll_spec"]
 
 UNKNOWN_CLASS = "unknown"
 
@@ -78,6 +78,8 @@ class Device:
     heartbeat_interval: float | None = None
     name: str = ""
     known: bool = True
+    #: How the poller checks it: "" (its poll targets decide), "none", or e.g. "snmp:cred", "icmp", "snmp+icmp".
+    poll: str = ""
 
 
 class OutboxMessage(NamedTuple):
@@ -93,3 +95,25 @@ class OutboxMessage(NamedTuple):
     key: str
     kind: str
     payload: dict[str, Any]
+
+
+def parse_poll_spec(spec: str) -> tuple[tuple[str, ...], str] | None:
+    """A device's ``poll`` field: ``""`` (the poller's targets decide), ``"none"`` (never
+    polled), or methods joined by ``+`` with an optional credential name: ``"snmp:core-v3"``,
+    ``"icmp"``, ``"snmp+icmp:public"``. Returns ``(methods, credential)``, ``((), "")`` for
+    ``"none"`` and ``None`` for ``""``.
+
+    Raises:
+        ValueError: an unknown method.
+    """
+    spec = spec.strip()
+    if not spec:
+        return None
+    if spec == "none":
+        return (), ""
+    methods, _, cred = spec.partition(":")
+    out = tuple(m.strip() for m in methods.split("+") if m.strip())
+    if not out or any(m not in ("snmp", "icmp") for m in out):
+        raise ValueError(f"poll {spec!r}: use snmp and/or icmp joined by '+' and an optional ':credential' "
+                         "(e.g. 'snmp+icmp:core-v3'), or 'none'")
+    return out, cred.strip()

@@ -24,6 +24,7 @@ from gateway import __version__
 from gateway.api.deps import ApiContext, ApiError, MaintenanceHooks, OutboxHooks, Principal, TokenTable
 from gateway.api.headers import DOCS_PATH, SecurityHeaders
 from gateway.api.routes import build_router
+from gateway.api.routes.inventory import IMPORT_BODY_LIMIT, IMPORT_PATH
 from gateway.errors import StoreError
 from gateway.runtime.metrics import CONTENT_TYPE, GatewayCollector, render
 
@@ -85,7 +86,10 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers=_BOARD_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyLimit, limit=ctx.body_limit, timeout=ctx.config.api.header_timeout)
+    app.add_middleware(
+        BodyLimit, limit=ctx.body_limit, timeout=ctx.config.api.header_timeout,
+        larger={IMPORT_PATH: max(ctx.body_limit, IMPORT_BODY_LIMIT)},
+    )
     app.add_middleware(SecurityHeaders)  # outermost: also on 413s and on errors
     return app
 
@@ -152,20 +156,25 @@ class BodyLimit:
     version the project allows and answers in the API's error format.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, timeout: float = 10.0) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, timeout: float = 10.0, larger: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
         self.timeout = timeout
+        #: Paths allowed a larger body (an inventory import), by exact path.
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.limit)
         for k, v in scope.get("headers", ()):
             if k == b"content-length":
                 try:
-                    if int(v) > self.limit:
-                        await self._too_large(receive, send)
+                    if int(v) > limit:
+                        await self._too_large(receive, send, limit=limit)
                         return
                 except ValueError:
                     pass
@@ -183,8 +192,8 @@ class BodyLimit:
                 return
             body = msg.get("body", b"")
             size += len(body)
-            if size > self.limit:
-                await self._too_large(receive, send, more=msg.get("more_body", False))
+            if size > limit:
+                await self._too_large(receive, send, more=msg.get("more_body", False), limit=limit)
                 return
             chunks.append(body)
             if not msg.get("more_body", False):
@@ -201,7 +210,7 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, receive: Receive, send: Send, more: bool = True) -> None:
+    async def _too_large(self, receive: Receive, send: Send, more: bool = True, limit: int | None = None) -> None:
         # Read (and discard) a moderately oversized body first: a client still sending when
         # the connection closes sees a reset instead of the 413. Beyond _DRAIN_MAX we close.
         drained = 0
@@ -216,7 +225,7 @@ class BodyLimit:
                 return
             drained += len(msg.get("body", b""))
             more = msg.get("more_body", False)
-        await self._reply(send, 413, "too_large", f"request body larger than {self.limit} bytes")
+        await self._reply(send, 413, "too_large", f"request body larger than {self.limit if limit is None else limit} bytes")
 
     @staticmethod
     async def _reply(send: Send, status: int, code: str, message: str) -> None:

@@ -9,6 +9,7 @@ the matching endpoints answer ``501 not available``:
 * ``maintenance``: a :class:`MaintenanceHooks` (create, list and end windows).
 * ``outbox``: an :class:`OutboxHooks` (failed help-desk messages: list, retry, discard).
 * ``watchdog``: the liveness watchdog (``status(device)``), for device liveness.
+* ``devices``: an :class:`InventoryHooks` (export, import, add/update/remove, adopt, changes).
 
 Auth: every ``/api/v1`` route needs ``Authorization: Bearer <token>``; tokens come from
 ``[[api.tokens]]`` with a role, ``viewer`` (read) or ``operator`` (read and act). Only
@@ -28,6 +29,7 @@ from gateway.store import StoreReader
 __all__ = [
     "ApiContext",
     "ApiError",
+    "InventoryHooks",
     "MaintenanceHooks",
     "OutboxHooks",
     "Principal",
@@ -64,6 +66,28 @@ class MaintenanceHooks(Protocol):
     def create(self, window: dict[str, Any], actor: str) -> Any: ...
 
     def end(self, window_id: str, actor: str) -> Any: ...
+
+
+class InventoryHooks(Protocol):
+    """The inventory kept in the store, as the API changes it (``gateway.runtime.devices``).
+
+    Writes raise ``ValueError`` with an ``errors`` list (row, column, message) when refused as a
+    whole, ``KeyError`` for an unknown device.
+    """
+
+    def export(self, fmt: str = "json") -> Any: ...
+
+    def unknown(self, limit: int = 1000) -> Any: ...
+
+    def changes(self, device: str | None = None, limit: int = 1000) -> Any: ...
+
+    def import_text(self, text: str, fmt: str, actor: str, replace: bool = False, dry_run: bool = False) -> Any: ...
+
+    def put(self, device_id: str, body: Mapping[str, Any], actor: str, action: str | None = None) -> Any: ...
+
+    def adopt(self, key: str, body: Mapping[str, Any], actor: str) -> Any: ...
+
+    def remove(self, device_id: str, actor: str) -> Any: ...
 
 
 class OutboxHooks(Protocol):
@@ -164,6 +188,7 @@ class ApiContext:
         maintenance: optional maintenance-window hooks.
         outbox: optional failed-outbox hooks.
         watchdog: optional liveness watchdog.
+        devices: optional inventory hooks (changes through the API).
         components: extra objects with ``stats()`` shown on /metrics, by name.
         body_limit: largest request body accepted, in bytes (413 beyond).
         command_timeout: how long an action waits for its commit before answering 503.
@@ -187,6 +212,7 @@ class ApiContext:
     #: optional after-sales desk (gateway.runtime.service.ServiceDesk): planned work,
     #: warranty, spare parts, repair history.
     service: Any = None
+    devices: InventoryHooks | None = None
     components: dict[str, Any] = field(default_factory=dict)
     body_limit: int = 64 * 1024
     command_timeout: float = 15.0

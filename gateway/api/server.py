@@ -272,6 +272,7 @@ def api_context(gw: Any) -> ApiContext:
         outbox=outbox,
         watchdog=getattr(gw, "watchdog", None),
         service=getattr(gw, "service", None),
+        devices=getattr(gw, "device_registry", None),
         components=components,
     )
     gw.pipeline.listeners.append(bus.on_commit)

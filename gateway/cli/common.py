@@ -51,10 +51,12 @@ WAIT = 30.0
 class CallError(GatewayError):
     """The writer refused a request (``status``: its HTTP status) or could not be reached (0)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        #: The answer's ``detail`` (e.g. one entry per bad row of an import), when it has one.
+        self.detail = detail
 
 
 class NoStore(GatewayError):
@@ -204,9 +206,11 @@ def _decode(status: int, doc: Any, text: str) -> Any:
     if status < 400:
         return doc
     msg = ""
+    detail = None
     if isinstance(doc, dict):
         msg = str(doc.get("message") or doc.get("detail") or "")
-    raise CallError(status, msg or text[:200] or f"HTTP {status}")
+        detail = doc.get("detail")
+    raise CallError(status, msg or text[:200] or f"HTTP {status}", detail)
 
 
 def _json(r: Any) -> Any:

@@ -408,12 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_ticket_show)
 
     # Commands owned by their feature modules register themselves here, in one place.
+    from gateway.cli import devices as cli_devices
     from gateway.cli import migrate as cli_migrate
     from gateway.cli import people as cli_people
     from gateway.cli import rules as cli_rules
     from gateway.cli import service as cli_service
     from gateway.cli import tickets as cli_sla
 
+    cli_devices.register(sub, with_config)
     cli_rules.register(sub, with_config)
     cli_sla.register(sub, tsub, with_config)
     cli_migrate.register(sub, with_config)

@@ -12,9 +12,17 @@ _UNKNOWN_MAX = 100_000
 
 
 class Inventory:
-    """Known devices plus the unknown ones seen so far (visible, with the default policy)."""
+    """Known devices plus the unknown ones seen so far (visible, with the default policy).
+
+    ``version`` is unique per inventory made in this process: a change of inventory is a new
+    one (those that follow it, e.g. a poller, compare versions).
+    """
+
+    _made = 0
 
     def __init__(self, devices: Iterable[Device] = (), default_policy: str = "") -> None:
+        Inventory._made += 1
+        self.version = Inventory._made
         self.default_policy = default_policy
         self._by_id: dict[str, Device] = {}
         self._by_key: dict[str, Device] = {}

@@ -26,6 +26,7 @@ from gateway.model import OutboxMessage
 __all__ = [
     "OUTBOX_STATES",
     "BatchWrite",
+    "DeviceChange",
     "OutboxEntry",
     "OutboxRow",
     "Store",
@@ -61,6 +62,15 @@ class OutboxEntry(TypedDict):
     last_error: str | None
     created_at: float
     delivered_at: float | None
+
+
+class DeviceChange(TypedDict):
+    """One inventory change: ``action`` is ``add``, ``update``, ``adopt`` or ``remove``;
+    ``data`` the device's row (``gateway.core.devicebook.device_to_row``), ``None`` for a removal."""
+
+    device: str
+    action: str
+    data: dict[str, Any] | None
 
 
 class TimelineRow(TypedDict):
@@ -259,6 +269,16 @@ class StoreReader(Protocol):
         ``created_at``, ``expires_at``."""
         ...
 
+    # -- inventory --------------------------------------------------------------------------
+    def list_devices(self) -> list[dict[str, Any]]:
+        """Stored devices (their rows, as saved), by id."""
+        ...
+
+    def device_changes(self, device: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Inventory changes, newest first, all or one device's: ``{"id", "device", "action",
+        "at", "actor", "data"}`` (``data``: the row saved, ``None`` for a removal)."""
+        ...
+
     # -- outbox and help-desk links (read side) -------------------------------------------
     def outbox_list(self, state: str | None = None, limit: int = 500) -> list[OutboxEntry]:
         """Outbox messages, all or in one state, newest first (operators' view)."""
@@ -376,6 +396,12 @@ class Store(StoreReader, Protocol):
 
     def drop_sessions(self, user: str) -> int:
         """End every session of a user (disabled, password reset); returns how many."""
+        ...
+
+    def save_devices(self, changes: Sequence[DeviceChange], actor: str, at: float) -> None:
+        """Apply inventory changes in ONE transaction (all or none): rows are inserted or
+        replaced by id, removals deleted (a missing id is not an error), and each change is
+        recorded in the change log with ``actor`` and ``at``."""
         ...
 
     # -- outbox (worker) ----------------------------------------------------------------

@@ -31,7 +31,7 @@ from gateway import failpoints
 from gateway.core.alarms import Alarm
 from gateway.core.tickets import Ticket
 from gateway.model import FaultLevel
-from gateway.store import BatchWrite, OutboxEntry, TimelineRow
+from gateway.store import BatchWrite, DeviceChange, OutboxEntry, TimelineRow
 
 __all__ = ["Dialect", "Row", "SqlStore", "Tx", "filters", "to_json"]
 
@@ -563,6 +563,46 @@ class SqlStore:
 
     def drop_sessions(self, user: str) -> int:
         return self._exec("DELETE FROM sessions WHERE user_name=?", (user,))
+
+    # -- inventory -------------------------------------------------------------------------
+    def save_devices(self, changes: Sequence[DeviceChange], actor: str, at: float) -> None:
+        if not changes:
+            return
+
+        def write(db: Tx) -> None:
+            upserts = [(c["device"], to_json(c["data"]), at, actor) for c in changes if c["data"] is not None]
+            removals = [(c["device"],) for c in changes if c["data"] is None]
+            if upserts:
+                db.executemany(
+                    "INSERT INTO devices(id,data,updated_at,updated_by) VALUES(?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                    "data=excluded.data,updated_at=excluded.updated_at,updated_by=excluded.updated_by",
+                    upserts,
+                )
+            if removals:
+                db.executemany("DELETE FROM devices WHERE id=?", removals)
+            db.executemany(
+                "INSERT INTO device_changes(device,action,at,actor,data) VALUES(?,?,?,?,?)",
+                [(c["device"], c["action"], at, actor, to_json(c["data"])) for c in changes],
+            )
+
+        self._write(write, "saving devices failed: ")
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        return [self._data(r) for r in self._rows("SELECT data FROM devices ORDER BY id")]
+
+    def device_changes(self, device: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        if device is None:
+            rows = self._rows("SELECT id,device,action,at,actor,data FROM device_changes ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            rows = self._rows(
+                "SELECT id,device,action,at,actor,data FROM device_changes WHERE device=? ORDER BY id DESC LIMIT ?",
+                (device, limit),
+            )
+        return [
+            {"id": int(r["id"]), "device": r["device"], "action": r["action"], "at": float(r["at"]),
+             "actor": r["actor"], "data": json.loads(r["data"])}
+            for r in rows
+        ]
 
     def remote_links(self, connector: str) -> dict[str, int]:
         rows = self._rows("SELECT remote_id, ticket_id FROM helpdesk_links WHERE connector=?", (connector,))

@@ -498,3 +498,47 @@ def test_a_batch_repeating_a_row_keeps_the_last_state_and_every_appended_row(sto
     big = [s.alarm(i) for i in range(1, 2502)]  # more rows than one statement takes
     store.commit(BatchWrite(alarms=big, delivery_keys=[(f"d{i}", T0) for i in range(2501)]))
     assert len(store.list_alarms(limit=5000)) == 2501 and len(store.load_delivery_keys(0.0)) == 2502
+
+
+# -- inventory (devices kept in the store) -----------------------------------------------------
+def _row(dev_id: str, **kw: Any) -> dict[str, Any]:
+    return {"id": dev_id, "name": kw.get("name", ""), "class": kw.get("cls", "network.switch"), "site": "hq",
+            "region": "", "policy": "p", "parent": kw.get("parent", ""), "addresses": ["10.0.0.1"], "aliases": [],
+            "heartbeat_interval": kw.get("interval"), "poll": "snmp"}
+
+
+def test_devices_are_saved_replaced_removed_and_their_changes_logged(store: Store) -> None:
+    store.save_devices([{"device": "b", "action": "add", "data": _row("b")},
+                        {"device": "a", "action": "add", "data": _row("a", interval=30.0)}], "ops:li", T0)
+    assert [d["id"] for d in store.list_devices()] == ["a", "b"]  # by id
+    assert store.list_devices()[0] == _row("a", interval=30.0)  # exactly as saved
+    store.save_devices([{"device": "a", "action": "update", "data": _row("a", name="core")},
+                        {"device": "b", "action": "remove", "data": None},
+                        {"device": "zz", "action": "remove", "data": None}], "ops:wang", T0 + 10)
+    assert store.list_devices() == [_row("a", name="core")]
+    log = store.device_changes()
+    assert [(c["device"], c["action"], c["actor"], c["at"]) for c in log] == [
+        ("zz", "remove", "ops:wang", T0 + 10), ("b", "remove", "ops:wang", T0 + 10),
+        ("a", "update", "ops:wang", T0 + 10), ("a", "add", "ops:li", T0), ("b", "add", "ops:li", T0)]
+    assert [c["action"] for c in store.device_changes("a")] == ["update", "add"]
+    assert store.device_changes("a", limit=1)[0]["data"] == _row("a", name="core")
+    assert store.device_changes("b")[0]["data"] is None
+    store.save_devices([], "x", T0)  # nothing to do, nothing logged
+    assert len(store.device_changes()) == 5
+
+
+def test_a_device_save_that_fails_changes_nothing(store: Store) -> None:
+    store.save_devices([{"device": "a", "action": "add", "data": _row("a")}], "li", T0)
+    before = (store.list_devices(), store.device_changes())
+    many = [{"device": f"d{i}", "action": "add", "data": _row(f"d{i}")} for i in range(50)]
+    bad: dict[str, Any] = {"device": None, "action": "add", "data": _row("x")}  # id NOT NULL
+    with pytest.raises(StoreError):
+        store.save_devices([*many, bad], "li", T0 + 1)  # type: ignore[list-item]
+    assert (store.list_devices(), store.device_changes()) == before
+
+
+def test_ten_thousand_devices_in_one_save(store: Store) -> None:
+    store.save_devices([{"device": f"d{i:05}", "action": "add", "data": _row(f"d{i:05}")} for i in range(10_000)],
+                       "import", T0)
+    assert len(store.list_devices()) == 10_000
+    assert len(store.device_changes(limit=20_000)) == 10_000

@@ -11,7 +11,8 @@ before the answer is sent.
 * :mod:`.auth`: the ``viewer`` / ``operator`` / ``admin`` dependencies and ``/whoami``
 * :mod:`.people`: board sign-in, accounts, personal tokens, teams and who is on call
 * :mod:`.common`: error tables, path types and helpers the others share
-* :mod:`.alarms`, :mod:`.tickets`, :mod:`.devices` (with the board), :mod:`.maintenance`,
+* :mod:`.alarms`, :mod:`.tickets`, :mod:`.devices` (with the board), :mod:`.inventory`
+  (import/export, device writes, adoption), :mod:`.maintenance`,
   :mod:`.ops` (rules reload, outbox), :mod:`.events` (the SSE stream)
 """
 
@@ -24,6 +25,7 @@ from gateway.api.routes.alarms import alarms_router
 from gateway.api.routes.auth import build_auth, whoami_router
 from gateway.api.routes.devices import devices_router
 from gateway.api.routes.events import events_router
+from gateway.api.routes.inventory import inventory_router
 from gateway.api.routes.maintenance import maintenance_router
 from gateway.api.routes.ops import ops_router
 from gateway.api.routes.people import people_router
@@ -47,6 +49,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> AP
     router.include_router(alarms_router(ctx, auth))
     router.include_router(tickets_router(ctx, auth))
     router.include_router(devices_router(ctx, auth))
+    router.include_router(inventory_router(ctx, auth))
     router.include_router(maintenance_router(ctx, auth, local))
     router.include_router(ops_router(ctx, auth))
     router.include_router(service_router(ctx, auth))

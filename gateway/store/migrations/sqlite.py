@@ -173,6 +173,25 @@ MIGRATIONS: tuple[Migration, ...] = (
             expires_at REAL NOT NULL
         );
     """),
+    # The inventory kept in the store (API, import, adoption), beside the config file's
+    # [[devices]]; and who changed which device when.
+    Migration(8, "devices", """
+        CREATE TABLE devices (
+            id TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        CREATE TABLE device_changes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            device TEXT NOT NULL,
+            action TEXT NOT NULL,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            data TEXT NOT NULL
+        );
+        CREATE INDEX device_changes_device ON device_changes(device, id);
+    """),
 )
 
 LATEST = check_sequence(MIGRATIONS)
