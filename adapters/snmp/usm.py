@@ -96,6 +96,7 @@ WRONG_DIGESTS = _USM_STATS + "5.0"
 DECRYPTION_ERRORS = _USM_STATS + "6.0"
 
 _MAX_MESSAGE_SIZE = 65507
+_ZEROS = {n: bytes(n) for n in (12, 16, 24, 32, 48)}
 
 
 # -- keys (RFC 3414 §A.2, RFC 7860 §9.2) --------------------------------------------
@@ -138,10 +139,17 @@ class _LeanCred:
 
 @dataclass(slots=True)
 class _Keys:
-    """Keys localized to one engine ID."""
+    """Keys localized to one engine ID, with the keyed primitives made once.
+
+    ``mac`` is an HMAC already keyed (copied per message); ``block`` is a reusable ECB
+    context: the AES encryptor that makes the CFB-128 key stream, or the DES decryptor of
+    CBC. ECB has no state between whole blocks, so one context serves every message.
+    """
 
     auth: bytes
     priv: bytes
+    mac: Any = None
+    block: Any = None
 
 
 @dataclass(slots=True)
@@ -659,10 +667,11 @@ class LeanV3Processor:
         if len(p.mac) != n:
             return False
         d = p.data
-        whole = d[: p.mac_at] + bytes(n) + d[p.mac_at + n :]
-        assert cred.hash_new is not None
-        mac = hmac.new(keys.auth, whole, cred.hash_new).digest()[:n]
-        return hmac.compare_digest(mac, p.mac)
+        h = keys.mac.copy()
+        h.update(d[: p.mac_at])
+        h.update(_ZEROS[n])
+        h.update(d[p.mac_at + n :])
+        return hmac.compare_digest(h.digest()[:n], p.mac)
 
     def _scoped(
         self, p: _Parsed, cred: _LeanCred, keys: _Keys | None, peer_s: str | None, reportable: bool = False
@@ -690,15 +699,23 @@ class LeanV3Processor:
         salt = p.priv_params
         if len(salt) != 8:
             return None
+        n = len(ct)
         if cred.cipher == "des":
-            if len(ct) % 8:
+            # CBC: P_i = D(C_i) xor C_(i-1), with C_(-1) = pre-IV xor salt (RFC 3414 §8.1.1.3).
+            if n % 8 or not n:
                 return None
             iv = bytes(a ^ b for a, b in zip(keys.priv[8:16], salt, strict=True))
-            dec = Cipher(TripleDES(keys.priv[:8] * 3), modes.CBC(iv)).decryptor()
+            stream = keys.block.update(ct)
+            chain = iv + ct[:-8]
         else:
+            # CFB-128: P_i = C_i xor E(C_(i-1)), with C_(-1) = boots || time || salt (RFC 3826 §3.1.4).
+            if not n:
+                return b""
             iv = p.boots.to_bytes(4, "big") + p.eng_time.to_bytes(4, "big") + salt
-            dec = Cipher(algorithms.AES(keys.priv[: cred.key_len]), CFB(iv)).decryptor()
-        return bytes(dec.update(ct) + dec.finalize())
+            k = (n + 15) // 16
+            stream = keys.block.update((iv + ct)[: 16 * k])[:n]
+            chain = ct
+        return (int.from_bytes(stream, "big") ^ int.from_bytes(chain, "big")).to_bytes(n, "big")
 
     # -- outgoing ---------------------------------------------------------------------
 
@@ -916,7 +933,13 @@ def _localized(cred: _LeanCred, eid: bytes) -> _Keys:
         priv = localize_key(cred.hash_new, cred.priv_master, eid)
         if len(priv) < cred.key_len:
             priv = extend_key_blumenthal(cred.hash_new, priv, cred.key_len)
-    return _Keys(auth, priv)
+    mac = hmac.new(auth, digestmod=cred.hash_new)
+    block = None
+    if cred.cipher == "des":
+        block = Cipher(TripleDES(priv[:8] * 3), modes.ECB()).decryptor()
+    elif cred.cipher == "aes":
+        block = Cipher(algorithms.AES(priv[: cred.key_len]), modes.ECB()).encryptor()
+    return _Keys(auth, priv, mac, block)
 
 
 def _message(name: bytes, sp: _Scoped) -> TrapMessage:
