@@ -8,8 +8,9 @@ Modes:
 
 * ``repeat`` (default): ``variants`` distinct v2c linkDown traps (ifIndex 1..variants) sent
   round-robin — the receiver's repeat fast path sees the same bytes again and again.
-* ``distinct``: v2c, no two traps alike: each has its own device (snmpTrapAddress among
-  ``devices`` addresses), interface, values and sysUpTime, so no cache can help.
+* ``distinct``: v2c, no two traps alike: devices (snmpTrapAddress among ``devices``
+  addresses) × 48 interfaces, with values, request-id and sysUpTime different in every
+  trap, so the repeat fast path never hits.
 * ``v3``: SNMPv3 authPriv traps (user ``--user``, SHA-256/AES-128 unless told), each unique:
   fresh msgID and request-id, the sender engine's time moving forward with the send
   clock from ``--time-base``, varying varbinds, spread over ``--engines`` sender engines
@@ -31,6 +32,9 @@ from adapters.snmp import ber
 
 LINK_DOWN = "1.3.6.1.6.3.1.1.5.3"
 SNMP_TRAP_ADDRESS_0 = "1.3.6.1.6.3.18.1.3.0"
+#: Interfaces per device (a 48-port switch): values, uptime and ids vary, the OIDs repeat as
+#: in a real network.
+PORTS = 48
 V3_USER = "bench"
 V3_AUTH = ("SHA-256", "benchauth123")
 V3_PRIV = ("AES", "benchpriv123")
@@ -54,8 +58,7 @@ def packets(variants: int, community: bytes = b"public", inform: bool = False) -
     return out
 
 
-def _varbinds(i: int, device: str | None) -> list[tuple[str, object]]:
-    idx = 1 + i % 4096
+def _varbinds(i: int, device: str | None, idx: int) -> list[tuple[str, object]]:
     vbs: list[tuple[str, object]] = [
         ("1.3.6.1.2.1.1.3.0", ber.Typed(ber.TAG_TIMETICKS, 100_000 + i)),
         ("1.3.6.1.6.3.1.1.4.1.0", ber.Typed(ber.TAG_OID, LINK_DOWN)),
@@ -76,7 +79,8 @@ def distinct_packets(total: int, devices: int) -> list[bytes]:
     for i in range(total):
         d = i % devices
         dev = f"10.{1 + (d >> 16) % 250}.{(d >> 8) & 255}.{d & 255}"
-        out.append(ber.encode_trap(ber.TrapMessage(ber.V2C, b"public", ber.PDU_TRAP_V2, i + 1, _varbinds(i, dev))))
+        idx = 1 + (i // devices) % PORTS
+        out.append(ber.encode_trap(ber.TrapMessage(ber.V2C, b"public", ber.PDU_TRAP_V2, i + 1, _varbinds(i, dev, idx))))
     return out
 
 
@@ -95,7 +99,7 @@ def v3_packets(total: int, rate: float, engines: int, time_base: int, boots: int
     out = []
     for i in range(total):
         s = senders[i % engines]
-        out.append(s.encode(_varbinds(i, None), boots=boots, eng_time=time_base + int(i / rate),
+        out.append(s.encode(_varbinds(i, None, 1 + (i // engines) % PORTS), boots=boots, eng_time=time_base + int(i / rate),
                             msg_id=1 + (time_base * 1000 + i) % 2147483647,
                             request_id=1 + (time_base * 1000 + i) % 2147483647))
     return out
@@ -134,7 +138,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--variants", type=int, default=100)
     ap.add_argument("--mode", choices=["repeat", "distinct", "v3"], default="repeat")
-    ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--engines", type=int, default=4)
     ap.add_argument("--time-base", type=int, default=None, help="v3: the senders' engine time at the start")
     a = ap.parse_args()

@@ -39,6 +39,7 @@ def main() -> None:
         gw = bench_snmp.GatewayProc(work)
         raw = work / "stacks.txt"
         try:
+            bench_snmp.run_load(gw.port, a.rate, 2.0)  # warm the name caches, as a long run would
             before = bench_snmp.settle(gw.count, quiet=0.5)
             prof = subprocess.Popen([spy, "record", "--format", "raw", "--threads", "-r", "200",
                                      "-o", str(raw), "-p", str(gw.proc.pid), "-d", str(int(a.seconds) + 1)],

@@ -219,6 +219,9 @@ class SnmpAdapter:
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)
         out["receive_buffer_bytes"] = self.granted_rcvbuf
+        fallback = getattr(getattr(self.v3, "stats", None), "fallback", None)
+        if fallback is not None:  # v3 messages the lean USM path handed to pysnmp
+            out["v3.fallback"] = fallback
         return out
 
     # -- the receiver thread -------------------------------------------------------------

@@ -211,3 +211,26 @@ def test_inform_response_is_authentic(tmp_path: Path) -> None:
     msg, _ = decoder.decode(out, asn1Spec=SNMPv3Message())
     assert int(msg["msgGlobalData"]["msgID"]) == 5
     assert msg["msgGlobalData"]["msgFlags"].asNumbers()[0] == 3
+
+
+def test_v3_engine_switch_and_counted_fallback(tmp_path: Path) -> None:
+    from adapters.snmp.config import SnmpListenerConfig
+    from adapters.snmp.receiver import SnmpAdapter
+    from adapters.snmp.v3 import V3Processor
+    from gateway.clock import SystemClock
+
+    users = [{"user": "noc", "auth_protocol": "SHA-256", "auth_key": "authpass123", "priv_protocol": "AES-128",
+              "priv_key": "privpass123", "engine_ids": ["0x" + SENDER.hex()]}]
+    pysnmp_only = SnmpAdapter(SnmpListenerConfig(users=users, v3_engine="pysnmp"), SystemClock(),
+                              state_dir=tmp_path / "a")
+    assert type(pysnmp_only.v3) is V3Processor
+    adapter = SnmpAdapter(SnmpListenerConfig(users=users), SystemClock(), state_dir=tmp_path / "b")
+    assert type(adapter.v3) is LeanV3Processor
+    s = V3Sender(USER, SENDER)
+    plain: list[object] = []
+    adapter._handle(s.encode(vbs(1), boots=1, eng_time=10, msg_id=1, request_id=1), PEER, 0.0, plain, [])
+    # A trap with the reportable flag set is unusual: the lean path leaves it to pysnmp.
+    odd = s.encode(vbs(2), boots=1, eng_time=11, msg_id=2, request_id=2, reportable=True)
+    adapter._handle(odd, PEER, 0.0, plain, [])
+    assert len(plain) == 2
+    assert adapter.stats()["v3.fallback"] == 1 and adapter.stats()["decoded"] == 2
