@@ -79,6 +79,9 @@ class SnmpListenerConfig(BaseModel):
     v3_only: bool = False
     users: list[SnmpV3User] = Field(default_factory=list)
     learn_engine_ids: bool = True
+    #: SNMPv3 USM implementation: "lean" (hashlib/cryptography; messages it does not take go
+    #: to pysnmp and are counted) or "pysnmp" (pysnmp for every message).
+    v3_engine: Literal["lean", "pysnmp"] = "lean"
     #: Requested SO_RCVBUF in bytes; the kernel caps it at net.core.rmem_max.
     receive_buffer: int = Field(default=8 * 1024 * 1024, ge=65536)
     #: Accept traps from senders not in the inventory ("accept") or drop them ("drop").

@@ -249,6 +249,9 @@ class SnmpAdapter:
     def stats(self) -> dict[str, int]:
         out = dict(self.counters)
         out["receive_buffer_bytes"] = self.granted_rcvbuf
+        fallback = getattr(getattr(self.v3, "stats", None), "fallback", None)
+        if fallback is not None:  # v3 messages the lean USM path handed to pysnmp
+            out["v3.fallback"] = fallback
         return out
 
     # -- the receiver thread -------------------------------------------------------------
@@ -483,12 +486,17 @@ def _in_nets(ip: str, nets: list[Any], cache: dict[str, bool]) -> bool:
 
 
 def _build_v3(config: SnmpListenerConfig, state_dir: str | os.PathLike[str] | None) -> Any:
-    """The SNMPv3 USM processor for a listener that has users (pysnmp does the crypto)."""
+    """The SNMPv3 USM processor for a listener that has users (``v3_engine`` picks which)."""
     if not config.users:
         return None
-    from adapters.snmp.v3 import V3Processor
+    path = engine_id_path(state_dir or ".", config.name)
+    if config.v3_engine == "pysnmp":
+        from adapters.snmp.v3 import V3Processor
 
-    return V3Processor.from_config(config, engine_id_path(state_dir or ".", config.name))
+        return V3Processor.from_config(config, path)
+    from adapters.snmp.usm import LeanV3Processor
+
+    return LeanV3Processor.from_config(config, path)
 
 
 def engine_id_path(state_dir: str | os.PathLike[str], name: str) -> Path:
