@@ -268,6 +268,7 @@ class Gateway:
             self.store, connectors, self.clock,
             base_delay=cfg.outbox.retry_base, max_delay=cfg.outbox.retry_max,
             concurrency=cfg.outbox.concurrency, on_failed=self._delivery_failed,
+            on_delivered=self._delivered,
         )
         await outbox.start()
         self._stack.push_async_callback(outbox.stop)
@@ -275,6 +276,21 @@ class Gateway:
         self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote, interval=cfg.outbox.poll_interval)
         await self.sync.start()
         self._stack.push_async_callback(self.sync.stop)
+
+    def _delivered(self, connector: str, ticket_id: int, kind: str) -> None:
+        """A connector delivered a ticket's incident report: the report clock stops now (the
+        contract counts delivery, not writing), by closing the ticket."""
+        if kind != "report":
+            return
+        from gateway.core.tickets import TicketError
+
+        def close(now: float) -> None:
+            try:
+                self.desk.act(ticket_id, "close", now, f"delivery:{connector}", "incident report delivered")
+            except TicketError as e:
+                log.info("ticket %d: report delivered; not closed: %s", ticket_id, e)
+
+        self.pipeline.command_nowait(close)
 
     def _delivery_failed(self, connector: str, ticket_id: int, err: Any) -> None:
         from gateway.model import Event

@@ -406,7 +406,8 @@ class Decider:
                 snapshot["first_seen"] = alarm.first_seen
             snapshot.update(extra)
             ticket_key = snapshot["ticket_key"] = f"gw-{self.instance}-t{tid}"
-            for conn in connectors:
+            only = extra.get("to")  # a message for some connectors only (a report for the customer)
+            for conn in only if isinstance(only, list) else connectors:
                 if extra.get("actor") == f"helpdesk:{conn}":
                     continue  # it came from that help desk: don't echo it back
                 key = ticket_key if kind == "open" else f"{ticket_key}-m{self.unique()}"

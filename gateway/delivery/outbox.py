@@ -60,6 +60,7 @@ class OutboxWorker:
         concurrency: int = 8,
         idle_poll: float = 0.5,
         on_failed: Callable[[str, int, DeliveryError], None] | None = None,
+        on_delivered: Callable[[str, int, str], None] | None = None,
         seed: int | None = None,
     ) -> None:
         self.store = store
@@ -70,6 +71,9 @@ class OutboxWorker:
         self.concurrency = concurrency
         self.idle_poll = idle_poll
         self.on_failed = on_failed
+        #: Called with (connector, ticket id, kind) after a batched delivery is recorded (a
+        #: delivered incident report stops the ticket's report clock).
+        self.on_delivered = on_delivered
         self.stats = OutboxStats()
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
@@ -154,6 +158,8 @@ class OutboxWorker:
                 await asyncio.to_thread(self.store.outbox_delivered, r["id"], self.clock.now(), None, conn_name,
                                         int(r["ticket_id"]), r["key"])
                 self.stats.delivered += 1
+                if self.on_delivered is not None:
+                    self.on_delivered(conn_name, int(r["ticket_id"]), r["kind"])
             elif isinstance(res, DeliveryError):
                 await self._failed(r, conn_name, res)
             else:

@@ -34,6 +34,8 @@ class NotifyConfig(BaseModel):
         levels: fault levels whose tickets notify (1-4).
         policies: only tickets of these contracts (globs; empty: all) — e.g. a customer's
             notifier for the contracts that promise progress notices.
+        reports: this notifier delivers post-incident reports (text and PDF) to the customer
+            for the contracts in ``policies``; the delivery stops the ticket's report clock.
         window: seconds of the rate limit's window.
         burst: messages sent one by one per window; the rest of a storm waits for the window
             to end and goes as one digest.
@@ -52,6 +54,7 @@ class NotifyConfig(BaseModel):
     events: list[Event] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
     levels: list[int] = Field(default_factory=lambda: [1, 2])
     policies: list[str] = Field(default_factory=list)
+    reports: bool = False
     window: float = Field(default=60.0, gt=0)
     burst: int = Field(default=3, ge=1)
     timeout: float = Field(default=10.0, gt=0)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import os
+import tempfile
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -76,6 +78,8 @@ class Notifier:
 
     def wants(self, msg: OutboxMessage) -> bool:
         p = msg.payload
+        if msg.kind == "report":
+            return True  # written for this notifier only (see TicketDesk.queue_report)
         if event_of(msg.kind, p) not in self.cfg.events:
             return False
         if int(p.get("level") or 0) not in self.cfg.levels:
@@ -94,9 +98,11 @@ class Notifier:
         """Send what is due: singles within the rate limit, else one digest, else hold."""
         now = self._now()
         out: dict[int, Outcome] = {}
-        wanted = [m for m in msgs if self.wants(m)]
+        wanted = [m for m in msgs if self.wants(m) and m.kind != "report"]
         for m in msgs:
-            if m not in wanted:
+            if m.kind == "report":  # a contract's clock waits on it: never held, never digested
+                out[m.id] = await self._send_report(m, now)
+            elif m not in wanted:
                 out[m.id] = None  # not worth a notice: delivered as skipped
         if not wanted:
             return out
@@ -147,12 +153,33 @@ class Notifier:
                 return float(v)
         return now
 
-    async def _send(self, notice: Notice, msgs: Sequence[OutboxMessage], now: float) -> DeliveryError | None:
+    async def _send_report(self, m: OutboxMessage, now: float) -> DeliveryError | None:
+        """The post-incident report: the text as the body, the PDF attached (where the service
+        takes attachments: e-mail)."""
+        from gateway.delivery.helpdesk.notify.pdf import report_pdf
+
+        p = m.payload
+        ref = p.get("ticket_key") or f"#{m.ticket_id}"
+        label = "故障报告" if self.cfg.language == "zh-CN" else "Incident report"
+        notice = Notice(f"{label} {ref}: {p.get('title', '')}", str(p.get("report_text") or ""))
+        with tempfile.TemporaryDirectory(prefix="gw-report-") as d:
+            path = os.path.join(d, f"{ref}.pdf")
+
+            def write() -> None:
+                with open(path, "wb") as f:
+                    f.write(report_pdf(notice.body, notice.title))
+
+            await asyncio.to_thread(write)
+            return await self._send(notice, [m], now, attach=path)
+
+    async def _send(
+        self, notice: Notice, msgs: Sequence[OutboxMessage], now: float, attach: str | None = None
+    ) -> DeliveryError | None:
         self._sent.append(now)  # an attempt spends the budget too: a failing channel is not hammered
         attempts = max(m.attempts for m in msgs) + 1
         try:
             if len(self._apprise):
-                await self._apprise_send(notice)
+                await self._apprise_send(notice, attach)
             for bot in self._bots:
                 await self._bot_send(bot, notice)
         except DeliveryError as e:
@@ -162,10 +189,10 @@ class Notifier:
         self.sent_messages += 1
         return None
 
-    async def _apprise_send(self, notice: Notice) -> None:
+    async def _apprise_send(self, notice: Notice, attach: str | None = None) -> None:
         def send() -> tuple[bool, str]:
             with apprise.LogCapture(level=logging.WARNING) as logs:  # type: ignore[no-untyped-call]
-                ok = self._apprise.notify(body=notice.body, title=notice.title)
+                ok = self._apprise.notify(body=notice.body, title=notice.title, attach=attach)
                 return bool(ok), str(logs.getvalue()).strip().replace("\n", "; ")[-300:]
 
         ok, why = await asyncio.to_thread(send)
