@@ -383,11 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands owned by their feature modules register themselves here, in one place.
     from gateway.cli import people as cli_people
     from gateway.cli import rules as cli_rules
+    from gateway.cli import service_report as cli_service_report
     from gateway.cli import tickets as cli_sla
 
     cli_rules.register(sub, with_config)
     cli_sla.register(sub, tsub, with_config)
     cli_people.register(sub, tsub, with_config)
+    cli_service_report.register(sub, with_config)
     return p
 
 

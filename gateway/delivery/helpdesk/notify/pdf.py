@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-__all__ = ["report_html", "report_pdf"]
+__all__ = ["html_pdf", "report_html", "report_pdf"]
 
 _CSS = """
 @page { size: A4; margin: 18mm 16mm; @bottom-right { content: counter(page) " / " counter(pages); font-size: 8pt; } }
@@ -31,3 +31,10 @@ def report_pdf(markdown_text: str, title: str) -> bytes:
     from weasyprint import HTML
 
     return bytes(HTML(string=report_html(markdown_text, title)).write_pdf())
+
+
+def html_pdf(html: str) -> bytes:
+    """PDF bytes of a self-contained HTML page (a service report with inline SVG charts)."""
+    from weasyprint import HTML
+
+    return bytes(HTML(string=html).write_pdf())
