@@ -1,6 +1,7 @@
 """The post-incident report reaches the customer: queued through the API after the restore,
 e-mailed by the contract's report notifier to a real SMTP server (aiosmtpd) as text with the
-PDF attached, and the ticket's ``report`` clock stops at the delivery, not at the writing."""
+PDF attached, and the ticket's ``report`` clock stops at the delivery, not at the writing; the
+customer's notifier also sends the progress notice (restored) the contract promises."""
 
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ async def test_report_is_mailed_as_pdf_and_its_clock_stops_at_delivery(
         timeline = gw.store.timeline(tid)
         close = next(e for e in timeline if e["kind"] == "close")
         assert close["actor"] == "delivery:customer" and close["ts"] > written
+        # The contract promises progress notices: the customer heard of the restore, once.
+        restored = [m for m in smtp_sink.messages if "已恢复" in str(m["Subject"])]
+        assert len(restored) == 1 and f"gw-test-t{tid}" in str(restored[0]["Subject"])
         mails = [m for m in smtp_sink.messages if "故障报告" in str(m["Subject"])]
         assert len(mails) == 1
         m = mails[0]

@@ -12,9 +12,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from gateway.app import Gateway
 from gateway.clock import ManualClock
 from gateway.config import load_config
+from tests.fixtures.api import OP, OP_TOKEN
 from tests.fixtures.netsnmp import LINK_DOWN, NetSnmp, free_udp_port, link_varbinds
 from tests.helpers import base_config, eventually, write_config
 
@@ -26,6 +29,8 @@ async def _quarter(tmp_path: Path, netsnmp: NetSnmp) -> Path:
     d = base_config(tmp_path / "var", port)
     d["devices"][0]["policy"] = "software-7x24"
     d["policies"]["software-7x24"]["customer"] = "Acme Rail"
+    d["api"] = {"enabled": True, "host": "127.0.0.1", "port": 0,
+                "tokens": [{"token": OP_TOKEN, "role": "viewer", "name": "bob"}]}
     path = write_config(tmp_path / "config.toml", d)
     clock = ManualClock(Q1)
     async with Gateway(load_config(path), clock=clock) as gw:
@@ -85,3 +90,15 @@ async def test_quarterly_report_counts_what_happened(tmp_path: Path, netsnmp: Ne
     r = _cli(cfg, "--contract", "software-7x24", "--period", "2026-Q1", "--format", "pdf", "-o", str(pdf))
     assert r.returncode == 0, r.stderr
     assert pdf.read_bytes().startswith(b"%PDF")
+
+    # The same report from the API (a viewer may read it), as JSON and as PDF.
+    async with Gateway(load_config(cfg), clock=ManualClock(Q1 + 80 * 86400)) as gw:
+        assert gw.api is not None
+        async with httpx.AsyncClient(base_url=gw.api.url + "/api/v1", headers=OP, timeout=30) as http:
+            q = {"contract": "software-7x24", "period": "2026-Q1"}
+            r = await http.get("/reports/service", params={**q, "format": "json"})
+            assert r.status_code == 200 and r.json()["tickets"] == 4 and r.json()["mtta"] == rep["mtta"]
+            r = await http.get("/reports/service", params={**q, "format": "pdf"})
+            assert r.status_code == 200 and r.content.startswith(b"%PDF")
+            r = await http.get("/reports/service", params={**q, "period": "2026-13"})
+            assert r.status_code == 422

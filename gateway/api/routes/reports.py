@@ -1,12 +1,14 @@
-"""``/tickets/{id}/report/send``: deliver a ticket's post-incident report to the customer."""
+"""``/tickets/{id}/report/send``: deliver a ticket's post-incident report to the customer;
+``/reports/service``: a contract's monthly, quarterly or yearly service report (HTML, PDF, JSON)."""
 
 # No ``from __future__ import annotations``: FastAPI reads the route annotations at run time.
 
 import asyncio
 import fnmatch
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.routes.auth import Auth
@@ -55,5 +57,41 @@ def reports_router(ctx: ApiContext, auth: Auth) -> APIRouter:
             raise ApiError(409, "conflict", str(e)) from None
         log.info("ticket %d: report queued for %s by %s", ticket_id, ", ".join(to), actor)
         return ticket_dict(ctx, out)
+
+    Viewer = Annotated[Principal, Depends(auth.viewer)]
+
+    @router.get("/reports/service", responses=ACT_ERRORS, tags=["reports"], response_model=None)
+    async def service_report_(
+        p: Viewer,
+        contract: Annotated[str, Query(description="policy (contract) name")],
+        period: Annotated[str, Query(description="YYYY-MM, YYYY-Qn or YYYY")],
+        format: Annotated[Literal["html", "pdf", "json"], Query()] = "html",
+    ) -> Response:
+        """A contract's service report: SLA attainment, MTTA/MTTR, causes, breaches,
+        penalties, repeated faults, with charts."""
+        from gateway.core.service_report import period_bounds, render_html, service_report
+
+        policy = ctx.policies.get(contract)
+        if policy is None or not p.sees("", contract):
+            raise ApiError(404, "not_found", f"no contract {contract!r}")
+        tz = ctx.config.gateway.timezone
+        try:
+            start, end, _ = period_bounds(period, tz)
+        except ValueError as e:
+            raise ApiError(422, "invalid_input", f"period: {e}") from None
+        tickets = await asyncio.to_thread(ctx.store.tickets_opened, contract, start, end)
+        sec = ctx.config.policies.get(contract)
+        rep = service_report(tickets, policy, ctx.calendars, period=period, tz=tz, now=now(ctx),
+                             customer=getattr(sec, "customer", "") or "")
+        if format == "json":
+            return JSONResponse(rep)
+        html = render_html(rep)
+        if format == "html":
+            return HTMLResponse(html)
+        from gateway.delivery.helpdesk.notify.pdf import html_pdf
+
+        pdf = await asyncio.to_thread(html_pdf, html)
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="service-{contract}-{period}.pdf"'})
 
     return router
