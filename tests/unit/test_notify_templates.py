@@ -96,3 +96,4 @@ def test_bot_urls_and_signatures() -> None:
     # Known answers, worked out once from the vendors' documented recipes.
     assert dingtalk_sign(1700000000000, "SEC") == "r+2we0q01lkZqz38LA5IPNbHN81U1leRf3Au4PSQb6Q="
     assert feishu_sign(1700000000, "abc") == "VIS10b0EBvzzSdFnuk4tznEmK5wHaruvf/WnViv2yR4="
+
