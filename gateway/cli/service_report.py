@@ -2,6 +2,9 @@
 PDF or JSON (reads the store only, so it works beside a running daemon)::
 
     gateway service-report --contract NAME --period 2026-Q1 [--format html|pdf|json] [-o FILE]
+
+and ``gateway report-send TICKET``: e-mail a ticket's incident report to the customer (through
+the contract's report notifiers; the delivery stops the report clock).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.cli.common import calendars, err, load, read_store_if_any, write_out
+from gateway.cli.common import CallError, actor, calendars, call, err, load, read_store_if_any, write_out
 
 __all__ = ["build_report", "register"]
 
@@ -25,6 +28,21 @@ def register(sub: Any, with_config: Callable[[argparse.ArgumentParser], argparse
     p.add_argument("--format", choices=("html", "pdf", "json"), default="html")
     p.add_argument("-o", "--output", default="", help="write to this file (required for pdf)")
     p.set_defaults(func=_cmd)
+    rs = with_config(sub.add_parser("report-send", help="e-mail a ticket's incident report (text + PDF) to the customer"))
+    rs.add_argument("ticket", type=int, help="ticket id (restored or closed)")
+    rs.add_argument("--by", default=None, metavar="NAME", help="who acts (default: your login name)")
+    rs.set_defaults(func=_cmd_send)
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    cfg = load(args.config)
+    who = actor(args.by)
+    try:
+        call(cfg, "POST", f"/tickets/{args.ticket}/report/send", {"actor": who}, user=who.removeprefix("user:"))
+    except CallError as e:
+        return err(e.message)
+    print(f"ticket {args.ticket}: incident report queued for the customer")
+    return 0
 
 
 def build_report(cfg: Any, contract: str, period: str, now: float) -> dict[str, Any]:

@@ -6,16 +6,18 @@ customer's notifier also sends the progress notice (restored) the contract promi
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 
 from gateway.app import Gateway
-from gateway.config import config_from_dict
+from gateway.config import load_config
 from tests.fixtures.api import OP, OP_TOKEN
 from tests.fixtures.netsnmp import LINK_DOWN, LINK_UP, NetSnmp, free_udp_port, link_varbinds
 from tests.fixtures.notify_peers import SmtpSink
-from tests.helpers import base_config, eventually
+from tests.helpers import base_config, eventually, write_config
 
 FIELDS = {"symptoms": "端口 eth5 链路中断", "cause": "光模块老化", "solution": "更换光模块",
           "follow_up": "季度巡检时检查光模块"}
@@ -34,7 +36,8 @@ async def test_report_is_mailed_as_pdf_and_its_clock_stops_at_delivery(
         {"type": "notify", "name": "customer", "urls": [smtp_sink.url("it@customer.example.com")],
          "reports": True, "policies": ["network-*"], "events": ["restore"], "levels": [1, 2, 3, 4]},
     ]
-    cfg = config_from_dict(d, str(tmp_path / "config.toml"), str(tmp_path))
+    path = write_config(tmp_path / "config.toml", d)
+    cfg = load_config(path)
     async with Gateway(cfg) as gw:
         assert gw.api is not None
         async with httpx.AsyncClient(base_url=gw.api.url + "/api/v1", headers=OP, timeout=20) as http:
@@ -51,8 +54,11 @@ async def test_report_is_mailed_as_pdf_and_its_clock_stops_at_delivery(
             written = gw.clock.now()
             # Written is not delivered: the report clock still runs.
             assert next(c for c in gw.store.get_ticket(tid)["clocks"] if c["kind"] == "report")["state"] == "running"
-            r = await http.post(f"/tickets/{tid}/report/send")
-            assert r.status_code == 200, r.text
+            # Through the CLI (the running daemon's socket), as an operator would.
+            cli = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "gateway", "report-send", str(tid), "-c", str(path), "--by", "alice"],
+                capture_output=True, text=True, timeout=60)
+            assert cli.returncode == 0, cli.stderr
             await eventually(lambda: gw.store.get_ticket(tid)["status"] == "closed", timeout=20)
         ticket = gw.store.get_ticket(tid)
         report = next(c for c in ticket["clocks"] if c["kind"] == "report")
