@@ -97,3 +97,14 @@ def test_bot_urls_and_signatures() -> None:
     assert dingtalk_sign(1700000000000, "SEC") == "r+2we0q01lkZqz38LA5IPNbHN81U1leRf3Au4PSQb6Q="
     assert feishu_sign(1700000000, "abc") == "VIS10b0EBvzzSdFnuk4tznEmK5wHaruvf/WnViv2yR4="
 
+
+
+async def test_the_notifier_is_an_outbox_connector() -> None:
+    from gateway.delivery.helpdesk.base import HelpDesk
+
+    n = Notifier(NotifyConfig(urls=["json://127.0.0.1:9/x"]))  # type: ignore[list-item]
+    try:
+        assert isinstance(n, HelpDesk)
+        assert await n.find_remote("k") is None and await n.poll_changes([], 0) == []
+    finally:
+        await n.aclose()
