@@ -376,6 +376,7 @@ class Gateway:
             base_delay=cfg.outbox.retry_base, max_delay=cfg.outbox.retry_max,
             concurrency=cfg.outbox.concurrency, on_failed=self._delivery_failed,
             may_send=self.ha.lease.held if self.ha is not None else None,
+            on_delivered=self._delivered,
         )
         await outbox.start()
         self._stack.push_async_callback(outbox.stop)
@@ -384,6 +385,21 @@ class Gateway:
                                interval=cfg.outbox.poll_interval, adopt=self._adopt_remote)
         await self.sync.start()
         self._stack.push_async_callback(self.sync.stop)
+
+    def _delivered(self, connector: str, ticket_id: int, kind: str) -> None:
+        """A connector delivered a ticket's incident report: the report clock stops now (the
+        contract counts delivery, not writing), by closing the ticket."""
+        if kind != "report":
+            return
+        from gateway.core.tickets import TicketError
+
+        def close(now: float) -> None:
+            try:
+                self.desk.act(ticket_id, "close", now, f"delivery:{connector}", "incident report delivered")
+            except TicketError as e:
+                log.info("ticket %d: report delivered; not closed: %s", ticket_id, e)
+
+        self.pipeline.command_nowait(close)
 
     def _delivery_failed(self, connector: str, ticket_id: int, err: Any) -> None:
         from gateway.model import Event

@@ -413,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.cli import people as cli_people
     from gateway.cli import rules as cli_rules
     from gateway.cli import service as cli_service
+    from gateway.cli import service_report as cli_service_report
     from gateway.cli import tickets as cli_sla
 
     cli_devices.register(sub, with_config)
@@ -421,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_migrate.register(sub, with_config)
     cli_service.register(sub, tsub, with_config)
     cli_people.register(sub, tsub, with_config)
+    cli_service_report.register(sub, with_config)
     return p
 
 

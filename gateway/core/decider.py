@@ -493,15 +493,16 @@ class Decider:
         """One ``escalation`` message per fired step for the notifier's connector, keyed by
         ticket and step (a step fires once, so the key is its idempotency key too)."""
         fired = self.desk.take_escalations()
-        conn = self.notify_connector
-        if not conn or not fired:
+        names = [c.strip() for c in self.notify_connector.split(",") if c.strip()]  # several notifiers: comma
+        if not names or not fired:
             return []
         out: list[OutboxMessage] = []
         for t, f in fired:
             key = f"gw-{self.instance}-t{t.id}-e-{f.step.id}"
             payload = {**t.to_dict(), "ticket_key": f"gw-{self.instance}-t{t.id}", "event": "escalation",
                        "escalation": f.payload()}
-            out.append(OutboxMessage(conn, t.id, key, "escalation", payload))
+            for conn in names:
+                out.append(OutboxMessage(conn, t.id, key, "escalation", payload))
         return out
 
     def _outbox(self, tickets: list[Ticket]) -> list[OutboxMessage]:
@@ -524,7 +525,8 @@ class Decider:
             snapshot.update(extra)
             ticket_key = snapshot["ticket_key"] = f"gw-{self.instance}-t{tid}"
             adopt = extra.get("adopt") or {}
-            for conn in connectors:
+            only = extra.get("to")  # a message for some connectors only (a report for the customer)
+            for conn in only if isinstance(only, list) else connectors:
                 if extra.get("actor") == f"helpdesk:{conn}" and conn not in adopt:
                     continue  # it came from that help desk: don't echo it back
                 # (A ticket opened from a help-desk ticket still sends that help desk its

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -720,6 +720,19 @@ class TicketDesk:
         return t
 
     # -- transitions ---------------------------------------------------------------------
+    def queue_report(self, ticket_id: int, now: float, actor: str, to: Sequence[str], text: str) -> Ticket:
+        """Queue the post-incident report for the customer: an outbox ``report`` message for the
+        notifiers ``to`` only (not the help desks). The ``report`` clock keeps running: it stops
+        when the delivery is confirmed (the notifier's delivery closes the ticket)."""
+        t = self.get(ticket_id)
+        if t.status not in ("restored", "closed"):
+            raise TicketError(f"ticket {ticket_id} is {t.status}: the report goes out after the service is restored")
+        if not to:
+            raise TicketError("no notifier delivers reports for this contract (a notify entry with reports = true)")
+        self._note(t, now, actor, "report_queued", f"incident report queued for {', '.join(to)}", "report",
+                   to=list(to), report_text=text)
+        return t
+
     def get(self, ticket_id: int) -> Ticket:
         """Return an open ticket.
 

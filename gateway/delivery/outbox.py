@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.clock import Clock
 from gateway.delivery.helpdesk.base import HelpDesk, OutboxMessage, RemoteChange, RemoteTicket
@@ -59,6 +60,7 @@ class OutboxWorker:
         concurrency: int = 8,
         idle_poll: float = 0.5,
         on_failed: Callable[[str, int, DeliveryError], None] | None = None,
+        on_delivered: Callable[[str, int, str], None] | None = None,
         seed: int | None = None,
         may_send: Callable[[], bool] | None = None,
     ) -> None:
@@ -73,6 +75,9 @@ class OutboxWorker:
         #: HA: asked right before each request; False (the leader lease may be gone) sends
         #: nothing and leaves the message leased for whoever leads.
         self.may_send = may_send
+        #: Called with (connector, ticket id, kind) after a batched delivery is recorded (a
+        #: delivered incident report stops the ticket's report clock).
+        self.on_delivered = on_delivered
         self.stats = OutboxStats()
         self._rng = random.Random(seed)
         self._wake = asyncio.Event()
@@ -123,14 +128,47 @@ class OutboxWorker:
         rows = await asyncio.to_thread(self.store.outbox_claim, now, LEASE, sorted(self.connectors), 200)
         if not rows:
             return 0
+        batched: dict[str, list[OutboxEntry]] = {}
+        for r in rows:
+            if hasattr(self.connectors[r["connector"]], "deliver_batch"):
+                batched.setdefault(r["connector"], []).append(r)
+        single = [r for r in rows if r["connector"] not in batched]
         sem = asyncio.Semaphore(self.concurrency)
 
         async def one(row: OutboxEntry) -> None:
             async with sem:
                 await self._deliver(row)
 
-        await asyncio.gather(*(one(r) for r in rows))
+        await asyncio.gather(*(one(r) for r in single), *(self._deliver_batch(n, rs) for n, rs in batched.items()))
         return len(rows)
+
+    async def _deliver_batch(self, conn_name: str, rows: list[OutboxEntry]) -> None:
+        """A connector that takes its due rows together (a notifier digesting a storm): every
+        row is leased first, then each is delivered, held until a time (not a failure: due
+        again then, e.g. for the next digest) or failed like a single delivery."""
+        conn: Any = self.connectors[conn_name]
+        # The claim leased every row and counted this attempt.
+        if self.may_send is not None and not self.may_send():
+            log.warning("%s: not sending %d messages: this instance no longer holds the leader lease", conn_name, len(rows))
+            return
+        msgs = [OutboxMessage(id=int(r["id"]), ticket_id=int(r["ticket_id"]), key=r["key"], kind=r["kind"],
+                              payload=r["payload"], remote_id=None, attempts=int(r["attempts"]) - 1) for r in rows]
+        try:
+            results = await conn.deliver_batch(msgs)
+        except Exception as e:  # noqa: BLE001 - a connector bug is a permanent failure, not a crash
+            results = {m.id: DeliveryError("bug", False, f"{type(e).__name__}: {e}") for m in msgs}
+        for r in rows:
+            res = results.get(int(r["id"]), DeliveryError("bug", False, "the connector did not answer for it"))
+            if res is None:
+                await asyncio.to_thread(self.store.outbox_delivered, r["id"], self.clock.now(), None, conn_name,
+                                        int(r["ticket_id"]), r["key"])
+                self.stats.delivered += 1
+                if self.on_delivered is not None:
+                    self.on_delivered(conn_name, int(r["ticket_id"]), r["kind"])
+            elif isinstance(res, DeliveryError):
+                await self._failed(r, conn_name, res)
+            else:
+                await asyncio.to_thread(self.store.outbox_retry_later, r["id"], float(res), "held for a digest (rate limit)")
 
     async def _deliver(self, row: OutboxEntry) -> None:
         conn_name = row["connector"]

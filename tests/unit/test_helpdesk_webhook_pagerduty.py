@@ -644,7 +644,7 @@ def test_classify_http_error_table(
 
 
 async def test_connector_table_is_static_and_complete() -> None:
-    assert set(CONNECTORS) == {"django-helpdesk", "webhook", "pagerduty"}
+    assert set(CONNECTORS) == {"django-helpdesk", "webhook", "pagerduty", "notify"}
     for type_name, spec in CONNECTORS.items():
         model, cls = spec.config_model, spec.load_factory()
         assert spec.name == type_name

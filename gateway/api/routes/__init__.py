@@ -30,6 +30,7 @@ from gateway.api.routes.maintenance import maintenance_router
 from gateway.api.routes.ops import ops_router
 from gateway.api.routes.people import people_router
 from gateway.api.routes.service import service_router
+from gateway.api.routes.reports import reports_router
 from gateway.api.routes.tickets import tickets_router
 from gateway.api.routes.titles import titles_router
 
@@ -47,6 +48,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> AP
     router.include_router(whoami_router(auth))
     router.include_router(people_router(ctx, auth, local))
     router.include_router(alarms_router(ctx, auth))
+    router.include_router(reports_router(ctx, auth))
     router.include_router(tickets_router(ctx, auth))
     router.include_router(devices_router(ctx, auth))
     router.include_router(inventory_router(ctx, auth))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from pydantic import BaseModel
 
 from gateway.delivery.helpdesk.django_helpdesk.config import DjangoHelpdeskConfig
+from gateway.delivery.helpdesk.notify.config import NotifyConfig
 from gateway.delivery.helpdesk.pagerduty.config import PagerDutyConfig
 from gateway.delivery.helpdesk.webhook.config import WebhookConfig
 
@@ -97,6 +98,8 @@ CONNECTORS: Mapping[str, ConnectorSpec] = _table(
     ),
     ConnectorSpec("webhook", WebhookConfig, "gateway.delivery.helpdesk.webhook.connector:Webhook"),
     ConnectorSpec("pagerduty", PagerDutyConfig, "gateway.delivery.helpdesk.pagerduty.connector:PagerDuty"),
+    # Not a help desk: notices in chat and e-mail (gateway.delivery.helpdesk.notify), through the same outbox.
+    ConnectorSpec("notify", NotifyConfig, "gateway.delivery.helpdesk.notify.connector:Notifier"),
 )
 
 _LAZY = {

@@ -1,0 +1,97 @@
+"""``/tickets/{id}/report/send``: deliver a ticket's post-incident report to the customer;
+``/reports/service``: a contract's monthly, quarterly or yearly service report (HTML, PDF, JSON)."""
+
+# No ``from __future__ import annotations``: FastAPI reads the route annotations at run time.
+
+import asyncio
+import fnmatch
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from gateway.api.deps import ApiContext, ApiError, Principal
+from gateway.api.routes.auth import Auth
+from gateway.api.routes.common import ACT_ERRORS, RowId, log, now, run, ticket_dict
+from gateway.api.schemas import ActionIn, TicketOut
+from gateway.core.tickets import TicketError
+
+__all__ = ["report_notifiers", "reports_router"]
+
+
+def report_notifiers(cfg: Any, policy: str) -> list[str]:
+    """Names of the notifiers that deliver this contract's reports (``reports = true``)."""
+    return [h.name for h in cfg.helpdesk
+            if getattr(h, "type", "") == "notify" and getattr(h, "reports", False)
+            and (not h.policies or any(fnmatch.fnmatchcase(policy, g) for g in h.policies))]
+
+
+def reports_router(ctx: ApiContext, auth: Auth) -> APIRouter:
+    router = APIRouter()
+    Operator = Annotated[Principal, Depends(auth.operator)]
+
+    @router.post("/tickets/{ticket_id}/report/send", response_model=TicketOut, responses=ACT_ERRORS, tags=["tickets"])
+    async def send_report(p: Operator, ticket_id: RowId, body: Annotated[ActionIn | None, Body()] = None) -> dict[str, Any]:
+        """Queue the six-part incident report (text and PDF) for the contract's report
+        notifiers; the report clock stops when it is delivered."""
+        from gateway.core.report import incident_report
+
+        body = body or ActionIn()
+        actor = p.actor if p.kind == "user" else (body.actor or p.name)
+        t = await asyncio.to_thread(ctx.store.load_ticket, ticket_id)
+        if t is None:
+            raise ApiError(404, "not_found", f"no ticket {ticket_id}")
+        timeline = await asyncio.to_thread(ctx.store.timeline, ticket_id)
+        alarm = await asyncio.to_thread(ctx.store.get_alarm, t.alarm_id)
+        text = incident_report(t, timeline, tz=ctx.config.gateway.timezone, now=now(ctx), alarm=alarm,
+                               calendars=ctx.calendars)
+        to = report_notifiers(ctx.config, t.policy)
+        desk = ctx.desk
+
+        def command(at: float) -> dict[str, Any]:
+            return desk.queue_report(ticket_id, at, actor, to, text).to_dict()  # type: ignore[no-any-return]
+
+        try:
+            out = await run(ctx, command)
+        except TicketError as e:
+            raise ApiError(409, "conflict", str(e)) from None
+        log.info("ticket %d: report queued for %s by %s", ticket_id, ", ".join(to), actor)
+        return ticket_dict(ctx, out)
+
+    Viewer = Annotated[Principal, Depends(auth.viewer)]
+
+    @router.get("/reports/service", responses=ACT_ERRORS, tags=["reports"], response_model=None)
+    async def service_report_(
+        p: Viewer,
+        contract: Annotated[str, Query(description="policy (contract) name")],
+        period: Annotated[str, Query(description="YYYY-MM, YYYY-Qn or YYYY")],
+        format: Annotated[Literal["html", "pdf", "json"], Query()] = "html",
+    ) -> Response:
+        """A contract's service report: SLA attainment, MTTA/MTTR, causes, breaches,
+        penalties, repeated faults, with charts."""
+        from gateway.core.service_report import period_bounds, render_html, service_report
+
+        policy = ctx.policies.get(contract)
+        if policy is None or not p.sees("", contract):
+            raise ApiError(404, "not_found", f"no contract {contract!r}")
+        tz = ctx.config.gateway.timezone
+        try:
+            start, end, _ = period_bounds(period, tz)
+        except ValueError as e:
+            raise ApiError(422, "invalid_input", f"period: {e}") from None
+        tickets = await asyncio.to_thread(ctx.store.tickets_opened, contract, start, end)
+        sec = ctx.config.policies.get(contract)
+        rep = service_report(tickets, policy, ctx.calendars, period=period, tz=tz, now=now(ctx),
+                             customer=getattr(sec, "customer", "") or "")
+        if format == "json":
+            return JSONResponse(rep)
+        html = render_html(rep)
+        if format == "html":
+            return HTMLResponse(html)
+        from gateway.delivery.helpdesk.notify.pdf import html_pdf
+
+        pdf = await asyncio.to_thread(html_pdf, html)
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="service-{contract}-{period}.pdf"'})
+
+    return router
