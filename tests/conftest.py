@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.mqtt_broker",
     "tests.fixtures.helpdesk",
     "tests.fixtures.tsdb",
+    "tests.fixtures.natsjs",
 ]
 
 
