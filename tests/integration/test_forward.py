@@ -43,6 +43,10 @@ def central_store(tmp_path: Path) -> Any:
 
 
 def edge_cfg(tmp: Path, site: str, url: str, port: int, *, ups: bool = False, **fw: Any) -> Any:
+    return config_from_dict(edge_dict(tmp, site, url, port, ups=ups, **fw), str(tmp / f"edge-{site}.toml"), str(tmp))
+
+
+def edge_dict(tmp: Path, site: str, url: str, port: int, *, ups: bool = False, **fw: Any) -> dict[str, Any]:
     d = base_config(tmp / f"edge-{site}", port)
     d["gateway"]["instance"] = f"edge-{site}"
     d["devices"] = [{"id": f"sw-{site}", "class": "network.switch", "site": site, "policy": SITES.get(site, "mine-monitoring"),
@@ -50,10 +54,14 @@ def edge_cfg(tmp: Path, site: str, url: str, port: int, *, ups: bool = False, **
     if ups:
         d["devices"].append({"id": f"ups-{site}", "class": "network.ups", "site": site, "heartbeat_interval": "1s"})
     d["forward"] = {"mode": "edge", "servers": [url], "site": site, "heartbeat": "0.3s", **fw}
-    return config_from_dict(d, str(tmp / f"edge-{site}.toml"), str(tmp))
+    return d
 
 
 def central_cfg(tmp: Path, url: str, store: dict[str, Any], sites: dict[str, str] = SITES) -> Any:
+    return config_from_dict(central_dict(tmp, url, store, sites), str(tmp / "central.toml"), str(tmp))
+
+
+def central_dict(tmp: Path, url: str, store: dict[str, Any], sites: dict[str, str] = SITES) -> dict[str, Any]:
     d = base_config(tmp / "central")
     d["gateway"]["instance"] = "noc"
     if store:
@@ -67,7 +75,7 @@ def central_cfg(tmp: Path, url: str, store: dict[str, Any], sites: dict[str, str
         ]
     d["devices"] = devices
     d["forward"] = {"mode": "central", "servers": [url], "ack_wait": "2s", "late_after": "1s"}
-    return config_from_dict(d, str(tmp / "central.toml"), str(tmp))
+    return d
 
 
 def _tickets(gw: Gateway, device: str) -> list[dict[str, Any]]:
@@ -165,3 +173,27 @@ async def test_b_wan_cut_one_site_unreachable_alarm_then_every_trap_once_at_its_
     finally:
         stop_beats.set()
         proxy.close()
+
+
+async def test_e_jetstream_restart_both_sides_recover(
+    tmp_path: Path, jetstream: JetStreamServer, netsnmp: NetSnmp, central_store: dict[str, Any]
+) -> None:
+    port = free_udp_port()
+    async with Gateway(edge_cfg(tmp_path, "a", jetstream.url, port)) as ea, \
+            Gateway(central_cfg(tmp_path, jetstream.url, central_store, {"a": SITES["a"]})) as central:
+        r = await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(1, "eth1"))
+        assert r.returncode == 0, r.stderr
+        await eventually(lambda: _alarms(central, "sw-a"))
+        jetstream.kill()
+        # While the server is away the edge keeps recording and buffering.
+        for i in (2, 3):
+            r = await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(i, f"eth{i}"))
+        await eventually(lambda: ea.store.forward_stats()[0] == 2)
+        # Down for longer than a publish waits for its ack: the edge has seen a publish fail.
+        await eventually(lambda: not ea.forwarder.connected, timeout=20, what="a failed publish at the edge")
+        jetstream.start()
+        await eventually(lambda: len(_alarms(central, "sw-a")) == 3, timeout=30, what="the buffered traps after the restart")
+        r = await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(4, "eth4"))
+        await eventually(lambda: len(_alarms(central, "sw-a")) == 4, what="a trap after the restart")
+        await eventually(lambda: ea.store.forward_stats()[0] == 0)
+        assert [a["count"] for a in _alarms(central, "sw-a")] == [1, 1, 1, 1]
