@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from gateway import failpoints
 from gateway.clock import Clock
 from gateway.forward.config import ForwardConfig
 from gateway.forward.connect import connect
@@ -111,6 +112,8 @@ class EdgeForwarder:
                                      timeout=5.0, headers=headers)
                     done = self._prev = seq
                     self.published += 1
+                    if failpoints.ARMED:
+                        failpoints.hit("forward_after_ack")
                 delay = 0.1
                 self.connected = True
             except Exception as e:  # noqa: BLE001 - timeouts, no responders, a dropped link
