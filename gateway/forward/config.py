@@ -50,6 +50,9 @@ class ForwardConfig(BaseModel):
     readings: bool = False
     #: The edge's own heartbeat towards the central.
     heartbeat: Duration = Field(default=5.0, gt=0, le=300)
+    #: Messages published before their acks are awaited (in order; a failure resends the
+    #: whole window, JetStream drops what had arrived as duplicates).
+    publish_window: int = Field(default=128, ge=1, le=4096)
     #: With ``readings``: at most one reading per device per this interval crosses the WAN.
     reading_every: Duration = Field(default=300.0, ge=0)
     # -- central --------------------------------------------------------------------------

@@ -49,7 +49,8 @@ class EdgeForwarder:
         self.offer = offer
         self.resolve = resolve
         self.published = 0
-        self.connected = False
+        #: Whether the last publish was acknowledged (None: nothing published yet).
+        self.connected: bool | None = None
         self.queued = 0
         self.dropped = 0
         self._high = False
@@ -104,20 +105,23 @@ class EdgeForwarder:
                 continue
             done = 0
             try:
-                for seq, _ts, payload in rows:
-                    headers = {"Nats-Msg-Id": f"{cfg.edge_name}/{seq}"}
-                    if self._prev is not None:
-                        headers["Gw-Prev"] = str(self._prev)
-                    await js.publish(subject, json.dumps(payload, separators=(",", ":")).encode(),
-                                     timeout=5.0, headers=headers)
-                    done = self._prev = seq
-                    self.published += 1
+                window = cfg.publish_window
+                for k in range(0, len(rows), window):
+                    chunk = rows[k:k + window]
+                    # Published in order (the client writes them in call order); awaited
+                    # together. A failure leaves the whole chunk queued: what did arrive is
+                    # dropped as a duplicate when it goes again.
+                    prevs = [self._prev, *(seq for seq, _ts, _p in chunk[:-1])]
+                    await asyncio.gather(*(self._publish(js, subject, seq, prev, payload)
+                                           for (seq, _ts, payload), prev in zip(chunk, prevs, strict=True)))
+                    done = self._prev = chunk[-1][0]
+                    self.published += len(chunk)
                     if failpoints.ARMED:
                         failpoints.hit("forward_after_ack")
                 delay = 0.1
                 self.connected = True
             except Exception as e:  # noqa: BLE001 - timeouts, no responders, a dropped link
-                if self.connected:
+                if self.connected is not False:
                     log.warning("%s: publish failed (%s); rows stay queued, retrying", cfg.edge_name,
                                 e or type(e).__name__)
                 self.connected = False
@@ -125,6 +129,12 @@ class EdgeForwarder:
                 delay = min(2.0, delay * 2)
             if done:
                 await asyncio.to_thread(self.store.forward_delete, done)
+
+    async def _publish(self, js: Any, subject: str, seq: int, prev: int | None, payload: dict[str, Any]) -> None:
+        headers = {"Nats-Msg-Id": f"{self.cfg.edge_name}/{seq}"}
+        if prev is not None:
+            headers["Gw-Prev"] = str(prev)
+        await js.publish(subject, json.dumps(payload, separators=(",", ":")).encode(), timeout=5.0, headers=headers)
 
     async def _check_fill(self) -> None:
         self.queued, self.dropped = await asyncio.to_thread(self.store.forward_stats)
