@@ -154,6 +154,7 @@ class EdgeForwarder:
         cfg = self.cfg
         subject = cfg.subject("hb", cfg.site)
         while True:
+            await self._check_fill()  # here too: it runs while no connection was ever made
             nc = self._nc
             if nc is not None and nc.is_connected:
                 body = {"edge": cfg.edge_name, "site": cfg.site, "ts": self.clock.now(),

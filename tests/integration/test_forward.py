@@ -197,3 +197,21 @@ async def test_e_jetstream_restart_both_sides_recover(
         await eventually(lambda: len(_alarms(central, "sw-a")) == 4, what="a trap after the restart")
         await eventually(lambda: ea.store.forward_stats()[0] == 0)
         assert [a["count"] for a in _alarms(central, "sw-a")] == [1, 1, 1, 1]
+
+
+async def test_the_forward_queue_raises_a_gateway_alarm_at_80_percent_and_keeps_faults(
+    tmp_path: Path, jetstream: JetStreamServer, netsnmp: NetSnmp
+) -> None:
+    """JetStream unreachable from the start (a site that boots during a WAN outage)."""
+    jetstream.kill()
+    port = free_udp_port()
+    async with Gateway(edge_cfg(tmp_path, "a", jetstream.url, port, queue_size=10)) as ea:
+        for i in range(1, 13):
+            r = await asyncio.to_thread(netsnmp.trap, port, LINK_DOWN, link_varbinds(i, f"eth{i}"))
+            assert r.returncode == 0, r.stderr
+        [alarm] = await eventually(lambda: [a for a in ea.store.list_alarms() if a["key"] == "gateway/edge-a/forward-queue"],
+                                   timeout=20, what="the forward-queue alarm")
+        assert alarm["state"] == "active" and alarm["level"] == 2
+        # Traps are fault events: never dropped, even beyond the bound.
+        await eventually(lambda: ea.store.forward_stats()[0] >= 12)
+        assert ea.store.forward_stats()[1] == 0
