@@ -181,6 +181,7 @@ class Gateway:
             self._stack.push_async_callback(_cancel, flusher)
 
         await self._start_helpdesk()
+        await self._start_forward()
 
         # Adapters start last and stop first, so nothing arrives at a stopped pipeline.
         ctx = AdapterContext(clock=self.clock, state_dir=data_dir, resolve_path=cfg.resolve_path,
@@ -242,6 +243,43 @@ class Gateway:
         self._stack.push_async_callback(self.pipeline.stop)
         self.control_app, ctx = control_app(self)
         self._stack.callback(close_context, ctx)
+
+    async def _start_forward(self) -> None:
+        """``[forward]``: an edge forwards what matters to JetStream; a central consumes it."""
+        fw = self.cfg.forward
+        self.forwarder: Any = None
+        if not fw.mode:
+            return
+        if fw.mode == "edge":
+            from gateway.forward.edge import EdgeForwarder
+            from gateway.forward.select import ForwardTap
+
+            engine = self.pipeline.decider
+            tap = ForwardTap(fw, self.inventory.resolve, lambda ev, dev: bool(engine.engine.classify(ev, dev)),
+                             self.pipeline.liveness_events)
+            prev = self.pipeline.recorder
+            self.pipeline.recorder = tap if prev is None else _chain(prev, tap)
+            self.pipeline.forward = tap
+            self.forwarder = EdgeForwarder(fw, self.store, self.clock, self.pipeline.offer,  # type: ignore[arg-type]
+                                           self.cfg.resolve_path)
+            tap.on_commit = self.forwarder.kick
+        else:
+            from gateway.forward.central import CentralConsumer
+
+            # Only the edges' own heartbeats feed the central's watchdog: forwarded status
+            # messages are not heartbeats here (the edge watches its devices itself).
+            self.pipeline.liveness_events = frozenset({"heartbeat"})
+            wd = self.watchdog
+            if wd is not None:
+                now = self.clock.now()
+                for d in self.inventory:
+                    if d.device_class == "gateway.edge" and d.id not in wd:
+                        wd.track(d.id, interval=d.heartbeat_interval or fw.edge_interval,
+                                 device_class=d.device_class, now=now)
+            self.forwarder = CentralConsumer(fw, self.pipeline, self.clock, self.cfg.resolve_path,
+                                             name=self.cfg.gateway.instance)
+        await self.forwarder.start()
+        self._stack.push_async_callback(self.forwarder.stop)
 
     def _start_liveness(self) -> None:
         """The liveness watchdog: inventory devices with an interval are watched from the
@@ -664,6 +702,14 @@ async def _flush_every(recorder: Any, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         recorder.flush()
+
+
+def _chain(a: Any, b: Any) -> Any:
+    def both(ev: Any) -> None:
+        a(ev)
+        b(ev)
+
+    return both
 
 
 async def _cancel(task: asyncio.Task[Any]) -> None:

@@ -34,6 +34,7 @@ from gateway.core.sla import CLOCK_KINDS, ClockTarget, PenaltyTerms, Policy
 from gateway.delivery.helpdesk import CONNECTORS, ConnectorConfig, ConnectorSpec
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
+from gateway.forward.config import ForwardConfig
 from gateway.model import Device, parse_poll_spec
 from gateway.service_config import ServiceSection, check_service
 from gateway.timeseries.config import TimeseriesConfig
@@ -490,6 +491,7 @@ class Config(_Strict):
     ha: HaSection = Field(default_factory=HaSection)
     liveness: LivenessSection = Field(default_factory=LivenessSection)
     timeseries: TimeseriesConfig = Field(default_factory=TimeseriesConfig)
+    forward: ForwardConfig = Field(default_factory=ForwardConfig)
     helpdesk: list[HelpdeskEntry] = Field(default_factory=list)
     policies: dict[str, PolicySection] = Field(default_factory=dict)
     devices: list[DeviceSection] = Field(default_factory=list)

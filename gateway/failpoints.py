@@ -8,6 +8,8 @@ Places (searched for ``failpoints.hit``):
 
 * ``before_commit_callbacks``: the pipeline committed a batch that holds events whose
   senders wait for durability (INFORMs, QoS 1), and has not yet called back (answered).
+* ``forward_after_ack``: an edge's message was acknowledged by JetStream and its row is
+  not deleted yet from the forward queue (it is published again after a restart).
 
 Actions: ``exit`` (``os._exit(137)``, as abrupt as kill -9 for the store and the peers),
 ``raise`` (:class:`FailpointError`).

@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.helpdesk",
     "tests.fixtures.tsdb",
     "tests.fixtures.notify_peers",
+    "tests.fixtures.natsjs",
 ]
 
 

@@ -188,6 +188,10 @@ class Pipeline:
         self.key_window = KEY_WINDOW
         self._keys: dict[str, float] = {}
         self._keys_pruned = 0.0
+        # Edge mode (gateway.forward): ``take()`` hands over the forward-queue rows of the
+        # step just decided (committed in its transaction), ``limit`` bounds the queue and
+        # ``committed()`` wakes the publisher after the commit.
+        self.forward: Any = None
 
     # -- EventSink -----------------------------------------------------------------------
     def _signal(self) -> None:
@@ -370,7 +374,13 @@ class Pipeline:
         if new_keys:
             batch.delivery_keys = new_keys
             batch.forget_keys_before = self._forget_keys(now)
+        fw = self.forward
+        if fw is not None:
+            batch.forward = fw.take()
+            batch.forward_limit = fw.limit
         await self._commit(batch)
+        if fw is not None and batch.forward:
+            fw.committed()
         if callbacks and failpoints.ARMED:
             failpoints.hit("before_commit_callbacks")
         s.batches += 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict
+from typing import Any, NamedTuple, Protocol, TypedDict
 
 from gateway.core.alarms import Alarm
 from gateway.core.tickets import Ticket, TimelineEntry
@@ -27,6 +27,8 @@ __all__ = [
     "OUTBOX_STATES",
     "BatchWrite",
     "DeviceChange",
+    "ForwardQueue",
+    "ForwardRow",
     "OutboxEntry",
     "OutboxRow",
     "Store",
@@ -73,6 +75,15 @@ class DeviceChange(TypedDict):
     data: dict[str, Any] | None
 
 
+class ForwardRow(NamedTuple):
+    """An event an edge forwards to the central (``gateway.forward``): its original time,
+    whether it is a fault event (never dropped) or a reading, and the JSON-able message."""
+
+    ts: float
+    fault: bool
+    payload: dict[str, Any]
+
+
 class TimelineRow(TypedDict):
     """A stored timeline line (:class:`~gateway.core.tickets.TimelineEntry` as a mapping)."""
 
@@ -103,9 +114,14 @@ class BatchWrite:
     #: before which older keys may be forgotten (see ``Pipeline.submit(key=...)``).
     delivery_keys: list[tuple[str, float]] = field(default_factory=list)
     forget_keys_before: float | None = None
+    #: Edge mode: rows appended to the forward queue (see :class:`ForwardQueue`), and the
+    #: queue's bound: beyond it the oldest readings are deleted (counted), never faults.
+    forward: list[ForwardRow] = field(default_factory=list)
+    forward_limit: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.alarms or self.tickets or self.timeline or self.outbox or self.meta or self.delivery_keys)
+        return bool(self.alarms or self.tickets or self.timeline or self.outbox or self.meta or self.delivery_keys
+                    or self.forward)
 
 
 class StoreReader(Protocol):
@@ -458,4 +474,29 @@ class Store(StoreReader, Protocol):
 
     def outbox_reset_leases(self) -> None:
         """At worker start: every ``sending`` message is ``pending`` and due now."""
+        ...
+
+
+class ForwardQueue(Protocol):
+    """An edge's durable forward queue (schema 5; written by ``Store.commit`` through
+    ``BatchWrite.forward`` in the same transaction as the batch that decided the events).
+
+    Rows get an increasing ``seq`` that is never reused, even after deletes. The publisher
+    reads the head in order, publishes, and deletes a row only after JetStream's ack; a
+    crash in between republishes it (the central drops the duplicate by its message id).
+    When a commit takes the queue beyond ``BatchWrite.forward_limit`` rows, the oldest
+    readings (``fault`` false) are deleted in that transaction and counted in
+    ``forward_stats``; fault rows are never deleted that way.
+    """
+
+    def forward_head(self, limit: int = 100) -> list[tuple[int, float, dict[str, Any]]]:
+        """The oldest ``limit`` rows as (seq, ts, payload), seq ascending."""
+        ...
+
+    def forward_delete(self, upto_seq: int) -> int:
+        """Delete every row with ``seq <= upto_seq`` (published and acknowledged); returns how many."""
+        ...
+
+    def forward_stats(self) -> tuple[int, int]:
+        """(rows queued, readings dropped so far by the bound)."""
         ...

@@ -161,11 +161,49 @@ class SqlStore:
                 )
                 if batch.forget_keys_before is not None:
                     db.execute("DELETE FROM delivery_keys WHERE at < ?", (batch.forget_keys_before,))
+            if batch.forward:
+                self._forward_rows(db, batch)
             self._in_commit(db)
             if failpoints.ARMED:
                 failpoints.hit("store_mid_commit")
 
         self._write(write, "commit failed: ")
+
+    def _forward_rows(self, db: Tx, batch: BatchWrite) -> None:
+        db.executemany(
+            "INSERT INTO forward_queue(ts,fault,payload) VALUES(?,?,?)",
+            [(r.ts, 1 if r.fault else 0, to_json(r.payload)) for r in batch.forward],
+        )
+        limit = batch.forward_limit
+        if limit <= 0:
+            return
+        over = int(db.execute("SELECT COUNT(*) FROM forward_queue").fetchall()[0][0]) - limit
+        if over <= 0:
+            return
+        rows = db.execute(
+            "SELECT seq FROM forward_queue WHERE fault = 0 ORDER BY seq LIMIT ?", (over,)
+        ).fetchall()
+        if not rows:
+            return
+        db.execute("DELETE FROM forward_queue WHERE fault = 0 AND seq <= ?", (int(rows[-1][0]),))
+        db.execute(
+            "INSERT INTO meta(key,value) VALUES('forward.dropped', ?) ON CONFLICT(key) DO UPDATE SET "
+            "value = CAST(CAST(meta.value AS INTEGER) + CAST(excluded.value AS INTEGER) AS TEXT)",
+            (str(len(rows)),),
+        )
+
+    # -- the edge's forward queue (ForwardQueue) --------------------------------------------
+    def forward_head(self, limit: int = 100) -> list[tuple[int, float, dict[str, Any]]]:
+        rows = self._rows("SELECT seq, ts, payload FROM forward_queue ORDER BY seq LIMIT ?", (limit,))
+        return [(int(r[0]), float(r[1]), json.loads(r[2])) for r in rows]
+
+    def forward_delete(self, upto_seq: int) -> int:
+        return self._exec("DELETE FROM forward_queue WHERE seq <= ?", (upto_seq,))
+
+    def forward_stats(self) -> tuple[int, int]:
+        n = self._rows("SELECT COUNT(*) FROM forward_queue")[0][0]
+        dropped = self._rows("SELECT value FROM meta WHERE key = 'forward.dropped'")
+        return int(n), int(dropped[0][0]) if dropped else 0
 
     def _in_commit(self, db: Tx) -> None:
         """A backend's extra step inside every commit transaction (e.g. a fencing check)."""

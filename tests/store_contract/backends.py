@@ -4,6 +4,7 @@ passing every test, skipping only what its ``features`` say it lacks.
 
 Features:
     ``readonly_open``: the store can be opened read-only (``readonly=True``).
+    ``forward_queue``: the edge's forward queue (migration 9).
     ``legacy_sqlite``: stores written by releases before numbered migrations exist
         (``fixtures/legacy_*.sql``) and must be upgraded in place.
 
@@ -92,7 +93,7 @@ def _sqlite_refuse_inserts(location: str, table: str) -> Iterator[None]:
 
 SQLITE = Backend(
     name="sqlite",
-    features=frozenset({"readonly_open", "legacy_sqlite"}),
+    features=frozenset({"readonly_open", "legacy_sqlite", "forward_queue"}),
     location=lambda tmp: str(tmp / "gateway.db"),
     open=_sqlite_open,
     force_schema_version=_sqlite_force_version,
@@ -171,7 +172,7 @@ def _pg_drop(location: str) -> None:
 
 POSTGRESQL = Backend(
     name="postgresql",
-    features=frozenset({"readonly_open"}),
+    features=frozenset({"readonly_open", "forward_queue"}),
     location=_pg_location,
     open=_pg_open,
     force_schema_version=_pg_force_version,

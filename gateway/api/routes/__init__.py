@@ -29,8 +29,8 @@ from gateway.api.routes.inventory import inventory_router
 from gateway.api.routes.maintenance import maintenance_router
 from gateway.api.routes.ops import ops_router
 from gateway.api.routes.people import people_router
-from gateway.api.routes.service import service_router
 from gateway.api.routes.reports import reports_router
+from gateway.api.routes.service import service_router
 from gateway.api.routes.tickets import tickets_router
 from gateway.api.routes.titles import titles_router
 

@@ -192,6 +192,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX device_changes_device ON device_changes(device, id);
     """),
+    # Edge mode: the durable forward queue (rows written with the batch that decided their
+    # event; deleted once JetStream acknowledged them). seq never repeats (AUTOINCREMENT):
+    # it is the per-edge sequence number in Nats-Msg-Id.
+    Migration(9, "forward_queue", """
+        CREATE TABLE forward_queue (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            fault INTEGER NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE INDEX forward_queue_readings ON forward_queue(fault, seq);
+    """),
 )
 
 LATEST = check_sequence(MIGRATIONS)

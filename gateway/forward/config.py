@@ -1,0 +1,85 @@
+"""``[forward]``: edge or central mode over NATS JetStream (a pydantic model, no client imported)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+
+from gateway.durations import parse_duration
+
+__all__ = ["ForwardConfig"]
+
+_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class ForwardConfig(BaseModel):
+    """Empty ``mode`` (the default): a standalone gateway, nothing forwarded or consumed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: "" standalone; "edge": forward to JetStream; "central": consume from JetStream.
+    mode: Literal["", "edge", "central"] = ""
+    #: JetStream server URL(s), e.g. ["nats://noc-1:4222", "nats://noc-2:4222"].
+    servers: list[str] = Field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    #: Authentication: a token, or user + password, or an NKEY seed file, or a .creds file.
+    token: SecretStr | None = None
+    user: str = ""
+    password: SecretStr | None = None
+    nkeys_seed: str = ""
+    credentials: str = ""
+    #: TLS: a CA bundle to verify the server (and a client cert/key for mutual TLS).
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: The JetStream stream (created by the central if missing) and the subject prefix:
+    #: events on ``<prefix>.ev.<site>``, heartbeats on ``<prefix>.hb.<site>``.
+    stream: str = Field(default="GATEWAY", pattern=_NAME)
+    subject_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    # -- edge -----------------------------------------------------------------------------
+    #: This site's id (edge): the subject token and the site of every forwarded event.
+    site: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,64})?$")
+    #: This edge's id (edge; default ``edge-<site>``): its device id at the central and the
+    #: first half of every ``Nats-Msg-Id``.
+    edge_id: str = Field(default="", pattern=r"^([A-Za-z0-9_.-]{1,64})?$")
+    #: Most rows the durable forward queue keeps on disk; a gateway alarm at 80 %, then the
+    #: oldest readings are dropped (counted), never fault events.
+    queue_size: int = Field(default=100_000, ge=10)
+    #: Forward sampled readings (status messages without a fault) too.
+    readings: bool = False
+    #: The edge's own heartbeat towards the central.
+    heartbeat: Duration = Field(default=5.0, gt=0, le=300)
+    #: Messages published before their acks are awaited (in order; a failure resends the
+    #: whole window, JetStream drops what had arrived as duplicates).
+    publish_window: int = Field(default=128, ge=1, le=4096)
+    #: With ``readings``: at most one reading per device per this interval crosses the WAN.
+    reading_every: Duration = Field(default=300.0, ge=0)
+    # -- central --------------------------------------------------------------------------
+    #: The durable consumer's name (every central instance of one NOC uses the same).
+    durable: str = Field(default="central", pattern=_NAME)
+    #: Flow control: messages delivered and not yet acknowledged.
+    max_ack_pending: int = Field(default=4096, ge=1)
+    #: Redelivery when a message is not acknowledged within this time.
+    ack_wait: Duration = Field(default=30.0, ge=1.0)
+    #: JetStream's duplicate window (Nats-Msg-Id); the store's delivery keys cover beyond.
+    dedup_window: Duration = Field(default=600.0, ge=1.0)
+    #: Events arriving later than this after their own time are marked late (``late_s``).
+    late_after: Duration = Field(default=10.0, ge=0)
+    #: The edge's heartbeat interval the central expects (its loss: "site unreachable").
+    edge_interval: Duration = Field(default=5.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _edge_needs_site(self) -> ForwardConfig:
+        if self.mode == "edge" and not self.site:
+            raise ValueError("forward.mode = 'edge' needs forward.site")
+        if not self.servers:
+            raise ValueError("forward.servers needs at least one URL")
+        return self
+
+    @property
+    def edge_name(self) -> str:
+        return self.edge_id or f"edge-{self.site}"
+
+    def subject(self, kind: str, site: str) -> str:
+        return f"{self.subject_prefix}.{kind}.{site}"

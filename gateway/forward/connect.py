@@ -1,0 +1,59 @@
+"""One NATS connection from ``[forward]``: servers, auth (token, user/password, NKEY seed,
+.creds file), TLS; reconnects forever (a WAN cut is normal life for an edge)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from gateway.forward.config import ForwardConfig
+
+__all__ = ["connect"]
+
+log = logging.getLogger("gateway.forward")
+
+
+def _tls(cfg: ForwardConfig, resolve: Callable[[str], Any]) -> ssl.SSLContext | None:
+    if not (cfg.tls_ca or cfg.tls_cert):
+        return None
+    ctx = ssl.create_default_context(cafile=str(resolve(cfg.tls_ca)) if cfg.tls_ca else None)
+    if cfg.tls_cert:
+        ctx.load_cert_chain(str(resolve(cfg.tls_cert)), str(resolve(cfg.tls_key)) if cfg.tls_key else None)
+    return ctx
+
+
+async def connect(cfg: ForwardConfig, resolve: Callable[[str], Any], name: str) -> Client:
+    """Connect (raises on the first failure; the callers retry with a backoff)."""
+    kw: dict[str, Any] = {}
+    if cfg.token is not None:
+        kw["token"] = cfg.token.get_secret_value()
+    if cfg.user:
+        kw["user"] = cfg.user
+        kw["password"] = cfg.password.get_secret_value() if cfg.password is not None else ""
+    if cfg.nkeys_seed:
+        kw["nkeys_seed"] = str(resolve(cfg.nkeys_seed))
+    if cfg.credentials:
+        kw["user_credentials"] = str(resolve(cfg.credentials))
+    tls = _tls(cfg, resolve)
+    if tls is not None:
+        kw["tls"] = tls
+
+    async def on_error(e: Exception) -> None:
+        log.debug("nats: %s", e)
+
+    async def on_disconnect() -> None:
+        log.warning("%s: JetStream link down; buffering", name)
+
+    async def on_reconnect() -> None:
+        log.warning("%s: JetStream link back", name)
+
+    return await nats.connect(
+        servers=list(cfg.servers), name=name, allow_reconnect=True, max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5, connect_timeout=2, ping_interval=2, max_outstanding_pings=2,
+        error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, **kw,
+    )

@@ -1,0 +1,164 @@
+"""The edge's publisher: drains the durable forward queue into JetStream in order, deleting
+a row only after JetStream's publish ack, and publishes the edge's own heartbeat.
+
+Each message carries ``Nats-Msg-Id = <edge id>/<seq>``: a row published twice (a crash
+between the ack and the delete, a timeout whose ack was lost) is dropped by JetStream's
+duplicate window and, beyond it, by the central's delivery keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from gateway import failpoints
+from gateway.clock import Clock
+from gateway.forward.config import ForwardConfig
+from gateway.forward.connect import connect
+from gateway.model import Event
+from gateway.store import ForwardQueue
+
+__all__ = ["EdgeForwarder"]
+
+log = logging.getLogger("gateway.forward")
+
+#: The queue fill that raises the gateway alarm, and where it clears again.
+HIGH, LOW = 0.8, 0.7
+
+
+class EdgeForwarder:
+    """Args:
+        cfg: ``[forward]`` (mode ``edge``).
+        store: the edge's store (its forward queue).
+        clock: time for heartbeats and the queue alarm.
+        offer: the pipeline's ``offer`` (the queue alarm is an event like any other).
+        resolve: resolves file paths of the config.
+    """
+
+    def __init__(
+        self, cfg: ForwardConfig, store: ForwardQueue, clock: Clock, offer: Callable[[Event], bool],
+        resolve: Callable[[str], Any],
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.offer = offer
+        self.resolve = resolve
+        self.published = 0
+        #: Whether the last publish was acknowledged (None: nothing published yet).
+        self.connected: bool | None = None
+        self.queued = 0
+        self.dropped = 0
+        self._high = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._nc: Any = None
+        #: The seq published last (sent as ``Gw-Prev``: the central's gap check); None after a start.
+        self._prev: int | None = None
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run(), name="forward-edge"),
+                       asyncio.create_task(self._heartbeat(), name="forward-heartbeat")]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    async def _connection(self) -> Any:
+        delay = 0.2
+        while self._nc is None or self._nc.is_closed:
+            try:
+                self._nc = await connect(self.cfg, self.resolve, self.cfg.edge_name)
+            except Exception as e:  # noqa: BLE001 - any connect failure: retry, the queue holds
+                log.warning("%s: cannot reach JetStream (%s); buffering, retrying in %.1f s",
+                            self.cfg.edge_name, e or type(e).__name__, delay)
+                await asyncio.sleep(delay)  # why: backoff between connection attempts
+                delay = min(5.0, delay * 2)
+        return self._nc
+
+    async def _run(self) -> None:
+        cfg = self.cfg
+        subject = cfg.subject("ev", cfg.site)
+        delay = 0.1
+        while True:
+            nc = await self._connection()
+            js = nc.jetstream()
+            rows = await asyncio.to_thread(self.store.forward_head, 500)
+            await self._check_fill()
+            if not rows:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 1.0)
+                continue
+            done = 0
+            try:
+                window = cfg.publish_window
+                for k in range(0, len(rows), window):
+                    chunk = rows[k:k + window]
+                    # Published in order (the client writes them in call order); awaited
+                    # together. A failure leaves the whole chunk queued: what did arrive is
+                    # dropped as a duplicate when it goes again.
+                    prevs = [self._prev, *(seq for seq, _ts, _p in chunk[:-1])]
+                    await asyncio.gather(*(self._publish(js, subject, seq, prev, payload)
+                                           for (seq, _ts, payload), prev in zip(chunk, prevs, strict=True)))
+                    done = self._prev = chunk[-1][0]
+                    self.published += len(chunk)
+                    if failpoints.ARMED:
+                        failpoints.hit("forward_after_ack")
+                delay = 0.1
+                self.connected = True
+            except Exception as e:  # noqa: BLE001 - timeouts, no responders, a dropped link
+                if self.connected is not False:
+                    log.warning("%s: publish failed (%s); rows stay queued, retrying", cfg.edge_name,
+                                e or type(e).__name__)
+                self.connected = False
+                await asyncio.sleep(delay)  # why: backoff while the link is down
+                delay = min(2.0, delay * 2)
+            if done:
+                await asyncio.to_thread(self.store.forward_delete, done)
+
+    async def _publish(self, js: Any, subject: str, seq: int, prev: int | None, payload: dict[str, Any]) -> None:
+        headers = {"Nats-Msg-Id": f"{self.cfg.edge_name}/{seq}"}
+        if prev is not None:
+            headers["Gw-Prev"] = str(prev)
+        await js.publish(subject, json.dumps(payload, separators=(",", ":")).encode(), timeout=5.0, headers=headers)
+
+    async def _check_fill(self) -> None:
+        self.queued, self.dropped = await asyncio.to_thread(self.store.forward_stats)
+        fill = self.queued / self.cfg.queue_size
+        now = self.clock.now()
+        attrs = {"queued": self.queued, "limit": self.cfg.queue_size, "dropped": self.dropped,
+                 "site": self.cfg.site}
+        if not self._high and fill >= HIGH:
+            self._high = True
+            self.offer(Event(now, "forward", self.cfg.edge_name, "forward.queue_high", attrs))
+        elif self._high and fill < LOW:
+            self._high = False
+            self.offer(Event(now, "forward", self.cfg.edge_name, "forward.queue_ok", attrs))
+
+    async def _heartbeat(self) -> None:
+        """The edge's own heartbeat, on core NATS (not stored: a late heartbeat means nothing)."""
+        cfg = self.cfg
+        subject = cfg.subject("hb", cfg.site)
+        while True:
+            await self._check_fill()  # here too: it runs while no connection was ever made
+            nc = self._nc
+            if nc is not None and nc.is_connected:
+                body = {"edge": cfg.edge_name, "site": cfg.site, "ts": self.clock.now(),
+                        "queued": self.queued, "dropped": self.dropped}
+                with contextlib.suppress(Exception):
+                    await nc.publish(subject, json.dumps(body).encode())
+            await asyncio.sleep(cfg.heartbeat)  # why: the heartbeat's period
