@@ -23,7 +23,7 @@ from nats.js.errors import BadRequestError
 from adapters.base import CommitCallback
 from gateway.clock import Clock
 from gateway.forward.config import ForwardConfig
-from gateway.forward.connect import connect
+from gateway.forward.connect import connect, shut_down
 from gateway.model import Event
 
 __all__ = ["CentralConsumer", "Sink"]
@@ -58,14 +58,7 @@ class CentralConsumer:
         self._tasks = [asyncio.create_task(self._run(), name="forward-central")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
+        await shut_down(self._tasks, self._nc)
 
     async def _setup(self) -> Any:
         cfg = self.cfg

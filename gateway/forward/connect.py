@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable
@@ -13,7 +15,7 @@ from nats.aio.client import Client
 
 from gateway.forward.config import ForwardConfig
 
-__all__ = ["connect"]
+__all__ = ["connect", "shut_down"]
 
 log = logging.getLogger("gateway.forward")
 
@@ -57,3 +59,15 @@ async def connect(cfg: ForwardConfig, resolve: Callable[[str], Any], name: str) 
         reconnect_time_wait=0.5, connect_timeout=2, ping_interval=2, max_outstanding_pings=2,
         error_cb=on_error, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, **kw,
     )
+
+
+async def shut_down(tasks: list[asyncio.Task[None]], nc: Any) -> None:
+    """Stop a side's tasks (waiting for each to end), then close its connection if any."""
+    for t in tasks:
+        t.cancel()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await t
+    if nc is not None:
+        with contextlib.suppress(Exception):
+            await nc.close()

@@ -18,7 +18,7 @@ from typing import Any
 from gateway import failpoints
 from gateway.clock import Clock
 from gateway.forward.config import ForwardConfig
-from gateway.forward.connect import connect
+from gateway.forward.connect import connect, shut_down
 from gateway.model import Event
 from gateway.store import ForwardQueue
 
@@ -68,14 +68,7 @@ class EdgeForwarder:
                        asyncio.create_task(self._heartbeat(), name="forward-heartbeat")]
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
+        await shut_down(self._tasks, self._nc)
 
     async def _connection(self) -> Any:
         delay = 0.2
