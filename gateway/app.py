@@ -308,6 +308,9 @@ class Gateway:
         cfg = self.cfg
         lease = Lease(self.store.conninfo, cfg.ha.name or default_holder(cfg.gateway.instance), cfg.ha.lease,
                       url=advertise_url(cfg.ha.advertise_url, cfg.api.host, cfg.api.port) if cfg.api.enabled else "")
+        if cfg.api.enabled and not cfg.ha.advertise_url and cfg.api.host in ("127.0.0.1", "::1", "localhost"):
+            log.warning("%s: [ha] advertise_url is not set and the API listens on %s: standbys on other "
+                        "machines cannot forward to this instance", cfg.source, cfg.api.host)
         self.ha = LeaderElection(lease, _lease_lost)
         self._stack.push_async_callback(self.ha.stop)
         standby = None

@@ -33,6 +33,8 @@ LeaderLookup = Callable[[], Awaitable[tuple[str, str] | None]]
 _HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                   "transfer-encoding", "upgrade", "host"})
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Marks a forwarded request: one that comes back to a standby went in a circle.
+FORWARDED = "x-gateway-forwarded-by"
 
 
 class _Cached:
@@ -85,8 +87,15 @@ def standby_app(lookup: LeaderLookup, me: str, lease: float) -> Starlette:
         holder, base = cur
         if holder == me:  # just took over: this server is about to hand the socket to the real API
             return _unavailable("this instance is taking over as the leader; retry shortly", 1)
+        if FORWARDED in request.headers:
+            log.error("standby: a request forwarded by %s reached this standby: the leader %s advertises %s, "
+                      "which is not its API (set [ha] advertise_url)", request.headers[FORWARDED], holder, base)
+            return JSONResponse({"error": "forwarding_loop", "detail": (
+                f"the leader {holder} advertises {base}, which reaches a standby; set [ha] advertise_url")},
+                status_code=508)
         url = base.rstrip("/") + request.url.path + (f"?{request.url.query}" if request.url.query else "")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _HOP]
+        headers.append((FORWARDED, me))
         if request.client is not None:
             headers.append(("x-forwarded-for", request.client.host))
         body: AsyncIterator[bytes] | None = None
