@@ -101,7 +101,7 @@ def standby_app(lookup: LeaderLookup, me: str, lease: float) -> Starlette:
         body: AsyncIterator[bytes] | None = None
         if request.method not in _BODYLESS or "content-length" in request.headers:
             body = request.stream()
-        sse = "text/event-stream" in request.headers.get("accept", "")
+        sse = "text/event-stream" in request.headers.get("accept", "") or request.url.path.endswith("/events/stream")
         timeout = httpx.Timeout(None, connect=min(5.0, lease)) if sse else client.timeout
         req = client.build_request(request.method, url, headers=headers, content=body, timeout=timeout)
         try:
