@@ -114,7 +114,7 @@ class Gateway:
         if daemon and cfg.ha.enabled:
             # A standby prepares what the config alone gives, then waits; the state (stored
             # maintenance windows, alarms, tickets, keys) is read only once it leads.
-            await self._become_leader()
+            await self._become_leader(api_sock)
         self.maintenance = MaintenanceBook(self._maintenance_windows(cfg))
         self.maintenance_hooks = MaintenanceHooks(self)
 
@@ -332,20 +332,42 @@ class Gateway:
         if wd is not None:
             self.pipeline.command_nowait(lambda n: wd.broker_up(now))
 
-    async def _become_leader(self) -> None:
+    async def _become_leader(self, api_sock: Any = None) -> None:
         """HA: wait as a standby until this instance holds the leader lease, then fence
-        the store (every write proves the lease) and keep renewing it."""
-        from gateway.runtime.ha import LeaderElection, default_holder
+        the store (every write proves the lease) and keep renewing it. While it waits, the
+        API port answers as a standby (gateway.api.standby: its own /healthz, the rest
+        forwarded to the leader)."""
+        from gateway.runtime.ha import LeaderElection, advertise_url, default_holder
         from gateway.store.lease import Lease
         from gateway.store.postgresql import PostgresStore
 
         assert isinstance(self.store, PostgresStore)  # config check: [ha] needs backend = "postgresql"
 
-        lease = Lease(self.store.conninfo, self.cfg.ha.name or default_holder(self.cfg.gateway.instance),
-                      self.cfg.ha.lease)
+        cfg = self.cfg
+        lease = Lease(self.store.conninfo, cfg.ha.name or default_holder(cfg.gateway.instance), cfg.ha.lease,
+                      url=advertise_url(cfg.ha.advertise_url, cfg.api.host, cfg.api.port) if cfg.api.enabled else "")
+        if cfg.api.enabled and not cfg.ha.advertise_url and cfg.api.host in ("127.0.0.1", "::1", "localhost"):
+            log.warning("%s: [ha] advertise_url is not set and the API listens on %s: standbys on other "
+                        "machines cannot forward to this instance", cfg.source, cfg.api.host)
         self.ha = LeaderElection(lease, _lease_lost)
         self._stack.push_async_callback(self.ha.stop)
-        await self.ha.wait_for_lease()
+        standby = None
+        if api_sock is not None:
+            from gateway.api.server import serve
+            from gateway.api.standby import standby_app
+
+            app = standby_app(lambda: asyncio.to_thread(lease.leader), lease.holder, lease.ttl)
+            # A duplicate of the listening socket: stopping this server leaves the port
+            # bound and listening for the leader's API (connections wait in its backlog).
+            standby = (app, *await serve(app, cfg.api.host, cfg.api.port, sock=api_sock.dup(), limits=cfg.api))
+        try:
+            await self.ha.wait_for_lease()
+        finally:
+            if standby is not None:
+                app, server, task = standby
+                server.should_exit = True
+                await task
+                await app.state.close()
         self.store.fence = lease
         await self.ha.start()
 

@@ -414,6 +414,9 @@ class HaSection(_Strict):
     lease: Duration = Field(default=10.0, ge=1.0, le=300.0)
     #: This instance's name in the lease (default: instance@host:pid).
     name: str = ""
+    #: The URL other instances forward operator actions to while this one leads (default:
+    #: http://[api] host:port, with this machine's name for a wildcard host).
+    advertise_url: str = ""
 
 
 class OutboxSection(_Strict):

@@ -59,15 +59,19 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
     app.include_router(build_router(ctx, tokens, local=local))
 
     @app.get("/healthz", tags=["ops"])
-    async def healthz() -> JSONResponse:
-        """200 ``{"status": "ok"}`` while the store commits; 503 with the reason otherwise."""
+    async def healthz(role: str | None = None) -> JSONResponse:
+        """200 ``{"status": "ok"}`` while the store commits; 503 with the reason otherwise.
+        HA: ``"role"`` says which instance this is (standbys answer from gateway.api.standby);
+        with ``?role=leader`` only the leader answers 200 (a keepalived/VRRP check)."""
         p = ctx.pipeline
-        ha = ctx.components.get("ha")  # HA: which instance this is ("leader"; standbys do not serve yet)
-        role = {"role": ha.role, "lease_age": ha.stats()["lease_age_seconds"]} if ha is not None else {}
+        ha = ctx.components.get("ha")
+        about = {"role": ha.role, "lease_age": ha.stats()["lease_age_seconds"]} if ha is not None else {}
+        if role == "leader" and ha is not None and ha.role != "leader":
+            return JSONResponse({"status": "ok", **about}, status_code=503)
         if p.healthy:
-            return JSONResponse({"status": "ok", **role})
+            return JSONResponse({"status": "ok", **about})
         reason = getattr(p, "last_error", "") or "store commits are failing"
-        return JSONResponse({"status": "unhealthy", "reason": reason, **role}, status_code=503)
+        return JSONResponse({"status": "unhealthy", "reason": reason, **about}, status_code=503)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def metrics() -> Response:

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from gateway.api import create_app
 from gateway.api.deps import ApiContext
@@ -103,7 +104,7 @@ def _bind_unix(path: Path) -> socket.socket:
 
 
 async def serve(
-    app: FastAPI, host: str, port: int, *, sock: socket.socket | None = None, limits: Any = None
+    app: Starlette, host: str, port: int, *, sock: socket.socket | None = None, limits: Any = None
 ) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     """Start serving ``app`` on ``host:port`` (or on the bound ``sock``) in this event loop;
     returns once it listens. ``limits`` is the ``[api]`` section (connections at once,

@@ -24,7 +24,7 @@ from typing import Any
 
 from gateway.store.lease import Lease
 
-__all__ = ["LOST_EXIT", "LeaderElection", "default_holder"]
+__all__ = ["LOST_EXIT", "LeaderElection", "advertise_url", "default_holder"]
 
 log = logging.getLogger("gateway.ha")
 
@@ -34,6 +34,16 @@ LOST_EXIT = 75
 
 def default_holder(instance: str) -> str:
     return f"{instance}@{socket.gethostname()}:{os.getpid()}"
+
+
+def advertise_url(configured: str, host: str, port: int) -> str:
+    """Where the other instances reach this one's API while it leads: ``[ha] advertise_url``,
+    else ``[api]`` host and port (this machine's name for a wildcard host)."""
+    if configured:
+        return configured.rstrip("/")
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.getfqdn()
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class LeaderElection:

@@ -32,6 +32,8 @@ _TABLE = (
     "CREATE TABLE IF NOT EXISTS gateway_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, "
     "token BIGINT NOT NULL, expires_at DOUBLE PRECISION NOT NULL, acquired_at DOUBLE PRECISION NOT NULL)"
 )
+# The leader's advertised API address, for standbys to forward operator actions to.
+_URL_COLUMN = "ALTER TABLE gateway_lease ADD COLUMN IF NOT EXISTS url TEXT NOT NULL DEFAULT ''"
 _NOW = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 
 
@@ -48,12 +50,14 @@ class Lease:
         ttl: Seconds a lease lasts without renewal (the failover time, at most).
         name: The lease (one per group of gateways sharing a store).
         margin: Seconds before the local deadline at which this side stops trusting it.
+        url: This instance's advertised API address, stored in the row while it holds it.
     """
 
     def __init__(
         self, conninfo: str, holder: str, ttl: float, *, name: str = "leader", margin: float | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic, url: str = "",
     ) -> None:
+        self.url = url
         self.conninfo = conninfo
         self.holder = holder
         self.ttl = float(ttl)
@@ -78,6 +82,7 @@ class Lease:
             with self._conn.transaction():
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(b"gateway.lease"),))
                 self._conn.execute(_TABLE)
+                self._conn.execute(_URL_COLUMN)
         return self._conn
 
     # -- the holder's side --------------------------------------------------------------------
@@ -90,17 +95,17 @@ class Lease:
             try:
                 db = self._db()
                 db.execute(
-                    f"INSERT INTO gateway_lease(name, holder, token, expires_at, acquired_at) "
-                    f"VALUES (%s, %s, 1, {_NOW} + %s, {_NOW}) ON CONFLICT (name) DO NOTHING",
-                    (self.name, self.holder, self.ttl),
+                    f"INSERT INTO gateway_lease(name, holder, token, expires_at, acquired_at, url) "
+                    f"VALUES (%s, %s, 1, {_NOW} + %s, {_NOW}, %s) ON CONFLICT (name) DO NOTHING",
+                    (self.name, self.holder, self.ttl, self.url),
                 )
                 row = db.execute(
                     f"UPDATE gateway_lease SET "
                     f"token = CASE WHEN holder = %s THEN token ELSE token + 1 END, "
                     f"acquired_at = CASE WHEN holder = %s THEN acquired_at ELSE {_NOW} END, "
-                    f"holder = %s, expires_at = {_NOW} + %s "
+                    f"holder = %s, url = %s, expires_at = {_NOW} + %s "
                     f"WHERE name = %s AND (holder = %s OR expires_at <= {_NOW}) RETURNING token",
-                    (self.holder, self.holder, self.holder, self.ttl, self.name, self.holder),
+                    (self.holder, self.holder, self.holder, self.url, self.ttl, self.name, self.holder),
                 ).fetchone()
             except psycopg.Error:
                 self.reachable = False
@@ -157,6 +162,20 @@ class Lease:
         if row is None:
             self._until = 0.0
             raise FencedError(f"{where}: fenced: another instance holds the leader lease; nothing written")
+
+    def leader(self) -> tuple[str, str] | None:
+        """(holder, advertised API url) of the unexpired lease as the database sees it, or
+        None (no leader right now, or the database does not answer)."""
+        with self._lock:
+            try:
+                row = self._db().execute(
+                    f"SELECT holder, url FROM gateway_lease WHERE name = %s AND expires_at > {_NOW}", (self.name,)
+                ).fetchone()
+            except psycopg.Error:
+                if self._conn is not None and self._conn.broken:
+                    self._conn = None
+                return None
+        return (str(row[0]), str(row[1])) if row else None
 
     # -- anyone ----------------------------------------------------------------------------------
     @staticmethod

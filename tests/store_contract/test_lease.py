@@ -86,3 +86,19 @@ def test_an_instance_that_never_held_the_lease_writes_nothing(pg_store: Postgres
         pg_store.commit(BatchWrite(alarms=[s.alarm(1)]))
     assert pg_store.list_alarms() == []
     c.close()
+
+
+def test_the_row_names_the_leaders_api_for_the_standbys(pg_store: PostgresStore) -> None:
+    a = Lease(pg_store.conninfo, "gw-a", ttl=1.0, url="http://10.0.0.1:8080")
+    b = Lease(pg_store.conninfo, "gw-b", ttl=1.0, url="http://10.0.0.2:8080")
+    try:
+        assert b.leader() is None  # nobody leads yet
+        assert a.try_acquire()
+        assert b.leader() == ("gw-a", "http://10.0.0.1:8080")
+        a.release()
+        assert b.leader() is None  # a released (or expired) lease names nobody
+        assert b.try_acquire()
+        assert a.leader() == ("gw-b", "http://10.0.0.2:8080")  # the new holder's address replaces the old
+    finally:
+        a.close()
+        b.close()

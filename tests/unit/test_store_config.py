@@ -66,3 +66,4 @@ def test_the_readme_config_for_two_gateways_is_valid() -> None:
     cfg = config_from_dict({**d, "policies": ex["policies"], "inventory": ex["inventory"]}, "README.md")
     assert (cfg.store.backend, cfg.ha.enabled, cfg.ha.lease, cfg.store.db_schema) == ("postgresql", True, 10.0, "gateway")
     assert cfg.adapters.mqtt[0].clean_session is False and cfg.adapters.mqtt[0].client_id == "gateway-central"
+    assert cfg.ha.advertise_url == "http://gw1.example.net:8080"
