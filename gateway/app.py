@@ -442,6 +442,13 @@ class Gateway:
         await outbox.start()
         self._stack.push_async_callback(outbox.stop)
         self.pipeline.listeners.append(lambda alarms, tickets, changes: outbox.kick() if tickets else None)
+        if any(getattr(h, "auto_report", False) for h in cfg.helpdesk):  # reports sent by themselves
+            from gateway.runtime.auto_report import AutoReporter
+            auto = AutoReporter(self.store, self.desk, self.clock, cfg.helpdesk, cfg.gateway.timezone,
+                                self.pipeline.execute, self.calendars)
+            await auto.start()
+            self._stack.push_async_callback(auto.stop)
+            self.pipeline.listeners.append(lambda alarms, tickets, changes: auto.kick() if tickets else None)
         self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote,
                                interval=cfg.outbox.poll_interval, adopt=self._adopt_remote)
         await self.sync.start()
