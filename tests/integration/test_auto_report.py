@@ -51,7 +51,7 @@ async def test_a_complete_report_is_mailed_by_itself_once_across_a_restart(
         # Three parts of four: not yet.
         partial = {k: v for k, v in FIELDS.items() if k != "follow_up"}
         await gw.pipeline.execute(lambda now: gw.desk.act(tid, "set_report", now, "alice", fields=partial))
-        await gw.pipeline.execute(lambda now: None)  # a kick went by
+        await gw.pipeline.execute(lambda now: None)  # the commit's kick went out (the rule itself: unit test)
         assert not [e for e in gw.store.timeline(tid) if e["kind"] == "report_queued"]
         await gw.pipeline.execute(lambda now: gw.desk.act(tid, "set_report", now, "alice",
                                                           fields={"follow_up": FIELDS["follow_up"]}))
