@@ -438,9 +438,17 @@ class Gateway:
             may_send=self.ha.lease.held if self.ha is not None else None,
             on_delivered=self._delivered,
         )
+        await self._close_delivered_reports()
         await outbox.start()
         self._stack.push_async_callback(outbox.stop)
         self.pipeline.listeners.append(lambda alarms, tickets, changes: outbox.kick() if tickets else None)
+        if any(getattr(h, "auto_report", False) for h in cfg.helpdesk):  # reports sent by themselves
+            from gateway.runtime.auto_report import AutoReporter
+            auto = AutoReporter(self.store, self.desk, self.clock, cfg.helpdesk, cfg.gateway.timezone,
+                                self.pipeline.execute, self.calendars)
+            await auto.start()
+            self._stack.push_async_callback(auto.stop)
+            self.pipeline.listeners.append(lambda alarms, tickets, changes: auto.kick() if tickets else None)
         self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote,
                                interval=cfg.outbox.poll_interval, adopt=self._adopt_remote)
         await self.sync.start()
@@ -451,15 +459,23 @@ class Gateway:
         contract counts delivery, not writing), by closing the ticket."""
         if kind != "report":
             return
+        self.pipeline.command_nowait(lambda now: self._close_reported(connector, ticket_id, now))
+
+    def _close_reported(self, connector: str, ticket_id: int, at: float) -> None:
         from gateway.core.tickets import TicketError
 
-        def close(now: float) -> None:
-            try:
-                self.desk.act(ticket_id, "close", now, f"delivery:{connector}", "incident report delivered")
-            except TicketError as e:
-                log.info("ticket %d: report delivered; not closed: %s", ticket_id, e)
+        try:
+            self.desk.act(ticket_id, "close", at, f"delivery:{connector}", "incident report delivered")
+        except TicketError as e:
+            log.info("ticket %d: report delivered; not closed: %s", ticket_id, e)
 
-        self.pipeline.command_nowait(close)
+    async def _close_delivered_reports(self) -> None:
+        """A report delivered just before a crash (its close not yet written): the ticket
+        closes now, at the delivery's time, so its report clock stops where it did."""
+        for t in [t for t in self.desk.open.values() if t.status == "restored"]:
+            if (found := await asyncio.to_thread(self.store.outbox_report_delivered, t.id)) is not None:
+                conn, tid, at = found[0], t.id, found[1]
+                await self.pipeline.execute(lambda now: self._close_reported(conn, tid, min(at, now)))  # noqa: B023 - awaited here
 
     def _delivery_failed(self, connector: str, ticket_id: int, err: Any) -> None:
         from gateway.model import Event

@@ -10,6 +10,8 @@ Places (searched for ``failpoints.hit``):
   senders wait for durability (INFORMs, QoS 1), and has not yet called back (answered).
 * ``forward_after_ack``: an edge's message was acknowledged by JetStream and its row is
   not deleted yet from the forward queue (it is published again after a restart).
+* ``report_delivered_before_close``: a ticket's incident report is recorded delivered and
+  the ticket is not closed yet (start-up closes it at the delivery time).
 
 Actions: ``exit`` (``os._exit(137)``, as abrupt as kill -9 for the store and the peers),
 ``raise`` (:class:`FailpointError`).

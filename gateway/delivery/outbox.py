@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import failpoints
 from gateway.clock import Clock
 from gateway.delivery.helpdesk.base import HelpDesk, OutboxMessage, RemoteChange, RemoteTicket
 from gateway.errors import DeliveryError
@@ -163,6 +164,8 @@ class OutboxWorker:
                 await asyncio.to_thread(self.store.outbox_delivered, r["id"], self.clock.now(), None, conn_name,
                                         int(r["ticket_id"]), r["key"])
                 self.stats.delivered += 1
+                if r["kind"] == "report":
+                    failpoints.hit("report_delivered_before_close")
                 if self.on_delivered is not None:
                     self.on_delivered(conn_name, int(r["ticket_id"]), r["kind"])
             elif isinstance(res, DeliveryError):

@@ -300,6 +300,12 @@ class StoreReader(Protocol):
         """Outbox messages, all or in one state, newest first (operators' view)."""
         ...
 
+    def outbox_report_delivered(self, ticket_id: int) -> tuple[str, float] | None:
+        """The first delivered ``report`` message of a ticket: ``(connector, delivered_at)``,
+        or ``None`` when none was delivered (start-up closes a restored ticket whose report
+        went out just before a crash)."""
+        ...
+
     def outbox_counts(self) -> dict[str, int]:
         """Number of outbox messages by state; states with none are absent."""
         ...

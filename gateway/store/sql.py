@@ -424,6 +424,11 @@ class SqlStore:
             rows = self._rows("SELECT * FROM outbox ORDER BY id DESC LIMIT ?", (limit,))
         return [self._entry(r) for r in rows]
 
+    def outbox_report_delivered(self, ticket_id: int) -> tuple[str, float] | None:
+        rows = self._rows("SELECT connector, delivered_at FROM outbox WHERE ticket_id=? AND kind='report' "
+                          "AND state='delivered' ORDER BY delivered_at, id LIMIT 1", (ticket_id,))
+        return (str(rows[0][0]), float(rows[0][1])) if rows else None
+
     def outbox_counts(self) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in self._rows("SELECT state, COUNT(*) FROM outbox GROUP BY state")}
 

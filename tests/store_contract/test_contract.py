@@ -542,3 +542,16 @@ def test_ten_thousand_devices_in_one_save(store: Store) -> None:
                        "import", T0)
     assert len(store.list_devices()) == 10_000
     assert len(store.device_changes(limit=20_000)) == 10_000
+
+
+def test_the_first_delivered_report_of_a_ticket_is_found(store: Store) -> None:
+    _outbox(store, ("mail", 1, "restore"), ("mail", 1, "report"), ("boss", 1, "report"), ("mail", 2, "report"))
+    ids = {(r["connector"], r["ticket_id"], r["kind"]): r["id"] for r in store.outbox_list()}
+    store.outbox_delivered(ids["mail", 1, "restore"], T0, None, "mail", 1, "k1")
+    assert store.outbox_report_delivered(1) is None  # a notice is not the report
+    store.outbox_failed(ids["mail", 2, "report"], "refused")
+    assert store.outbox_report_delivered(2) is None  # failed is not delivered
+    store.outbox_delivered(ids["boss", 1, "report"], T0 + 20, None, "boss", 1, "k1")
+    store.outbox_delivered(ids["mail", 1, "report"], T0 + 10, None, "mail", 1, "k1")
+    assert store.outbox_report_delivered(1) == ("mail", T0 + 10)
+    assert store.outbox_report_delivered(3) is None

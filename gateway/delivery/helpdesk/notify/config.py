@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 __all__ = ["EVENTS", "NotifyConfig"]
 
@@ -36,6 +36,8 @@ class NotifyConfig(BaseModel):
             notifier for the contracts that promise progress notices.
         reports: this notifier delivers post-incident reports (text and PDF) to the customer
             for the contracts in ``policies``; the delivery stops the ticket's report clock.
+        auto_report: queue the incident report by itself, once, as soon as a ticket of these
+            contracts is restored and its four report parts are written (needs ``reports``).
         window: seconds of the rate limit's window.
         burst: messages sent one by one per window; the rest of a storm waits for the window
             to end and goes as one digest.
@@ -55,6 +57,7 @@ class NotifyConfig(BaseModel):
     levels: list[int] = Field(default_factory=lambda: [1, 2])
     policies: list[str] = Field(default_factory=list)
     reports: bool = False
+    auto_report: bool = False
     window: float = Field(default=60.0, gt=0)
     burst: int = Field(default=3, ge=1)
     timeout: float = Field(default=10.0, gt=0)
@@ -67,6 +70,12 @@ class NotifyConfig(BaseModel):
             if "://" not in u.get_secret_value():
                 raise ValueError(f"url {i + 1} is not a notification URL (scheme://...)")
         return v
+
+    @model_validator(mode="after")
+    def _auto_needs_reports(self) -> NotifyConfig:
+        if self.auto_report and not self.reports:
+            raise ValueError("auto_report = true needs reports = true")
+        return self
 
     @field_validator("levels")
     @classmethod
