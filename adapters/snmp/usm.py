@@ -36,7 +36,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from adapters.snmp import ber
 from adapters.snmp.ber import PDU_INFORM, PDU_TRAP_V2, TrapMessage
-from adapters.snmp.v3 import UsmUser, V3DecodeError, V3Processor, V3Result, parse_engine_id
+from adapters.snmp.v3 import UsmUser, V3DecodeError, V3Processor, V3Result, V3Stats, parse_engine_id
 from gateway.errors import DecodeError
 
 __all__ = [
@@ -336,16 +336,6 @@ def _parse_scoped(
 # -- the processor ------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _LeanStats:
-    accepted: int = 0
-    discovery: int = 0
-    learned: int = 0
-    expired_responses: int = 0
-    fallback: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-
-
 class LeanV3Processor:
     """SNMPv3 USM for notifications without pysnmp on the common path.
 
@@ -391,7 +381,7 @@ class LeanV3Processor:
         self._learn = learn_engine_ids
         self._max_learned = max_learned
         self._lock = threading.RLock()
-        self._stats = _LeanStats()
+        self._stats = V3Stats()
         self._masters: dict[tuple[str, str, bytes, bytes], tuple[bytes, bytes]] = {}
         self._creds: dict[tuple[bytes, bytes], _LeanCred | None] = {}  # None: pysnmp's
         self._templates: dict[bytes, _LeanCred | None] = {}
@@ -441,20 +431,20 @@ class LeanV3Processor:
         return own | self.reference.learned
 
     @property
-    def stats(self) -> _LeanStats:
+    def stats(self) -> V3Stats:
         """Counters of both paths added up; ``fallback`` counts messages pysnmp handled."""
         r = self.reference.stats
         s = self._stats
         rejected = dict(s.rejected)
         for k, v in r.rejected.items():
             rejected[k] = rejected.get(k, 0) + v
-        return _LeanStats(
-            s.accepted + r.accepted,
-            s.discovery + r.discovery,
-            s.learned + r.learned,
-            s.expired_responses + r.expired_responses,
-            s.fallback,
-            rejected,
+        return V3Stats(
+            accepted=s.accepted + r.accepted,
+            discovery=s.discovery + r.discovery,
+            learned=s.learned + r.learned,
+            expired_responses=s.expired_responses + r.expired_responses,
+            fallback=s.fallback,
+            rejected=rejected,
         )
 
     def engine_time(self) -> int:

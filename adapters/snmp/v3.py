@@ -388,11 +388,15 @@ class _Pending:
 
 
 @dataclass(slots=True)
-class _Stats:
+class V3Stats:
+    """Counters of a v3 processor (the pysnmp one and the lean one report the same)."""
+
     accepted: int = 0
     discovery: int = 0
     learned: int = 0
     expired_responses: int = 0
+    #: Messages the lean path handed to pysnmp (always 0 on the pysnmp processor itself).
+    fallback: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
 
 
@@ -458,7 +462,7 @@ class V3Processor:
         # pysnmp forgets request state after 600 timer ticks (60 s at the earliest).
         self._ttl = min(max(response_ttl, 0.0), 50.0)
         self._lock = threading.RLock()
-        self.stats = _Stats()
+        self.stats = V3Stats()
 
         # Validate every user before touching the engine ID file or building the engine.
         auth_services = SnmpUSMSecurityModel.AUTH_SERVICES
