@@ -54,9 +54,14 @@ class EventSink(Protocol):
         """
         ...
 
-    def submit_many(self, events: Sequence[Event], on_commit: CommitCallback) -> int:
+    def submit_many(
+        self, events: Sequence[Event], on_commit: CommitCallback, keys: Sequence[str | None] | None = None
+    ) -> int:
         """Enqueue several events and call ``on_commit`` ONCE, after the store transaction
         holding the last of them has committed (a batch of QoS 1 messages acknowledged together).
+
+        ``keys`` (one per event, as ``submit``'s ``key``): an event whose key was committed
+        before is not processed again; the group's ``on_commit`` still runs.
 
         Returns how many were accepted: always a prefix of ``events``; the rest were shed
         (and counted). With none accepted, ``on_commit`` is never called.

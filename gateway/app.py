@@ -105,6 +105,9 @@ class Gateway:
 
         self.store = open_store(cfg)
         self._stack.callback(self.store.close)
+        start_checkpointer = getattr(self.store, "start_checkpointer", None)
+        if daemon and start_checkpointer is not None:  # SQLite: WAL checkpoints off the commit path
+            self._stack.callback(start_checkpointer().stop)
         self.ha: Any = None
 
         self.policies = build_policies(cfg)

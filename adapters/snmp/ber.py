@@ -86,6 +86,7 @@ __all__ = [
     "encode_response",
     "encode_trap",
     "peek_version",
+    "response_from_request",
 ]
 
 V1, V2C, V3 = 0, 1, 3
@@ -791,6 +792,34 @@ def encode_trap(msg: TrapMessage) -> bytes:
     else:
         raise ValueError(f"cannot encode SNMP version {version}")
     return _message(version, msg.community, pdu_type, head + _encode_varbinds(msg.varbinds, version == V2C))
+
+
+def response_from_request(data: bytes, msg: TrapMessage) -> bytes:
+    """The Response to the v2c INFORM ``data`` (decoded as ``msg``), made by re-tagging the
+    received datagram: RFC 3416 §4.2.7's Response repeats the version, community,
+    request-id and varbinds, with error-status and error-index 0 — which an INFORM already
+    carries, so only the PDU tag differs. Falls back to :func:`encode_response` when the
+    request's error fields are not the canonical ``02 01 00`` pair. Equal to
+    ``encode_response(msg)`` byte for byte for a minimally encoded INFORM (tested)."""
+    if not _INT32_MIN <= msg.request_id <= _INT32_MAX:
+        return encode_response(msg)  # which says why it cannot answer
+    off = 2 if data[1] < 0x80 else 2 + (data[1] & 0x7F)  # outer SEQUENCE header
+    if data[off : off + 3] != b"\x02\x01\x01":  # version 1 (v2c), minimally encoded
+        return encode_response(msg)
+    off += 3
+    if data[off] != TAG_OCTET_STRING or data[off + 1] >= 0x80:
+        return encode_response(msg)
+    pdu = off + 2 + data[off + 1]
+    if data[pdu] != PDU_INFORM:
+        return encode_response(msg)
+    first = data[pdu + 1]
+    rid = pdu + 2 if first < 0x80 else pdu + 2 + (first & 0x7F)
+    if data[rid] != TAG_INTEGER or data[rid + 1] >= 0x80:
+        return encode_response(msg)
+    errs = rid + 2 + data[rid + 1]
+    if data[errs : errs + 6] != _ZERO_ERRORS:
+        return encode_response(msg)
+    return data[:pdu] + b"\xa2" + data[pdu + 1 :]
 
 
 def encode_response(msg: TrapMessage) -> bytes:

@@ -27,7 +27,7 @@ from gateway.clock import Clock
 from gateway.errors import DecodeError
 from gateway.model import Event
 
-__all__ = ["EventBuilder", "SnmpAdapter", "build"]
+__all__ = ["EventBuilder", "SnmpAdapter", "build", "inform_delivery_key", "inform_key"]
 
 log = logging.getLogger("adapters.snmp")
 
@@ -42,10 +42,21 @@ _DRAIN_MAX = 512
 INFORM_TTL = 120.0
 
 
-def inform_delivery_key(listener: str, key: Any) -> str:
-    """A stable text key for one INFORM (listener, peer, request-id, varbinds), handed to the
-    sink so a resend after a crash (committed, never answered) is recognised and only answered."""
-    digest = hashlib.blake2b(repr(key).encode(), digest_size=16).hexdigest()
+def inform_key(peer: Any, msg: Any) -> tuple[Any, int, Any]:
+    """What makes two INFORMs one notification (RFC 3416 §4.2.7): the peer, the request-id
+    and the varbinds — as received (``raw_varbinds``, cheap to hash) where the decoder kept
+    them, else decoded."""
+    raw = msg.raw_varbinds
+    return (peer, msg.request_id, raw if raw is not None else tuple(msg.varbinds))
+
+
+def inform_delivery_key(listener: str, key: tuple[Any, int, Any]) -> str:
+    """A stable text key for one INFORM (listener + :func:`inform_key`), handed to the sink
+    so a resend after a crash (committed, never answered) is recognised and only answered."""
+    peer, rid, vbs = key
+    head = f"{peer!r}|{rid}|".encode()
+    body = vbs if type(vbs) is bytes else repr(vbs).encode()
+    digest = hashlib.blake2b(head + body, digest_size=16).hexdigest()
     return f"snmp-inform:{listener}:{digest}"
 INFORM_MAX = 65_536
 _NAME_CACHE_MAX = 65_536
@@ -368,7 +379,7 @@ class SnmpAdapter:
                     raise DecodeError("bad_community", self._secret_hint(msg.community))
                 respond = None
                 if msg.pdu_type == ber.PDU_INFORM:
-                    respond = functools.partial(ber.encode_response, msg)
+                    respond = functools.partial(ber.response_from_request, data, msg)
             if msg.pdu_type not in (ber.PDU_TRAP_V1, ber.PDU_TRAP_V2, ber.PDU_INFORM):
                 raise DecodeError("unsupported_pdu", hex(msg.pdu_type))
             ev = self.builder.build(msg, peer_ip, now)
@@ -385,7 +396,7 @@ class SnmpAdapter:
         except Exception as e:  # noqa: BLE001 - nothing that arrives may stop the receiver
             self._reject("malformed", peer_ip, f"{type(e).__name__}: {e}")
             return
-        key = (peer, msg.request_id, tuple(msg.varbinds)) if respond is not None else None
+        key = inform_key(peer, msg) if respond is not None else None
         self._accept(ev, respond, peer, now, plain, informs, key)
 
     def _accept(
@@ -434,6 +445,13 @@ class SnmpAdapter:
         seen = self._informs
         while seen and next(iter(seen.values()))[0] < now - INFORM_TTL:
             seen.popitem(last=False)
+        if not informs:
+            return
+        # The new INFORMs of this read go to the sink as one group with one commit callback
+        # that answers each of them (the sink's queue is FIFO: the group's commit is theirs).
+        events: list[Event] = []
+        keys: list[str | None] = []
+        group: list[tuple[Callable[[], bytes], list[Any], Any]] = []
         for ev, respond, peer, key in informs:
             entry = seen.get(key)
             if entry is not None:
@@ -446,22 +464,33 @@ class SnmpAdapter:
             seen[key] = entry
             if len(seen) > INFORM_MAX:
                 seen.popitem(last=False)
-            if not sink.submit(ev, self._inform_ack(respond, entry), key=inform_delivery_key(self.name, key)):
-                del seen[key]
-                self.counters.inc("shed")  # no response: the sender will retry
+            events.append(ev)
+            keys.append(inform_delivery_key(self.name, key))
+            group.append((respond, entry, key))
+        if not events:
+            return
+        taken = sink.submit_many(events, functools.partial(self._inform_acks, group), keys)
+        if taken < len(events):
+            for _respond, _entry, key in group[taken:]:
+                seen.pop(key, None)
+            del group[taken:]
+            self.counters.inc("shed", len(events) - taken)  # no response: the senders will retry
 
-    def _inform_ack(self, respond: Callable[[], bytes], entry: list[Any]) -> Callable[[bool], None]:
-        def on_commit(ok: bool) -> None:
-            if ok:
-                entry[1] = True
-                peer = entry[2]
-                try:
-                    self._send(respond(), peer)
-                    self.counters.inc("informs.acknowledged")
-                except Exception as e:  # noqa: BLE001
-                    self._rlog.warning("inform_response", "%s: could not answer INFORM from %s: %s", self.name, peer[0], e)
-
-        return on_commit
+    def _inform_acks(self, group: list[tuple[Callable[[], bytes], list[Any], Any]], ok: bool) -> None:
+        """Answer the INFORMs of one group once their commit is done."""
+        if not ok:
+            return
+        send = self._send
+        n = 0
+        for respond, entry, _key in group:
+            entry[1] = True
+            peer = entry[2]
+            try:
+                send(respond(), peer)
+                n += 1
+            except Exception as e:  # noqa: BLE001
+                self._rlog.warning("inform_response", "%s: could not answer INFORM from %s: %s", self.name, peer[0], e)
+        self.counters.inc("informs.acknowledged", n)
 
     def _send(self, data: bytes, peer: Any) -> None:
         sock = self._sock

@@ -944,6 +944,7 @@ def _message(name: bytes, sp: _Scoped) -> TrapMessage:
         generic_trap=None,
         specific_trap=None,
         timestamp=None,
+        raw_varbinds=sp.vb_raw,
     )
 
 

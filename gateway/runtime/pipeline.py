@@ -80,6 +80,16 @@ class _Pending:
         self.key = key
 
 
+class _Keyed:
+    """An event with a delivery key whose commit callback is its group's barrier."""
+
+    __slots__ = ("event", "key")
+
+    def __init__(self, event: Event, key: str | None) -> None:
+        self.event = event
+        self.key = key
+
+
 class _Barrier:
     """Queued after a group of events: its callback runs once the batch holding it (and so
     every event queued before it) has committed."""
@@ -232,7 +242,9 @@ class Pipeline:
         self._signal()
         return True
 
-    def submit_many(self, events: Sequence[Event], on_commit: CommitCallback) -> int:
+    def submit_many(
+        self, events: Sequence[Event], on_commit: CommitCallback, keys: Sequence[str | None] | None = None
+    ) -> int:
         n = len(events)
         self.stats.received += n
         q = self._q
@@ -240,7 +252,10 @@ class Pipeline:
         if k < n:
             self.stats.shed += n - k
         if k:
-            q.extend(events if k == n else events[:k])
+            if keys is None:
+                q.extend(events if k == n else events[:k])
+            else:
+                q.extend(map(_Keyed, events[:k], keys[:k]))
             q.append(_Barrier(on_commit))  # FIFO: committed after all of them, never shed
             self._signal()
         return k
@@ -351,6 +366,15 @@ class Pipeline:
                     if key in keys:
                         self.stats.duplicates += 1
                         continue  # committed before (e.g. resent after a crash): answer only
+                    keys[key] = now
+                    new_keys.append((key, now))
+                put(item.event)
+            elif type(item) is _Keyed:
+                key = item.key
+                if key is not None:
+                    if key in keys:
+                        self.stats.duplicates += 1
+                        continue
                     keys[key] = now
                     new_keys.append((key, now))
                 put(item.event)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -17,7 +18,7 @@ from gateway.store.migrations import Migration, newer_schema_message, pending
 from gateway.store.migrations.sqlite import LATEST, MIGRATIONS
 from gateway.store.sql import Dialect, SqlStore
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "WalCheckpointer"]
 
 #: The schema version this code writes (the newest migration).
 SCHEMA_VERSION = LATEST
@@ -184,6 +185,62 @@ class SqliteStore(SqlStore):
                 self._db.close()
             except sqlite3.Error:
                 pass
+
+    def start_checkpointer(self, interval: float = 0.5) -> WalCheckpointer:
+        """Move WAL checkpoints off the commit path (the daemon's writer).
+
+        By default SQLite checkpoints inside whichever commit crosses 1,000 WAL pages: that
+        commit copies the pages back and syncs the file, and every INFORM and QoS 1 message
+        waiting on it waits too. Here the writer's automatic checkpoints are switched off
+        and a thread of its own runs ``PRAGMA wal_checkpoint(PASSIVE)`` every ``interval``
+        seconds on a connection of its own: a passive checkpoint never blocks the writer.
+        """
+        with self._lock:
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+        cp = WalCheckpointer(self.path, interval)
+        cp.start()
+        return cp
+
+
+_log = logging.getLogger("gateway.store")
+
+
+class WalCheckpointer:
+    """A thread checkpointing one SQLite file's WAL (see ``SqliteStore.start_checkpointer``)."""
+
+    def __init__(self, path: str, interval: float) -> None:
+        self.path = path
+        self.interval = interval
+        self.runs = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, timeout=0.0, isolation_level=None)
+        except sqlite3.Error as e:
+            _log.warning("%s: WAL checkpoints stay on the commit path: %s", self.path, e)
+            return
+        failing = False
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    self.runs += 1
+                    failing = False
+                except sqlite3.Error as e:  # busy or locked now: the next round tries again
+                    if not failing:
+                        _log.debug("%s: WAL checkpoint skipped: %s", self.path, e)
+                    failing = True
+        finally:
+            db.close()
 
 
 if TYPE_CHECKING:

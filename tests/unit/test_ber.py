@@ -56,6 +56,7 @@ from adapters.snmp.ber import (
     encode_response,
     encode_trap,
     peek_version,
+    response_from_request,
 )
 from gateway.errors import DecodeError
 
@@ -428,6 +429,40 @@ def test_encode_response_answers_an_inform(inform: TrapMessage) -> None:
     rebuilt = encode_response(dataclasses.replace(inform, raw_varbinds=None))
     assert_minimal(rebuilt)
     assert decode_response(rebuilt) == decode_response(response)
+
+
+@HEAVY
+@given(messages(versions=(V2C,), pdus=(PDU_INFORM,)))
+def test_response_from_request_equals_the_encoded_response(inform: TrapMessage) -> None:
+    """The receiver answers an INFORM by re-tagging the received datagram; for every INFORM
+    (as pysnmp encodes it) pysnmp reads the same Response as from encode_response, and
+    byte for byte the same one when the INFORM was minimally encoded (pyasn1 writes -128 in
+    two octets; the re-tagged answer then echoes the sender's own encoding)."""
+    data = pysnmp_encode(inform)
+    request = decode(data)
+    fast = response_from_request(data, request)
+    built = encode_response(request)
+    assert decode_response(fast) == decode_response(built)
+    try:
+        minimal = encode_trap(request) == data
+    except ValueError:  # a value our encoder refuses to write (e.g. a decoded 2**31 INTEGER)
+        minimal = False
+    if minimal:
+        assert fast == built
+
+
+def test_response_from_request_on_net_snmps_inform_and_odd_error_fields() -> None:
+    request = decode(NETSNMP_V2C_INFORM)
+    fast = response_from_request(NETSNMP_V2C_INFORM, request)
+    assert fast == encode_response(request)
+    assert fast[:20] != NETSNMP_V2C_INFORM[:20] and len(fast) == len(NETSNMP_V2C_INFORM)
+    # error-status 5 in the request: the Response still says 0 (built, not re-tagged)
+    at = NETSNMP_V2C_INFORM.index(b"\x02\x01\x00\x02\x01\x00")
+    odd = NETSNMP_V2C_INFORM[: at + 2] + b"\x05" + NETSNMP_V2C_INFORM[at + 3 :]
+    odd_req = decode(odd)
+    answer = response_from_request(odd, odd_req)
+    assert answer == encode_response(odd_req)
+    assert oracle_decode(answer).error_status == 0  # type: ignore[union-attr]
 
 
 def test_encode_response_reencodes_varbinds_when_raw_bytes_are_cleared() -> None:

@@ -18,7 +18,7 @@ from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
 from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel, UsmSecurityParameters
 
 from adapters.snmp.ber import PDU_INFORM, TAG_OID, TAG_TIMETICKS, Typed
-from adapters.snmp.receiver import inform_delivery_key
+from adapters.snmp.receiver import inform_delivery_key, inform_key
 from adapters.snmp.usm import (
     NOT_IN_TIME_WINDOWS,
     LeanV3Processor,
@@ -195,7 +195,7 @@ def test_duplicate_inform_across_a_restart(tmp_path: Path) -> None:
     resent = s.encode(vbs(), boots=boots, eng_time=_time, msg_id=2, request_id=4242, pdu_type=PDU_INFORM)
     second = after.process(resent, PEER)
     assert second.message is not None
-    key = lambda r: inform_delivery_key("snmp", (PEER, r.message.request_id, tuple(r.message.varbinds)))  # noqa: E731
+    key = lambda r: inform_delivery_key("snmp", inform_key(PEER, r.message))  # noqa: E731
     assert key(first) == key(second)
 
 
