@@ -215,8 +215,131 @@ def _uint31(data: bytes, pos: int, limit: int, lo: int = 0) -> tuple[int, int]:
     return v, e
 
 
+def _int31_at(data: bytes, q: int, limit: int, lo: int) -> int:
+    """The INTEGER at ``q`` (short form, 1–5 content octets, in lo..2**31-1), or -1."""
+    if data[q] != 0x02:
+        return -1
+    k = data[q + 1]
+    if not 1 <= k <= 5 or q + 2 + k > limit:
+        return -1
+    v = int.from_bytes(data[q + 2 : q + 2 + k], "big", signed=True)
+    return v if lo <= v <= _INT31 else -1
+
+
+def _parse_common(data: bytes) -> _Parsed | None:
+    """The usual v3 message in one pass: every header field in short form, only the outer
+    SEQUENCE and msgData in long form. Returns exactly what :func:`_parse` would, or
+    ``None`` for anything else (then :func:`_parse` decides, with its own reasons)."""
+    try:
+        n = len(data)
+        b = data[1]
+        if data[0] != 0x30:
+            return None
+        if b < 0x80:
+            pos = 2 + 3
+            end = 2 + b
+        elif b == 0x81:
+            pos = 3 + 3
+            end = 3 + data[2]
+        elif b == 0x82:
+            pos = 4 + 3
+            end = 4 + ((data[2] << 8) | data[3])
+        else:
+            return None
+        if end != n or data[pos - 3 : pos] != b"\x02\x01\x03" or data[pos] != 0x30:
+            return None
+        k = data[pos + 1]
+        ge = pos + 2 + k
+        if k >= 0x80 or ge > end:
+            return None
+        q = pos + 2
+        msg_id = _int31_at(data, q, ge, 0)
+        if msg_id < 0:
+            return None
+        q += 2 + data[q + 1]
+        if _int31_at(data, q, ge, 484) < 0:
+            return None
+        q += 2 + data[q + 1]
+        if data[q] != 0x04 or data[q + 1] != 1 or q + 6 != ge or data[q + 3 : q + 6] != b"\x02\x01\x03":
+            return None
+        flags = data[q + 2]
+        # msgSecurityParameters: OCTET STRING { SEQUENCE { engine ID, boots, time, user, auth, priv } }
+        k = data[ge + 1]
+        if data[ge] != 0x04 or k >= 0x80 or data[ge + 2] != 0x30 or data[ge + 3] != k - 2:
+            return None
+        se = ge + 2 + k
+        q = ge + 4
+        if se > end or data[q] != 0x04 or data[q + 1] >= 0x80:
+            return None
+        e = q + 2 + data[q + 1]
+        engine_id = data[q + 2 : e]
+        boots = _int31_at(data, e, se, 0)
+        if boots < 0:
+            return None
+        q = e + 2 + data[e + 1]
+        eng_time = _int31_at(data, q, se, 0)
+        if eng_time < 0:
+            return None
+        q += 2 + data[q + 1]
+        k = data[q + 1]
+        if data[q] != 0x04 or k > 32:
+            return None
+        user = data[q + 2 : q + 2 + k]
+        q += 2 + k
+        k = data[q + 1]
+        if data[q] != 0x04 or k >= 0x80:
+            return None
+        mac_at = q + 2
+        q = mac_at + k
+        mac = data[mac_at:q]
+        k = data[q + 1]
+        if data[q] != 0x04 or k >= 0x80 or q + 2 + k != se:
+            return None
+        priv = data[q + 2 : se]
+        if se > n - 2:
+            return None
+        tag = data[se]
+        if tag != 0x04:
+            return None  # a plaintext ScopedPDU (noAuth/authNoPriv, discovery): the full parser
+        b = data[se + 1]
+        if b < 0x80:
+            start = se + 2
+        elif b == 0x81:
+            start = se + 3
+            b = data[se + 2]
+        elif b == 0x82:
+            start = se + 4
+            b = (data[se + 2] << 8) | data[se + 3]
+        else:
+            return None
+        if start + b != n:
+            return None
+    except IndexError:
+        return None
+    p = _Parsed()
+    p.data = data
+    p.msg_id = msg_id
+    p.flags = flags
+    p.engine_id = engine_id
+    p.boots = boots
+    p.eng_time = eng_time
+    p.user = user
+    p.mac = mac
+    p.mac_at = mac_at
+    p.priv_params = priv
+    p.msgdata_at = se
+    p.scoped_start = start
+    p.scoped_end = n
+    return p
+
+
 def _parse(data: bytes) -> _Parsed:
     """Strictly parse a v3 USM message; anything unusual raises :class:`_Fallback`."""
+    return _parse_common(data) or _parse_full(data)
+
+
+def _parse_full(data: bytes) -> _Parsed:
+    """:func:`_parse` field by field, for every layout (the reference for :func:`_parse_common`)."""
     p = _Parsed()
     p.data = data
     n = len(data)
@@ -288,6 +411,83 @@ _NOTIFICATIONS = frozenset((PDU_TRAP_V2, PDU_INFORM))
 _CONFIRMED = frozenset((0xA0, 0xA1, 0xA3, PDU_INFORM))
 #: PDUs with request-id, error-status, error-index, varbinds (not GetBulk): a discovery probe.
 _PLAIN_PDUS = frozenset((0xA0, 0xA1, 0xA2, 0xA3, 0xA6, 0xA7, 0xA8))
+
+
+def _span(data: bytes, pos: int) -> tuple[int, int]:
+    """Content start and end of the TLV at ``pos`` in short, 0x81 or 0x82 form; (0, -1) else."""
+    b = data[pos + 1]
+    if b < 0x80:
+        return pos + 2, pos + 2 + b
+    if b == 0x81:
+        return pos + 3, pos + 3 + data[pos + 2]
+    if b == 0x82:
+        return pos + 4, pos + 4 + ((data[pos + 2] << 8) | data[pos + 3])
+    return 0, -1
+
+
+def _small_int_at(data: bytes, q: int, limit: int, hi: int) -> int:
+    """The short-form INTEGER at ``q`` of 1–4 content octets in 0..hi, or -1."""
+    k = data[q + 1]
+    if data[q] != 0x02 or not 1 <= k <= 4 or q + 2 + k > limit:
+        return -1
+    v = int.from_bytes(data[q + 2 : q + 2 + k], "big", signed=True)
+    return v if 0 <= v <= hi else -1
+
+
+def _scoped_common(data: bytes, end: int, padded: bool, tags: frozenset[int]) -> _Scoped | None:
+    """The usual ScopedPDU at offset 0 in one pass (what :func:`_parse_scoped` returns), or
+    ``None`` for anything else (then :func:`_parse_scoped` decides)."""
+    try:
+        if data[0] != 0x30:
+            return None
+        s, e = _span(data, 0)
+        if e < 0 or e > end or (e != end and not padded):
+            return None
+        k = data[s + 1]
+        if data[s] != 0x04 or k >= 0x80:
+            return None
+        a = s + 2 + k
+        context_engine = data[s + 2 : a]
+        k = data[a + 1]
+        if data[a] != 0x04 or k >= 0x80:
+            return None
+        b = a + 2 + k
+        context_name = data[a + 2 : b]
+        if b > e:
+            return None
+        tag = data[b]
+        if tag not in tags:
+            return None
+        ps, pe = _span(data, b)
+        if pe != e:
+            return None
+        k = data[ps + 1]
+        if data[ps] != 0x02 or not 1 <= k <= 4 or ps + 2 + k > pe:
+            return None
+        q = ps + 2 + k
+        request_id = int.from_bytes(data[ps + 2 : q], "big", signed=True)
+        if _small_int_at(data, q, pe, 18) < 0:
+            return None
+        q += 2 + data[q + 1]
+        if _small_int_at(data, q, pe, _INT31) < 0:
+            return None
+        q += 2 + data[q + 1]
+        if data[q] != 0x30:
+            return None
+        vs, ve = _span(data, q)
+        if ve != pe:
+            return None
+        varbinds = ber._decode_varbinds(data, vs, ve, True)
+    except (DecodeError, IndexError):
+        return None
+    sp = _Scoped()
+    sp.context_engine = context_engine
+    sp.context_name = context_name
+    sp.pdu_type = tag
+    sp.request_id = request_id
+    sp.vb_raw = data[q:ve]
+    sp.varbinds = varbinds
+    return sp
 
 
 def _parse_scoped(
@@ -388,6 +588,8 @@ class LeanV3Processor:
         self._keys: dict[tuple[bytes, bytes], _Keys] = {}
         self._learned: set[tuple[bytes, bytes]] = set()
         self._timelines: OrderedDict[bytes, _Timeline] = OrderedDict()
+        self._peer_strs: dict[Any, str | None] = {}
+        self._user_strs: dict[bytes, str] = {}
         self._max_timelines = max_timelines
         self._pending: OrderedDict[int, list[bytes | None]] = OrderedDict()  # id → answer box
         self._pending_deadline: dict[int, float] = {}
@@ -488,7 +690,11 @@ class LeanV3Processor:
             raise _Fallback
         reportable = bool(flags & 0x04)
         eid = p.engine_id
-        peer_s = _peer_str(peer)
+        peer_s = self._peer_strs.get(peer) if peer else None
+        if peer_s is None and peer:
+            peer_s = _peer_str(peer)
+            if len(self._peer_strs) < 4096:  # why: a bounded memo; a flood of new peers only formats
+                self._peer_strs[peer] = peer_s
         if not eid:
             return self._discovery(p, level, reportable, peer_s)
         if eid == self.engine_id:
@@ -538,9 +744,12 @@ class LeanV3Processor:
             self._learned.add((eid, name))
             self._stats.learned += 1
         self._stats.accepted += 1
+        user = self._user_strs.get(name)
+        if user is None:  # an authenticated user's name: as many as there are users
+            user = self._user_strs[name] = _user_str(name)
         return V3Result(
             message=_message(name, sp),
-            user=_user_str(name),
+            user=user,
             engine_id=eid,
             security_level=_LEVEL_NAMES[level],
             learned=learning,
@@ -682,7 +891,7 @@ class LeanV3Processor:
                 peer_s,
                 self._report(p, DECRYPTION_ERRORS, 1) if reportable else None,
             )
-        return _parse_scoped(plain, 0, len(plain), True)
+        return _scoped_common(plain, len(plain), True, _NOTIFICATIONS) or _parse_scoped(plain, 0, len(plain), True)
 
     @staticmethod
     def _decrypt(cred: _LeanCred, keys: _Keys, p: _Parsed, ct: bytes) -> bytes | None:

@@ -408,6 +408,7 @@ class Pipeline:
         if callbacks and failpoints.ARMED:
             failpoints.hit("before_commit_callbacks")
         s.batches += 1
+        s.commands += len(cmds)
         s.committed_events += n - len(cmds) - barriers
         s.max_batch = max(s.max_batch, n)
         dt = time.perf_counter() - t0

@@ -11,12 +11,15 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyasn1.codec.ber import decoder
 from pyasn1.type.univ import OctetString
 from pysnmp.entity import config as pconfig
 from pysnmp.proto.mpmod.rfc3412 import SNMPv3Message
 from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel, UsmSecurityParameters
 
+from adapters.snmp import ber, usm
 from adapters.snmp.ber import PDU_INFORM, TAG_OID, TAG_TIMETICKS, Typed
 from adapters.snmp.receiver import inform_delivery_key, inform_key
 from adapters.snmp.usm import (
@@ -234,3 +237,86 @@ def test_v3_engine_switch_and_counted_fallback(tmp_path: Path) -> None:
     adapter._handle(odd, PEER, 0.0, plain, [])
     assert len(plain) == 2
     assert adapter.stats()["v3.fallback"] == 1 and adapter.stats()["decoded"] == 2
+
+
+# -- the one-pass parsers against the field-by-field ones ------------------------------
+
+_PARSED_FIELDS = ("msg_id", "flags", "engine_id", "boots", "eng_time", "user", "mac", "mac_at", "priv_params",
+                  "scoped", "msgdata_at", "scoped_start", "scoped_end")
+
+
+def _full_or_reason(fn: object, *args: object) -> object:
+    try:
+        return fn(*args)  # type: ignore[operator]
+    except usm._Fallback:
+        return "fallback"
+
+
+def _encrypted_samples() -> list[bytes]:
+    s = V3Sender(USER, SENDER)
+    out = [s.encode(vbs(i), boots=1, eng_time=100 + i, msg_id=i, request_id=i) for i in range(1, 4)]
+    big = [(f"1.3.6.1.4.1.9.{i}", b"x" * 60) for i in range(12)]  # a long-form msgData and outer length
+    out.append(s.encode(vbs() + big, boots=2, eng_time=7, msg_id=2**31 - 1, request_id=-5))
+    return out
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_one_pass_header_parser_agrees_with_the_full_one(data: st.DataObject) -> None:
+    """Every datagram the one-pass parser takes, the field-by-field parser reads the same;
+    mutated and truncated ones included (the one-pass parser may decline, never differ)."""
+    base = data.draw(st.sampled_from(_encrypted_samples()))
+    buf = bytearray(base)
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(buf) - 1))
+        buf[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.one_of(st.just(len(buf)), st.integers(1, len(buf))))  # whole datagrams often
+    d = bytes(buf[:cut])
+    fast = usm._parse_common(d)
+    if fast is None:
+        return
+    full = _full_or_reason(usm._parse_full, d)
+    assert full != "fallback", d.hex()
+    assert [getattr(fast, f) for f in _PARSED_FIELDS] == [getattr(full, f) for f in _PARSED_FIELDS]
+
+
+def _scoped_samples() -> list[bytes]:
+    out = []
+    for i, pdu_type in enumerate((0xA7, PDU_INFORM, 0xA7)):
+        extra = [(f"1.3.6.1.4.1.9.{k}", b"y" * 40) for k in range(4 * i)]  # short, 0x81 and 0x82 lengths
+        vb = ber._encode_varbinds(vbs(i) + extra, True)
+        pdu = ber._tlv(pdu_type, ber._int_tlv(0x02, 1000 - 700 * i) + b"\x02\x01\x00\x02\x01\x00" + vb)
+        out.append(ber._tlv(0x30, ber._tlv(0x04, SENDER) + ber._tlv(0x04, b"ctx" * i) + pdu) + bytes(i * 5))
+    return out
+
+
+_SCOPED_FIELDS = ("context_engine", "context_name", "pdu_type", "request_id", "varbinds", "vb_raw")
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_one_pass_scoped_parser_agrees_with_the_full_one(data: st.DataObject) -> None:
+    base = data.draw(st.sampled_from(_scoped_samples()))
+    buf = bytearray(base)
+    for _ in range(data.draw(st.integers(0, 3))):
+        at = data.draw(st.integers(0, len(buf) - 1))
+        buf[at] = data.draw(st.integers(0, 255))
+    d = bytes(buf[: data.draw(st.one_of(st.just(len(buf)), st.integers(1, len(buf))))])
+    fast = usm._scoped_common(d, len(d), True, usm._NOTIFICATIONS)
+    if fast is None:
+        return
+    full = _full_or_reason(usm._parse_scoped, d, 0, len(d), True)
+    assert full != "fallback", d.hex()
+    assert [getattr(fast, f) for f in _SCOPED_FIELDS] == [getattr(full, f) for f in _SCOPED_FIELDS]
+
+
+def test_one_pass_parsers_take_the_usual_messages() -> None:
+    """The common layouts really take the one-pass path, and read as the full parsers do."""
+    for d in _encrypted_samples():
+        fast, full = usm._parse_common(d), usm._parse_full(d)
+        assert fast is not None
+        assert [getattr(fast, f) for f in _PARSED_FIELDS] == [getattr(full, f) for f in _PARSED_FIELDS]
+    for d in _scoped_samples():
+        sfast, sfull = usm._scoped_common(d, len(d), True, usm._NOTIFICATIONS), usm._parse_scoped(d, 0, len(d), True)
+        assert sfast is not None
+        assert [getattr(sfast, f) for f in _SCOPED_FIELDS] == [getattr(sfull, f) for f in _SCOPED_FIELDS]
