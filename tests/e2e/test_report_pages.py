@@ -23,7 +23,7 @@ from gateway.config import config_from_dict
 from gateway.core.report_schedule import period_containing, previous_period
 from gateway.model import Event
 from tests.e2e.test_board_browser import Browser
-from tests.helpers import base_config
+from tests.helpers import base_config, eventually
 
 ADMIN_TOKEN = "reports-admin-token-5d1e"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -60,18 +60,8 @@ async def gw(tmp_path: Path) -> AsyncIterator[Gateway]:
 async def _tickets(gw: Gateway) -> dict[str, int]:
     for dev in ("gas-7", "gas-1"):
         assert gw.pipeline.offer(Event(time.time(), "test", dev, "status", {"ch4": 2.0}))
-    for _ in range(200):
-        rows = gw.store.list_tickets()
-        if len(rows) == 2:
-            return {t["device"]: t["id"] for t in rows}
-        await _sleep()
-    raise AssertionError(gw.store.list_tickets())
-
-
-async def _sleep() -> None:
-    import asyncio
-
-    await asyncio.sleep(0.05)
+    rows = await eventually(lambda: (r := gw.store.list_tickets()) and len(r) == 2 and r)
+    return {t["device"]: t["id"] for t in rows}
 
 
 async def _sign_in(b: Browser, url: str, name: str, password: str) -> None:
@@ -89,7 +79,7 @@ async def _fetch(b: Browser, url: str, method: str = "GET") -> dict[str, Any]:
         "{'X-Requested-With': 'gateway-board', 'Content-Type': 'application/json'}, "
         f"body: {json.dumps(method)} === 'GET' ? undefined : '{{}}'}})"
         ".then(async r => { const b = new Uint8Array(await r.arrayBuffer()); "
-        "return {status: r.status, type: r.headers.get('content-type') || '', "
+        "return {status: r.status, type: r.headers.get('content-type') || '', csp: r.headers.get('content-security-policy'), "
         "head: new TextDecoder().decode(b.slice(0, 4000))}; })")
     return out
 
@@ -158,6 +148,8 @@ async def test_the_board_opens_a_contracts_service_report(gw: Gateway) -> None:
         assert await b.js("document.getElementById('svc-pdf').getAttribute('download')") == f"service-acme-net-{quarter}.pdf"
         got = await _fetch(b, pdf)
         assert got["status"] == 200 and got["type"] == "application/pdf" and got["head"].startswith("%PDF"), got
+        page = await _fetch(b, html)
+        assert page["status"] == 200 and page["csp"].startswith("default-src 'none'"), page  # no scripts in a report
         # The page itself, opened from the board's link (the session cookie goes along).
         await b.goto(html)
         title = await b.js("document.title")

@@ -8,7 +8,7 @@ counting them: five for a name within a minute, and the next is refused.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -73,17 +73,37 @@ async def test_cookie_secure_always_and_never(tmp_path: Path) -> None:
                 assert ("; secure" in await _cookie(h, **{"X-Forwarded-Proto": "https"})) is want
 
 
-async def test_failed_sign_ins_are_counted_across_a_restart(tmp_path: Path) -> None:
-    cfg = _cfg(tmp_path)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Config, Config]]:
+    """Two gateways' configs on one store: the same SQLite data dir (a restart), or two
+    instances with their own data dirs on one PostgreSQL schema (HA, one after the other)."""
+    if request.param == "sqlite":
+        cfg = _cfg(tmp_path)
+        yield cfg, cfg
+        return
+    from tests.store_contract.backends import POSTGRESQL, pg_dsn, pg_schema
+
+    loc = POSTGRESQL.location(tmp_path)
+    a, b = _cfg(tmp_path / "a"), _cfg(tmp_path / "b")
+    for c in (a, b):
+        c.store.backend, c.store.dsn, c.store.db_schema = "postgresql", pg_dsn(), pg_schema(loc)
+    try:
+        yield a, b
+    finally:
+        POSTGRESQL.drop(loc)
+
+
+async def test_failed_sign_ins_are_counted_across_a_restart(stores: tuple[Config, Config]) -> None:
+    first, second = stores
     bad = {"name": "li.wei", "password": "guess"}
-    async with Gateway(cfg) as g:
+    async with Gateway(first) as g:
         assert g.api is not None
         async with httpx.AsyncClient(base_url=g.api.url) as h:
             r = await h.post("/api/v1/users", json={"name": "li.wei", "role": "operator", "password": "night-shift-42"},
                              headers=ADMIN)
             assert r.status_code == 201
             assert [(await h.post("/api/v1/session", json=bad)).status_code for _ in range(3)] == [401] * 3
-    async with Gateway(cfg) as g:  # the same data dir: another process, later
+    async with Gateway(second) as g:  # another process on the same store, later
         assert g.api is not None
         async with httpx.AsyncClient(base_url=g.api.url) as h:
             assert [(await h.post("/api/v1/session", json=bad)).status_code for _ in range(3)] == [401, 401, 429]

@@ -18,8 +18,10 @@ from gateway.config import build_policies, config_from_dict
 from gateway.core.calendars import default_calendars
 from gateway.errors import ConfigError
 from gateway.runtime.service_reports import ReportSchedule, ServiceReportScheduler, schedules_of
+from gateway.store import BatchWrite
 from gateway.store.sqlite import SqliteStore
 from tests.helpers import base_config
+from tests.store_contract import samples
 
 SH = "Asia/Shanghai"
 
@@ -39,6 +41,15 @@ def test_a_quarterly_report_is_queued_once_after_its_delay(tmp_path: Path) -> No
     store = SqliteStore(tmp_path / "gateway.db")
     again = SqliteStore(tmp_path / "gateway.db")
     try:
+        # Two tickets opened in Q1 (one at its very start), one just before it, one just after.
+        opened = [at(2025, 12, 31, 23, 59), at(2026, 1, 1), at(2026, 3, 31, 23, 59), at(2026, 4, 1)]
+        tickets = []
+        for i, t in enumerate(opened, 1):
+            tk = samples.ticket(i, policy="mine-monitoring", opened_at=t, device=f"gas-{i}")
+            for c in tk.clocks:
+                c.calendar = "24x7"
+            tickets.append(tk)
+        store.commit(BatchWrite(tickets=tickets))
         clock = ManualClock(at(2026, 4, 2, 23, 59))
         first = _scheduler(store, clock, tmp_path)
         # The last report due is Q4 2025's (Q1 waits for its 2 days).
@@ -55,7 +66,7 @@ def test_a_quarterly_report_is_queued_once_after_its_delay(tmp_path: Path) -> No
         assert (p["contract"], p["period"], p["kind"], p["language"], p["formats"]) == (
             "mine-monitoring", "2026-Q1", "quarterly", "zh-CN", ["html", "pdf"])
         assert p["title"] == "服务报告 2026-Q1:mine-monitoring — Shanxi Coal"
-        assert "周期: 2026-Q1 (quarterly, Asia/Shanghai)" in p["text"] and "工单数: 0" in p["text"]
+        assert "周期: 2026-Q1 (quarterly, Asia/Shanghai)" in p["text"] and "工单数: 2" in p["text"]
         assert "<title>Service report 2026-Q1: mine-monitoring — Shanxi Coal</title>" in p["html"]
         clock.set(at(2026, 7, 3, 0, 0, 1))
         assert asyncio.run(first.sweep()) == ["service-report:mine-monitoring:2026-Q2:mail"]
