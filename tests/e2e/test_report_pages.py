@@ -135,8 +135,8 @@ async def test_the_board_opens_a_contracts_service_report(gw: Gateway) -> None:
         await b.type_text("#login-name", "li.wei")
         await b.type_text("#login-password", "night-shift-42")
         await b.click("#login-save")
-        # Every contract is there for an operator (the example's four and acme-net).
-        await b.wait_js("document.querySelectorAll('#svc-contract option').length === 5")
+        # Every contract is there for an operator (the example's five and acme-net).
+        await b.wait_js("document.querySelectorAll('#svc-contract option').length === 6")
         quarter = previous_period(period_containing(time.time(), TZ, "quarterly"))
         await b.js("(() => { const c = document.getElementById('svc-contract'); c.value = 'acme-net';"
                    " c.dispatchEvent(new Event('change'));"

@@ -85,8 +85,8 @@
     open.addEventListener("click", (ev) => viaToken(ev, "html"));
     pdf.addEventListener("click", (ev) => viaToken(ev, "pdf"));
     update();
-    // Until the board has signed in, look every 2 s; then refresh the list now and then.
-    const wait = setInterval(async () => { if (await load()) clearInterval(wait); }, 2000);
+    // Until the board has signed in, look every 300 ms (no request before); then now and then.
+    const wait = setInterval(async () => { if (!index && await load()) clearInterval(wait); }, 300);
     load().then((ok) => { if (ok) clearInterval(wait); });
     setInterval(load, 300000);
     new MutationObserver(() => { if (index) fill(); else update(); })
