@@ -117,6 +117,9 @@ class SpareSection(_Strict):
     remind_before: Duration | None = None
 
 
+ReportFormat = Literal["html", "pdf"]
+
+
 class ReportScheduleSection(_Strict):
     """``[[service.<contract>.reports]]``: the contract's service report e-mailed by itself
     after each period (in the gateway's time zone), once per period and notifier."""
@@ -131,7 +134,7 @@ class ReportScheduleSection(_Strict):
     #: Subject and text language; default: the notifier's.
     language: Literal["zh-CN", "en"] | None = None
     #: Attachments: the self-contained HTML page and/or its PDF.
-    formats: list[Literal["html", "pdf"]] = Field(default_factory=lambda: ["html", "pdf"], min_length=1)
+    formats: list[ReportFormat] = Field(default_factory=lambda: list[ReportFormat](["html", "pdf"]), min_length=1)
     #: Also send the reports of the periods from this date on that ended before the schedule
     #: was set up; without it only the latest ended period's report goes out.
     since: date | None = None
