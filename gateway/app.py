@@ -452,10 +452,31 @@ class Gateway:
             await auto.start()
             self._stack.push_async_callback(auto.stop)
             self.pipeline.listeners.append(lambda alarms, tickets, changes: auto.kick() if tickets else None)
+        await self._start_service_reports(outbox)
         self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote,
                                interval=cfg.outbox.poll_interval, adopt=self._adopt_remote)
         await self.sync.start()
         self._stack.push_async_callback(self.sync.stop)
+
+    async def _start_service_reports(self, outbox: Any) -> None:
+        """Scheduled service reports ([[service.<contract>.reports]]): queued in the outbox
+        once per contract, period and notifier (none configured: nothing runs)."""
+        from gateway.runtime.service_reports import ServiceReportScheduler, schedules_of
+
+        schedules = schedules_of(self.cfg)
+        if not schedules:
+            return
+
+        def customer(contract: str) -> str:
+            pol = self.cfg.policies.get(contract)
+            return pol.customer if pol is not None else ""
+
+        # A reload swaps self.policies: the scheduler reads the current one each time.
+        sched = ServiceReportScheduler(self.store, self.clock, schedules, self.cfg.gateway.timezone,
+                                       lambda name: self.policies.get(name), self.calendars, customer,
+                                       on_queued=outbox.kick)
+        await sched.start()
+        self._stack.push_async_callback(sched.stop)
 
     def _delivered(self, connector: str, ticket_id: int, kind: str) -> None:
         """A connector delivered a ticket's incident report: the report clock stops now (the

@@ -468,6 +468,24 @@ class ApiSection(_Strict):
     #: Serve Swagger UI at /api/v1/docs (it loads its scripts from a public CDN); the
     #: OpenAPI document at /api/v1/openapi.json is always served.
     docs: bool = False
+    #: Reverse proxies (addresses or networks) whose ``X-Forwarded-Proto`` / ``Forwarded:
+    #: proto=`` headers are believed; from any other peer those headers are ignored.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: The session cookie's ``Secure`` flag: ``auto`` (when the request came over HTTPS, to
+    #: us or to a trusted proxy), ``always`` or ``never``.
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for i, s in enumerate(v):
+            try:
+                ipaddress.ip_network(s.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"item {i + 1} ({s!r}) is not an IP address or network like 10.0.0.0/8") from None
+        return v
 
     @field_validator("tokens")
     @classmethod

@@ -12,6 +12,8 @@ Places (searched for ``failpoints.hit``):
   not deleted yet from the forward queue (it is published again after a restart).
 * ``report_delivered_before_close``: a ticket's incident report is recorded delivered and
   the ticket is not closed yet (start-up closes it at the delivery time).
+* ``service_report_queued``: a scheduled service report and its once-marker are committed
+  to the outbox and not yet sent (the restart sends it, once).
 
 Actions: ``exit`` (``os._exit(137)``, as abrupt as kill -9 for the store and the peers),
 ``raise`` (:class:`FailpointError`).

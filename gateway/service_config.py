@@ -21,7 +21,7 @@ from gateway.core.warranty import DeviceDates, OutOfWarranty, WarrantyError, War
 from gateway.durations import parse_duration
 from gateway.errors import ConfigError
 
-__all__ = ["ServiceSection", "build_aftersales", "check_service", "device_dates"]
+__all__ = ["ReportScheduleSection", "ServiceSection", "build_aftersales", "check_service", "device_dates"]
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Action = Literal[
@@ -117,6 +117,29 @@ class SpareSection(_Strict):
     remind_before: Duration | None = None
 
 
+ReportFormat = Literal["html", "pdf"]
+
+
+class ReportScheduleSection(_Strict):
+    """``[[service.<contract>.reports]]``: the contract's service report e-mailed by itself
+    after each period (in the gateway's time zone), once per period and notifier."""
+
+    #: The period each report covers: a calendar month, quarter or year.
+    every: Literal["monthly", "quarterly", "yearly"]
+    #: The ``[[helpdesk]]`` notifier (``type = "notify"``) that delivers it, e.g. the
+    #: customer's contacts by e-mail.
+    to: str = Field(min_length=1)
+    #: How long after the period ends the report is built ("2d": two days after the quarter).
+    delay: Duration = 0.0
+    #: Subject and text language; default: the notifier's.
+    language: Literal["zh-CN", "en"] | None = None
+    #: Attachments: the self-contained HTML page and/or its PDF.
+    formats: list[ReportFormat] = Field(default_factory=lambda: list[ReportFormat](["html", "pdf"]), min_length=1)
+    #: Also send the reports of the periods from this date on that ended before the schedule
+    #: was set up; without it only the latest ended period's report goes out.
+    since: date | None = None
+
+
 class ServiceSection(_Strict):
     """``[service.<contract>]``: after-sales terms of one contract (its name is a policy)."""
 
@@ -138,6 +161,7 @@ class ServiceSection(_Strict):
     replacement: ReplacementSection | None = None
     schedules: list[ScheduleSection] = Field(default_factory=list)
     spares: list[SpareSection] = Field(default_factory=list)
+    reports: list[ReportScheduleSection] = Field(default_factory=list)
 
 
 def _parse_term(v: str | None) -> Term | None:
@@ -232,6 +256,15 @@ def check_service(cfg: Any, file: str, known_cals: set[str]) -> list[ConfigError
                 errs.append(ConfigError(file, f"{key}.rule", "never fires: 'within the service period' but the contract has no service_period or warranty"))
             if until == "warranty" and terms.warranty is None and terms.service_period is None:
                 errs.append(ConfigError(file, f"{key}.rule", "never fires: 'within the warranty' but the contract has no warranty"))
+        notifiers = {h.name for h in cfg.helpdesk if getattr(h, "type", "") == "notify"}
+        seen: set[tuple[str, str]] = set()
+        for i, rs in enumerate(s.reports):
+            if rs.to not in notifiers:
+                errs.append(ConfigError(file, f"{where}.reports[{i}].to",
+                                        f"no [[helpdesk]] notifier named {rs.to!r} (type = \"notify\")"))
+            if (rs.every, rs.to) in seen:
+                errs.append(ConfigError(file, f"{where}.reports[{i}]", f"a second {rs.every} report to {rs.to!r}"))
+            seen.add((rs.every, rs.to))
         for i, sp in enumerate(s.spares):
             cal = sp.target.calendar if isinstance(sp.target, SpareTarget) else None
             if cal is not None and cal not in known_cals:

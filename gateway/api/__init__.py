@@ -1,5 +1,6 @@
 """The NOC's HTTP face: ``create_app(ctx)`` — REST API under /api/v1 (OpenAPI at
-/api/v1/openapi.json), SSE change stream, the live board at /, /metrics and /healthz.
+/api/v1/openapi.json), SSE change stream, the live board at /, the customer's read-only page at /customer,
+/metrics and /healthz.
 
 Errors are JSON ``{"error": code, "message": text}``; invalid input is 422 with a message
 naming the field (``body.level: ...``); bodies over ``ctx.body_limit`` are 413.
@@ -88,6 +89,11 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=_BOARD_HEADERS)
+
+    @app.get("/customer", include_in_schema=False)
+    async def customer_page() -> FileResponse:
+        """The customer's read-only page (its own tickets, incident and service reports)."""
+        return FileResponse(STATIC / "customer.html", headers=_BOARD_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(

@@ -285,6 +285,17 @@ class StoreReader(Protocol):
         ``created_at``, ``expires_at``."""
         ...
 
+    def sign_in_failures(self, name: str, since: float) -> int:
+        """Failed sign-ins recorded for account name ``name`` at or after ``since`` (by any
+        process on this store: the throttle holds across restarts and HA instances)."""
+        ...
+
+    # -- scheduled service reports (read side) -------------------------------------------------
+    def service_reports_sent(self, contract: str | None = None) -> list[dict[str, Any]]:
+        """Scheduled service reports queued so far, all or one contract's, newest first:
+        ``{"key", "contract", "period", "connector", "queued_at"}``."""
+        ...
+
     # -- inventory --------------------------------------------------------------------------
     def list_devices(self) -> list[dict[str, Any]]:
         """Stored devices (their rows, as saved), by id."""
@@ -414,6 +425,23 @@ class Store(StoreReader, Protocol):
 
     def drop_session(self, digest: str) -> None:
         """End one session (sign out); no error if there is none."""
+        ...
+
+    def add_sign_in_failure(self, name: str, at: float, forget_before: float) -> None:
+        """Record one failed sign-in for ``name`` at ``at``; failures (of any name) older
+        than ``forget_before`` are deleted in the same transaction."""
+        ...
+
+    def clear_sign_in_failures(self, name: str) -> None:
+        """Forget ``name``'s failed sign-ins (it signed in)."""
+        ...
+
+    def queue_service_report(
+        self, key: str, contract: str, period: str, connector: str, payload: dict[str, Any], now: float
+    ) -> int | None:
+        """Queue a scheduled service report once: the marker ``key`` and an outbox row
+        (``ticket_id`` 0, kind ``service_report``) in ONE transaction. Returns the outbox
+        row's id, or ``None`` (nothing written) when ``key`` was queued before."""
         ...
 
     def drop_sessions(self, user: str) -> int:

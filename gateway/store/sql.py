@@ -435,6 +435,33 @@ class SqlStore:
     def outbox_reset_leases(self) -> None:
         self._exec("UPDATE outbox SET state='pending', next_attempt=0 WHERE state='sending'")
 
+    # -- scheduled service reports: once per key, marker and outbox row in one transaction ---
+    def queue_service_report(
+        self, key: str, contract: str, period: str, connector: str, payload: dict[str, Any], now: float
+    ) -> int | None:
+        def write(db: Tx) -> int | None:
+            marked = db.execute(
+                "INSERT INTO service_reports_sent(key,contract,period,connector,queued_at) VALUES(?,?,?,?,?) "
+                "ON CONFLICT(key) DO NOTHING", (key, contract, period, connector, now),
+            ).rowcount
+            if marked != 1:
+                return None
+            row = db.execute(
+                "INSERT INTO outbox(connector,ticket_id,key,kind,payload,created_at) VALUES(?,?,?,?,?,?) RETURNING id",
+                (connector, 0, key, "service_report", to_json(payload), now),
+            ).fetchone()
+            return int(row[0])
+
+        return self._write(write, "queueing a service report failed: ")
+
+    def service_reports_sent(self, contract: str | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM service_reports_sent", list[Any]()
+        if contract is not None:
+            sql, args = sql + " WHERE contract=?", [contract]
+        rows = self._rows(sql + " ORDER BY queued_at DESC, key", args)
+        return [{"key": r["key"], "contract": r["contract"], "period": r["period"], "connector": r["connector"],
+                 "queued_at": float(r["queued_at"])} for r in rows]
+
     def remote_id(self, connector: str, ticket_id: int) -> str | None:
         rows = self._rows("SELECT remote_id FROM helpdesk_links WHERE connector=? AND ticket_id=?", (connector, ticket_id))
         return str(rows[0][0]) if rows else None
@@ -606,6 +633,20 @@ class SqlStore:
 
     def drop_sessions(self, user: str) -> int:
         return self._exec("DELETE FROM sessions WHERE user_name=?", (user,))
+
+    def sign_in_failures(self, name: str, since: float) -> int:
+        rows = self._rows("SELECT COUNT(*) FROM sign_in_failures WHERE name=? AND at >= ?", (name, since))
+        return int(rows[0][0])
+
+    def add_sign_in_failure(self, name: str, at: float, forget_before: float) -> None:
+        def write(db: Tx) -> None:
+            db.execute("DELETE FROM sign_in_failures WHERE at < ?", (forget_before,))
+            db.execute("INSERT INTO sign_in_failures(name,at) VALUES(?,?)", (name, at))
+
+        self._write(write)
+
+    def clear_sign_in_failures(self, name: str) -> None:
+        self._exec("DELETE FROM sign_in_failures WHERE name=?", (name,))
 
     # -- inventory -------------------------------------------------------------------------
     def save_devices(self, changes: Sequence[DeviceChange], actor: str, at: float) -> None:

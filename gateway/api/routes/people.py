@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.accounts import NAME_RE, digest, hash_password, new_password, new_secret, verify_password
 from gateway.api.deps import ApiContext, ApiError, Principal
+from gateway.api.proxies import TrustedProxies
 from gateway.api.routes.auth import COOKIE, Auth, principal_of
 from gateway.api.routes.common import ACT_ERRORS, ERRORS, log, now
 from gateway.core.views import iso
@@ -85,39 +86,39 @@ def people_router(ctx: ApiContext, auth: Auth, local: bool = False) -> APIRouter
 
 
 #: Failed sign-ins allowed per account name in _WINDOW seconds before the next is refused.
+#: The failures are kept in the store: every gateway on it (HA) and a restart count them.
 _MAX_FAILURES, _WINDOW = 5, 60.0
 
 
 def _add_session(router: APIRouter, ctx: ApiContext, auth: Auth, local: bool) -> None:
-    failures: dict[str, list[float]] = {}
+    proxies = TrustedProxies(getattr(ctx.config.api, "trusted_proxies", ()))
+    cookie_secure = getattr(ctx.config.api, "cookie_secure", "auto")
 
     @router.post("/session", responses=ERRORS, tags=["auth"])
     async def sign_in(request: Request, response: Response, body: Annotated[SignIn, Body()]) -> dict[str, Any]:
         """Sign in to the board with a name and password: sets the session cookie. After
-        five failures for a name within a minute, the next tries are refused (429) until it
-        has passed."""
+        five failures for a name within a minute (counted by every gateway on the store),
+        the next tries are refused (429) until it has passed."""
         store = _store(ctx)
         at = now(ctx)
-        recent = [x for x in failures.get(body.name, []) if x > at - _WINDOW]
-        if len(recent) >= _MAX_FAILURES:
-            failures[body.name] = recent
+        if await asyncio.to_thread(store.sign_in_failures, body.name, at - _WINDOW) >= _MAX_FAILURES:
             raise ApiError(429, "too_many_attempts", "too many failed sign-ins for this name: wait a minute")
         user = await asyncio.to_thread(store.get_user, body.name)
         ok = await asyncio.to_thread(verify_password, body.password, (user or {}).get("password_hash", ""))
         p = principal_of(user) if user is not None and ok else None
         if p is None:
             log.info("sign-in refused for %r", body.name[:64])
-            if len(failures) > 10_000:  # bounded: names are the caller's to choose
-                failures.clear()
-            failures[body.name] = [*recent, at]
+            await asyncio.to_thread(store.add_sign_in_failure, body.name, at, at - _WINDOW)
             raise ApiError(401, "unauthorized", "wrong name or password, or the account is disabled")
-        failures.pop(body.name, None)
+        await asyncio.to_thread(store.clear_sign_in_failures, body.name)
         sid = new_secret()
         ttl = float(ctx.config.people.session_ttl) if hasattr(ctx.config, "people") else 12 * 3600.0
         await asyncio.to_thread(store.add_session, digest(sid), p.name, at, at + ttl)
+        peer = request.client.host if request.client is not None else None
+        secure = cookie_secure == "always" or (
+            cookie_secure == "auto" and proxies.is_https(request.url.scheme, peer, request.headers))
         response.set_cookie(
-            COOKIE, sid, max_age=int(ttl), httponly=True, samesite="strict", path="/",
-            secure=request.url.scheme == "https",
+            COOKIE, sid, max_age=int(ttl), httponly=True, samesite="strict", path="/", secure=secure,
         )
         log.info("%s signed in", p.name)
         return {"name": p.name, "role": p.role, "kind": p.kind, "display_name": p.display_name,

@@ -204,6 +204,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         CREATE INDEX forward_queue_readings ON forward_queue(fault, seq);
     """),
+    # Scheduled service reports: one row per (contract, period, notifier) queued, written in
+    # the transaction of its outbox row (sent once across restarts); and failed sign-ins,
+    # shared by every process on the store (the throttle holds across restarts and in HA).
+    Migration(10, "scheduled_reports_sign_in_failures", """
+        CREATE TABLE service_reports_sent (
+            key TEXT PRIMARY KEY,
+            contract TEXT NOT NULL,
+            period TEXT NOT NULL,
+            connector TEXT NOT NULL,
+            queued_at REAL NOT NULL
+        );
+        CREATE INDEX service_reports_sent_contract ON service_reports_sent(contract, period);
+        CREATE TABLE sign_in_failures (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            at REAL NOT NULL
+        );
+        CREATE INDEX sign_in_failures_name ON sign_in_failures(name, at);
+    """),
 )
 
 LATEST = check_sequence(MIGRATIONS)

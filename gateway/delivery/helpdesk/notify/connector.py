@@ -20,6 +20,7 @@ import asyncio
 import fnmatch
 import logging
 import os
+import re
 import tempfile
 import time
 from collections import deque
@@ -42,6 +43,10 @@ log = logging.getLogger("gateway.notify")
 
 #: A message still failing after this many attempts is parked as ``failed``.
 MAX_ATTEMPTS = 8
+
+#: Messages addressed to one notifier (sent as they are, never filtered, held or digested):
+#: a ticket's incident report and a scheduled service report (no ticket: ``ticket_id`` 0).
+_ADDRESSED = frozenset({"report", "service_report"})
 
 #: What :meth:`Notifier.deliver_batch` says of one row: delivered (``None``), held for a
 #: digest until a time (``float``), or failed (``DeliveryError``).
@@ -78,8 +83,8 @@ class Notifier:
 
     def wants(self, msg: OutboxMessage) -> bool:
         p = msg.payload
-        if msg.kind == "report":
-            return True  # written for this notifier only (see TicketDesk.queue_report)
+        if msg.kind in _ADDRESSED:
+            return True  # written for this notifier only (TicketDesk.queue_report, scheduled reports)
         if event_of(msg.kind, p) not in self.cfg.events:
             return False
         if int(p.get("level") or 0) not in self.cfg.levels:
@@ -98,10 +103,12 @@ class Notifier:
         """Send what is due: singles within the rate limit, else one digest, else hold."""
         now = self._now()
         out: dict[int, Outcome] = {}
-        wanted = [m for m in msgs if self.wants(m) and m.kind != "report"]
+        wanted = [m for m in msgs if self.wants(m) and m.kind not in _ADDRESSED]
         for m in msgs:
             if m.kind == "report":  # a contract's clock waits on it: never held, never digested
                 out[m.id] = await self._send_report(m, now)
+            elif m.kind == "service_report":  # the customer's periodic report: never digested either
+                out[m.id] = await self._send_service_report(m, now)
             elif m not in wanted:
                 out[m.id] = None  # not worth a notice: delivered as skipped
         if not wanted:
@@ -172,8 +179,34 @@ class Notifier:
             await asyncio.to_thread(write)
             return await self._send(notice, [m], now, attach=path)
 
+    async def _send_service_report(self, m: OutboxMessage, now: float) -> DeliveryError | None:
+        """A scheduled service report: the summary as the body, the report page attached as
+        HTML and/or PDF (the PDF rendered now, from the page queued with the message)."""
+        from gateway.delivery.helpdesk.notify.pdf import html_pdf
+
+        p = m.payload
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"service-report-{p.get('contract', '')}-{p.get('period', '')}")
+        html = str(p.get("html") or "")
+        formats = list(p.get("formats") or ["html", "pdf"])
+        with tempfile.TemporaryDirectory(prefix="gw-service-report-") as d:
+            paths: list[str] = []
+
+            def write() -> None:
+                if "html" in formats:
+                    paths.append(os.path.join(d, stem + ".html"))
+                    with open(paths[-1], "w", encoding="utf-8") as f:
+                        f.write(html)
+                if "pdf" in formats:
+                    paths.append(os.path.join(d, stem + ".pdf"))
+                    with open(paths[-1], "wb") as f:
+                        f.write(html_pdf(html))
+
+            await asyncio.to_thread(write)
+            return await self._send(Notice(str(p.get("title") or stem), str(p.get("text") or "")), [m], now,
+                                    attach=paths)
+
     async def _send(
-        self, notice: Notice, msgs: Sequence[OutboxMessage], now: float, attach: str | None = None
+        self, notice: Notice, msgs: Sequence[OutboxMessage], now: float, attach: str | list[str] | None = None
     ) -> DeliveryError | None:
         self._sent.append(now)  # an attempt spends the budget too: a failing channel is not hammered
         attempts = max(m.attempts for m in msgs) + 1
@@ -189,7 +222,7 @@ class Notifier:
         self.sent_messages += 1
         return None
 
-    async def _apprise_send(self, notice: Notice, attach: str | None = None) -> None:
+    async def _apprise_send(self, notice: Notice, attach: str | list[str] | None = None) -> None:
         def send() -> tuple[bool, str]:
             with apprise.LogCapture(level=logging.WARNING) as logs:  # type: ignore[no-untyped-call]
                 ok = self._apprise.notify(body=notice.body, title=notice.title, attach=attach)
