@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -223,7 +225,11 @@ async def _run(cfg: Any, partition: int | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Gateway(cfg, partition=partition) as gw:
+    gateway = Gateway(cfg, partition=partition)
+    if cfg.ha.enabled and not await _started_unless_stopped(gateway, stop):
+        logging.getLogger("gateway").info("stopped while waiting for the lease")
+        return 0
+    async with gateway if not cfg.ha.enabled else _entered(gateway) as gw:
         reloads: set[asyncio.Task[Any]] = set()  # held until done: the loop keeps only weak references
 
         def reload() -> None:
@@ -240,6 +246,32 @@ async def _run(cfg: Any, partition: int | None = None) -> int:
         logging.getLogger("gateway").info("stopping: adapters first, then the queue is drained")
     logging.getLogger("gateway").info("stopped")
     return 0
+
+
+async def _started_unless_stopped(gateway: Any, stop: asyncio.Event) -> bool:
+    """Start an HA gateway unless a stop comes first: a standby (or a partition's child)
+    waits for its lease for as long as another instance holds it, and SIGTERM must end that
+    wait (the start is cancelled; what it began is closed in reverse)."""
+    start = asyncio.ensure_future(gateway.__aenter__())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if start.done():
+        start.result()  # a failed start raises here, as it would in ``async with``
+        return True
+    start.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await start
+    return False
+
+
+@contextlib.asynccontextmanager
+async def _entered(gateway: Any) -> AsyncIterator[Any]:
+    """An already started gateway, stopped on leaving."""
+    try:
+        yield gateway
+    finally:
+        await gateway.__aexit__(None, None, None)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
