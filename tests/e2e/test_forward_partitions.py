@@ -59,26 +59,30 @@ def location(tmp_path: Path) -> Iterator[str]:
     POSTGRESQL.drop(loc)
 
 
+def _config(tmp: Path, name: str, location: str, js_url: str) -> Path:
+    cfg = base_config(
+        tmp / name,
+        store={"backend": "postgresql", "dsn": pg_dsn(), "schema": pg_schema(location)},
+        ha={"enabled": True, "lease": f"{LEASE}s", "name": name},
+        forward={"mode": "central", "servers": [js_url], "partitions": P, "ack_wait": "2s",
+                 "edge_interval": "300s"},
+        policies={"fast": {"warn_at": [0.5], "levels": {"3": {"response": "3s"}}}},
+        inventory={"default_policy": "fast"},
+        devices=[d for s in SITES for d in (
+            {"id": f"edge-{s}", "class": "gateway.edge", "site": s, "policy": "fast"},
+            {"id": f"sw-{s}", "class": "network.switch", "site": s, "policy": "fast"},
+        )],
+    )
+    cfg["gateway"]["instance"] = "noc"
+    return write_config(tmp / f"{name}.toml", cfg)
+
+
 class Central:
     """One central instance: ``python -m gateway run`` (the partition supervisor)."""
 
     def __init__(self, tmp: Path, name: str, location: str, js_url: str) -> None:
         self.name = name
-        cfg = base_config(
-            tmp / name,
-            store={"backend": "postgresql", "dsn": pg_dsn(), "schema": pg_schema(location)},
-            ha={"enabled": True, "lease": f"{LEASE}s", "name": name},
-            forward={"mode": "central", "servers": [js_url], "partitions": P, "ack_wait": "2s",
-                     "edge_interval": "300s"},
-            policies={"fast": {"warn_at": [0.5], "levels": {"3": {"response": "3s"}}}},
-            inventory={"default_policy": "fast"},
-            devices=[d for s in SITES for d in (
-                {"id": f"edge-{s}", "class": "gateway.edge", "site": s, "policy": "fast"},
-                {"id": f"sw-{s}", "class": "network.switch", "site": s, "policy": "fast"},
-            )],
-        )
-        cfg["gateway"]["instance"] = "noc"
-        self.cfg = write_config(tmp / f"{name}.toml", cfg)
+        self.cfg = _config(tmp, name, location, js_url)
         self.log = tmp / f"{name}.log"
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(self.cfg)],
@@ -235,3 +239,32 @@ def test_d_partitions_move_on_join_leave_and_death_nothing_twice(
         for inst in (a, b, c):
             if inst is not None:
                 inst.stop()
+
+
+def test_a_partitions_child_waiting_for_the_lease_stops_on_sigterm(tmp_path: Path, location: str) -> None:
+    """A child whose partition moved away before it got the lease must end on SIGTERM
+    (its supervisor's hand-over), not wait on for a lease that is no longer its to take."""
+    from gateway.store.lease import Lease
+    from gateway.store.postgresql import PostgresStore
+
+    store = PostgresStore(pg_dsn(), schema=pg_schema(location))
+    other = Lease(store.conninfo, "elsewhere#p0:1", ttl=60.0, name="partition/0")
+    log = tmp_path / "child.log"
+    try:
+        assert other.try_acquire()
+        cfg = _config(tmp_path, "Z", location, "nats://127.0.0.1:9")
+        with log.open("ab") as fh:
+            proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(cfg), "--partition", "0",
+                                     "--member", "Z"], stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            wait_until(lambda: "standby: elsewhere#p0:1 holds" in log.read_text(), 30)
+            proc.terminate()
+            assert proc.wait(15) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        assert "gateway ready" not in log.read_text()
+    finally:
+        other.close()
+        store.close()
