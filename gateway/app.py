@@ -59,10 +59,14 @@ class Gateway:
     runs, through the same API requests and the same pipeline as a daemon would.
     """
 
-    def __init__(self, cfg: Config, clock: Clock | None = None, mode: str = "daemon") -> None:
+    def __init__(self, cfg: Config, clock: Clock | None = None, mode: str = "daemon",
+                 partition: int | None = None) -> None:
         if mode not in ("daemon", "offline"):
             raise ValueError(f"mode must be 'daemon' or 'offline', not {mode!r}")
         self.cfg = cfg
+        #: A partitioned central's child (docs/scaling.md): the partition it leads, with the
+        #: lease ``partition/<p>``; it owns that partition's sites, alarms, tickets and outbox.
+        self.partition = partition
         self.clock = clock or SystemClock()
         self.mode = mode
         self.adapters: list[Any] = []
@@ -123,9 +127,12 @@ class Gateway:
 
         next_alarm, next_ticket = self.store.next_ids()
         self.book = AlarmBook(next_alarm, inventory=self.inventory, maintenance=self.maintenance)
-        self.book.load(self.store.load_open_alarms())
+        self.book.load([a for a in self.store.load_open_alarms() if self._owns_id(a.id)])
         self.desk = TicketDesk(self.policies, self.calendars, next_ticket, staffing=build_staffing(cfg))
-        self.desk.load(self.store.load_open_tickets(), next_ticket)
+        self.desk.load([t for t in self.store.load_open_tickets() if self._owns_id(t.id)], next_ticket)
+        if self.partition is not None:  # a partition's ids: never another partition's number
+            self.book.id_step = self.desk.id_step = cfg.forward.partitions
+            self.book.id_offset = self.desk.id_offset = self.partition
         self.desk.loader = self.store.load_ticket  # reopening a closed ticket reads it back
 
         self.pipeline = Pipeline(
@@ -177,8 +184,9 @@ class Gateway:
         self._start_liveness()
         await self.pipeline.start()
         self._stack.push_async_callback(self.pipeline.stop)
-        await self.service.start()
-        self._stack.push_async_callback(self.service.stop)  # stops before the pipeline drains
+        if self.partition in (None, 0):  # store-wide duties: partition 0's leader only
+            await self.service.start()
+            self._stack.push_async_callback(self.service.stop)  # stops before the pipeline drains
         if self.recorder is not None:
             flusher = asyncio.create_task(_flush_every(self.recorder, 1.0), name="recorder-flush")
             self._stack.push_async_callback(_cancel, flusher)
@@ -225,6 +233,16 @@ class Gateway:
             gc.collect()
         gc.freeze()
 
+
+    def _owns(self, site: str) -> bool:
+        """Whether this gateway decides for a site (every site unless it leads one partition)."""
+        from gateway.forward.config import partition_of
+
+        return self.partition is None or partition_of(site, self.cfg.forward.partitions) == self.partition
+
+    def _owns_id(self, ident: int) -> bool:
+        """Whether an alarm or ticket id is of this gateway's partition (ids carry it)."""
+        return self.partition is None or ident % self.cfg.forward.partitions == self.partition
 
     def _harden(self, cfg: Config) -> None:
         """Unknown devices (ticket switch, cap, new ids per source) and the ticket circuit breaker."""
@@ -276,11 +294,11 @@ class Gateway:
             if wd is not None:
                 now = self.clock.now()
                 for d in self.inventory:
-                    if d.device_class == "gateway.edge" and d.id not in wd:
+                    if d.device_class == "gateway.edge" and d.id not in wd and self._owns(d.site):
                         wd.track(d.id, interval=d.heartbeat_interval or fw.edge_interval,
                                  device_class=d.device_class, now=now)
             self.forwarder = CentralConsumer(fw, self.pipeline, self.clock, self.cfg.resolve_path,
-                                             name=self.cfg.gateway.instance)
+                                             name=self.cfg.gateway.instance, partition=self.partition)
         await self.forwarder.start()
         self._stack.push_async_callback(self.forwarder.stop)
 
@@ -309,7 +327,7 @@ class Gateway:
                 log.warning("liveness: %d unknown devices from %s not watched (over inventory.unknown_max = %d)",
                             len(over), snap, adm.cap)
         for d in self.inventory:
-            if d.heartbeat_interval is not None or d.device_class in lv.class_intervals:
+            if (d.heartbeat_interval is not None or d.device_class in lv.class_intervals) and self._owns(d.site):
                 self.watchdog.track(d.id, interval=d.heartbeat_interval, device_class=d.device_class, now=now)
         self.watchdog.restart_grace(now)
         self.pipeline.watchdog = self.watchdog
@@ -347,7 +365,12 @@ class Gateway:
         assert isinstance(self.store, PostgresStore)  # config check: [ha] needs backend = "postgresql"
 
         cfg = self.cfg
-        lease = Lease(self.store.conninfo, cfg.ha.name or default_holder(cfg.gateway.instance), cfg.ha.lease,
+        extra: dict[str, Any] = {}
+        if self.partition is not None:
+            from gateway.runtime.partitions import partition_lease
+
+            extra["name"] = partition_lease(self.partition)
+        lease = Lease(self.store.conninfo, cfg.ha.name or default_holder(cfg.gateway.instance), cfg.ha.lease, **extra,
                       url=advertise_url(cfg.ha.advertise_url, cfg.api.host, cfg.api.port) if cfg.api.enabled else "")
         if cfg.api.enabled and not cfg.ha.advertise_url and cfg.api.host in ("127.0.0.1", "::1", "localhost"):
             log.warning("%s: [ha] advertise_url is not set and the API listens on %s: standbys on other "
@@ -440,6 +463,7 @@ class Gateway:
             concurrency=cfg.outbox.concurrency, on_failed=self._delivery_failed,
             may_send=self.ha.lease.held if self.ha is not None else None,
             on_delivered=self._delivered,
+            shard=None if self.partition is None else (cfg.forward.partitions, self.partition),
         )
         await self._close_delivered_reports()
         await outbox.start()
@@ -452,6 +476,8 @@ class Gateway:
             await auto.start()
             self._stack.push_async_callback(auto.stop)
             self.pipeline.listeners.append(lambda alarms, tickets, changes: auto.kick() if tickets else None)
+        if self.partition not in (None, 0):  # store-wide duties (scheduled service reports, the help desk's sync): partition 0's leader only
+            return
         await self._start_service_reports(outbox)
         self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote,
                                interval=cfg.outbox.poll_interval, adopt=self._adopt_remote)

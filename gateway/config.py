@@ -589,6 +589,9 @@ def _cross_check(cfg: Config, file: str) -> list[ConfigError]:
         errs.append(ConfigError(file, "store.dsn", 'required with backend = "postgresql"'))
     if cfg.ha.enabled and cfg.store.backend != "postgresql":
         errs.append(ConfigError(file, "ha.enabled", 'needs [store] backend = "postgresql" (the instances share its state)'))
+    if cfg.forward.mode == "central" and cfg.forward.partitions > 1 and not cfg.ha.enabled:
+        errs.append(ConfigError(file, "forward.partitions", "more than 1 on a central needs [ha] enabled = true "
+                                                              "(each partition's leader holds a lease in PostgreSQL)"))
     if cfg.inventory.default_policy not in cfg.policies:
         errs.append(ConfigError(file, "inventory.default_policy", f"no policy named {cfg.inventory.default_policy!r}"))
     ids: dict[str, int] = {}

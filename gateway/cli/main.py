@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -162,17 +164,72 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
+    partitioned = cfg.forward.mode == "central" and cfg.forward.partitions > 1
+    if args.partition is not None:
+        if not partitioned or not 0 <= args.partition < cfg.forward.partitions or not args.member:
+            return err(f"{cfg.source}: --partition needs a central with [forward] partitions > {args.partition} "
+                       "and --member (it is how a partitioned central starts its children)")
+        _partition_child(cfg, args.partition, args.member)
+        return int(runner(_run(cfg, args.partition)) or 0)
+    if partitioned:
+        return int(runner(_supervise(cfg)) or 0)
     return int(runner(_run(cfg)) or 0)
 
 
-async def _run(cfg: Any) -> int:
+def _partition_child(cfg: Any, partition: int, member: str) -> None:
+    """A partitioned central's child (docs/scaling.md): the ordinary central for one
+    partition, with a data dir of its own, no API and no local adapters (a central's
+    events come from JetStream), holding the lease as ``<member>#p<partition>:<pid>``."""
+    cfg.gateway.data_dir = str(cfg.data_path(f"p{partition}"))
+    cfg.api.enabled = False
+    for _kind, entries in cfg.adapters.by_kind():
+        entries.clear()
+    cfg.ha.name = f"{member}#p{partition}:{os.getpid()}"
+
+
+async def _supervise(cfg: Any) -> int:
+    """A partitioned central: keep this instance's share of the partitions led by children."""
+    from gateway.runtime.ha import default_holder
+    from gateway.runtime.partitions import PartitionSupervisor
+    from gateway.runtime.stores import open_store
+
+    log = logging.getLogger("gateway")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the children read the config at their start
+    from gateway.store.postgresql import PostgresStore
+
+    store = await asyncio.to_thread(open_store, cfg)  # migrates the store once, before any child
+    store.close()
+    assert isinstance(store, PostgresStore)  # config check: [ha] needs backend = "postgresql"
+    conninfo = store.conninfo
+    member = cfg.ha.name or default_holder(cfg.gateway.instance)
+    sup = PartitionSupervisor(conninfo, member, cfg.forward.partitions, cfg.ha.lease, str(cfg.source))
+    await sup.start()
+    log.info("gateway ready: partition member %s of a central with %d partitions", member, cfg.forward.partitions)
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping: the partitions' children drain and hand over")
+        await sup.stop()
+    log.info("stopped")
+    return 0
+
+
+async def _run(cfg: Any, partition: int | None = None) -> int:
     from gateway.app import Gateway
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Gateway(cfg) as gw:
+    gateway = Gateway(cfg, partition=partition)
+    if cfg.ha.enabled and not await _started_unless_stopped(gateway, stop):
+        logging.getLogger("gateway").info("stopped while waiting for the lease")
+        return 0
+    async with gateway if not cfg.ha.enabled else _entered(gateway) as gw:
         reloads: set[asyncio.Task[Any]] = set()  # held until done: the loop keeps only weak references
 
         def reload() -> None:
@@ -189,6 +246,32 @@ async def _run(cfg: Any) -> int:
         logging.getLogger("gateway").info("stopping: adapters first, then the queue is drained")
     logging.getLogger("gateway").info("stopped")
     return 0
+
+
+async def _started_unless_stopped(gateway: Any, stop: asyncio.Event) -> bool:
+    """Start an HA gateway unless a stop comes first: a standby (or a partition's child)
+    waits for its lease for as long as another instance holds it, and SIGTERM must end that
+    wait (the start is cancelled; what it began is closed in reverse)."""
+    start = asyncio.ensure_future(gateway.__aenter__())
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if start.done():
+        start.result()  # a failed start raises here, as it would in ``async with``
+        return True
+    start.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await start
+    return False
+
+
+@contextlib.asynccontextmanager
+async def _entered(gateway: Any) -> AsyncIterator[Any]:
+    """An already started gateway, stopped on leaving."""
+    try:
+        yield gateway
+    finally:
+        await gateway.__aexit__(None, None, None)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -358,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = with_config(sub.add_parser("run", help="run the gateway daemon"))
     r.add_argument("--record", default="", help="record every ingested event to this JSON-lines file")
+    # A partitioned central's supervisor starts its children with these (docs/scaling.md).
+    r.add_argument("--partition", type=int, default=None, help=argparse.SUPPRESS)
+    r.add_argument("--member", default="", help=argparse.SUPPRESS)
     r.set_defaults(func=cmd_run)
 
     with_config(sub.add_parser(

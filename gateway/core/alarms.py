@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gateway.core.partitions import next_in_series
 from gateway.core.suppression import MAINTENANCE, PARENT, Suppressor
 from gateway.model import Device, Event, FaultLevel
 from rules.engine import Classification
@@ -269,6 +270,8 @@ class AlarmBook:
         self.suppressor = suppressor if suppressor is not None else Suppressor(inventory, maintenance)
         self.recent_for = recent_for
         self._next_id = next_id
+        #: Ids handed out are ``id_offset`` mod ``id_step`` (a partition's series, docs/scaling.md).
+        self.id_step, self.id_offset = 1, 0
         self._dirty: dict[int, Alarm] = {}
         self._heap: list[tuple[float, int, str]] = []  # (due, alarm id, key), lazily invalidated
         self._recent: dict[str, Alarm] = {}  # key → its last cleared occurrence
@@ -314,6 +317,11 @@ class AlarmBook:
         # A parent that recovered while we were down, or a window edited meanwhile:
         # the next tick re-checks every suppressed alarm.
         sup.loaded()
+
+    def _take_id(self) -> int:
+        n = next_in_series(self._next_id, self.id_step, self.id_offset)
+        self._next_id = n + 1
+        return n
 
     def set_next_id(self, next_id: int) -> None:
         self._next_id = max(self._next_id, next_id)
@@ -441,7 +449,7 @@ class AlarmBook:
     def _new(self, c: Classification, event: Event, dev: Device, now: float) -> list[AlarmChange]:
         assert c.level is not None, "a raise classification has a level"
         a = Alarm(
-            id=self._next_id,
+            id=self._take_id(),
             key=c.key,
             device=dev.id,
             level=c.level,
@@ -461,7 +469,6 @@ class AlarmBook:
             flap_count=c.flap_count,
             flap_window=c.flap_window,
         )
-        self._next_id += 1
         prev = self._recent.pop(c.key, None)
         if prev is not None:
             a.previous_id = prev.id

@@ -57,6 +57,7 @@ from typing import Any
 
 from gateway.core.alarms import Alarm
 from gateway.core.escalation import Fired, Staffing
+from gateway.core.partitions import next_in_series
 from gateway.core.sla import GOAL_ACTIONS, ClockNotice, ClockTarget, Policy, SlaClock, kind_order
 from gateway.model import Device, FaultLevel
 
@@ -401,6 +402,8 @@ class TicketDesk:
         self.loader = loader
         self.open: dict[int, Ticket] = {}
         self._next_id = next_id
+        #: Ids handed out are ``id_offset`` mod ``id_step`` (a partition's series, docs/scaling.md).
+        self.id_step, self.id_offset = 1, 0
         self._dirty: dict[int, Ticket] = {}
         self._timeline: list[TimelineEntry] = []
         self._behalf: tuple[str, str] | None = None  # (actor, on behalf of) during act()
@@ -415,6 +418,11 @@ class TicketDesk:
         self._touched: set[int] = set()
         # Tickets people reported, by device: an alarm of the device attaches to one.
         self._reported: dict[str, list[int]] = {}
+
+    def _take_id(self) -> int:
+        n = next_in_series(self._next_id, self.id_step, self.id_offset)
+        self._next_id = n + 1
+        return n
 
     # -- persistence hand-off ------------------------------------------------------------
     def load(self, tickets: list[Ticket], next_id: int) -> None:
@@ -515,7 +523,7 @@ class TicketDesk:
             else:
                 clocks.append(SlaClock.start(kind, target, now, self._cal(target.calendar)))
         t = Ticket(
-            id=self._next_id,
+            id=self._take_id(),
             alarm_id=alarm.id,
             alarm_key=alarm.key,
             device=device.id,
@@ -534,7 +542,6 @@ class TicketDesk:
         )
         if self.staffing is not None:
             t.team = self.staffing.team_for(device.site, policy.name)
-        self._next_id += 1
         self.open[t.id] = t
         alarm.ticket_id = t.id
         urgent = ", urgent" if t.urgent else ""
@@ -628,7 +635,7 @@ class TicketDesk:
             else:
                 clocks.append(SlaClock.start(kind, target, start, self._cal(target.calendar)))
         t = Ticket(
-            id=self._next_id,
+            id=self._take_id(),
             alarm_id=0,
             alarm_key="",
             device=device.id,
@@ -649,7 +656,6 @@ class TicketDesk:
             backdate_reason=reason if backdated else "",
             remote={remote[0]: remote[1]} if remote is not None else {},
         )
-        self._next_id += 1
         self.open[t.id] = t
         self._reported.setdefault(device.id, []).append(t.id)
         urgent = ", urgent" if t.urgent else ""

@@ -64,8 +64,11 @@ class OutboxWorker:
         on_delivered: Callable[[str, int, str], None] | None = None,
         seed: int | None = None,
         may_send: Callable[[], bool] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.store = store
+        #: A partition's worker (P, p): it claims only messages of tickets ``≡ p mod P``.
+        self.shard = shard
         self.connectors = dict(connectors)
         self.clock = clock
         self.base_delay = base_delay
@@ -126,7 +129,7 @@ class OutboxWorker:
         """Deliver every message that is due now (one per ticket queue); returns how many were tried."""
         now = self.clock.now()
         # Due heads, leased in the same transaction (attempt counted before the request).
-        rows = await asyncio.to_thread(self.store.outbox_claim, now, LEASE, sorted(self.connectors), 200)
+        rows = await asyncio.to_thread(self.store.outbox_claim, now, LEASE, sorted(self.connectors), 200, self.shard)
         if not rows:
             return 0
         batched: dict[str, list[OutboxEntry]] = {}

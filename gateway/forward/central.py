@@ -6,6 +6,10 @@ batch holding it committed (as INFORMs are), so a crash redelivers it and the ke
 was committed before. Edge heartbeats (core NATS) become ``heartbeat`` events of the edge's
 device (class ``gateway.edge``): the edge's silence is a "site unreachable" alarm that
 suppresses its children's losses. A jump in an edge's sequence is a ``forward.gap`` alarm.
+
+With a ``partition`` (``[forward] partitions`` > 1, docs/scaling.md) it consumes that
+partition's subject only, through a durable consumer of its own (``<durable>-p<partition>``),
+and takes the heartbeats of that partition's edges only.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ class Sink(Protocol):
 
 class CentralConsumer:
     def __init__(self, cfg: ForwardConfig, sink: Sink, clock: Clock, resolve: Callable[[str], Any],
-                 name: str = "central") -> None:
+                 name: str = "central", partition: int | None = None) -> None:
         self.cfg = cfg
+        self.partition = partition
         self.sink = sink
         self.clock = clock
         self.resolve = resolve
@@ -70,10 +75,11 @@ class CentralConsumer:
             await js.add_stream(stream)
         except BadRequestError:
             await js.update_stream(stream)
-        await nc.subscribe(f"{cfg.subject_prefix}.hb.*", cb=self._on_heartbeat)
+        await nc.subscribe(cfg.filter_subject("hb", self.partition), cb=self._on_heartbeat)
+        durable = cfg.durable if self.partition is None else f"{cfg.durable}-p{self.partition}"
         return await js.pull_subscribe(
-            f"{cfg.subject_prefix}.ev.>", durable=cfg.durable, stream=cfg.stream,
-            config=ConsumerConfig(durable_name=cfg.durable, ack_policy=AckPolicy.EXPLICIT,
+            cfg.filter_subject("ev", self.partition), durable=durable, stream=cfg.stream,
+            config=ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
                                   deliver_policy=DeliverPolicy.ALL, ack_wait=cfg.ack_wait,
                                   max_ack_pending=cfg.max_ack_pending),
         )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 from gateway.durations import parse_duration
 
-__all__ = ["ForwardConfig"]
+__all__ = ["ForwardConfig", "partition_of"]
 
 _NAME = r"^[A-Za-z0-9_-]{1,64}$"
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -34,9 +35,14 @@ class ForwardConfig(BaseModel):
     tls_cert: str = ""
     tls_key: str = ""
     #: The JetStream stream (created by the central if missing) and the subject prefix:
-    #: events on ``<prefix>.ev.<site>``, heartbeats on ``<prefix>.hb.<site>``.
+    #: events on ``<prefix>.ev.<site>``, heartbeats on ``<prefix>.hb.<site>`` (with
+    #: ``partitions`` > 1: ``<prefix>.ev.<partition>.<site>`` and ``<prefix>.hb.<partition>.<site>``).
     stream: str = Field(default="GATEWAY", pattern=_NAME)
     subject_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    #: Partitions of the sites (docs/scaling.md): a site belongs to ``crc32(site) mod
+    #: partitions``; each partition has one leader among the central instances. Every edge
+    #: and central of one NOC must use the same number; 1 is one leader for all sites.
+    partitions: int = Field(default=1, ge=1, le=256)
     # -- edge -----------------------------------------------------------------------------
     #: This site's id (edge): the subject token and the site of every forwarded event.
     site: str = Field(default="", pattern=r"^([A-Za-z0-9_-]{1,64})?$")
@@ -82,4 +88,21 @@ class ForwardConfig(BaseModel):
         return self.edge_id or f"edge-{self.site}"
 
     def subject(self, kind: str, site: str) -> str:
+        """``<prefix>.<kind>.<site>``, or ``<prefix>.<kind>.<partition>.<site>`` with partitions."""
+        if self.partitions > 1:
+            return f"{self.subject_prefix}.{kind}.{partition_of(site, self.partitions)}.{site}"
         return f"{self.subject_prefix}.{kind}.{site}"
+
+    def filter_subject(self, kind: str, partition: int | None) -> str:
+        """What a central consumes: every site's subject, or one partition's."""
+        if self.partitions == 1:
+            return f"{self.subject_prefix}.{kind}.>" if kind == "ev" else f"{self.subject_prefix}.{kind}.*"
+        if partition is None:
+            return f"{self.subject_prefix}.{kind}.>"
+        return f"{self.subject_prefix}.{kind}.{partition}.*"
+
+
+def partition_of(site: str, partitions: int) -> int:
+    """The partition of a site: CRC-32 (zlib) of its id in UTF-8, mod ``partitions``. Stable
+    across processes, machines and releases (unlike Python's salted ``hash``)."""
+    return zlib.crc32(site.encode("utf-8")) % partitions if partitions > 1 else 0

@@ -462,10 +462,12 @@ class Store(StoreReader, Protocol):
         ...
 
     def outbox_claim(
-        self, now: float, lease: float, connectors: Sequence[str] | None = None, limit: int = 100
+        self, now: float, lease: float, connectors: Sequence[str] | None = None, limit: int = 100,
+        shard: tuple[int, int] | None = None,
     ) -> list[OutboxEntry]:
         """Steps 2 and 3 in ONE transaction: take the due heads (as ``outbox_due``, only of
-        the given ``connectors`` when a list is given) and lease each of them (as
+        the given ``connectors`` when a list is given, only of tickets whose id is ``p`` mod
+        ``P`` when a ``shard`` (P, p) is given: a partition's) and lease each of them (as
         ``outbox_attempt``). Returns them as they are after the claim: ``sending``,
         ``attempts`` counting this attempt, ``next_attempt = now + lease``.
 

@@ -177,6 +177,22 @@ class Lease:
                 return None
         return (str(row[0]), str(row[1])) if row else None
 
+    def rows(self, prefix: str) -> tuple[float, list[tuple[str, str, float]]] | None:
+        """The database's time now and every lease row whose name starts with ``prefix``, as
+        (name, holder, expires_at), on this lease's connection (partition members and
+        partitions, docs/scaling.md); None when the database does not answer."""
+        with self._lock:
+            try:
+                db = self._db()
+                now = db.execute(f"SELECT {_NOW}").fetchone()
+                rows = db.execute("SELECT name, holder, expires_at FROM gateway_lease WHERE name LIKE %s ORDER BY name",
+                                  (prefix.replace("%", r"\%").replace("_", r"\_") + "%",)).fetchall()
+            except psycopg.Error:
+                if self._conn is not None and self._conn.broken:
+                    self._conn = None
+                return None
+        return float(now[0]) if now else 0.0, [(str(r[0]), str(r[1]), float(r[2])) for r in rows]
+
     # -- anyone ----------------------------------------------------------------------------------
     @staticmethod
     def current(conninfo: str, name: str = "leader") -> tuple[str, int, float] | None:

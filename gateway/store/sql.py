@@ -362,7 +362,8 @@ class SqlStore:
         return [self._entry(r) for r in rows]
 
     def outbox_claim(
-        self, now: float, lease: float, connectors: Sequence[str] | None = None, limit: int = 100
+        self, now: float, lease: float, connectors: Sequence[str] | None = None, limit: int = 100,
+        shard: tuple[int, int] | None = None,
     ) -> list[OutboxEntry]:
         if connectors is not None and not connectors:
             return []
@@ -372,6 +373,9 @@ class SqlStore:
             if connectors is not None:
                 sql += f" AND o.connector IN ({','.join('?' * len(connectors))})"
                 args.extend(connectors)
+            if shard is not None:
+                sql += " AND o.ticket_id % ? = ?"
+                args.extend(shard)
             rows = db.execute(sql + " ORDER BY o.id LIMIT ?" + self.dialect.lock_skip, (*args, limit)).fetchall()
             if not rows:
                 return []

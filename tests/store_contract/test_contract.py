@@ -331,6 +331,15 @@ def test_claim_hands_out_and_leases_the_heads_in_one_step(store: Store) -> None:
     assert (again["ticket_id"], again["attempts"]) == (2, 2)
 
 
+def test_a_partitions_claim_takes_only_its_tickets_messages(store: Store) -> None:
+    """A partition's outbox worker (shard (P, p)) claims the messages of tickets numbered
+    p mod P only (docs/scaling.md): two partitions' workers never share a ticket's queue."""
+    _outbox(store, *[("desk", t, "open") for t in range(1, 9)])
+    got = {p: [r["ticket_id"] for r in store.outbox_claim(T0, 60.0, ["desk"], shard=(4, p))] for p in range(4)}
+    assert got == {0: [4, 8], 1: [1, 5], 2: [2, 6], 3: [3, 7]}
+    assert store.outbox_claim(T0, 60.0, ["desk"]) == []  # all leased by the four
+
+
 def test_concurrent_claimers_never_get_the_same_message(store: Store, open_store: Callable[..., Store]) -> None:
     """Several workers (threads, each with its own connection, as a second gateway would
     have) claim and deliver until the outbox is empty: each message exactly once."""

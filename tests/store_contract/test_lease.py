@@ -102,3 +102,35 @@ def test_the_row_names_the_leaders_api_for_the_standbys(pg_store: PostgresStore)
     finally:
         a.close()
         b.close()
+
+
+def test_partition_leases_are_independent_and_each_fences_its_own_writer(pg_store: PostgresStore, tmp_path: Path) -> None:
+    """A partitioned central (docs/scaling.md): one lease row per partition. Two leaders of
+    two partitions write side by side; a takeover of one partition fences that partition's
+    old leader only. ``rows`` lists the rows the supervisors assign from."""
+    other = PostgresStore(pg_dsn(), schema=pg_store.schema)
+    p0_a = Lease(pg_store.conninfo, "a#p0:1", ttl=1.0, name="partition/0", margin=-60.0)
+    p1_b = Lease(pg_store.conninfo, "b#p1:2", ttl=1.0, name="partition/1")
+    p0_b = Lease(pg_store.conninfo, "b#p0:3", ttl=1.0, name="partition/0")
+    member = Lease(pg_store.conninfo, "a", ttl=5.0, name="member/a")
+    try:
+        assert p0_a.try_acquire() and p1_b.try_acquire() and member.try_acquire()
+        assert not p0_b.try_acquire()
+        pg_store.fence, other.fence = p0_a, p1_b
+        pg_store.commit(BatchWrite(alarms=[s.alarm(4)]))
+        other.commit(BatchWrite(alarms=[s.alarm(1)]))
+        got = member.rows("partition/")
+        assert got is not None
+        now, rows = got
+        assert [(n, h) for n, h, _e in rows] == [("partition/0", "a#p0:1"), ("partition/1", "b#p1:2")]
+        assert all(e > now for _n, _h, e in rows)
+        wait_until(lambda: p1_b.try_acquire() and p0_b.try_acquire(), timeout=10)  # a stopped renewing p0
+        assert p0_b.token == 2 and p1_b.token == 1
+        with pytest.raises(FencedError):
+            pg_store.commit(BatchWrite(alarms=[s.alarm(8)]))
+        other.commit(BatchWrite(alarms=[s.alarm(5)]))  # partition 1's leader is untouched
+        assert sorted(a["id"] for a in pg_store.list_alarms()) == [1, 4, 5]
+    finally:
+        for lease in (p0_a, p1_b, p0_b, member):
+            lease.close()
+        other.close()
