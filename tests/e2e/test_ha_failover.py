@@ -26,6 +26,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -34,9 +35,11 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_ha_fencing import LEASE, Instance, _holder
 from tests.fixtures.mqtt_broker import MosquittoProcess
+from tests.fixtures.netsnmp import free_tcp_port
 from tests.helpers import wait_until
 from tests.store_contract.backends import POSTGRESQL, pg_dsn, pg_schema
 
@@ -182,6 +185,17 @@ class Sensors:
         self.client.disconnect()
 
 
+def _inflight(node: Instance) -> float:
+    """QoS 1 messages ``node``'s MQTT adapter holds unacknowledged (its /metrics)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.api_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "gateway_adapter_gauge" and s.labels == {"adapter": "mqtt", "name": "inflight"}:
+                return float(s.value)
+    return 0.0
+
+
 def _logged(node: Instance, line: str) -> None:
     """Wait until ``node`` has logged ``line`` (and has not died)."""
     wait_until(lambda: line in node.text() or node.proc.poll() is not None, 60)
@@ -196,7 +210,7 @@ def test_five_kill_9_failovers_in_a_row_lose_nothing_and_repeat_nothing(
     gas = [f"gas-{n}" for n in range(1, ROUNDS * GAS + 1)]
     setup = _mqtt(broker.url, prefix, f"gw-ha-{os.getpid()}", gas)
     sensors = Sensors(broker.host, broker.port, prefix, gas)
-    nodes = [Instance(tmp_path, "gw-a", location, extra=setup)]
+    nodes = [Instance(tmp_path, "gw-a", location, api_port=free_tcp_port(), extra=setup)]
     relay: Relay | None = None
     took: list[float] = []
 
@@ -207,7 +221,7 @@ def test_five_kill_9_failovers_in_a_row_lose_nothing_and_repeat_nothing(
         leader = nodes[0]
         wait_until(lambda: "gateway ready" in leader.text() or leader.proc.poll() is not None, 60)
         assert leader.proc.poll() is None, leader.text()
-        standby = Instance(tmp_path, "gw-b", location, extra=setup)
+        standby = Instance(tmp_path, "gw-b", location, api_port=free_tcp_port(), extra=setup)
         nodes.append(standby)
         relay = Relay(leader.port)
         answered: dict[int, Future[bool]] = {}
@@ -216,12 +230,16 @@ def test_five_kill_9_failovers_in_a_row_lose_nothing_and_repeat_nothing(
                 ifs = list(range(r * INFORMS + 1, (r + 1) * INFORMS + 1))
                 before, during, after = (gas[r * GAS: r * GAS + 2], gas[r * GAS + 2: r * GAS + 4],
                                          gas[r * GAS + 4: (r + 1) * GAS])
-                for n in ifs[: INFORMS // 2]:
-                    answered[n] = pool.submit(_inform, relay.port, n)
                 for d in before:
                     sensors.alarm(d)
+                # ... committed and acknowledged (a QoS 1 message committed but not yet
+                # acknowledged when the leader dies is redelivered and recorded again: MQTT
+                # 3.1.1 is at least once there, see docs/reliability.md).
+                wait_until(lambda b=before, n=leader: set(b) <= set(gas_alarms()) and _inflight(n) == 0, 30)
                 _logged(standby, f"standby: {leader.name} holds the leader lease")
                 # The leader is answering this round's INFORMs when it dies.
+                for n in ifs[: INFORMS // 2]:
+                    answered[n] = pool.submit(_inform, relay.port, n)
                 wait_until(lambda ifs=ifs: len(set(_by_if(_counts(location))) & set(ifs)) >= 2, 30, 0.02)
                 os.kill(leader.proc.pid, signal.SIGKILL)
                 killed = time.monotonic()
@@ -232,7 +250,7 @@ def test_five_kill_9_failovers_in_a_row_lose_nothing_and_repeat_nothing(
                     sensors.alarm(d)
                 wait_until(lambda name=standby.name: _holder(location) == name, 4 * LEASE + 20, 0.05)
                 took.append(time.monotonic() - killed)
-                restarted = Instance(tmp_path, leader.name, location, extra=setup)  # the next standby
+                restarted = Instance(tmp_path, leader.name, location, api_port=free_tcp_port(), extra=setup)  # next standby
                 nodes.append(restarted)
                 _logged(standby, "gateway ready")
                 relay.switch(standby.port)  # the VIP follows the leader (keepalived's health check)

@@ -39,6 +39,7 @@ class Instance:
                  extra: dict[str, Any] | None = None, instance: str | None = None) -> None:
         self.name = name
         self.port = _free_udp()
+        self.api_port = api_port
         more: dict[str, Any] = {"api": {"enabled": True, "port": api_port}} if api_port else {}
         extra = dict(extra or {})
         adapters = extra.pop("adapters", None)
