@@ -72,6 +72,17 @@ class Gateway:
         self.watchdog: Watchdog | None = None
         self.outbox: OutboxWorker | None = None
         self._stack = contextlib.AsyncExitStack()
+        self._standby_wait: asyncio.Future[None] | None = None
+        self._standby_stop = False
+
+    def stop_standing_by(self) -> None:
+        """HA: a stop asked for while this instance waits as a standby ends the wait (the
+        start then raises :class:`~gateway.runtime.ha.StoppedWhileStandby`); once it leads,
+        this does nothing (the daemon stops as usual)."""
+        wait = self._standby_wait
+        if wait is not None and not wait.done():
+            self._standby_stop = True
+            wait.cancel()
 
     async def __aenter__(self) -> Gateway:
         try:
@@ -365,8 +376,15 @@ class Gateway:
             # A duplicate of the listening socket: stopping this server leaves the port
             # bound and listening for the leader's API (connections wait in its backlog).
             standby = (app, *await serve(app, cfg.api.host, cfg.api.port, sock=api_sock.dup(), limits=cfg.api))
+        self._standby_wait = asyncio.ensure_future(self.ha.wait_for_lease())
         try:
-            await self.ha.wait_for_lease()
+            await self._standby_wait
+        except asyncio.CancelledError:
+            if self._standby_stop:
+                from gateway.runtime.ha import StoppedWhileStandby
+
+                raise StoppedWhileStandby() from None
+            raise
         finally:
             if standby is not None:
                 app, server, task = standby

@@ -167,12 +167,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 async def _run(cfg: Any) -> int:
     from gateway.app import Gateway
+    from gateway.runtime.ha import StoppedWhileStandby
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    gateway = Gateway(cfg)
+
+    def stopping() -> None:
+        stop.set()
+        gateway.stop_standing_by()  # an HA standby stops at once (it has nothing to drain)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with Gateway(cfg) as gw:
+        loop.add_signal_handler(sig, stopping)
+    try:
+        await _serve(gateway, stop, loop)
+    except StoppedWhileStandby:
+        logging.getLogger("gateway").info("stopped while standing by")
+        return 0
+    logging.getLogger("gateway").info("stopped")
+    return 0
+
+
+async def _serve(gateway: Any, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    async with gateway as gw:
         reloads: set[asyncio.Task[Any]] = set()  # held until done: the loop keeps only weak references
 
         def reload() -> None:
@@ -187,8 +204,6 @@ async def _run(cfg: Any) -> int:
             reload()
         await stop.wait()
         logging.getLogger("gateway").info("stopping: adapters first, then the queue is drained")
-    logging.getLogger("gateway").info("stopped")
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -142,8 +142,11 @@ def _inform(port: int, n: int) -> bool:
 
 def _mqtt(url: str, prefix: str, client_id: str, devices: list[str]) -> dict[str, Any]:
     return {
-        "devices": [{"id": d, "class": "mine.gas-sensor", "site": "s1", "policy": "mine-monitoring",
-                     "heartbeat_interval": INTERVAL} for d in devices],
+        "devices": [
+            {"id": "sw-1", "class": "network.switch", "site": "hq", "policy": "mine-monitoring",
+             "addresses": ["127.0.0.1"]},  # the INFORMs' sender
+            *({"id": d, "class": "mine.gas-sensor", "site": "s1", "policy": "mine-monitoring",
+               "heartbeat_interval": INTERVAL} for d in devices)],
         "liveness": {"default_interval": INTERVAL, "tolerance": 3},
         "adapters": {"mqtt": [{
             "name": "mqtt", "url": url, "client_id": client_id, "clean_session": False,
