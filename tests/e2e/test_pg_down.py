@@ -94,8 +94,10 @@ def test_the_leader_holds_its_acknowledgements_while_postgresql_is_down(
     prefix = f"pgdown{os.getpid()}"
     api = free_tcp_port()
     setup = {
-        "devices": [{"id": d, "class": "mine.gas-sensor", "site": "s1", "policy": "mine-monitoring"}
-                    for d in HELD_QOS1],
+        "devices": [
+            {"id": "sw-1", "class": "network.switch", "site": "hq", "policy": "mine-monitoring",
+             "addresses": ["127.0.0.1"]},  # the INFORMs' sender
+            *({"id": d, "class": "mine.gas-sensor", "site": "s1", "policy": "mine-monitoring"} for d in HELD_QOS1)],
         "adapters": {"mqtt": [{
             "name": "mqtt", "url": broker.url, "client_id": f"gw-{prefix}", "clean_session": False,
             "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
