@@ -32,7 +32,7 @@ log = logging.getLogger("gateway.ha")
 LOST_EXIT = 75
 
 
-class StoppedWhileStandby(Exception):  # noqa: N818 - an outcome, not a fault
+class StoppedWhileStandby(Exception):
     """The instance was told to stop (SIGTERM) while it waited as a standby: it never led,
     so there is nothing to drain; the start ends here, cleanly."""
 
