@@ -76,6 +76,20 @@ class Gateway:
         self.watchdog: Watchdog | None = None
         self.outbox: OutboxWorker | None = None
         self._stack = contextlib.AsyncExitStack()
+        self._standby_wait: asyncio.Future[None] | None = None
+        self._standby_stop = False
+
+    def stop_standing_by(self) -> None:
+        """HA: a stop asked for while this instance waits as a standby ends the wait (the
+        start then raises :class:`~gateway.runtime.ha.StoppedWhileStandby`); once it leads,
+        this does nothing (the daemon stops as usual)."""
+        ha = getattr(self, "ha", None)
+        if ha is not None and ha.token:  # leading (or led): the daemon stops as usual
+            return
+        self._standby_stop = True  # also when the wait has not begun yet (a stop early in the start)
+        wait = self._standby_wait
+        if wait is not None and not wait.done():
+            wait.cancel()
 
     async def __aenter__(self) -> Gateway:
         try:
@@ -357,7 +371,7 @@ class Gateway:
         """HA: wait as a standby until this instance holds the leader lease, then fence
         the store (every write proves the lease) and keep renewing it. While it waits, the
         API port answers as a standby (gateway.api.standby: its own /healthz, the rest
-        forwarded to the leader)."""
+        forwarded to the leader, reads answered from the store while no leader can be reached)."""
         from gateway.runtime.ha import LeaderElection, advertise_url, default_holder
         from gateway.store.lease import Lease
         from gateway.store.postgresql import PostgresStore
@@ -377,24 +391,37 @@ class Gateway:
                         "machines cannot forward to this instance", cfg.source, cfg.api.host)
         self.ha = LeaderElection(lease, _lease_lost)
         self._stack.push_async_callback(self.ha.stop)
+        # Fenced from now on: a standby writes nothing (its lease is not held), it only reads.
+        self.store.fence = lease
         standby = None
         if api_sock is not None:
+            from gateway.api.readonly import readonly_app
             from gateway.api.server import serve
             from gateway.api.standby import standby_app
 
-            app = standby_app(lambda: asyncio.to_thread(lease.leader), lease.holder, lease.ttl)
+            reads = readonly_app(cfg, self.store, self.inventory, self.policies, self.calendars, self.clock,
+                                 retry_after=lease.ttl / 2)
+            app = standby_app(lambda: asyncio.to_thread(lease.leader), lease.holder, lease.ttl, reads)
             # A duplicate of the listening socket: stopping this server leaves the port
             # bound and listening for the leader's API (connections wait in its backlog).
             standby = (app, *await serve(app, cfg.api.host, cfg.api.port, sock=api_sock.dup(), limits=cfg.api))
+        self._standby_wait = asyncio.ensure_future(self.ha.wait_for_lease())
+        if self._standby_stop:
+            self._standby_wait.cancel()
         try:
-            await self.ha.wait_for_lease()
+            await self._standby_wait
+        except asyncio.CancelledError:
+            if self._standby_stop:
+                from gateway.runtime.ha import StoppedWhileStandby
+
+                raise StoppedWhileStandby() from None
+            raise
         finally:
             if standby is not None:
                 app, server, task = standby
                 server.should_exit = True
                 await task
                 await app.state.close()
-        self.store.fence = lease
         await self.ha.start()
 
     async def _swap_inventory(self, inventory: Inventory) -> None:

@@ -78,7 +78,8 @@ def create_app(ctx: ApiContext, local: bool = False) -> FastAPI:
     async def metrics() -> Response:
         """Prometheus text format, read from the components at scrape time."""
         outbox = None
-        if hasattr(ctx.store, "outbox_counts"):
+        # While commits fail the store is not asked (a scrape would wait out its connect timeout).
+        if hasattr(ctx.store, "outbox_counts") and ctx.pipeline.healthy:
             try:
                 outbox = await asyncio.to_thread(ctx.store.outbox_counts)
             except StoreError:

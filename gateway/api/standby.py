@@ -8,6 +8,11 @@ copy of the state that could disagree with the leader's, and an action is never 
 When no instance leads (during a failover, at most one lease long) or the leader cannot be
 reached, the answer is 503 with ``Retry-After`` and nothing was sent; when the leader was
 reached but did not answer, 502 says the action may or may not have been applied.
+
+Reads do not wait for a leader: when none leads or the leader cannot be reached, a
+``GET``/``HEAD`` is answered by ``reads`` (:mod:`gateway.api.readonly`, from the shared
+PostgreSQL store), marked ``X-Gateway-Served-By: standby <name> (database)``; only changes
+get the 503.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["LeaderLookup", "standby_app"]
+__all__ = ["SERVED_BY", "LeaderLookup", "standby_app"]
 
 log = logging.getLogger("gateway.api")
 
@@ -35,6 +41,9 @@ _HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-autho
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 #: Marks a forwarded request: one that comes back to a standby went in a circle.
 FORWARDED = "x-gateway-forwarded-by"
+#: Marks an answer a standby made itself from the database (no leader reachable).
+SERVED_BY = "x-gateway-served-by"
+_SAFE = frozenset({"GET", "HEAD"})
 
 
 class _Cached:
@@ -62,15 +71,35 @@ def _unavailable(detail: str, retry: float) -> JSONResponse:
                         headers={"Retry-After": str(max(1, round(retry)))})
 
 
-def standby_app(lookup: LeaderLookup, me: str, lease: float) -> Starlette:
+class _Local(Response):
+    """The answer of ``app`` (the read-only API) to this very request, marked as a standby's."""
+
+    def __init__(self, app: ASGIApp, me: str) -> None:
+        super().__init__()
+        self.app = app
+        self.mark = f"standby {me} (database)".encode("latin-1", "replace")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def marked(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                msg = {**msg, "headers": [*msg.get("headers", []), (SERVED_BY.encode(), self.mark)]}
+            await send(msg)
+
+        await self.app(dict(scope), receive, marked)
+
+
+def standby_app(lookup: LeaderLookup, me: str, lease: float, reads: ASGIApp | None = None) -> Starlette:
     """The standby's whole API. ``me`` is this instance's name in the lease; ``lease`` its
-    length in seconds (the longest a client may have to wait for a new leader)."""
+    length in seconds (the longest a client may have to wait for a new leader); ``reads``
+    answers reads while no leader can be reached (None: they get the 503 too)."""
     leader = _Cached(lookup, min(1.0, lease / 4))
     client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=min(5.0, lease)), follow_redirects=False)
 
     async def healthz(request: Request) -> Response:
         cur = await leader.get()
-        body = {"status": "ok", "role": "standby", "leader": cur[0] if cur else None}
+        body: dict[str, object] = {"status": "ok", "role": "standby", "leader": cur[0] if cur else None}
+        if reads is not None:
+            body["reads"] = "forwarded to the leader" if cur else "from the database"
         # ``/healthz?role=leader`` answers 200 only on the leader (a VRRP/keepalived check).
         code = 503 if request.query_params.get("role") == "leader" else 200
         return JSONResponse(body, status_code=code)
@@ -81,11 +110,16 @@ def standby_app(lookup: LeaderLookup, me: str, lease: float) -> Starlette:
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def forward(request: Request) -> Response:
+        local = reads if request.method in _SAFE else None
         cur = await leader.get()
         if cur is None or not cur[1]:
+            if local is not None:
+                return _Local(local, me)
             return _unavailable("no instance leads right now (failover in progress); retry shortly", lease / 2)
         holder, base = cur
         if holder == me:  # just took over: this server is about to hand the socket to the real API
+            if local is not None:
+                return _Local(local, me)
             return _unavailable("this instance is taking over as the leader; retry shortly", 1)
         if FORWARDED in request.headers:
             log.error("standby: a request forwarded by %s reached this standby: the leader %s advertises %s, "
@@ -109,6 +143,8 @@ def standby_app(lookup: LeaderLookup, me: str, lease: float) -> Starlette:
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             leader.forget()
             log.warning("standby: the leader %s at %s cannot be reached: %s", holder, base, e)
+            if local is not None:
+                return _Local(local, me)
             return _unavailable(f"the leader {holder} cannot be reached; retry shortly", lease / 2)
         except httpx.HTTPError as e:
             leader.forget()

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -220,16 +218,29 @@ async def _supervise(cfg: Any) -> int:
 
 async def _run(cfg: Any, partition: int | None = None) -> int:
     from gateway.app import Gateway
+    from gateway.runtime.ha import StoppedWhileStandby
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     gateway = Gateway(cfg, partition=partition)
-    if cfg.ha.enabled and not await _started_unless_stopped(gateway, stop):
+
+    def stopping() -> None:
+        stop.set()
+        gateway.stop_standing_by()  # an HA standby stops at once (it has nothing to drain)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping)
+    try:
+        await _serve(gateway, stop, loop)
+    except StoppedWhileStandby:  # a standby or a partition's child that never led
         logging.getLogger("gateway").info("stopped while waiting for the lease")
         return 0
-    async with gateway if not cfg.ha.enabled else _entered(gateway) as gw:
+    logging.getLogger("gateway").info("stopped")
+    return 0
+
+
+async def _serve(gateway: Any, stop: asyncio.Event, loop: asyncio.AbstractEventLoop) -> None:
+    async with gateway as gw:
         reloads: set[asyncio.Task[Any]] = set()  # held until done: the loop keeps only weak references
 
         def reload() -> None:
@@ -244,34 +255,6 @@ async def _run(cfg: Any, partition: int | None = None) -> int:
             reload()
         await stop.wait()
         logging.getLogger("gateway").info("stopping: adapters first, then the queue is drained")
-    logging.getLogger("gateway").info("stopped")
-    return 0
-
-
-async def _started_unless_stopped(gateway: Any, stop: asyncio.Event) -> bool:
-    """Start an HA gateway unless a stop comes first: a standby (or a partition's child)
-    waits for its lease for as long as another instance holds it, and SIGTERM must end that
-    wait (the start is cancelled; what it began is closed in reverse)."""
-    start = asyncio.ensure_future(gateway.__aenter__())
-    stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    if start.done():
-        start.result()  # a failed start raises here, as it would in ``async with``
-        return True
-    start.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await start
-    return False
-
-
-@contextlib.asynccontextmanager
-async def _entered(gateway: Any) -> AsyncIterator[Any]:
-    """An already started gateway, stopped on leaving."""
-    try:
-        yield gateway
-    finally:
-        await gateway.__aexit__(None, None, None)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

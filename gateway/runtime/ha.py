@@ -24,12 +24,17 @@ from typing import Any
 
 from gateway.store.lease import Lease
 
-__all__ = ["LOST_EXIT", "LeaderElection", "advertise_url", "default_holder"]
+__all__ = ["LOST_EXIT", "LeaderElection", "StoppedWhileStandby", "advertise_url", "default_holder"]
 
 log = logging.getLogger("gateway.ha")
 
 #: Exit status of an instance that lost the lease to another one (EX_TEMPFAIL).
 LOST_EXIT = 75
+
+
+class StoppedWhileStandby(Exception):
+    """The instance was told to stop (SIGTERM) while it waited as a standby: it never led,
+    so there is nothing to drain; the start ends here, cleanly."""
 
 
 def default_holder(instance: str) -> str:

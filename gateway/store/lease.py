@@ -5,6 +5,8 @@ schema: it is coordination, not history). Times are the database server's clock,
 instances' clocks need not agree. Rules:
 
 * A holder renews before ``expires_at``; anyone may take the row once it has expired.
+  Renewing takes the same holder name *and* token: a process restarted under the same
+  name is a new holder (it waits for expiry and gets a new token).
 * The ``token`` grows by one at every change of holder: a write stamped with an old token
   is refused (:meth:`Lease.fence`, run first in every write transaction of a fenced
   store). The check takes a share lock on the row, so a takeover waits for a write in
@@ -94,18 +96,23 @@ class Lease:
             started = self._mono()
             try:
                 db = self._db()
-                db.execute(
-                    f"INSERT INTO gateway_lease(name, holder, token, expires_at, acquired_at, url) "
-                    f"VALUES (%s, %s, 1, {_NOW} + %s, {_NOW}, %s) ON CONFLICT (name) DO NOTHING",
-                    (self.name, self.holder, self.ttl, self.url),
-                )
                 row = db.execute(
+                    f"INSERT INTO gateway_lease(name, holder, token, expires_at, acquired_at, url) "
+                    f"VALUES (%s, %s, 1, {_NOW} + %s, {_NOW}, %s) ON CONFLICT (name) DO NOTHING RETURNING token",
+                    (self.name, self.holder, self.ttl, self.url),
+                ).fetchone()
+                # Renewed only by this very process (same holder and token): a restarted
+                # process of the same name waits for expiry and gets a new token like anyone
+                # else, so its paused former self is fenced.
+                mine = "holder = %s AND token = %s"
+                row = row or db.execute(
                     f"UPDATE gateway_lease SET "
-                    f"token = CASE WHEN holder = %s THEN token ELSE token + 1 END, "
-                    f"acquired_at = CASE WHEN holder = %s THEN acquired_at ELSE {_NOW} END, "
+                    f"token = CASE WHEN {mine} THEN token ELSE token + 1 END, "
+                    f"acquired_at = CASE WHEN {mine} THEN acquired_at ELSE {_NOW} END, "
                     f"holder = %s, url = %s, expires_at = {_NOW} + %s "
-                    f"WHERE name = %s AND (holder = %s OR expires_at <= {_NOW}) RETURNING token",
-                    (self.holder, self.holder, self.holder, self.url, self.ttl, self.name, self.holder),
+                    f"WHERE name = %s AND (({mine}) OR expires_at <= {_NOW}) RETURNING token",
+                    (self.holder, self.token, self.holder, self.token, self.holder, self.url, self.ttl, self.name,
+                     self.holder, self.token),
                 ).fetchone()
             except psycopg.Error:
                 self.reachable = False

@@ -39,20 +39,28 @@ class Instance:
                  extra: dict[str, Any] | None = None, instance: str | None = None) -> None:
         self.name = name
         self.port = _free_udp()
+        self.api_port = api_port
         more: dict[str, Any] = {"api": {"enabled": True, "port": api_port}} if api_port else {}
+        extra = dict(extra or {})
+        adapters = extra.pop("adapters", None)
         cfg = base_config(tmp / name, snmp_port=self.port, store={
             "backend": "postgresql", "dsn": dsn or pg_dsn(), "schema": pg_schema(location)},
-            ha={"enabled": True, "lease": f"{lease}s", "name": name}, **more, **(extra or {}))
+            ha={"enabled": True, "lease": f"{lease}s", "name": name}, **more, **extra)
+        if adapters:  # beside the SNMP listener
+            cfg["adapters"] = {**cfg["adapters"], **adapters}
         if instance:
             cfg["gateway"]["instance"] = instance
         self.cfg = write_config(tmp / f"{name}.toml", cfg)
         self.log = tmp / f"{name}.log"
+        #: Where this process's lines start in the log (a restarted instance appends to it).
+        self.start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as fh:
             self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(self.cfg)],
                                          stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})})
 
     def text(self) -> str:
-        return self.log.read_text(errors="replace")
+        """This process's log lines (not those of an earlier process of the same name)."""
+        return self.log.read_bytes()[self.start:].decode(errors="replace")
 
     def trap(self, if_index: int) -> None:
         subprocess.run(["snmptrap", "-v", "2c", "-c", "public", f"127.0.0.1:{self.port}", "", "1.3.6.1.6.3.1.1.5.3",

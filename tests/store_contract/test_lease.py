@@ -134,3 +134,25 @@ def test_partition_leases_are_independent_and_each_fences_its_own_writer(pg_stor
         for lease in (p0_a, p1_b, p0_b, member):
             lease.close()
         other.close()
+
+
+def test_a_process_restarted_under_the_same_name_is_a_new_holder(pg_store: PostgresStore) -> None:
+    """``[ha] name`` is fixed per machine: a supervisor restarting the gateway while its old
+    process is only paused must not hand the new one the old token (the old one would pass
+    the fence when it wakes)."""
+    old = Lease(pg_store.conninfo, "gw-a", ttl=1.0, margin=-60.0)
+    new = Lease(pg_store.conninfo, "gw-a", ttl=1.0)
+    try:
+        assert old.try_acquire() and old.token == 1
+        assert not new.try_acquire()  # the name alone does not renew someone else's lease
+        assert old.try_acquire() and old.token == 1  # the process holding it still renews it
+        wait_until(new.try_acquire, timeout=10)  # once it lapsed: a takeover, with a new token
+        assert new.token == 2
+        pg_store.fence = old
+        with pytest.raises(FencedError, match="another instance holds the leader lease"):
+            pg_store.commit(BatchWrite(alarms=[s.alarm(1)]))
+        assert not old.try_acquire()
+        assert pg_store.list_alarms() == []
+    finally:
+        old.close()
+        new.close()
