@@ -120,6 +120,16 @@ class Gateway:
 
             api_sock = bind_api(cfg)  # a taken port stops the start here, before anything began
             self._stack.callback(api_sock.close)
+            if cfg.api.port == 0 and self.partition is not None:
+                # A partition's child: an ephemeral port, advertised in its lease row for the
+                # supervisors to forward changes to (on [ha] advertise_url's host, if set).
+                cfg.api.port = int(api_sock.getsockname()[1])
+                if cfg.ha.advertise_url:
+                    from urllib.parse import urlsplit
+
+                    u = urlsplit(cfg.ha.advertise_url)
+                    host = f"[{u.hostname}]" if u.hostname and ":" in u.hostname else (u.hostname or "")
+                    cfg.ha.advertise_url = f"{u.scheme}://{host}:{cfg.api.port}"
 
         self.store = open_store(cfg)
         self._stack.callback(self.store.close)

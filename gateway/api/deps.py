@@ -189,6 +189,7 @@ class ApiContext:
         outbox: optional failed-outbox hooks.
         watchdog: optional liveness watchdog.
         devices: optional inventory hooks (changes through the API).
+        sites: optional site rows with link state and backlog (``GET /sites``).
         components: extra objects with ``stats()`` shown on /metrics, by name.
         body_limit: largest request body accepted, in bytes (413 beyond).
         command_timeout: how long an action waits for its commit before answering 503.
@@ -213,6 +214,9 @@ class ApiContext:
     #: warranty, spare parts, repair history.
     service: Any = None
     devices: InventoryHooks | None = None
+    #: optional: every site with its edge's link state and backlog, given ``now``
+    #: (a partitioned central's supervisor; :mod:`gateway.api.routes.sites`).
+    sites: Callable[[float], list[dict[str, Any]]] | None = None
     components: dict[str, Any] = field(default_factory=dict)
     body_limit: int = 64 * 1024
     command_timeout: float = 15.0

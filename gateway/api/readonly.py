@@ -107,9 +107,10 @@ class _Ending:
 
 def readonly_app(
     config: Any, store: Any, inventory: Any, policies: Mapping[str, Any], calendars: Mapping[str, Any],
-    clock: Any, retry_after: float, *, refresh: float = STREAM_REFRESH,
+    clock: Any, retry_after: float, *, refresh: float = STREAM_REFRESH, sites: Any = None,
 ) -> FastAPI:
-    """The read-only API on ``store`` (a PostgreSQL store this instance does not write to)."""
+    """The read-only API on ``store`` (a PostgreSQL store this instance does not write to);
+    ``sites``: the ``GET /sites`` rows (:attr:`ApiContext.sites`), if this instance has them."""
     bus = _RefreshingBus(
         refresh,
         render_alarm=lambda a: alarm_out(a.to_dict(), inventory),
@@ -118,5 +119,6 @@ def readonly_app(
     ctx = ApiContext(
         pipeline=_NoWriter(retry_after), store=store, desk=None, book=_StoreBook(store), inventory=inventory,
         policies=policies, calendars=calendars, adapters=[], config=config, clock=clock, bus=bus,
+        sites=sites,
     )
     return create_app(ctx)

@@ -176,10 +176,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _partition_child(cfg: Any, partition: int, member: str) -> None:
     """A partitioned central's child (docs/scaling.md): the ordinary central for one
-    partition, with a data dir of its own, no API and no local adapters (a central's
-    events come from JetStream), holding the lease as ``<member>#p<partition>:<pid>``."""
+    partition, with a data dir of its own, no local adapters (a central's events come from
+    JetStream), holding the lease as ``<member>#p<partition>:<pid>``; its API (for the
+    supervisors to forward changes to) on ``[api]`` host, an ephemeral port."""
     cfg.gateway.data_dir = str(cfg.data_path(f"p{partition}"))
-    cfg.api.enabled = False
+    cfg.api.port = 0
     for _kind, entries in cfg.adapters.by_kind():
         entries.clear()
     cfg.ha.name = f"{member}#p{partition}:{os.getpid()}"
@@ -205,13 +206,26 @@ async def _supervise(cfg: Any) -> int:
     conninfo = store.conninfo
     member = cfg.ha.name or default_holder(cfg.gateway.instance)
     sup = PartitionSupervisor(conninfo, member, cfg.forward.partitions, cfg.ha.lease, str(cfg.source))
+    api = None
+    if cfg.api.enabled:
+        from gateway.api.partitioned import PartitionedApi
+
+        api = PartitionedApi()
+        try:
+            await api.start(cfg, member, lambda: sorted(sup.mine))
+        except BaseException:
+            await api.stop()
+            raise
     await sup.start()
-    log.info("gateway ready: partition member %s of a central with %d partitions", member, cfg.forward.partitions)
+    log.info("gateway ready: partition member %s of a central with %d partitions%s", member, cfg.forward.partitions,
+             f", board and API on {cfg.api.host}:{cfg.api.port}" if api is not None else "")
     try:
         await stop.wait()
     finally:
         log.info("stopping: the partitions' children drain and hand over")
         await sup.stop()
+        if api is not None:
+            await api.stop()
     log.info("stopped")
     return 0
 

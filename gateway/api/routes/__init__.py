@@ -13,7 +13,8 @@ before the answer is sent.
 * :mod:`.common`: error tables, path types and helpers the others share
 * :mod:`.alarms`, :mod:`.tickets`, :mod:`.devices` (with the board), :mod:`.inventory`
   (import/export, device writes, adoption), :mod:`.maintenance`,
-  :mod:`.ops` (rules reload, outbox), :mod:`.events` (the SSE stream)
+  :mod:`.ops` (rules reload, outbox), :mod:`.events` (the SSE stream), :mod:`.sites` (a
+  partitioned central's sites with their link state)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from gateway.api.routes.ops import ops_router
 from gateway.api.routes.people import people_router
 from gateway.api.routes.reports import reports_router
 from gateway.api.routes.service import service_router
+from gateway.api.routes.sites import sites_router
 from gateway.api.routes.tickets import tickets_router
 from gateway.api.routes.titles import titles_router
 
@@ -51,6 +53,7 @@ def build_router(ctx: ApiContext, tokens: TokenTable, local: bool = False) -> AP
     router.include_router(reports_router(ctx, auth))
     router.include_router(tickets_router(ctx, auth))
     router.include_router(devices_router(ctx, auth))
+    router.include_router(sites_router(ctx, auth))
     router.include_router(inventory_router(ctx, auth))
     router.include_router(maintenance_router(ctx, auth, local))
     router.include_router(ops_router(ctx, auth))

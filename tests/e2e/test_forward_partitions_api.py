@@ -1,0 +1,270 @@
+"""The board and API of a partitioned central (P = 2, two instances, each leading one
+partition): either instance lists the tickets of every partition; an ack sent to one
+instance for a ticket whose partition the other leads is forwarded to that partition's
+child and applied once; while the owning partition has no reachable leader a change is
+answered 503 with ``Retry-After`` and nothing is written, and once another instance
+leads it the same change goes through; ``/api/v1/sites`` shows each site's link state and
+the backlog its edge's heartbeat reports.
+
+Real ``nats-server -js``, real PostgreSQL, real central processes (supervisor + children);
+the edges are simulated by the test speaking their protocol (as in
+tests/e2e/test_forward_partitions.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from gateway.forward.config import partition_of
+from tests.fixtures.natsjs import JetStreamServer
+from tests.helpers import ROOT, base_config, wait_until, write_config
+from tests.store_contract.backends import POSTGRESQL, pg_dsn, pg_schema
+
+P = 2
+LEASE = 2.0
+TOKEN = "op-token-for-the-partitioned-board"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _sites() -> list[str]:
+    """One site per partition (found by the hash itself)."""
+    out: dict[int, str] = {}
+    i = 0
+    while len(out) < P:
+        out.setdefault(partition_of(f"site-{i}", P), f"site-{i}")
+        i += 1
+    return [out[p] for p in range(P)]
+
+
+SITES = _sites()
+
+
+def _free_tcp() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def location(tmp_path: Path) -> Iterator[str]:
+    loc = POSTGRESQL.location(tmp_path)
+    yield loc
+    POSTGRESQL.drop(loc)
+
+
+class Central:
+    """One central instance (the partition supervisor) with its board and API."""
+
+    def __init__(self, tmp: Path, name: str, location: str, js_url: str) -> None:
+        self.name = name
+        self.port = _free_tcp()
+        cfg = base_config(
+            tmp / name,
+            store={"backend": "postgresql", "dsn": pg_dsn(), "schema": pg_schema(location)},
+            ha={"enabled": True, "lease": f"{LEASE}s", "name": name},
+            forward={"mode": "central", "servers": [js_url], "partitions": P, "ack_wait": "2s",
+                     "edge_interval": "60s"},
+            api={"enabled": True, "host": "127.0.0.1", "port": self.port,
+                 "tokens": [{"token": TOKEN, "role": "operator", "name": "noc-desk"}]},
+            policies={"fast": {"customer": "Acme Mining", "levels": {"3": {"response": "1h"}}}},
+            inventory={"default_policy": "fast"},
+            devices=[d for s in SITES for d in (
+                {"id": f"edge-{s}", "class": "gateway.edge", "site": s, "policy": "fast"},
+                {"id": f"sw-{s}", "class": "network.switch", "site": s, "policy": "fast"},
+            )],
+        )
+        cfg["gateway"]["instance"] = "noc"
+        self.cfg = write_config(tmp / f"{name}.toml", cfg)
+        self.log = tmp / f"{name}.log"
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(self.cfg)],
+                                         stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=20)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """kill -9 the supervisor and its children (its whole process group)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+        def gone() -> bool:  # the children too (a request in flight to a dying one is a 502)
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return True
+            return False
+
+        wait_until(gone, 10)
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(40)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _db(location: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(pg_dsn(), autocommit=True, options=f"-c search_path={pg_schema(location)}")
+
+
+def _holders(location: str) -> dict[int, str]:
+    """partition → the member whose child holds its unexpired lease."""
+    try:
+        with _db(location) as db:
+            rows = db.execute("SELECT name, holder FROM gateway_lease WHERE name LIKE 'partition/%' "
+                              "AND expires_at > EXTRACT(EPOCH FROM clock_timestamp())").fetchall()
+    except psycopg.Error:
+        return {}
+    return {int(n.split("/")[1]): str(h).partition("#")[0] for n, h in rows}
+
+
+def _rows(location: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with _db(location) as db:
+        return list(db.execute(sql, args).fetchall())
+
+
+async def _publish(url: str) -> None:
+    """Each site's edge forwards one link-down of its switch, and the first site's edge
+    sends its heartbeat with a backlog of 7 queued events."""
+    import nats
+
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    try:
+        for site in SITES:
+            body = {"ts": time.time(), "source": "snmp", "device": f"sw-{site}", "name": "IF-MIB::linkDown",
+                    "attrs": {"ifIndex": 1, "ifDescr": "eth1"}, "peer": "127.0.0.1", "site": site,
+                    "edge": f"edge-{site}", "class": "network.switch"}
+            await js.publish(f"gw.ev.{partition_of(site, P)}.{site}", json.dumps(body).encode(), timeout=10,
+                             headers={"Nats-Msg-Id": f"edge-{site}/1"})
+    finally:
+        await nc.close()
+
+
+async def _heartbeat(url: str, site: str, queued: int) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        body = {"edge": f"edge-{site}", "site": site, "ts": time.time(), "queued": queued, "dropped": 0}
+        await nc.publish(f"gw.hb.{partition_of(site, P)}.{site}", json.dumps(body).encode())
+        await nc.flush()
+    finally:
+        await nc.close()
+
+
+def _stream_ready(url: str) -> bool:
+    async def check() -> bool:
+        import nats
+
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().stream_info("GATEWAY")
+            return True
+        except Exception:  # noqa: BLE001 - not created yet
+            return False
+        finally:
+            await nc.close()
+
+    return asyncio.run(check())
+
+
+def _ids(c: Central) -> list[int]:
+    r = c.http.get("/api/v1/tickets", headers=AUTH)
+    return sorted(t["id"] for t in r.json()) if r.status_code == 200 else []
+
+
+def _acks(location: str, tid: int) -> int:
+    return len(_rows(location, "SELECT 1 FROM timeline WHERE ticket_id = %s AND kind = 'acknowledge'", tid))
+
+
+def test_either_instance_reads_all_partitions_and_forwards_changes_to_the_owner(
+    tmp_path: Path, jetstream: JetStreamServer, location: str
+) -> None:
+    a = Central(tmp_path, "A", location, jetstream.url)
+    b = Central(tmp_path, "B", location, jetstream.url)
+    try:
+        wait_until(lambda: sorted(_holders(location).values()) == ["A", "B"], 60)
+        wait_until(lambda: _stream_ready(jetstream.url), 20)
+        asyncio.run(_publish(jetstream.url))
+        # Either instance lists the tickets of both partitions (one led by each instance).
+        wait_until(lambda: len(_ids(a)) == P and len(_ids(b)) == P, 30)
+        ids = _ids(a)
+        assert _ids(b) == ids and sorted(i % P for i in ids) == list(range(P)), ids
+        board = a.http.get("/api/v1/board", headers=AUTH)
+        assert board.status_code == 200 and len(board.json()["tickets"]) == P, board.text
+        assert b.http.get("/api/v1/tickets", headers={}).status_code == 401  # authentication as anywhere
+
+        # An ack sent to A for the ticket of the partition B leads: B's child applies it, once.
+        owner = _holders(location)
+        tid = next(i for i in ids if owner[i % P] == "B")
+        r = a.http.post(f"/api/v1/tickets/{tid}/acknowledge", headers=AUTH, json={"note": "seen at the NOC"})
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "acknowledged" and r.headers["x-gateway-partition"] == str(tid % P)
+        detail = a.http.get(f"/api/v1/tickets/{tid}", headers=AUTH).json()
+        assert [e["kind"] for e in detail["timeline"]].count("acknowledge") == 1, detail["timeline"]
+        assert _acks(location, tid) == 1
+        r = a.http.post(f"/api/v1/tickets/{tid}/acknowledge", headers=AUTH, json={"note": "again"})
+        assert r.status_code == 409 and _acks(location, tid) == 1, r.text
+
+        # /sites: each site's link state; the backlog the edge's heartbeat reports.
+        asyncio.run(_heartbeat(jetstream.url, SITES[0], 7))
+
+        def site(c: Central, name: str) -> dict[str, Any]:
+            got = c.http.get("/api/v1/sites", headers=AUTH, params={"customer": "Acme Mining"}).json()["sites"]
+            return next(s for s in got if s["site"] == name)
+
+        wait_until(lambda: site(a, SITES[0])["link"] == "up" and site(b, SITES[0])["link"] == "up", 10)
+        s0, s1 = site(a, SITES[0]), site(a, SITES[1])
+        assert s0["backlog"] == 7 and s0["edges"][0]["edge"] == f"edge-{SITES[0]}" and s0["partition"] == 0, s0
+        assert s1["link"] == "unknown" and s1["backlog"] is None and s1["partition"] == 1, s1
+        assert a.http.get("/api/v1/sites", headers=AUTH, params={"customer": "nobody"}).json()["sites"] == []
+
+        # B dies (kill -9, children with it): its partition has no reachable leader until A
+        # takes it over; a change for it is refused with Retry-After, and nothing is written.
+        other = next(i for i in ids if i != tid)
+        b.kill()
+        r = a.http.post(f"/api/v1/tickets/{tid}/arrive", headers=AUTH, json={"note": "engineer on site"})
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
+        assert a.http.get(f"/api/v1/tickets/{tid}", headers=AUTH).json()["status"] == "acknowledged"
+        # A's own partition still takes changes meanwhile.
+        r = a.http.post(f"/api/v1/tickets/{other}/acknowledge", headers=AUTH, json={"note": "mine"})
+        assert r.status_code == 200, r.text
+        # Once A leads B's former partition the same change goes through.
+        wait_until(lambda: _holders(location) == dict.fromkeys(range(P), "A"), 30)
+
+        def arrived() -> bool:
+            got = a.http.post(f"/api/v1/tickets/{tid}/arrive", headers=AUTH, json={"note": "engineer on site"})
+            assert got.status_code in (200, 503), got.text
+            return got.status_code == 200
+
+        wait_until(arrived, 15, interval=0.3)
+        assert a.http.get(f"/api/v1/tickets/{tid}", headers=AUTH).json()["status"] == "on_site"
+        assert len(_rows(location, "SELECT 1 FROM timeline WHERE ticket_id = %s AND kind = 'arrive'", tid)) == 1
+        assert a.http.get("/healthz").json()["leaders"] == {str(p): _lead(location, p) for p in range(P)}
+    finally:
+        b.stop()
+        a.stop()
+
+
+def _lead(location: str, p: int) -> str:
+    return str(_rows(location, "SELECT holder FROM gateway_lease WHERE name = %s", f"partition/{p}")[0][0])
