@@ -184,6 +184,9 @@ class PartitionedApi:
             sock.close()
             raise
         self._closers.append(lambda: asyncio.to_thread(store.close))
+        from gateway.store.postgresql import PostgresStore
+
+        assert isinstance(store, PostgresStore)  # config check: [ha] needs backend = "postgresql"
         clock = SystemClock()
         policies = build_policies(cfg)
         calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
