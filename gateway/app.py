@@ -158,6 +158,10 @@ class Gateway:
             self.book.id_step = self.desk.id_step = cfg.forward.partitions
             self.book.id_offset = self.desk.id_offset = self.partition
         self.desk.loader = self.store.load_ticket  # reopening a closed ticket reads it back
+        if self.partition is not None:
+            # A partition's leader never adopts another partition's ticket (that one's leader
+            # holds it): an action misdirected here is refused, nothing written.
+            self.desk.loader = self._own_ticket
 
         self.pipeline = Pipeline(
             engine=self.engine,
@@ -263,6 +267,14 @@ class Gateway:
         from gateway.forward.config import partition_of
 
         return self.partition is None or partition_of(site, self.cfg.forward.partitions) == self.partition
+
+    def _own_ticket(self, ticket_id: int) -> Any:
+        from gateway.core.tickets import TicketError
+
+        if not self._owns_id(ticket_id):
+            raise TicketError(f"ticket {ticket_id} belongs to partition {ticket_id % self.cfg.forward.partitions}, "
+                              f"not to partition {self.partition} led here; send it to that partition's leader")
+        return self.store.load_ticket(ticket_id)
 
     def _owns_id(self, ident: int) -> bool:
         """Whether an alarm or ticket id is of this gateway's partition (ids carry it)."""
