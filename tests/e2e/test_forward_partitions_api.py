@@ -1,5 +1,5 @@
-"""The board and API of a partitioned central (P = 2, two instances, each leading one
-partition): either instance lists the tickets of every partition; an ack sent to one
+"""The board and API of a partitioned central (P = 2 and 3, two instances sharing the
+partitions): either instance lists the tickets of every partition; an ack sent to one
 instance for a ticket whose partition the other leads is forwarded to that partition's
 child and applied once; while the owning partition has no reachable leader a change is
 answered 503 with ``Retry-After`` and nothing is written, and once another instance
@@ -34,13 +34,12 @@ from tests.fixtures.natsjs import JetStreamServer
 from tests.helpers import ROOT, base_config, wait_until, write_config
 from tests.store_contract.backends import POSTGRESQL, pg_dsn, pg_schema
 
-P = 2
 LEASE = 2.0
 TOKEN = "op-token-for-the-partitioned-board"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _sites() -> list[str]:
+def _sites(P: int) -> list[str]:
     """One site per partition (found by the hash itself)."""
     out: dict[int, str] = {}
     i = 0
@@ -48,9 +47,6 @@ def _sites() -> list[str]:
         out.setdefault(partition_of(f"site-{i}", P), f"site-{i}")
         i += 1
     return [out[p] for p in range(P)]
-
-
-SITES = _sites()
 
 
 def _free_tcp() -> int:
@@ -69,8 +65,9 @@ def location(tmp_path: Path) -> Iterator[str]:
 class Central:
     """One central instance (the partition supervisor) with its board and API."""
 
-    def __init__(self, tmp: Path, name: str, location: str, js_url: str) -> None:
+    def __init__(self, tmp: Path, name: str, location: str, js_url: str, P: int) -> None:
         self.name = name
+        SITES = _sites(P)
         self.port = _free_tcp()
         cfg = base_config(
             tmp / name,
@@ -142,7 +139,7 @@ def _rows(location: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return list(db.execute(sql, args).fetchall())
 
 
-async def _publish(url: str) -> None:
+async def _publish(url: str, P: int) -> None:
     """Each site's edge forwards one link-down of its switch, and the first site's edge
     sends its heartbeat with a backlog of 7 queued events."""
     import nats
@@ -150,7 +147,7 @@ async def _publish(url: str) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
     try:
-        for site in SITES:
+        for site in _sites(P):
             body = {"ts": time.time(), "source": "snmp", "device": f"sw-{site}", "name": "IF-MIB::linkDown",
                     "attrs": {"ifIndex": 1, "ifDescr": "eth1"}, "peer": "127.0.0.1", "site": site,
                     "edge": f"edge-{site}", "class": "network.switch"}
@@ -160,7 +157,7 @@ async def _publish(url: str) -> None:
         await nc.close()
 
 
-async def _heartbeat(url: str, site: str, queued: int) -> None:
+async def _heartbeat(url: str, site: str, queued: int, P: int) -> None:
     import nats
 
     nc = await nats.connect(url)
@@ -197,15 +194,17 @@ def _acks(location: str, tid: int) -> int:
     return len(_rows(location, "SELECT 1 FROM timeline WHERE ticket_id = %s AND kind = 'acknowledge'", tid))
 
 
+@pytest.mark.parametrize("P", [2, 3])
 def test_either_instance_reads_all_partitions_and_forwards_changes_to_the_owner(
-    tmp_path: Path, jetstream: JetStreamServer, location: str
+    tmp_path: Path, jetstream: JetStreamServer, location: str, P: int
 ) -> None:
-    a = Central(tmp_path, "A", location, jetstream.url)
-    b = Central(tmp_path, "B", location, jetstream.url)
+    SITES = _sites(P)
+    a = Central(tmp_path, "A", location, jetstream.url, P)
+    b = Central(tmp_path, "B", location, jetstream.url, P)
     try:
-        wait_until(lambda: sorted(_holders(location).values()) == ["A", "B"], 60)
+        wait_until(lambda: len(_holders(location)) == P and set(_holders(location).values()) == {"A", "B"}, 60)
         wait_until(lambda: _stream_ready(jetstream.url), 20)
-        asyncio.run(_publish(jetstream.url))
+        asyncio.run(_publish(jetstream.url, P))
         # Either instance lists the tickets of both partitions (one led by each instance).
         wait_until(lambda: len(_ids(a)) == P and len(_ids(b)) == P, 30)
         ids = _ids(a)
@@ -227,7 +226,7 @@ def test_either_instance_reads_all_partitions_and_forwards_changes_to_the_owner(
         assert r.status_code == 409 and _acks(location, tid) == 1, r.text
 
         # /sites: each site's link state; the backlog the edge's heartbeat reports.
-        asyncio.run(_heartbeat(jetstream.url, SITES[0], 7))
+        asyncio.run(_heartbeat(jetstream.url, SITES[0], 7, P))
 
         def site(c: Central, name: str) -> dict[str, Any]:
             got = c.http.get("/api/v1/sites", headers=AUTH, params={"customer": "Acme Mining"}).json()["sites"]
@@ -241,7 +240,7 @@ def test_either_instance_reads_all_partitions_and_forwards_changes_to_the_owner(
 
         # B dies (kill -9, children with it): its partition has no reachable leader until A
         # takes it over; a change for it is refused with Retry-After, and nothing is written.
-        other = next(i for i in ids if i != tid)
+        other = next(i for i in ids if owner[i % P] == "A")
         b.kill()
         r = a.http.post(f"/api/v1/tickets/{tid}/arrive", headers=AUTH, json={"note": "engineer on site"})
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
