@@ -21,7 +21,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -34,8 +36,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.standby import SERVED_BY, LeaderLookup, standby_app
 
-__all__ = ["PARTITION_HEADER", "PartitionRouter", "partition_of_request", "partitioned_app"]
+__all__ = ["INVENTORY_REFRESH", "PARTITION_HEADER", "PartitionRouter", "partition_of_request", "partitioned_app"]
 
+log = logging.getLogger("gateway.api")
+
+#: Seconds between two readings of the devices by a supervisor's API (devices added through
+#: the API show on its board and in /sites within this time).
+INVENTORY_REFRESH = 30.0
 #: On a forwarded change's answer: the partition it was sent to.
 PARTITION_HEADER = "x-gateway-partition"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -164,7 +171,7 @@ class PartitionedApi:
         from gateway.api.readonly import readonly_app
         from gateway.api.routes.common import OPEN_ALARM
         from gateway.api.routes.sites import EDGE_CLASS, site_rows
-        from gateway.api.server import bind_api, serve
+        from gateway.api.server import LiveRef, bind_api, serve
         from gateway.clock import SystemClock
         from gateway.config import build_policies
         from gateway.core.calendars import default_calendars
@@ -190,7 +197,28 @@ class PartitionedApi:
         clock = SystemClock()
         policies = build_policies(cfg)
         calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
-        inventory = Inventory(inventory_devices(cfg, store), cfg.inventory.default_policy)
+        # The devices (the config's and the store's, which partition 0's leader changes
+        # through the API) read again every INVENTORY_REFRESH seconds, off the event loop.
+        current = [Inventory(inventory_devices(cfg, store), cfg.inventory.default_policy)]
+        inventory = LiveRef(lambda: current[0])
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(INVENTORY_REFRESH)  # why: the refresh period
+                try:
+                    current[0] = await asyncio.to_thread(
+                        lambda: Inventory(inventory_devices(cfg, store), cfg.inventory.default_policy))
+                except Exception as e:  # noqa: BLE001 - the database may be away: keep the last one
+                    log.warning("partitioned API: devices not re-read: %s", e)
+
+        refresher = asyncio.create_task(refresh(), name="inventory-refresh")
+
+        async def stop_refresh() -> None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+
+        self._closers.append(stop_refresh)
         fw = cfg.forward
         parts = fw.partitions
         heard = EdgeHeartbeats(fw, cfg.resolve_path, clock.now, f"{cfg.gateway.instance}-board")
