@@ -233,7 +233,7 @@ async def _run(cfg: Any, partition: int | None = None) -> int:
     try:
         await _serve(gateway, stop, loop)
     except StoppedWhileStandby:  # a standby or a partition's child that never led
-        logging.getLogger("gateway").info("stopped while waiting for the lease")
+        logging.getLogger("gateway").info("stopped while standing by (waiting for the lease)")
         return 0
     logging.getLogger("gateway").info("stopped")
     return 0
