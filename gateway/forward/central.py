@@ -32,6 +32,10 @@ log = logging.getLogger("gateway.forward")
 
 
 class Sink(Protocol):
+    queue_size: int
+
+    @property
+    def depth(self) -> int: ...
     def submit(self, event: Event, on_commit: CommitCallback, key: str | None = None) -> bool: ...
     def offer(self, event: Event) -> bool: ...
     async def execute(self, fn: Callable[[float], Any]) -> Any: ...
@@ -96,6 +100,10 @@ class CentralConsumer:
                     await asyncio.sleep(delay)  # why: backoff between connection attempts
                     delay = min(5.0, delay * 2)
                     continue
+            while self.sink.depth > self.sink.queue_size // 2:  # noqa: ASYNC110 - the pipeline has no "room" event
+                # A batch message holds many events: fetch more once the pipeline caught up,
+                # instead of overfilling its queue (refused events wait for a redelivery).
+                await asyncio.sleep(0.02)  # why: backpressure, the pipeline drains meanwhile
             try:
                 msgs = await sub.fetch(batch=min(512, self.cfg.max_ack_pending), timeout=1.0)
             except TimeoutError:

@@ -107,13 +107,16 @@ class ControlPublisher:
     async def _run(self) -> None:
         delay = 0.2
         js: Any = None
+        failing = False
         while True:
             try:
                 if js is None:
-                    self._nc = await connect(self.cfg, self.resolve, f"{self.name}-control")
-                    js = self._nc.jetstream()
-                    await _ensure(js, ctl_stream(self.cfg))
-                    await _ensure(js, rules_stream(self.cfg))
+                    if self._nc is None or self._nc.is_closed:
+                        self._nc = await connect(self.cfg, self.resolve, f"{self.name}-control")
+                    jsc = self._nc.jetstream()
+                    await _ensure(jsc, ctl_stream(self.cfg))
+                    await _ensure(jsc, rules_stream(self.cfg))
+                    js = jsc
                 if self._rules is not None:
                     await self._publish_rules(js, self._rules)
                     self._rules = None
@@ -124,15 +127,16 @@ class ControlPublisher:
                     self._queue.popleft()
                     self.published += 1
                 delay = 0.2
+                if failing:
+                    log.warning("%s: control messages flow again", self.name)
+                    failing = False
             except Exception as e:  # noqa: BLE001 - JetStream away: keep the actions, retry
-                log.warning("%s: control publish failed (%s); retrying in %.1f s", self.name,
-                            e or type(e).__name__, delay)
+                if not failing:
+                    log.warning("%s: control publish failed (%s); %d waiting, retrying", self.name,
+                                e or type(e).__name__, self.pending)
+                    failing = True
                 if self._nc is not None and self._nc.is_closed:
-                    js = self._nc = None
-                if js is None and self._nc is not None:
-                    with contextlib.suppress(Exception):
-                        await self._nc.close()
-                    self._nc = None
+                    self._nc = js = None
                 await asyncio.sleep(delay)  # why: backoff while JetStream does not answer
                 delay = min(5.0, delay * 2)
                 continue

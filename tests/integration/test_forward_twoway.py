@@ -10,13 +10,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.app import Gateway
+from gateway.cli.main import main as cli_main
 from gateway.config import config_from_dict
 from gateway.model import Event
 from gateway.runtime.sitecontrol import SEQ_KEY
 from tests.fixtures.natsjs import CuttableProxy, JetStreamServer
 from tests.fixtures.netsnmp import LINK_DOWN, NetSnmp, free_udp_port, link_varbinds
-from tests.helpers import eventually
+from tests.helpers import eventually, write_config
 from tests.integration.test_forward import SITES, central_cfg, central_dict, central_store, edge_cfg
 
 __all__ = ["central_store"]
@@ -106,7 +109,7 @@ async def test_an_action_applied_but_not_acknowledged_is_not_applied_again(
 
 
 async def test_a_rule_set_pushed_during_a_cut_runs_at_the_edge_after_it(
-    tmp_path: Path, jetstream: JetStreamServer, central_store: dict[str, Any]
+    tmp_path: Path, jetstream: JetStreamServer, central_store: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     proxy = CuttableProxy(("127.0.0.1", jetstream.port))
     extra = tmp_path / "noc-rules"
@@ -114,7 +117,8 @@ async def test_a_rule_set_pushed_during_a_cut_runs_at_the_edge_after_it(
     c = central_dict(tmp_path, jetstream.url, central_store, {"a": SITES["a"]})
     c["forward"]["distribute_rules"] = True
     c["rules"] = {"packs": ["network", "mine"], "dirs": [str(extra)]}
-    cfg_c = config_from_dict(c, str(tmp_path / "central.toml"), str(tmp_path))
+    path = write_config(tmp_path / "central.toml", c)
+    cfg_c = config_from_dict(c, str(path), str(tmp_path))
     try:
         async with Gateway(cfg_c) as central, \
                 Gateway(edge_cfg(tmp_path, "a", proxy.url, free_udp_port())) as ea:
@@ -142,6 +146,11 @@ async def test_a_rule_set_pushed_during_a_cut_runs_at_the_edge_after_it(
             status = central.edge_status()
             assert status["rules_version"] == 2
             assert [(e["edge"], e["rules_version"]) for e in status["edges"]] == [("edge-a", 2)]
+            # The same through the CLI (the running central's control socket).
+            capsys.readouterr()
+            assert await asyncio.to_thread(cli_main, ["edges", "-c", str(path)]) == 0
+            text = capsys.readouterr().out
+            assert "central: rule set version 2" in text and "edge-a" in text, text
         # A restart keeps the version it ran (stored in its data dir), with no central around.
         jetstream.kill()
         async with Gateway(edge_cfg(tmp_path, "a", proxy.url, free_udp_port())) as ea:
