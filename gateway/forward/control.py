@@ -251,9 +251,12 @@ class EdgeControl:
                         subject, durable=durable, stream=stream,
                         config=ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
                                               deliver_policy=DeliverPolicy.ALL, ack_wait=self.cfg.ack_wait,
-                                              filter_subject=subject))
+                                              filter_subject=subject,
+                                              # One at a time, in order: a message that failed
+                                              # comes again before any later one is applied.
+                                              max_ack_pending=1))
                     delay = 0.2
-                msgs = await sub.fetch(batch=64, timeout=2.0)
+                msgs = await sub.fetch(batch=1, timeout=2.0)
             except TimeoutError:
                 continue
             except Exception as e:  # noqa: BLE001 - no stream yet (no central ran), link down
@@ -266,7 +269,11 @@ class EdgeControl:
                 delay = min(5.0, delay * 2)
                 continue
             for m in msgs:
-                await handle(m)
+                try:
+                    await handle(m)
+                except Exception:
+                    log.exception("%s: a message of %s not applied; it comes again", self.cfg.edge_name, stream)
+                    await asyncio.sleep(delay)  # why: do not spin on a message that keeps failing
 
     async def _on_action(self, m: Any) -> None:
         seq = int(m.metadata.sequence.stream)
