@@ -271,10 +271,9 @@ class Gateway:
                 from gateway.forward.control import EdgeControl
                 from gateway.runtime.sitecontrol import EdgeSide
 
+                # Started after the publisher (below), so it stops before the connection closes.
                 self.edge_control = EdgeControl(fw, self.forwarder.connection, EdgeSide(self))
                 self.forwarder.status = self.edge_control.status
-                await self.edge_control.start()
-                self._stack.push_async_callback(self.edge_control.stop)
         else:
             from gateway.forward.central import CentralConsumer
 
@@ -302,6 +301,9 @@ class Gateway:
                 self._stack.push_async_callback(publisher.stop)
         await self.forwarder.start()
         self._stack.push_async_callback(self.forwarder.stop)
+        if self.edge_control is not None:
+            await self.edge_control.start()
+            self._stack.push_async_callback(self.edge_control.stop)
 
     def edge_status(self) -> dict[str, Any]:
         """``GET /api/v1/edges``: at a central, each edge as its last heartbeat told it (its

@@ -211,6 +211,7 @@ class EdgeControl:
         self._tasks: list[asyncio.Task[None]] = []
         #: A test seam: applied actions are not acknowledged (as if the edge died first).
         self.hold_acks = False
+        self._stopping = False
 
     async def start(self) -> None:
         self._floor = self.applier.control_seq()
@@ -224,6 +225,9 @@ class EdgeControl:
         ]
 
     async def stop(self) -> None:
+        # nats-py turns a cancellation into ConnectionClosedError once the connection is
+        # closed: the loops also look at this flag.
+        self._stopping = True
         await shut_down(self._tasks, None)
 
     def status(self) -> dict[str, Any]:
@@ -236,7 +240,7 @@ class EdgeControl:
     async def _consume(self, stream: str, durable: str, subject: str, handle: Callable[[Any], Awaitable[None]]) -> None:
         delay = 0.2
         sub: Any = None
-        while True:
+        while not self._stopping:
             try:
                 nc = await self.connection()
                 if sub is None:
@@ -279,7 +283,8 @@ class EdgeControl:
         seq = int(m.metadata.sequence.stream)
         if seq <= self._floor:
             self.skipped += 1  # applied before (redelivered after a crash or a lost ack)
-            await _quiet(m.ack())
+            if not self.hold_acks:
+                await _quiet(m.ack())
             return
         try:
             body = json.loads(m.data)

@@ -72,8 +72,12 @@ class Dialect:
         return f"json_extract({column},'$.{field}')"
 
 
+#: One encoder for every row (``json.dumps`` with options builds a new one on each call).
+_ENCODE = json.JSONEncoder(default=str, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def to_json(v: Any) -> str:
-    return json.dumps(v, default=str, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(v)
 
 
 #: A ticket's owner or team ('' when it has none) as a filterable expression.
