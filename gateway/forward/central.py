@@ -152,6 +152,7 @@ class CentralConsumer:
         headers = m.headers or {}
         msg_id = headers.get("Nats-Msg-Id", "")
         edge, _, ids = msg_id.rpartition("/")
+        items: list[tuple[str | None, int | None, Event]]
         try:
             d = json.loads(m.data)
             if "Gw-Count" in headers:
