@@ -75,7 +75,7 @@ class ForwardConfig(BaseModel):
     #: Flow control: messages delivered and not yet acknowledged.
     max_ack_pending: int = Field(default=4096, ge=1)
     #: Redelivery when a message is not acknowledged within this time (the central's
-    #: events; at an edge, the central's control messages).
+    #: events; at an edge, the central's control messages, at most 5 s there).
     ack_wait: Duration = Field(default=30.0, ge=1.0)
     #: JetStream's duplicate window (Nats-Msg-Id); the store's delivery keys cover beyond.
     dedup_window: Duration = Field(default=600.0, ge=1.0)

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from gateway.forward.config import ForwardConfig
 from gateway.forward.connect import connect, shut_down
@@ -254,7 +254,7 @@ class EdgeControl:
                     sub = await js.pull_subscribe(
                         subject, durable=durable, stream=stream,
                         config=ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
-                                              deliver_policy=DeliverPolicy.ALL, ack_wait=self.cfg.ack_wait,
+                                              deliver_policy=DeliverPolicy.ALL, ack_wait=min(self.cfg.ack_wait, 5.0),
                                               filter_subject=subject,
                                               # One at a time, in order: a message that failed
                                               # comes again before any later one is applied.
@@ -264,8 +264,12 @@ class EdgeControl:
             except TimeoutError:
                 continue
             except Exception as e:  # noqa: BLE001 - no stream yet (no central ran), link down
-                log.debug("%s: %s not readable yet: %s", self.cfg.edge_name, stream, e)
-                if sub is not None:  # subscribe again once the link is back (the consumer may be new)
+                log.debug("%s: %s not readable yet: %r", self.cfg.edge_name, stream, e)
+                # A status from the server (e.g. 409 while pull requests made during a cut
+                # arrive together) keeps the subscription: a message already on its way to it
+                # would otherwise wait for its ack_wait. Anything else: subscribe again (the
+                # consumer may be new after a JetStream restart).
+                if sub is not None and not (isinstance(e, APIError) and not isinstance(e, NotFoundError)):
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
                     sub = None
