@@ -213,6 +213,8 @@ class ApiContext:
     #: warranty, spare parts, repair history.
     service: Any = None
     devices: InventoryHooks | None = None
+    #: optional: ``{"rules_version": n, "edges": [...]}`` (gateway.forward: central or edge).
+    edges: Callable[[], dict[str, Any]] | None = None
     components: dict[str, Any] = field(default_factory=dict)
     body_limit: int = 64 * 1024
     command_timeout: float = 15.0
