@@ -110,6 +110,61 @@ async def test_a_trap_at_each_site_is_one_ticket_with_its_site_and_contract(
         assert not [a for a in central.store.list_alarms() if a["device"].startswith("edge-")]
 
 
+async def test_a_with_two_centrals_one_leads_and_the_other_takes_over_with_nothing_twice(
+    tmp_path: Path, jetstream: JetStreamServer, netsnmp: NetSnmp, central_store: dict[str, Any]
+) -> None:
+    """(a) with 3 edges and 2 central instances under ``[ha]`` on one PostgreSQL: only the
+    lease holder consumes; a trap at each site is one ticket; when the leader stops, the
+    other instance takes over the durable consumer and the next trap at each site is again
+    one ticket — no event processed twice."""
+    if not central_store:
+        pytest.skip("two centrals share one PostgreSQL store; none answers here")
+    ports = {s: free_udp_port() for s in SITES}
+
+    def central(name: str) -> Any:
+        d = central_dict(tmp_path / name, jetstream.url, central_store)
+        d["ha"] = {"enabled": True, "lease": "2s", "name": name}
+        return config_from_dict(d, str(tmp_path / f"{name}.toml"), str(tmp_path))
+
+    async with contextlib.AsyncExitStack() as stack:
+        for s in SITES:
+            await stack.enter_async_context(Gateway(edge_cfg(tmp_path, s, jetstream.url, ports[s])))
+        first = Gateway(central("noc-1"))
+        await first.__aenter__()
+        first_open = True
+        second = Gateway(central("noc-2"))
+        standby = asyncio.ensure_future(second.__aenter__())  # waits for the lease
+        try:
+            for site in SITES:
+                r = await asyncio.to_thread(netsnmp.trap, ports[site], LINK_DOWN, link_varbinds(3, "eth3"))
+                assert r.returncode == 0, r.stderr
+            for site in SITES:
+                await eventually(lambda s=site: _tickets(first, f"sw-{s}"), what=f"the ticket of site {site}")
+            assert not standby.done()  # the second instance stands by: it consumed nothing
+            first_open = False
+            await first.__aexit__(None, None, None)  # the leader stops; its lease is released
+            await asyncio.wait_for(standby, 30)
+            for site in SITES:
+                r = await asyncio.to_thread(netsnmp.trap, ports[site], LINK_DOWN, link_varbinds(4, "eth4"))
+                assert r.returncode == 0, r.stderr
+            for site in SITES:
+                await eventually(lambda s=site: len(_tickets(second, f"sw-{s}")) == 2, what=f"site {site}'s 2nd ticket")
+            await asyncio.sleep(0.5)  # why: a duplicate, if any, would arrive within this
+            tickets = second.store.list_tickets()
+            assert len(tickets) == 2 * len(SITES), tickets
+            assert sorted(t["site"] for t in tickets) == sorted(list(SITES) * 2)
+            assert all(a["count"] == 1 for a in second.store.list_alarms() if a["device"].startswith("sw-"))
+        finally:
+            if first_open:
+                await first.__aexit__(None, None, None)
+            if standby.done() and not standby.exception():
+                await second.__aexit__(None, None, None)
+            else:
+                second.stop_standing_by()
+                with contextlib.suppress(BaseException):
+                    await standby
+
+
 def _alarms(gw: Gateway, device: str) -> list[dict[str, Any]]:
     return [a for a in gw.store.list_alarms() if a["device"] == device]
 
