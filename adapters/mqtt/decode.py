@@ -49,7 +49,7 @@ def _no_constants(token: str) -> Any:
 # One decoder for all messages: json.loads(..., parse_constant=...) would build a new one
 # per call, which costs as much as the parse of a small heartbeat.
 _JSON = json.JSONDecoder(parse_constant=_no_constants)
-_SCAN = _JSON.scan_once  # the (C) scanner that json.loads ends in
+_SCAN: Callable[[str, int], tuple[Any, int]] = _JSON.scan_once  # type: ignore[attr-defined]  # the C scanner json.loads ends in
 
 
 def _json_document(text: str) -> Any:
