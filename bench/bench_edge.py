@@ -8,13 +8,18 @@
    time until the queue is empty (every row acknowledged), and then until a central has
    committed them all. Counts are checked.
 
-    .venv/bin/python -m bench.bench_edge --traps 20000 --rounds 3 --backlog 20000
+    .venv/bin/python -m bench.bench_edge --traps 20000 --rounds 3 --backlog 20000 [--batch 64]
+
+``--batch``: queued events per JetStream message at the edge (``[forward] batch``; 1 = one
+event per message, the form before batches). The machine's load average is printed before
+and after: the figures are only comparable on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import tempfile
 import time
@@ -68,10 +73,10 @@ async def _wait(cond: Any, limit: float = 60.0) -> None:
         await asyncio.sleep(0.01)  # why: polling the counts the benchmark waits for
 
 
-async def cpu_round(pkts: list[bytes], url: str | None) -> tuple[float, int]:
+async def cpu_round(pkts: list[bytes], url: str | None, batch: int = 64) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as d:
         port = free_udp_port()
-        fw = {"mode": "edge", "servers": [url], "site": "s1"} if url else None
+        fw = {"mode": "edge", "servers": [url], "site": "s1", "batch": batch} if url else None
         async with Gateway(_cfg(Path(d), port, fw)) as gw:
             snmp = gw.adapters[0]
             c0 = time.process_time()
@@ -86,12 +91,12 @@ async def cpu_round(pkts: list[bytes], url: str | None) -> tuple[float, int]:
             return cpu, n
 
 
-async def drain(n: int, js: JetStreamServer) -> dict[str, float]:
+async def drain(n: int, js: JetStreamServer, batch: int = 64) -> dict[str, float]:
     from gateway.model import Event
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        fw = {"mode": "edge", "servers": [js.url], "site": "s1"}
+        fw = {"mode": "edge", "servers": [js.url], "site": "s1", "batch": batch}
         js.kill()
         async with Gateway(_cfg(tmp / "edge", free_udp_port(), fw)) as edge:
             t0 = time.time() - n  # one event a second: an outage of n seconds at that rate
@@ -129,7 +134,9 @@ async def main() -> None:
     ap.add_argument("--traps", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backlog", type=int, default=20000)
+    ap.add_argument("--batch", type=int, default=64)
     a = ap.parse_args()
+    print(f"load average before: {os.getloadavg()}; {os.cpu_count()} CPUs; batch {a.batch}", flush=True)
     pkts = _packets(a.traps)
     with tempfile.TemporaryDirectory() as d:
         js = JetStreamServer(Path(d))
@@ -139,7 +146,7 @@ async def main() -> None:
             rows = []
             for r in range(a.rounds):
                 s_cpu, s_n = await cpu_round(pkts, None)
-                e_cpu, e_n = await cpu_round(pkts, js.url)
+                e_cpu, e_n = await cpu_round(pkts, js.url, a.batch)
                 rows.append((s_cpu, s_n, e_cpu, e_n))
                 print(f"round {r + 1}: standalone {s_cpu:.3f} s CPU for {s_n} traps ({1e6 * s_cpu / s_n:.1f} µs/trap); "
                       f"edge {e_cpu:.3f} s CPU for {e_n} traps ({1e6 * e_cpu / e_n:.1f} µs/trap); "
@@ -154,10 +161,11 @@ async def main() -> None:
         js = JetStreamServer(Path(d))  # a fresh stream: only the backlog in it
         js.start()
         try:
-            res = await drain(a.backlog, js)
+            res = await drain(a.backlog, js, a.batch)
             print("drain:", {k: round(v, 2) if isinstance(v, float) else v for k, v in res.items()})
         finally:
             js.kill()
+    print(f"load average after: {os.getloadavg()}", flush=True)
 
 
 if __name__ == "__main__":

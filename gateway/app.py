@@ -138,6 +138,8 @@ class Gateway:
             self._stack.callback(start_checkpointer().stop)
         self.ha: Any = None
 
+        if cfg.forward.mode == "edge":
+            cfg = self.cfg = _central_rules(cfg)
         self.policies = build_policies(cfg)
         self.calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
         self.engine = load_rules(cfg)
@@ -305,6 +307,8 @@ class Gateway:
         """``[forward]``: an edge forwards what matters to JetStream; a central consumes it."""
         fw = self.cfg.forward
         self.forwarder: Any = None
+        self.central_side: Any = None
+        self.edge_control: Any = None
         if not fw.mode:
             return
         if fw.mode == "edge":
@@ -320,6 +324,13 @@ class Gateway:
             self.forwarder = EdgeForwarder(fw, self.store, self.clock, self.pipeline.offer,  # type: ignore[arg-type]
                                            self.cfg.resolve_path)
             tap.on_commit = self.forwarder.kick
+            if fw.control:
+                from gateway.forward.control import EdgeControl
+                from gateway.runtime.sitecontrol import EdgeSide
+
+                # Started after the publisher (below), so it stops before the connection closes.
+                self.edge_control = EdgeControl(fw, self.forwarder.connection, EdgeSide(self))
+                self.forwarder.status = self.edge_control.status
         else:
             from gateway.forward.central import CentralConsumer
 
@@ -335,8 +346,44 @@ class Gateway:
                                  device_class=d.device_class, now=now)
             self.forwarder = CentralConsumer(fw, self.pipeline, self.clock, self.cfg.resolve_path,
                                              name=self.cfg.gateway.instance, partition=self.partition)
+            if fw.control:
+                from gateway.forward.control import ControlPublisher
+                from gateway.runtime.sitecontrol import CentralSide
+
+                publisher = ControlPublisher(fw, self.cfg.resolve_path, self.cfg.gateway.instance)
+                self.central_side = CentralSide(self, publisher)
+                self.pipeline.timeline_tap = self.central_side.on_timeline
+                self.central_side.resend()
+                await publisher.start()
+                self._stack.push_async_callback(publisher.stop)
         await self.forwarder.start()
         self._stack.push_async_callback(self.forwarder.stop)
+        if self.edge_control is not None:
+            await self.edge_control.start()
+            self._stack.push_async_callback(self.edge_control.stop)
+
+    def edge_status(self) -> dict[str, Any]:
+        """``GET /api/v1/edges``: at a central, each edge as its last heartbeat told it (its
+        backlog, the rule-set version it runs); at an edge, itself."""
+        from gateway.core.views import iso
+
+        now = self.clock.now()
+        fw = self.forwarder
+        if self.cfg.forward.mode == "central":
+            side = self.central_side
+            edges = []
+            for name, hb in sorted(fw.edges.items()):
+                at = float(hb.get("received_at", 0.0))
+                edges.append({"edge": name, "site": hb.get("site", ""), "last_heartbeat": iso(at),
+                              "age_s": round(now - at, 3), "queued": hb.get("queued", 0), "dropped": hb.get("dropped", 0),
+                              "rules_version": hb.get("rules_version", 0), "rules_error": hb.get("rules_error"),
+                              "control_seq": hb.get("control_seq", 0)})
+            return {"mode": "central", "rules_version": side.publisher.rules_version if side else 0,
+                    "control_pending": side.publisher.pending if side else 0, "edges": edges}
+        ctl = self.edge_control
+        me = {"edge": self.cfg.forward.edge_name, "site": self.cfg.forward.site, "queued": fw.queued,
+              "dropped": fw.dropped, "connected": fw.connected, **(ctl.status() if ctl is not None else {})}
+        return {"mode": "edge", "rules_version": me.get("rules_version", 0), "edges": [me]}
 
     def _start_liveness(self) -> None:
         """The liveness watchdog: inventory devices with an interval are watched from the
@@ -661,6 +708,10 @@ class Gateway:
     def _load_for_reload(self) -> tuple[Config, Any, dict[str, Any], Inventory, list[Window]]:
         source = Path(self.cfg.source)
         cfg = load_config(source) if source.is_file() else self.cfg
+        if cfg.forward.mode == "edge":
+            from gateway.rulebook import with_central_rules
+
+            cfg = with_central_rules(cfg)  # the central's rule set this edge runs, if any
         engine = load_rules(cfg)
         policies = build_policies(cfg)
         inventory = Inventory(inventory_devices(cfg, self.store), cfg.inventory.default_policy)
@@ -739,6 +790,8 @@ class Gateway:
         log.info("reloaded: %d rules from packs %s, %d policies, %d devices, %d maintenance windows",
                  len(engine.rules), ", ".join(engine.packs) or "-", len(policies), len(inventory), len(windows))
         self._reload_status({"at": now, **result})
+        if getattr(self, "central_side", None) is not None:
+            self.central_side.resend()  # the new rule set (next version) and windows to the edges
         return result
 
     def _reload_status(self, status: dict[str, Any]) -> None:
@@ -770,6 +823,8 @@ class Gateway:
         await asyncio.to_thread(self.store.save_maintenance, w.to_dict())
         await self.pipeline.execute(lambda _now: self.maintenance.add(w))
         log.info("maintenance window %s added by %s: %s (%s)", w.id, author or "-", w.scope_text(), reason)
+        if getattr(self, "central_side", None) is not None:
+            self.central_side.window(w)  # the sites it covers suppress their local tickets too
         return w
 
     async def end_maintenance(self, window_id: str, by: str = "") -> Window:
@@ -778,6 +833,8 @@ class Gateway:
         ended: Window = await self.pipeline.execute(lambda now: self.maintenance.end(window_id, now, by))
         await asyncio.to_thread(self.store.save_maintenance, ended.to_dict())
         log.info("maintenance window %s ended by %s", window_id, by or "-")
+        if getattr(self, "central_side", None) is not None:
+            self.central_side.window(ended)
         return ended
 
 
@@ -839,6 +896,17 @@ async def _flush_every(recorder: Any, seconds: float) -> None:
     while True:
         await asyncio.sleep(seconds)
         recorder.flush()
+
+
+def _central_rules(cfg: Config) -> Config:
+    """An edge starts with the central's rule set it stored, if any (a broken one: its own)."""
+    from gateway.rulebook import with_central_rules
+
+    try:
+        return with_central_rules(cfg)
+    except ConfigError as e:
+        log.error("the central's stored rule set is unusable, running this config's own: %s", e)
+        return cfg
 
 
 def _chain(a: Any, b: Any) -> Any:

@@ -217,6 +217,8 @@ class ApiContext:
     #: optional: every site with its edge's link state and backlog, given ``now``
     #: (a partitioned central's supervisor; :mod:`gateway.api.routes.sites`).
     sites: Callable[[float], list[dict[str, Any]]] | None = None
+    #: optional: ``{"rules_version": n, "edges": [...]}`` (gateway.forward: central or edge).
+    edges: Callable[[], dict[str, Any]] | None = None
     components: dict[str, Any] = field(default_factory=dict)
     body_limit: int = 64 * 1024
     command_timeout: float = 15.0

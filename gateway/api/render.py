@@ -21,6 +21,8 @@ def alarm_out(a: Mapping[str, Any], inventory: Any = None) -> dict[str, Any]:
     out["device_name"] = dev.name if dev is not None else ""
     out["policy"] = dev.policy if dev is not None else ""
     out["event"] = a.get("event", "")
+    late = (a.get("attrs") or {}).get("late_s")
+    out["late_s"] = float(late) if isinstance(late, (int, float)) else None
     return out
 
 

@@ -207,6 +207,8 @@ class AlarmOut(_Out):
     cleared_at: str | None = None
     ticket_id: int | None = None
     acked: bool = False
+    #: Seconds between the event and its arrival here, when it came late from an edge.
+    late_s: float | None = None
 
 
 class ClockOut(_Out):
@@ -259,6 +261,8 @@ class TicketOut(_Out):
     #: The engineer on the ticket ("" = nobody) and its team.
     owner: str = ""
     team: str = ""
+    #: The opening event came late from an edge (after a WAN cut) by this many seconds.
+    late_s: float | None = None
     #: Escalation steps fired: step id → when.
     escalations: dict[str, str] = Field(default_factory=dict)
 

@@ -274,6 +274,7 @@ def api_context(gw: Any) -> ApiContext:
         watchdog=getattr(gw, "watchdog", None),
         service=getattr(gw, "service", None),
         devices=getattr(gw, "device_registry", None),
+        edges=gw.edge_status if getattr(gw, "forwarder", None) is not None else None,
         components=components,
     )
     gw.pipeline.listeners.append(bus.on_commit)

@@ -247,7 +247,7 @@ async def _run(cfg: Any, partition: int | None = None) -> int:
     try:
         await _serve(gateway, stop, loop)
     except StoppedWhileStandby:  # a standby or a partition's child that never led
-        logging.getLogger("gateway").info("stopped while waiting for the lease")
+        logging.getLogger("gateway").info("stopped while standing by (waiting for the lease)")
         return 0
     logging.getLogger("gateway").info("stopped")
     return 0
@@ -400,6 +400,25 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_edges(args: argparse.Namespace) -> int:
+    """Sites and a central NOC: the edges the running central hears from, with the rule-set
+    version each runs (``GET /api/v1/edges`` of the running daemon)."""
+    from gateway.core.views import table
+
+    cfg = _load(args.config)
+    try:
+        out, _ = call(cfg, "GET", "/edges", user=login(), offline=False)
+    except CallError as e:
+        return err(e.message)
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{out['mode']}: rule set version {out['rules_version']}")
+    rows = [{**e, "rules_error": (e.get("rules_error") or {}).get("error", "")[:60]} for e in out["edges"]]
+    print(table(rows, ["edge", "site", "rules_version", "last_heartbeat", "age_s", "queued", "rules_error"]))
+    return 0
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """Write the documented example config (``config.toml``) and its ``var/`` data dir."""
     from importlib import resources
@@ -471,6 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, default=1000)
     t.add_argument("--owner", default=None, help="only tickets this account owns ('' = nobody owns them)")
     t.set_defaults(func=cmd_tickets)
+
+    ed = with_config(sub.add_parser("edges", help="a central's edges: last heartbeat, backlog, rule-set version"))
+    ed.add_argument("--json", action="store_true")
+    ed.set_defaults(func=cmd_edges)
 
     ob = sub.add_parser("outbox", help="help-desk messages: list, retry or discard failed ones")
     osub = ob.add_subparsers(dest="outbox_action", required=True)

@@ -252,6 +252,8 @@ class Ticket:
         alarm_ids: Alarms linked to the ticket (the opening alarm first, if any).
         owner: The engineer on the ticket (a user name; ``""``: nobody owns it).
         team: The team the ticket belongs to (``""``: none).
+        late_s: Its opening event arrived this many seconds late from an edge (a WAN
+            cut); ``None`` when it came in time.
         escalations: Escalation step id → when it fired (each step fires once; kept with
             the ticket, so a restart does not fire it again).
     """
@@ -285,6 +287,7 @@ class Ticket:
     owner: str = ""
     team: str = ""
     escalations: dict[str, float] = field(default_factory=dict)
+    late_s: float | None = None
 
     def clock(self, kind: str) -> SlaClock | None:
         """Return the clock of ``kind``, or ``None`` if the contract defines none."""
@@ -300,7 +303,7 @@ class Ticket:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (the store's ``data`` column)."""
-        return {
+        d = {
             "id": self.id,
             "alarm_id": self.alarm_id,
             "alarm_key": self.alarm_key,
@@ -332,6 +335,9 @@ class Ticket:
             "team": self.team,
             "escalations": dict(self.escalations),
         }
+        if self.late_s is not None:
+            d["late_s"] = self.late_s
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Ticket:
@@ -366,6 +372,7 @@ class Ticket:
             owner=str(d.get("owner") or ""),
             team=str(d.get("team") or ""),
             escalations={str(k): float(v) for k, v in (d.get("escalations") or {}).items()},
+            late_s=d.get("late_s"),
         )
 
 
@@ -540,6 +547,9 @@ class TicketDesk:
             device_class=device.device_class,
             alarm_ids=[alarm.id],
         )
+        late = alarm.attrs.get("late_s")
+        if isinstance(late, (int, float)):
+            t.late_s = float(late)  # its event came late from an edge: the board says so
         if self.staffing is not None:
             t.team = self.staffing.team_for(device.site, policy.name)
         self.open[t.id] = t

@@ -152,6 +152,7 @@ def ticket_view(t: Mapping[str, Any], tz: str | None = None) -> dict[str, Any]:
         "owner": t.get("owner", ""),
         "team": t.get("team", ""),
         "escalations": {k: iso(v) for k, v in (t.get("escalations") or {}).items()},
+        "late_s": t.get("late_s"),
     }
     _add_local(out, t, ("opened_at", "updated_at", "closed_at", "entered_at"), tz)
     return out

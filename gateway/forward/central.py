@@ -36,6 +36,10 @@ log = logging.getLogger("gateway.forward")
 
 
 class Sink(Protocol):
+    queue_size: int
+
+    @property
+    def depth(self) -> int: ...
     def submit(self, event: Event, on_commit: CommitCallback, key: str | None = None) -> bool: ...
     def offer(self, event: Event) -> bool: ...
     async def execute(self, fn: Callable[[float], Any]) -> Any: ...
@@ -102,6 +106,10 @@ class CentralConsumer:
                     await asyncio.sleep(delay)  # why: backoff between connection attempts
                     delay = min(5.0, delay * 2)
                     continue
+            while self.sink.depth > self.sink.queue_size // 2:  # noqa: ASYNC110 - the pipeline has no "room" event
+                # A batch message holds many events: fetch more once the pipeline caught up,
+                # instead of overfilling its queue (refused events wait for a redelivery).
+                await asyncio.sleep(0.02)  # why: backpressure, the pipeline drains meanwhile
             try:
                 msgs = await sub.fetch(batch=min(512, self.cfg.max_ack_pending), timeout=1.0)
             except TimeoutError:
@@ -142,35 +150,60 @@ class CentralConsumer:
             await self.sink.execute(lambda _now: None)  # the restorations are committed
 
     def _handle(self, m: Any) -> None:
+        """One message: a single event (``Nats-Msg-Id = <edge>/<seq>``, the old form, still
+        accepted) or a batch (``Gw-Count``; ``<edge>/<first>-<last>``) split into its events.
+        Each event is submitted with its own delivery key ``<edge>/<seq>``; the message is
+        acknowledged once every one of them committed."""
         now = self.clock.now()
         headers = m.headers or {}
         msg_id = headers.get("Nats-Msg-Id", "")
-        late_after = self.cfg.late_after
+        edge, _, ids = msg_id.rpartition("/")
+        items: list[tuple[str | None, int | None, Event]]
         try:
             d = json.loads(m.data)
-            # A forwarded loss was decided by the edge's watchdog (its time is the deadline the
-            # device missed): the central's watchdog must not take it as a last will.
-            source = "watchdog" if d["name"] == "heartbeat.lost" else str(d["source"])
-            ev = Event(float(d["ts"]), source, str(d["device"]), str(d["name"]),
-                       {**d.get("attrs", {}), "site": d.get("site", ""), "edge": d.get("edge", ""),
-                        **({"late_s": round(now - float(d["ts"]), 3)} if now - float(d["ts"]) > late_after else {})},
-                       d.get("peer"))
+            if "Gw-Count" in headers:
+                seqs, bodies = d["seqs"], d["events"]
+                if not (len(seqs) == len(bodies) == int(headers["Gw-Count"]) > 0):
+                    raise ValueError(f"{len(seqs)} seqs, {len(bodies)} events, Gw-Count {headers['Gw-Count']}")
+                items = [(f"{edge}/{int(q)}" if edge else None, int(q), self._event(b, now))
+                         for q, b in zip(seqs, bodies, strict=True)]
+            else:
+                items = [(msg_id or None, int(ids) if ids.isdigit() else None, self._event(d, now))]
         except (ValueError, KeyError, TypeError) as e:
             log.warning("dropped a malformed forwarded message %s on %s: %s", msg_id or "-", m.subject, e)
             self._spawn(m.term())
             return
-        edge, _, seq_s = msg_id.rpartition("/")
         prev = headers.get("Gw-Prev", "")
-        if edge and seq_s.isdigit():
-            self._sequence(edge, int(seq_s), int(prev) if prev.isdigit() else None, now)
+        last = items[-1][1]
+        if edge and last is not None:
+            self._sequence(edge, last, int(prev) if prev.isdigit() else None, now)
+        waiting = [len(items), True]  # events not yet committed; all were accepted
 
         def on_commit(ok: bool) -> None:
-            if ok:
+            waiting[0] -= 1
+            waiting[1] = waiting[1] and ok
+            if waiting[0] == 0 and waiting[1]:
                 self._spawn(m.ack())
 
-        if self.sink.submit(ev, on_commit, key=msg_id or None):
-            self.consumed += 1
-        # else: the queue is full; not acknowledged, JetStream redelivers after ack_wait.
+        for key, _seq, ev in items:
+            if self.sink.submit(ev, on_commit, key=key):
+                self.consumed += 1
+            else:
+                # The queue is full: not acknowledged, JetStream redelivers after ack_wait and
+                # the delivery keys drop what of it did commit.
+                waiting[0] -= 1
+                waiting[1] = False
+
+    def _event(self, d: Any, now: float) -> Event:
+        # A forwarded loss was decided by the edge's watchdog (its time is the deadline the
+        # device missed): the central's watchdog must not take it as a last will.
+        ts = float(d["ts"])
+        name = str(d["name"])
+        source = "watchdog" if name == "heartbeat.lost" else str(d["source"])
+        attrs = {**d.get("attrs", {}), "site": d.get("site", ""), "edge": d.get("edge", "")}
+        if now - ts > self.cfg.late_after:
+            attrs["late_s"] = round(now - ts, 3)
+        return Event(ts, source, str(d["device"]), name, attrs, d.get("peer"))
 
     def _sequence(self, edge: str, seq: int, prev: int | None, now: float) -> None:
         """``prev`` is the seq the edge published just before (readings it dropped by its

@@ -36,7 +36,9 @@ class ForwardConfig(BaseModel):
     tls_key: str = ""
     #: The JetStream stream (created by the central if missing) and the subject prefix:
     #: events on ``<prefix>.ev.<site>``, heartbeats on ``<prefix>.hb.<site>`` (with
-    #: ``partitions`` > 1: ``<prefix>.ev.<partition>.<site>`` and ``<prefix>.hb.<partition>.<site>``).
+    #: ``partitions`` > 1: ``<prefix>.ev.<partition>.<site>`` and ``<prefix>.hb.<partition>.<site>``);
+    #: the way back (two-way) in the streams ``<stream>_CTL`` (``<prefix>.ctl.<site>``) and
+    #: ``<stream>_RULES`` (``<prefix>.rules``).
     stream: str = Field(default="GATEWAY", pattern=_NAME)
     subject_prefix: str = Field(default="gw", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
     #: Partitions of the sites (docs/scaling.md): a site belongs to ``crc32(site) mod
@@ -61,12 +63,25 @@ class ForwardConfig(BaseModel):
     publish_window: int = Field(default=128, ge=1, le=4096)
     #: With ``readings``: at most one reading per device per this interval crosses the WAN.
     reading_every: Duration = Field(default=300.0, ge=0)
+    #: Most queued events in one JetStream message (1: one event per message, as before).
+    batch: int = Field(default=64, ge=1, le=1024)
+    # -- both: the way back ---------------------------------------------------------------
+    #: Two-way: the central sends each site the operator actions it needs (maintenance
+    #: windows; acknowledge, arrive, resolve of its devices' tickets) on a durable per-site
+    #: subject, and the edge applies each once.
+    control: bool = True
+    #: Central: how long the per-site control stream keeps actions for an edge that is cut off.
+    control_retention: Duration = Field(default=7 * 86400.0, ge=60.0)
+    #: Central: publish its rule packs and policies, with a version number, for the edges to
+    #: run (each edge applies them as a reload would and reports the version it runs).
+    distribute_rules: bool = False
     # -- central --------------------------------------------------------------------------
     #: The durable consumer's name (every central instance of one NOC uses the same).
     durable: str = Field(default="central", pattern=_NAME)
     #: Flow control: messages delivered and not yet acknowledged.
     max_ack_pending: int = Field(default=4096, ge=1)
-    #: Redelivery when a message is not acknowledged within this time.
+    #: Redelivery when a message is not acknowledged within this time (the central's
+    #: events; at an edge, the central's control messages, at most 5 s there).
     ack_wait: Duration = Field(default=30.0, ge=1.0)
     #: JetStream's duplicate window (Nats-Msg-Id); the store's delivery keys cover beyond.
     dedup_window: Duration = Field(default=600.0, ge=1.0)

@@ -1,9 +1,12 @@
 """The edge's publisher: drains the durable forward queue into JetStream in order, deleting
 a row only after JetStream's publish ack, and publishes the edge's own heartbeat.
 
-Each message carries ``Nats-Msg-Id = <edge id>/<seq>``: a row published twice (a crash
+Up to ``batch`` queued rows go in one JetStream message (``{"seqs": [...], "events": [...]}``
+with ``Gw-Count`` and ``Nats-Msg-Id = <edge id>/<first seq>-<last seq>``); a single row goes
+as the event itself with ``Nats-Msg-Id = <edge id>/<seq>``. A batch published twice (a crash
 between the ack and the delete, a timeout whose ack was lost) is dropped by JetStream's
-duplicate window and, beyond it, by the central's delivery keys.
+duplicate window; beyond it, or when a republished batch is cut differently, the central's
+delivery keys (``<edge id>/<seq>`` per event) drop each event committed before.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class EdgeForwarder:
         self.offer = offer
         self.resolve = resolve
         self.published = 0
+        #: JetStream messages published (``published`` counts the events in them).
+        self.messages = 0
         #: Whether the last publish was acknowledged (None: nothing published yet).
         self.connected: bool | None = None
         self.queued = 0
@@ -59,6 +64,9 @@ class EdgeForwarder:
         self._nc: Any = None
         #: The seq published last (sent as ``Gw-Prev``: the central's gap check); None after a start.
         self._prev: int | None = None
+        self._connecting = asyncio.Lock()
+        #: More fields for the edge's heartbeat (the two-way side adds the rule version it runs).
+        self.status: Callable[[], dict[str, Any]] | None = None
 
     def kick(self) -> None:
         self._wake.set()
@@ -70,7 +78,12 @@ class EdgeForwarder:
     async def stop(self) -> None:
         await shut_down(self._tasks, self._nc)
 
-    async def _connection(self) -> Any:
+    async def connection(self) -> Any:
+        """The edge's one NATS connection (shared with the two-way side), made on first use."""
+        async with self._connecting:
+            return await self._connect()
+
+    async def _connect(self) -> Any:
         delay = 0.2
         while self._nc is None or self._nc.is_closed:
             try:
@@ -86,29 +99,35 @@ class EdgeForwarder:
         cfg = self.cfg
         subject = cfg.subject("ev", cfg.site)
         delay = 0.1
+        per = cfg.batch
+        done = 0
         while True:
-            nc = await self._connection()
+            nc = await self.connection()
             js = nc.jetstream()
-            rows = await asyncio.to_thread(self.store.forward_head, 500)
-            await self._check_fill()
+            # One trip to the store per round: delete what the last round got acknowledged,
+            # count, read the next rows.
+            rows, self.queued, self.dropped = await asyncio.to_thread(self._round, done)
+            done = 0
+            self._fill()
             if not rows:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
-            done = 0
             try:
+                msgs = [rows[k:k + per] for k in range(0, len(rows), per)]
                 window = cfg.publish_window
-                for k in range(0, len(rows), window):
-                    chunk = rows[k:k + window]
+                for k in range(0, len(msgs), window):
+                    chunk = msgs[k:k + window]
                     # Published in order (the client writes them in call order); awaited
                     # together. A failure leaves the whole chunk queued: what did arrive is
                     # dropped as a duplicate when it goes again.
-                    prevs = [self._prev, *(seq for seq, _ts, _p in chunk[:-1])]
-                    await asyncio.gather(*(self._publish(js, subject, seq, prev, payload)
-                                           for (seq, _ts, payload), prev in zip(chunk, prevs, strict=True)))
-                    done = self._prev = chunk[-1][0]
-                    self.published += len(chunk)
+                    prevs = [self._prev, *(m[-1][0] for m in chunk[:-1])]
+                    await asyncio.gather(*(self._publish(js, subject, m, prev)
+                                           for m, prev in zip(chunk, prevs, strict=True)))
+                    done = self._prev = chunk[-1][-1][0]
+                    self.published += sum(len(m) for m in chunk)
+                    self.messages += len(chunk)
                     if failpoints.ARMED:
                         failpoints.hit("forward_after_ack")
                 delay = 0.1
@@ -120,17 +139,36 @@ class EdgeForwarder:
                 self.connected = False
                 await asyncio.sleep(delay)  # why: backoff while the link is down
                 delay = min(2.0, delay * 2)
-            if done:
-                await asyncio.to_thread(self.store.forward_delete, done)
 
-    async def _publish(self, js: Any, subject: str, seq: int, prev: int | None, payload: dict[str, Any]) -> None:
-        headers = {"Nats-Msg-Id": f"{self.cfg.edge_name}/{seq}"}
+    def _round(self, done: int) -> tuple[list[tuple[int, str]], int, int]:
+        """In a worker thread: delete rows up to ``done`` (acknowledged), then the queue's
+        counts and its next rows."""
+        if done:
+            self.store.forward_delete(done)
+        queued, dropped = self.store.forward_stats()
+        return self.store.forward_head_raw(512), queued, dropped
+
+    async def _publish(self, js: Any, subject: str, rows: list[tuple[int, str]], prev: int | None) -> None:
+        """One message: a single event as it was stored, or a batch of them (the stored JSON
+        texts joined, never decoded and encoded again)."""
+        first, last = rows[0][0], rows[-1][0]
+        if len(rows) == 1:
+            headers = {"Nats-Msg-Id": f"{self.cfg.edge_name}/{first}"}
+            body = rows[0][1]
+        else:
+            headers = {"Nats-Msg-Id": f"{self.cfg.edge_name}/{first}-{last}", "Gw-Count": str(len(rows))}
+            body = ('{"seqs":[' + ",".join(str(r[0]) for r in rows) + '],"events":['
+                    + ",".join(r[1] for r in rows) + "]}")
         if prev is not None:
             headers["Gw-Prev"] = str(prev)
-        await js.publish(subject, json.dumps(payload, separators=(",", ":")).encode(), timeout=5.0, headers=headers)
+        await js.publish(subject, body.encode(), timeout=5.0, headers=headers)
 
     async def _check_fill(self) -> None:
         self.queued, self.dropped = await asyncio.to_thread(self.store.forward_stats)
+        self._fill()
+
+    def _fill(self) -> None:
+        """The queue alarm from the last counts (raised at 80 %, cleared below 70 %)."""
         fill = self.queued / self.cfg.queue_size
         now = self.clock.now()
         attrs = {"queued": self.queued, "limit": self.cfg.queue_size, "dropped": self.dropped,
@@ -152,6 +190,8 @@ class EdgeForwarder:
             if nc is not None and nc.is_connected:
                 body = {"edge": cfg.edge_name, "site": cfg.site, "ts": self.clock.now(),
                         "queued": self.queued, "dropped": self.dropped}
+                if self.status is not None:
+                    body.update(self.status())
                 with contextlib.suppress(Exception):
                     await nc.publish(subject, json.dumps(body).encode())
             await asyncio.sleep(cfg.heartbeat)  # why: the heartbeat's period

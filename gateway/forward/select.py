@@ -20,12 +20,15 @@ from gateway.store import ForwardRow
 __all__ = ["ForwardTap", "to_payload"]
 
 
-def to_payload(ev: Event, dev: Device, cfg: ForwardConfig) -> dict[str, Any]:
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def to_payload(ev: Event, dev: Device, site: str, edge: str) -> dict[str, Any]:
     """The message body: the event as decided at the edge, with its original time."""
     return {
         "ts": ev.ts, "source": ev.source, "device": dev.id, "name": ev.name,
-        "attrs": {k: v for k, v in ev.attrs.items() if isinstance(v, (str, int, float, bool)) or v is None},
-        "peer": ev.peer, "site": cfg.site, "edge": cfg.edge_name, "class": dev.device_class,
+        "attrs": {k: v for k, v in ev.attrs.items() if isinstance(v, _SCALARS)},
+        "peer": ev.peer, "site": site, "edge": edge, "class": dev.device_class,
     }
 
 
@@ -49,6 +52,7 @@ class ForwardTap:
         self.is_fault = is_fault
         self.heartbeats = heartbeats
         self.limit = cfg.queue_size
+        self._site, self._edge = cfg.site, cfg.edge_name
         self._rows: list[ForwardRow] = []
         self._last_reading: dict[str, float] = {}
         self.on_commit: Callable[[], object] | None = None
@@ -69,7 +73,7 @@ class ForwardTap:
                     return
                 self._last_reading[dev.id] = ev.ts
                 fault = False
-        self._rows.append(ForwardRow(ev.ts, fault, to_payload(ev, dev, self.cfg)))
+        self._rows.append(ForwardRow(ev.ts, fault, to_payload(ev, dev, self._site, self._edge)))
 
     def committed(self) -> None:
         """Rows were committed (the publisher sets this to wake itself)."""

@@ -2,7 +2,8 @@
 ``<prefix>.hb.…``, every partition's), as last heard by this process.
 
 An edge's heartbeat carries its buffered backlog (``queued``: events in its forward queue
-not yet acknowledged by JetStream) and the readings its queue bound dropped (``dropped``).
+not yet acknowledged by JetStream), the readings its queue bound dropped (``dropped``) and,
+with the way back, the rule-set version it runs (``rules_version``).
 Nothing here is stored or decided: the "site unreachable" alarm is the partition leader's
 decision (its watchdog); this only says what this instance last heard, for the board.
 """
@@ -60,7 +61,8 @@ class EdgeHeartbeats:
         except (ValueError, KeyError, TypeError):
             return
         self.seen[edge] = {"site": str(d.get("site", "")), "queued": _int(d.get("queued")),
-                           "dropped": _int(d.get("dropped")), "received_at": self.clock()}
+                           "dropped": _int(d.get("dropped")), "rules_version": _int(d.get("rules_version")),
+                           "received_at": self.clock()}
 
 
 def _int(v: Any) -> int | None:

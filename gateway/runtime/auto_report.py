@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.core.tickets import REPORT_FIELDS, Ticket, TicketDesk, TicketError
+from gateway.runtime.background import Background
 from gateway.store import StoreReader
 
 __all__ = ["AutoReporter", "auto_report_due"]
@@ -40,29 +41,22 @@ def auto_report_due(t: Ticket, helpdesks: Sequence[Any]) -> list[str]:
     return [h.name for h in notifiers]
 
 
-class AutoReporter:
+class AutoReporter(Background):
     """Queues due reports when tickets change (:meth:`kick`) and every ``interval`` seconds."""
+
+    task_name = "auto-report"
 
     def __init__(self, store: StoreReader, desk: TicketDesk, clock: Clock, helpdesks: Sequence[Any], tz: str,
                  execute: Callable[[Callable[[float], Any]], Awaitable[Any]], calendars: Any = None,
                  interval: float = 60.0) -> None:
+        super().__init__()
         self.store, self.desk, self.clock, self.helpdesks, self.tz = store, desk, clock, list(helpdesks), tz
         self.execute, self.calendars, self.interval = execute, calendars, interval
         self._done: set[int] = set()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
     def kick(self) -> None:
         self._wake.set()
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="auto-report")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

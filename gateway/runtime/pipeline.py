@@ -202,6 +202,12 @@ class Pipeline:
         # step just decided (committed in its transaction), ``limit`` bounds the queue and
         # ``committed()`` wakes the publisher after the commit.
         self.forward: Any = None
+        #: Key/value pairs a command sets in the writer, committed with its batch (the edge
+        #: records the control message it applied in the same transaction as its effect).
+        self.meta: dict[str, str] = {}
+        #: Called after each commit with the timeline entries and tickets written (the
+        #: central sends the operator actions a site needs back to its edge).
+        self.timeline_tap: Callable[[list[Any], list[Ticket]], None] | None = None
 
     # -- EventSink -----------------------------------------------------------------------
     def _signal(self) -> None:
@@ -395,6 +401,8 @@ class Pipeline:
             timeline=d.timeline,
             outbox=d.outbox,
         )
+        if self.meta:
+            batch.meta, self.meta = self.meta, {}
         if new_keys:
             batch.delivery_keys = new_keys
             batch.forget_keys_before = self._forget_keys(now)
@@ -424,6 +432,12 @@ class Pipeline:
                     cmd.future.set_exception(err)
                 else:
                     cmd.future.set_result(result)
+        tap = self.timeline_tap
+        if tap is not None and batch.timeline:
+            try:
+                tap(batch.timeline, batch.tickets)
+            except Exception:
+                log.exception("timeline tap failed")
         changes = d.changes
         if self.listeners and (batch.alarms or batch.tickets or changes):
             for fn in self.listeners:

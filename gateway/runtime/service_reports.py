@@ -12,7 +12,6 @@ before the send sends it after the restart). Which periods are due is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from gateway.clock import Clock
 from gateway.core.report import fmt_duration
 from gateway.core.report_schedule import due_periods
 from gateway.core.service_report import period_bounds, render_html, service_report
+from gateway.runtime.background import Background
 from gateway.store import Store
 
 __all__ = ["KIND", "ReportSchedule", "ServiceReportScheduler", "report_key", "report_payload", "schedules_of"]
@@ -106,27 +106,20 @@ def report_payload(report: Mapping[str, Any], language: str, formats: Sequence[s
     }
 
 
-class ServiceReportScheduler:
+class ServiceReportScheduler(Background):
     """Queues due scheduled reports at start and every ``interval`` seconds."""
+
+    task_name = "service-reports"
 
     def __init__(self, store: Store, clock: Clock, schedules: Sequence[ReportSchedule], tz: str,
                  policy_of: Callable[[str], Any], calendars: Mapping[str, Any], customers: Callable[[str], str],
                  on_queued: Callable[[], None] | None = None, interval: float = 60.0) -> None:
+        super().__init__()
         self.store, self.clock, self.schedules, self.tz = store, clock, list(schedules), tz
         self.policy_of, self.calendars, self.customers = policy_of, calendars, customers
         self.on_queued, self.interval = on_queued, interval
         self.queued = 0
         self._done: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="service-reports")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def _run(self) -> None:
         while True:

@@ -529,6 +529,11 @@ class ForwardQueue(Protocol):
         """The oldest ``limit`` rows as (seq, ts, payload), seq ascending."""
         ...
 
+    def forward_head_raw(self, limit: int = 100) -> list[tuple[int, str]]:
+        """The oldest ``limit`` rows as (seq, payload as its stored JSON text), seq ascending:
+        the publisher puts the text into a batch message without decoding it."""
+        ...
+
     def forward_delete(self, upto_seq: int) -> int:
         """Delete every row with ``seq <= upto_seq`` (published and acknowledged); returns how many."""
         ...

@@ -72,8 +72,12 @@ class Dialect:
         return f"json_extract({column},'$.{field}')"
 
 
+#: One encoder for every row (``json.dumps`` with options builds a new one on each call).
+_ENCODE = json.JSONEncoder(default=str, separators=(",", ":"), ensure_ascii=False).encode
+
+
 def to_json(v: Any) -> str:
-    return json.dumps(v, default=str, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(v)
 
 
 #: A ticket's owner or team ('' when it has none) as a filterable expression.
@@ -177,6 +181,11 @@ class SqlStore:
         limit = batch.forward_limit
         if limit <= 0:
             return
+        # seqs are never reused: the span from the oldest to the newest row bounds the count
+        # (two ends of the primary key, not a scan of a long backlog on every commit).
+        lo, hi = db.execute("SELECT MIN(seq), MAX(seq) FROM forward_queue").fetchall()[0]
+        if lo is None or int(hi) - int(lo) + 1 <= limit:
+            return
         over = int(db.execute("SELECT COUNT(*) FROM forward_queue").fetchall()[0][0]) - limit
         if over <= 0:
             return
@@ -196,6 +205,10 @@ class SqlStore:
     def forward_head(self, limit: int = 100) -> list[tuple[int, float, dict[str, Any]]]:
         rows = self._rows("SELECT seq, ts, payload FROM forward_queue ORDER BY seq LIMIT ?", (limit,))
         return [(int(r[0]), float(r[1]), json.loads(r[2])) for r in rows]
+
+    def forward_head_raw(self, limit: int = 100) -> list[tuple[int, str]]:
+        rows = self._rows("SELECT seq, payload FROM forward_queue ORDER BY seq LIMIT ?", (limit,))
+        return [(int(r[0]), str(r[1])) for r in rows]
 
     def forward_delete(self, upto_seq: int) -> int:
         return self._exec("DELETE FROM forward_queue WHERE seq <= ?", (upto_seq,))

@@ -111,3 +111,32 @@ def test_deeply_nested_payload_is_rejected() -> None:
 def test_float_overflow_literal_is_rejected(literal: bytes) -> None:
     got = outcome(DECODERS[0], "s/hq/d/pump-7/hb", b'{"v": ' + literal + b"}", NOW, False)
     assert got == "rejected.not_json"
+
+
+def _outcome(fn: Any, text: str) -> Any:
+    try:
+        return ("ok", fn(text))
+    except (ValueError, RecursionError) as e:
+        return ("error", type(e).__name__)
+
+
+_json_texts = st.one_of(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+        lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=5), kids, max_size=4),
+        max_leaves=12,
+    ).map(lambda v: __import__("json").dumps(v)),
+    st.text(max_size=40),
+    st.sampled_from(['{"a": NaN}', '{"a": 1e400}', "[1] x", "{} ", "\t{}", '"s"', "-", "01", '{"a":1}{}', "[" * 3000]),
+)
+
+
+@given(_json_texts)
+@settings(max_examples=400, deadline=None)
+def test_the_json_shortcut_reads_as_json_decoder_decode(text: str) -> None:
+    """The decoder calls the C scanner directly on the stripped payload; for any text without
+    surrounding whitespace that is exactly ``JSONDecoder.decode`` (value or error class)."""
+    from adapters.mqtt import decode as dec
+
+    text = text.strip()
+    assert _outcome(dec._json_document, text) == _outcome(dec._JSON.decode, text)

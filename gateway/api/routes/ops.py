@@ -1,5 +1,6 @@
-"""Operations: ``/rules/reload`` and the failed help-desk messages under ``/outbox``,
-through the optional ``ctx.reload`` and ``ctx.outbox`` hooks (501 when absent)."""
+"""Operations: ``/rules/reload``, the failed help-desk messages under ``/outbox`` and the
+edges a central hears from (``/edges``), through the optional ``ctx.reload``, ``ctx.outbox``
+and ``ctx.edges`` hooks (501 when absent)."""
 
 # No ``from __future__ import annotations``: FastAPI reads the route annotations at run
 # time, and the dependency aliases (Viewer, Operator) are local to the builders.
@@ -20,7 +21,23 @@ def ops_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     router = APIRouter()
     _add_rules(router, ctx, auth)
     _add_outbox(router, ctx, auth)
+    _add_edges(router, ctx, auth)
     return router
+
+
+def _add_edges(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
+    Viewer = Annotated[Principal, Depends(auth.viewer)]
+
+    @router.get("/edges", responses=HOOK_ERRORS, tags=["forward"])
+    async def list_edges(p: Viewer) -> dict[str, Any]:
+        """Sites and a central NOC: each edge's last heartbeat, backlog and the rule-set
+        version it runs, beside the version this central distributes."""
+        if ctx.edges is None:
+            raise not_available("the edge list (not a central or an edge)")
+        out: dict[str, Any] = ctx.edges()
+        if p.scoped:
+            out["edges"] = [e for e in out["edges"] if p.sees(e.get("site", ""), "")]
+        return out
 
 
 def _add_rules(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:

@@ -60,7 +60,8 @@ def site_rows(
             link = ("down" if e in down else "unknown" if age is None else "up" if age <= window else "silent")
             edges.append({"edge": e, "link": link, "last_heartbeat": iso(hb["received_at"]) if hb else None,
                           "heartbeat_age_s": None if age is None else round(age, 1),
-                          "backlog": hb.get("queued") if hb else None, "dropped": hb.get("dropped") if hb else None})
+                          "backlog": hb.get("queued") if hb else None, "dropped": hb.get("dropped") if hb else None,
+                          "rules_version": hb.get("rules_version") if hb else None})
         worst = _worst([e["link"] for e in edges]) if edges else "no_edge"
         contracts = sorted(s["contracts"])
         out.append({**s, "edges": edges, "contracts": contracts, "link": worst,

@@ -25,6 +25,7 @@
       details: "Timeline", unacked: "new", count: "×",
       ticket: "ticket", site: "site", customer: "customer", contract: "contract", lastSeen: "last", since: "since",
       owner: "owner", unowned: "unowned", team: "team",
+      late: "arrived late", lateTitle: "came from the site's edge after a WAN cut; its times are the site's own",
       response: "Response", dispatch: "Dispatch", solution: "Solution", on_site: "On site", restore: "Restore", report: "Report",
       st_open: "open", st_acknowledged: "acknowledged", st_solution_proposed: "solution proposed",
       st_on_site: "on site", st_restored: "restored", st_closed: "closed", paused: "paused",
@@ -56,6 +57,7 @@
       details: "时间线", unacked: "未确认", count: "×",
       ticket: "工单", site: "站点", customer: "客户", contract: "合同", lastSeen: "最近", since: "开始",
       owner: "负责人", unowned: "无人负责", team: "班组",
+      late: "延迟到达", lateTitle: "WAN 中断后由站点边缘网关补传；时间为现场原始时间",
       response: "响应", dispatch: "派工", solution: "方案", on_site: "到场", restore: "恢复", report: "报告",
       st_open: "待响应", st_acknowledged: "已响应", st_solution_proposed: "已提方案",
       st_on_site: "已到场", st_restored: "已恢复", st_closed: "已关闭", paused: "已暂停",
@@ -488,6 +490,13 @@
     return !!(tk && tk.status !== "open");
   }
 
+  // An alarm or ticket whose event came late from a site's edge (after a WAN cut): how late.
+  function lateTag(s) {
+    if (typeof s !== "number" || !(s > 0)) return null;
+    return el("span", { class: "tag late", title: t("lateTitle"), dataset: { lateS: String(s) },
+      text: t("late") + " +" + hms(s) });
+  }
+
   function renderAlarms() {
     const box = $("alarms");
     box.replaceChildren();
@@ -517,7 +526,8 @@
               devLabel(a.device, a.device_name), a.site ? el("span", { text: t("site") + " " + a.site }) : null,
               el("span", { text: t("count") + a.count }),
               el("span", { text: t("lastSeen") + " " + localTime(a.last_seen) }),
-              a.ticket_id ? el("span", { text: t("ticket") + " #" + a.ticket_id }) : null)),
+              a.ticket_id ? el("span", { text: t("ticket") + " #" + a.ticket_id }) : null,
+              lateTag(a.late_s))),
           el("div", { class: "actions" }, ackBtn)));
       }
       box.append(g);
@@ -614,7 +624,8 @@
         customer ? el("span", { text: t("customer") + " " + customer }) : null,
         el("span", { text: t("contract") + " " + tk.policy }),
         tk.team ? el("span", { text: t("team") + " " + tk.team }) : null,
-        el("span", { text: t("since") + " " + localTime(tk.opened_at) })),
+        el("span", { text: t("since") + " " + localTime(tk.opened_at) }),
+        lateTag(tk.late_s)),
       clocks,
       el("div", { class: "actions" },
         btn("acknowledge", "ack", tk.status === "open"),
