@@ -68,7 +68,8 @@
     const B = window.Board;
     if (!B) return;
     strings(B);
-    load(B);
+    const first = () => { if (B.state.me) load(B); else setTimeout(first, 300); };  // once signed in
+    first();
     timer = setInterval(() => load(B), REFRESH_MS);
     for (const sel of document.querySelectorAll("#filters select")) {
       sel.addEventListener("change", () => { if (B.state.sites) render(B, B.state.sites); });
