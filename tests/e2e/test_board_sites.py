@@ -43,7 +43,7 @@ async def test_the_sites_panel_shows_link_and_backlog(tmp_path: Path, browser: B
         await b.type_text("#token-input", OP_TOKEN)
         await b.click("#token-save")
         await b.wait_js("document.body.dataset.live === '1'")
-        # No /sites here (501): no panel.
+        # No /sites here (404): no panel.
         await b.wait_js("document.getElementById('sites-panel') !== null")
         assert await b.js("document.getElementById('sites-panel').hidden") is True
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 
 from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.routes.auth import Auth
-from gateway.api.routes.common import HOOK_ERRORS, RowId, call, log, not_available
+from gateway.api.routes.common import ACT_ERRORS, HOOK_ERRORS, RowId, call, log, not_available
 from gateway.errors import ConfigError
 
 __all__ = ["ops_router"]
@@ -28,12 +28,12 @@ def ops_router(ctx: ApiContext, auth: Auth) -> APIRouter:
 def _add_edges(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
     Viewer = Annotated[Principal, Depends(auth.viewer)]
 
-    @router.get("/edges", responses=HOOK_ERRORS, tags=["forward"])
+    @router.get("/edges", responses=ACT_ERRORS, tags=["forward"])
     async def list_edges(p: Viewer) -> dict[str, Any]:
         """Sites and a central NOC: each edge's last heartbeat, backlog and the rule-set
         version it runs, beside the version this central distributes."""
-        if ctx.edges is None:
-            raise not_available("the edge list (not a central or an edge)")
+        if ctx.edges is None:  # a standalone gateway has no edges: nothing here, not a server fault
+            raise ApiError(404, "not_found", "no edges: this gateway is neither a central nor an edge")
         out: dict[str, Any] = ctx.edges()
         if p.scoped:
             out["edges"] = [e for e in out["edges"] if p.sees(e.get("site", ""), "")]

@@ -27,6 +27,15 @@ REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; fram
 _REPORT_HEADERS = {"Content-Security-Policy": REPORT_CSP, "Cache-Control": "no-store"}
 
 
+
+#: What the report endpoints answer, by ``format``.
+_REPORT_200: dict[str, Any] = {"description": "the report (format: text, html or pdf)", "content": {
+    "text/markdown": {"schema": {"type": "string"}}, "text/html": {"schema": {"type": "string"}},
+    "application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
+_SERVICE_200: dict[str, Any] = {"description": "the report (format: html, pdf or json)", "content": {
+    "text/html": {"schema": {"type": "string"}}, "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+    "application/json": {"schema": {"type": "object"}}}}
+
 def recent_periods(now: float, tz: str) -> dict[str, list[str]]:
     """The periods a reader picks from, newest first: this month and the 12 before, this
     quarter and the 4 before, this year and the 2 before."""
@@ -83,7 +92,8 @@ def reports_router(ctx: ApiContext, auth: Auth) -> APIRouter:
 
     Viewer = Annotated[Principal, Depends(auth.viewer)]
 
-    @router.get("/tickets/{ticket_id}/report", responses=ACT_ERRORS, tags=["tickets"], response_model=None)
+    @router.get("/tickets/{ticket_id}/report", responses={**ACT_ERRORS, 200: _REPORT_200}, tags=["tickets"],
+                response_model=None)
     async def incident_report_(
         p: Viewer, ticket_id: RowId, format: Annotated[Literal["text", "html", "pdf"], Query()] = "html",
     ) -> Response:
@@ -125,7 +135,7 @@ def reports_router(ctx: ApiContext, auth: Auth) -> APIRouter:
             sent = [{**r, "queued_at": iso(r["queued_at"])} for r in rows if r["contract"] in names]
         return {"timezone": tz, "contracts": contracts, "periods": recent_periods(now(ctx), tz), "sent": sent}
 
-    @router.get("/reports/service", responses=ACT_ERRORS, tags=["reports"], response_model=None)
+    @router.get("/reports/service", responses={**ACT_ERRORS, 200: _SERVICE_200}, tags=["reports"], response_model=None)
     async def service_report_(
         p: Viewer,
         contract: Annotated[str, Query(description="policy (contract) name")],

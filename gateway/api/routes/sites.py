@@ -1,7 +1,7 @@
 """``/sites``: every site of the inventory with its edge's link state and buffered backlog
 (a central's board), filtered by site, customer or contract. Served where ``ctx.sites``
 says what the edges' heartbeats told this instance (a partitioned central's supervisor);
-501 elsewhere."""
+404 elsewhere (a gateway without edges has no sites to show: not a server fault)."""
 
 # No ``from __future__ import annotations``: FastAPI reads the route annotations at run
 # time, and the dependency aliases (Viewer) are local to the builders.
@@ -12,9 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from gateway.api.deps import ApiContext, Principal
+from gateway.api.deps import ApiContext, ApiError, Principal
 from gateway.api.routes.auth import Auth
-from gateway.api.routes.common import HOOK_ERRORS, not_available, now
+from gateway.api.routes.common import ACT_ERRORS, now
 from gateway.core.views import iso
 
 __all__ = ["EDGE_CLASS", "site_rows", "sites_router"]
@@ -82,7 +82,7 @@ def sites_router(ctx: ApiContext, auth: Auth) -> APIRouter:
     router = APIRouter()
     Viewer = Annotated[Principal, Depends(auth.viewer)]
 
-    @router.get("/sites", responses=HOOK_ERRORS, tags=["sites"])
+    @router.get("/sites", responses=ACT_ERRORS, tags=["sites"])
     async def sites(
         p: Viewer,
         site: Annotated[str | None, Query(max_length=200)] = None,
@@ -93,7 +93,7 @@ def sites_router(ctx: ApiContext, auth: Auth) -> APIRouter:
         ``no_edge``), its buffered backlog (events queued at the edge, from its heartbeat)
         and its open alarms; filtered by ``site``, ``customer`` or ``contract``."""
         if ctx.sites is None:
-            raise not_available("the sites' link states (a partitioned central's)")
+            raise ApiError(404, "not_found", "no sites' link states here: this is not a partitioned central")
         rows = await asyncio.to_thread(ctx.sites, now(ctx))
         rows = [r for r in rows if (site is None or r["site"] == site)
                 and (customer is None or customer in r["customers"])
