@@ -170,7 +170,13 @@ async def run_central(tmp: Path, url: str, sites: int, n: int) -> dict[str, Any]
         async with Gateway(central_cfg(tmp, sites, url, schema)) as central:
             t_up = time.monotonic() - t
             prev = central.pipeline.recorder
-            central.pipeline.recorder = record if prev is None else (lambda ev: (prev(ev), record(ev)))
+
+            def both(ev: Event) -> None:
+                if prev is not None:
+                    prev(ev)
+                record(ev)
+
+            central.pipeline.recorder = both
             t = time.monotonic()
             c0 = central.pipeline.stats.committed_events
             early = central.forwarder.consumed  # consumed before the clock started (should be 0)
