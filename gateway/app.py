@@ -354,6 +354,7 @@ class Gateway:
                 self.central_side = CentralSide(self, publisher)
                 self.pipeline.timeline_tap = self.central_side.on_timeline
                 self.central_side.resend()
+                self.central_side.resend_ticket_actions(self.clock.now())  # those a crash left unsent
                 await publisher.start()
                 self._stack.push_async_callback(publisher.stop)
         await self.forwarder.start()

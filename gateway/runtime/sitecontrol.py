@@ -58,12 +58,36 @@ class CentralSide:
         sites = self._edge_sites()
         for e in acts:
             t = by_id.get(e.ticket_id)
-            if t is None or t.site not in sites:
-                continue
-            self.publisher.site(t.site, f"tk/{t.site}/{t.id}/{e.kind}/{e.ts}", {
-                "kind": "ticket", "action": e.kind, "device": t.device, "alarm_key": t.alarm_key,
-                "at": e.ts, "actor": e.actor, "note": e.note, "ticket": t.id,
-            })
+            if t is not None and t.site in sites:
+                self._ticket_action(t, e.kind, e.ts, e.actor, e.note)
+
+    def _ticket_action(self, t: Any, kind: str, ts: float, actor: str, note: str) -> None:
+        # The message id is the action's own: JetStream drops a republished one within its
+        # window, and the edge finds an action it already applied done (TicketError, logged).
+        self.publisher.site(t.site, f"tk/{t.site}/{t.id}/{kind}/{ts}", {
+            "kind": "ticket", "action": kind, "device": t.device, "alarm_key": t.alarm_key,
+            "at": ts, "actor": actor, "note": note, "ticket": t.id,
+        })
+
+    def resend_ticket_actions(self, now: float) -> int:
+        """At the start: the people's ticket actions of the last ``control_retention`` again,
+        from the store. One committed here but not yet published when the central stopped
+        (or crashed: the publisher's queue is in memory) reaches its edge this way."""
+        store = self.gw.store
+        sites = self._edge_sites()
+        rows = [r for r in store.timeline_since(now - self.gw.cfg.forward.control_retention, sorted(TICKET_ACTIONS))
+                if is_person(r["actor"])]
+        tickets: dict[int, Any] = {}
+        n = 0
+        for r in rows:
+            tid = r["ticket_id"]
+            if tid not in tickets:
+                tickets[tid] = store.load_ticket(tid)
+            t = tickets[tid]
+            if t is not None and t.site in sites:
+                self._ticket_action(t, r["kind"], r["ts"], r["actor"], r["note"])
+                n += 1
+        return n
 
     def resend(self) -> None:
         """At the start and after a reload: current and future windows again (JetStream and

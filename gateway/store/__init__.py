@@ -222,6 +222,10 @@ class StoreReader(Protocol):
         """A ticket's timeline in commit order (batch order, then order within the batch)."""
         ...
 
+    def timeline_since(self, since: float, kinds: Sequence[str]) -> list[TimelineRow]:
+        """Timeline lines of the given kinds at or after ``since``, every ticket's, in commit order."""
+        ...
+
     def get_meta(self, key: str) -> str | None:
         """A value committed through ``BatchWrite.meta``, or ``None``."""
         ...

@@ -341,6 +341,20 @@ class SqlStore:
             for r in rows
         ]
 
+    def timeline_since(self, since: float, kinds: Sequence[str]) -> list[TimelineRow]:
+        if not kinds:
+            return []
+        rows = self._rows(
+            "SELECT ticket_id,ts,actor,kind,note,on_behalf_of FROM timeline "
+            f"WHERE ts >= ? AND kind IN ({','.join('?' * len(kinds))}) ORDER BY id",
+            (since, *kinds),
+        )
+        return [
+            TimelineRow(ticket_id=int(r["ticket_id"]), ts=float(r["ts"]), actor=r["actor"], kind=r["kind"], note=r["note"],
+                        on_behalf_of=r["on_behalf_of"] or "")
+            for r in rows
+        ]
+
     def get_meta(self, key: str) -> str | None:
         rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
         return str(rows[0][0]) if rows else None

@@ -244,6 +244,16 @@ def test_timeline_keeps_commit_order(store: Store) -> None:
     assert store.timeline(3) == []
 
 
+def test_timeline_since_lists_the_kinds_asked_for_from_a_time_on_in_commit_order(store: Store) -> None:
+    store.commit(BatchWrite(timeline=[s.entry(1, T0 + 5, "acknowledge"), s.entry(2, T0 - 1, "arrive"),
+                                      s.entry(2, T0 + 9, "comment"), s.entry(3, T0, "arrive")]))
+    store.commit(BatchWrite(timeline=[s.entry(1, T0 + 1, "restore")]))
+    got = store.timeline_since(T0, ["acknowledge", "arrive", "restore"])
+    assert [(e["ticket_id"], e["kind"], e["ts"]) for e in got] == [(1, "acknowledge", T0 + 5), (3, "arrive", T0),
+                                                                  (1, "restore", T0 + 1)]
+    assert store.timeline_since(T0, []) == []
+
+
 def test_timeline_keeps_on_behalf_of_apart_from_the_actor(store: Store) -> None:
     """Issue 21 item 12: the actor is the authenticated caller; a name it gave is kept beside it."""
     entry = TimelineEntry(ticket_id=1, ts=T0, actor="alice", kind="comment", note="n", on_behalf_of="somebody-else")
