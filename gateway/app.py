@@ -44,6 +44,9 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("gateway")
 
+#: How often a partition's leader (not partition 0's) re-reads the maintenance windows.
+MAINTENANCE_FOLLOW_S = 2.0
+
 LIVENESS_FILE = "liveness.json"
 
 
@@ -359,6 +362,11 @@ class Gateway:
                 self._stack.push_async_callback(publisher.stop)
         await self.forwarder.start()
         self._stack.push_async_callback(self.forwarder.stop)
+        if self.partition not in (None, 0):
+            # Windows made or ended through the API are written by partition 0's leader:
+            # the other partitions' leaders follow them from the store.
+            follow = asyncio.create_task(self._follow_maintenance(), name="maintenance-follow")
+            self._stack.push_async_callback(_cancel_task, follow)
         if self.edge_control is not None:
             await self.edge_control.start()
             self._stack.push_async_callback(self.edge_control.stop)
@@ -697,6 +705,26 @@ class Gateway:
         await self.pipeline.execute(adopt)
 
     # -- hot reload and maintenance windows -------------------------------------------------
+    async def _follow_maintenance(self, every: float = MAINTENANCE_FOLLOW_S) -> None:
+        """A partition's leader other than partition 0's: take the store's maintenance windows
+        (created or ended through the API, by partition 0's leader) every ``every`` seconds."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                windows = await asyncio.to_thread(self._maintenance_windows, self.cfg)
+            except Exception as e:  # noqa: BLE001 - a database hiccup: the next round tries again
+                log.warning("maintenance windows not followed from the store: %s", e)
+                continue
+            if {w.id: w for w in windows} == {w.id: w for w in self.maintenance.windows()}:
+                continue
+
+            def swap(_now: float, windows: list[Window] = windows) -> None:
+                self.maintenance.replace_all(windows)
+                self.book.recheck_suppressed()
+
+            await self.pipeline.execute(swap)
+            log.info("maintenance windows followed from the store: %d", len(windows))
+
     def _maintenance_windows(self, cfg: Config) -> list[Window]:
         """Windows from the config, overlaid by the store's (an API-ended config window is
         stored under its id, and the stored version wins). Raises ConfigError."""
@@ -874,6 +902,12 @@ PID_FILE = "gateway.pid"
 #: The control API's Unix socket in the data dir (mode 0600: the data dir's owner only).
 CONTROL_SOCKET = "gateway.sock"
 RELOAD_STATUS_FILE = "reload.json"
+
+
+async def _cancel_task(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _lease_lost(reason: str) -> None:

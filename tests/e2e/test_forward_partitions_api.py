@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,30 @@ def test_either_instance_reads_all_partitions_and_forwards_changes_to_the_owner(
 
 def _lead(location: str, p: int) -> str:
     return str(_rows(location, "SELECT holder FROM gateway_lease WHERE name = %s", f"partition/{p}")[0][0])
+
+
+def test_a_window_made_through_the_api_suppresses_in_every_partition(
+    tmp_path: Path, jetstream: JetStreamServer, location: str
+) -> None:
+    """A maintenance window made through the API is written by partition 0's leader; the
+    leader of another partition follows it from the store, so a fault there is suppressed
+    (no ticket), while a site outside the window gets its ticket."""
+    P = 2
+    s0, s1 = _sites(P)
+    a = Central(tmp_path, "A", location, jetstream.url, P)
+    try:
+        wait_until(lambda: len(_holders(location)) == P, 60)
+        wait_until(lambda: _stream_ready(jetstream.url), 20)
+        end = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
+        r = a.http.post("/api/v1/maintenance", headers=AUTH, json={"sites": [s1], "end": end, "reason": "fibre works"})
+        assert r.status_code == 201, r.text
+        assert r.headers.get("x-gateway-partition") == "0"
+        wait_until(lambda: "maintenance windows followed from the store: 1" in a.text(), 20)
+        asyncio.run(_publish(jetstream.url, P))
+        wait_until(lambda: len(_rows(location, "SELECT 1 FROM alarms")) == P, 30)
+        wait_until(lambda: len(_ids(a)) == 1, 30)
+        assert [t["site"] for t in a.http.get("/api/v1/tickets", headers=AUTH).json()] == [s0]
+        states = dict(_rows(location, "SELECT device, state FROM alarms"))
+        assert states == {f"sw-{s0}": "active", f"sw-{s1}": "suppressed"}, states
+    finally:
+        a.stop()
