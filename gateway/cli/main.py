@@ -197,7 +197,6 @@ async def _supervise(cfg: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the children read the config at their start
     from gateway.store.postgresql import PostgresStore
 
     store = await asyncio.to_thread(open_store, cfg)  # migrates the store once, before any child
@@ -217,6 +216,7 @@ async def _supervise(cfg: Any) -> int:
             await api.stop()
             raise
     await sup.start()
+    loop.add_signal_handler(signal.SIGHUP, sup.reload)  # each child reloads, as a single gateway does
     log.info("gateway ready: partition member %s of a central with %d partitions%s", member, cfg.forward.partitions,
              f", board and API on {cfg.api.host}:{cfg.api.port}" if api is not None else "")
     try:

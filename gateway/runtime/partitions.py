@@ -135,6 +135,20 @@ class PartitionSupervisor:
         self.children[p] = proc
         log.warning("partition %d: started child %d (waits for the partition's lease)", p, proc.pid)
 
+    def reload(self) -> int:
+        """SIGHUP: every running child reloads its config (rules, policies, devices, windows),
+        as a single gateway does on SIGHUP. Returns how many were told."""
+        n = 0
+        for p, proc in sorted(self.children.items()):
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGHUP)
+                    n += 1
+                except ProcessLookupError:  # it just ended: the next tick deals with it
+                    log.info("partition %d: its child ended before the reload reached it", p)
+        log.warning("reload: passed to %d partition children", n)
+        return n
+
     async def stop(self) -> None:
         """A clean leave: the member row goes first (the others start their children for this
         instance's partitions at once; they wait for the leases), then every child drains and

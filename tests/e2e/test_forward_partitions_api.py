@@ -293,5 +293,11 @@ def test_a_window_made_through_the_api_suppresses_in_every_partition(
         assert [t["site"] for t in a.http.get("/api/v1/tickets", headers=AUTH).json()] == [s0]
         states = dict(_rows(location, "SELECT device, state FROM alarms"))
         assert states == {f"sw-{s0}": "active", f"sw-{s1}": "suppressed"}, states
+        # systemctl reload: the supervisor passes SIGHUP on, and every partition's child reloads.
+        before = a.text().count("reloaded: ")
+        a.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: a.text().count("reloaded: ") >= before + P, 30)
+        assert "reload: passed to 2 partition children" in a.text()
+        assert a.proc.poll() is None
     finally:
         a.stop()
