@@ -162,9 +162,15 @@ async def test_v3_restart_scenario_in_its_own_process(tmp_path: Path, agent: Snm
     cfg = _cfg(tmp_path, [_switch("sw-v3", agent.port, poll="snmp:v3")])
     async with Gateway(cfg) as gw:
         poller = next(a for a in gw.adapters if a.name == "poll")
-        await eventually(lambda: poller.stats().get("answered", 0) >= 2, timeout=20, what="v3 answers")
+        # A restart shows as an uptime that went back (or a boot time later by more than the
+        # 10 s slack): the agent must have run longer before the restart than the restart and
+        # the v3 rediscovery take (≈ 2 s) before its first answer after it — else the uptime
+        # after is higher than before, and no poller could tell.
+        await eventually(lambda: poller.stats().get("answered", 0) >= 2
+                         and poller._uptimes.get("sw-v3", (0, 0.0))[0] >= 600, timeout=20, what="v3 answers for 6 s")
         await asyncio.to_thread(agent.restart)
-        alarm = await eventually(lambda: _alarms(gw, "sw-v3/restart"), timeout=20, what="the v3 restart seen")
+        alarm = await eventually(lambda: _alarms(gw, "sw-v3/restart"), timeout=20,
+                                 what=lambda: f"the v3 restart seen; poller {poller.stats()}")
         assert alarm[0]["rule"] == "uptime-restart"
         answered = poller.stats()["answered"]
         await eventually(lambda: poller.stats()["answered"] >= answered + 3, timeout=10, what="answers go on")
