@@ -585,7 +585,8 @@ class Gateway:
             return
         await self._start_service_reports(outbox)
         self.sync = SyncPoller(self.store, connectors, self.clock, self._apply_remote,
-                               interval=cfg.outbox.poll_interval, adopt=self._adopt_remote)
+                               interval=cfg.outbox.poll_interval, adopt=self._adopt_remote,
+                               save=self._save_meta)
         await self.sync.start()
         self._stack.push_async_callback(self.sync.stop)
 
@@ -639,6 +640,10 @@ class Gateway:
             self.clock.now(), "outbox", f"helpdesk:{connector}", "helpdesk.delivery_failed",
             {"reason": err.reason, "ticket": ticket_id, "detail": str(err)[:200]},
         ))
+
+    async def _save_meta(self, values: dict[str, str]) -> None:
+        """Key/value pairs committed by the single writer, after what it was given before."""
+        await self.pipeline.execute(lambda _now: self.pipeline.meta.update(values))
 
     async def _apply_remote(self, connector: str, ticket_id: int, change: Any) -> None:
         """A change made in the help desk moves the ticket (through the single writer).

@@ -4,6 +4,7 @@ idempotent after crashes) and the two-way sync poller that brings help-desk chan
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -246,7 +247,14 @@ class SyncPoller:
     Connectors that can (``poll_new``) are also asked for tickets people created in the
     help desk; each is handed once to ``adopt``, which opens a gateway ticket for it (its
     ``open`` message then marks the help-desk ticket with the gateway's key and links
-    the two, so later changes flow both ways like any other ticket's)."""
+    the two, so later changes flow both ways like any other ticket's).
+
+    Where it got to survives a restart: after each poll that read a connector's changes,
+    ``save`` (a pipeline command, committed by the single writer after the changes it
+    applied) records ``sync.since.<name>`` — the poll's start, or the newest change's time
+    if later — and ``sync.seen.<name>``, the changes of the last ``skew`` seconds already
+    applied. A gateway that starts again asks from there (so what people did in the help
+    desk while it was down comes back) and does not apply a change twice."""
 
     def __init__(
         self,
@@ -257,8 +265,10 @@ class SyncPoller:
         interval: float = 30.0,
         skew: float = 5.0,
         adopt: Callable[[str, RemoteTicket], Awaitable[None]] | None = None,
+        save: Callable[[dict[str, str]], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        self.save = save
         self.connectors = dict(connectors)
         self.clock = clock
         self.apply = apply
@@ -278,7 +288,14 @@ class SyncPoller:
         now = self.clock.now()
         for name in self.connectors:
             since = await asyncio.to_thread(self.store.get_meta, f"sync.since.{name}")
-            self._since[name] = float(since or now)
+            seen = await asyncio.to_thread(self.store.get_meta, f"sync.seen.{name}")
+            try:
+                self._since[name] = float(since) if since else now
+                for rid, status, at in json.loads(seen or "[]"):
+                    self._seen.add((name, str(rid), str(status), float(at)))
+            except (ValueError, TypeError) as e:
+                log.warning("%s: saved help-desk sync position unreadable (%s); syncing from now", name, e)
+                self._since[name] = now
         self._task = asyncio.create_task(self._run(), name="helpdesk-sync")
 
     async def stop(self) -> None:
@@ -308,14 +325,15 @@ class SyncPoller:
             n += await self._poll_new(name, conn, links)
             if not links:
                 continue
-            since = self._since.get(name, self.clock.now()) - self.skew
+            started = self.clock.now()
+            since = self._since.get(name, started) - self.skew
             try:
                 changes = await conn.poll_changes(list(links), since)
             except DeliveryError as e:
                 self.errors += 1
                 log.warning("%s: cannot read changes from the help desk: %s", name, e)
                 continue
-            latest = self._since.get(name, 0.0)
+            latest = max(self._since.get(name, 0.0), started)
             for ch in changes:
                 ident = (name, ch.remote_id, ch.status, ch.at)
                 if ident in self._seen or ch.remote_id not in links:
@@ -325,8 +343,11 @@ class SyncPoller:
                 self.applied += 1
                 n += 1
                 latest = max(latest, ch.at)
-            if latest:
-                self._since[name] = latest
+            self._since[name] = latest
+            if self.save is not None:
+                recent = sorted((rid, st, at) for (c, rid, st, at) in self._seen
+                                if c == name and at >= latest - 2 * self.skew)
+                await self.save({f"sync.since.{name}": repr(latest), f"sync.seen.{name}": json.dumps(recent)})
         if len(self._seen) > 100_000:
             self._seen.clear()
         return n

@@ -78,3 +78,23 @@ async def test_a_ticket_created_in_the_help_desk_is_picked_up_once_and_synced(
         await eventually(lambda: any(f"ticket {lost['id']} names no device" in r.getMessage() for r in caplog.records),
                          timeout=10)
         assert not any(x["title"] == "printer on floor 3 jams" for x in gw.store.list_tickets())
+
+
+async def test_a_change_made_in_the_help_desk_while_the_gateway_is_down_is_applied_after_it_starts(
+    tmp_path: Path, helpdesk_server: HelpdeskServer
+) -> None:
+    hd = helpdesk_server
+    device = "edge-" + uuid.uuid4().hex[:6]
+    cfg = _cfg(tmp_path, hd, device)
+    async with Gateway(cfg) as gw:
+        rid = str(_create(hd, f"[{device}] badge reader offline")["id"])
+        t = await eventually(lambda: next((t for t in gw.store.list_tickets() if t["device"] == device), None), timeout=10)
+        await eventually(lambda: gw.store.remote_id("hd", t["id"]) == rid, timeout=10)
+        # The sync's position is committed once it has read the linked ticket's changes.
+        await eventually(lambda: gw.store.get_meta("sync.since.hd") is not None, timeout=10)
+    # Down: a person resolves the ticket in the help desk.
+    hd.post_followup(rid, "reader rebooted on site", new_status=3)
+    async with Gateway(cfg) as gw:
+        await eventually(lambda: gw.store.get_ticket(t["id"])["status"] == "restored", timeout=10)
+        restores = [e for e in gw.store.timeline(t["id"]) if e["kind"] == "restore"]
+        assert [e["actor"] for e in restores] == ["helpdesk:hd"]
