@@ -35,6 +35,7 @@ from gateway.runtime.devices import DeviceRegistry, inventory_devices
 from gateway.runtime.lock import CLI, DAEMON, DataDirLock, describe_os_error, write_private
 from gateway.runtime.pipeline import Pipeline
 from gateway.runtime.stores import describe_store, open_store
+from gateway.store import INVENTORY_VERSION, RULES_RELOADS
 
 if TYPE_CHECKING:
     from gateway.core.watchdog import Watchdog
@@ -46,6 +47,10 @@ log = logging.getLogger("gateway")
 
 #: How often a partition's leader (not partition 0's) re-reads the maintenance windows.
 MAINTENANCE_FOLLOW_S = 2.0
+#: How often every partition's leader checks the store's counters of inventory changes and
+#: of rules reloads asked through the API (two primary-key reads; the devices or the rules
+#: are read only when a counter moved).
+CHANGES_FOLLOW_S = 2.0
 
 LIVENESS_FILE = "liveness.json"
 
@@ -81,6 +86,10 @@ class Gateway:
         self._stack = contextlib.AsyncExitStack()
         self._standby_wait: asyncio.Future[None] | None = None
         self._standby_stop = False
+        #: A partition's child: the store's inventory version its inventory was read at, and
+        #: the rules-reload requests it has carried out (see :meth:`_follow_changes`).
+        self._inventory_seen = 0
+        self._reloads_seen = 0
 
     def stop_standing_by(self) -> None:
         """HA: a stop asked for while this instance waits as a standby ends the wait (the
@@ -145,6 +154,9 @@ class Gateway:
             cfg = self.cfg = _central_rules(cfg)
         self.policies = build_policies(cfg)
         self.calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
+        if self.partition is not None:  # read before what they count: a later change is seen
+            self._reloads_seen = self.store.counter(RULES_RELOADS)
+            self._inventory_seen = self.store.counter(INVENTORY_VERSION)
         self.engine = load_rules(cfg)
         self.inventory = Inventory(inventory_devices(cfg, self.store), cfg.inventory.default_policy)
         if daemon and cfg.ha.enabled:
@@ -367,6 +379,11 @@ class Gateway:
             # the other partitions' leaders follow them from the store.
             follow = asyncio.create_task(self._follow_maintenance(), name="maintenance-follow")
             self._stack.push_async_callback(_cancel_task, follow)
+        if self.partition is not None:
+            # Devices changed and rules reloads asked through the API at one partition's
+            # leader (partition 0's, where the supervisors send them): every leader follows.
+            changes = asyncio.create_task(self._follow_changes(), name="changes-follow")
+            self._stack.push_async_callback(_cancel_task, changes)
         if self.edge_control is not None:
             await self.edge_control.start()
             self._stack.push_async_callback(self.edge_control.stop)
@@ -502,11 +519,14 @@ class Gateway:
                 await app.state.close()
         await self.ha.start()
 
-    async def _swap_inventory(self, inventory: Inventory) -> None:
+    async def _swap_inventory(self, inventory: Inventory, version: int | None = None) -> None:
         """Install an inventory changed through the API between two batches: unknown senders
-        seen so far stay (unless now known), new devices with an interval are watched."""
+        seen so far stay (unless now known), new devices with an interval are watched.
+        ``version``: the store's inventory version it was read at, if known."""
 
         def swap(now: float) -> None:
+            if version is not None:  # set with the inventory it goes with, in the writer's order
+                self._inventory_seen = version
             old = self.pipeline.inventory
             for key, dev in old.unknown.items():
                 if inventory.lookup(key) is None:
@@ -710,6 +730,43 @@ class Gateway:
         await self.pipeline.execute(adopt)
 
     # -- hot reload and maintenance windows -------------------------------------------------
+    async def _follow_changes(self, every: float = CHANGES_FOLLOW_S) -> None:
+        """A partition's leader: every ``every`` seconds, carry out the rules reloads asked
+        through the API at any partition's leader (:meth:`api_reload` bumps the store's
+        counter :data:`~gateway.store.RULES_RELOADS`), and take the devices changed through
+        the API there (:data:`~gateway.store.INVENTORY_VERSION` moved). Nothing changed: two
+        counter reads, nothing else."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._follow_changes_once()
+            except Exception as e:  # noqa: BLE001 - a database hiccup: the next round tries again
+                log.warning("inventory and rules not followed from the store: %s", e)
+
+    async def _follow_changes_once(self) -> None:
+        reloads = await asyncio.to_thread(self.store.counter, RULES_RELOADS)
+        if reloads != self._reloads_seen:
+            self._reloads_seen = reloads  # a rejected request is not tried again: one log line
+            log.info("rules reload asked through the API (request %d): reloading partition %s", reloads,
+                     self.partition)
+            try:
+                await self.reload()  # re-reads the devices too
+            except ConfigError:
+                pass  # reload() logged why, and the rules that were live stay live
+            return
+        version = await asyncio.to_thread(self.store.counter, INVENTORY_VERSION)
+        if version == self._inventory_seen:
+            return
+        version, devices = await asyncio.to_thread(self._stored_inventory)
+        await self._swap_inventory(Inventory(devices, self.cfg.inventory.default_policy), version)
+        log.info("partition %s: devices followed from the store: %d devices (inventory version %d)",
+                 self.partition, len(devices), version)
+
+    def _stored_inventory(self) -> tuple[int, list[Any]]:
+        """The store's inventory version, then the devices (config and store) at least that new."""
+        version = self.store.counter(INVENTORY_VERSION)
+        return version, inventory_devices(self.cfg, self.store)
+
     async def _follow_maintenance(self, every: float = MAINTENANCE_FOLLOW_S) -> None:
         """A partition's leader other than partition 0's: take the store's maintenance windows
         (created or ended through the API, by partition 0's leader) every ``every`` seconds."""
@@ -739,7 +796,7 @@ class Gateway:
             windows[w.id] = w
         return list(windows.values())
 
-    def _load_for_reload(self) -> tuple[Config, Any, dict[str, Any], Inventory, list[Window]]:
+    def _load_for_reload(self) -> tuple[Config, Any, dict[str, Any], Inventory, list[Window], int]:
         source = Path(self.cfg.source)
         cfg = load_config(source) if source.is_file() else self.cfg
         if cfg.forward.mode == "edge":
@@ -748,9 +805,10 @@ class Gateway:
             cfg = with_central_rules(cfg)  # the central's rule set this edge runs, if any
         engine = load_rules(cfg)
         policies = build_policies(cfg)
+        version = self.store.counter(INVENTORY_VERSION)  # before the devices it counts
         inventory = Inventory(inventory_devices(cfg, self.store), cfg.inventory.default_policy)
         self._staffing = build_staffing(cfg)
-        return cfg, engine, policies, inventory, self._maintenance_windows(cfg)
+        return cfg, engine, policies, inventory, self._maintenance_windows(cfg), version
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config file and its rule packs (SIGHUP, ``gateway rules reload``, the
@@ -767,7 +825,7 @@ class Gateway:
         """
         now = self.clock.now()
         try:
-            cfg, engine, policies, inventory, windows = await asyncio.to_thread(self._load_for_reload)
+            cfg, engine, policies, inventory, windows, version = await asyncio.to_thread(self._load_for_reload)
         except ConfigError as e:
             for err in getattr(e, "errors", [e]):
                 log.error("reload rejected, the previous rules and policies stay live: %s", err)
@@ -796,6 +854,7 @@ class Gateway:
             self.maintenance.replace_all(windows)
             self.book.recheck_suppressed()  # parents or windows may have changed
             self.engine, self.policies, self.inventory = engine, merged, inventory
+            self._inventory_seen = version
             from gateway.service_config import build_aftersales
 
             self.service.reconfigure(build_aftersales(cfg), {d.id: d.policy for d in inventory},
@@ -827,6 +886,42 @@ class Gateway:
         if getattr(self, "central_side", None) is not None:
             self.central_side.resend()  # the new rule set (next version) and windows to the edges
         return result
+
+    async def api_reload(self) -> dict[str, Any]:
+        """``POST /api/v1/rules/reload`` (and ``gateway rules reload``, which calls it): a
+        :meth:`reload` here. On a partitioned central's child it is also asked of every other
+        partition's leader, on this instance or another: the store's counter
+        :data:`~gateway.store.RULES_RELOADS` goes up, and each leader reloads its own config
+        within :data:`CHANGES_FOLLOW_S` (:meth:`_follow_changes`; one that finds a bad file
+        logs it and keeps its rules). Asked even when the reload here is rejected: another
+        instance reads its own files. Raises ConfigError (rejected here)."""
+        if self.partition is None:
+            return await self.reload()
+        try:
+            result = await self.reload()
+        finally:
+            request = await self._ask_every_partition()
+        parts = self.cfg.forward.partitions
+        result["partitions"] = {
+            "requested": "all" if request else "this one only (the store did not take the request)",
+            "count": parts, "reloaded_here": self.partition, "request": request,
+            "others_within_s": CHANGES_FOLLOW_S,
+        }
+        return result
+
+    async def _ask_every_partition(self) -> int | None:
+        """Bump the store's rules-reload counter; the number of this request (None: failed)."""
+        from gateway.errors import StoreError
+
+        try:
+            request = await asyncio.to_thread(self.store.bump_counter, RULES_RELOADS)
+        except StoreError as e:
+            log.error("rules reload not asked of the other partitions' leaders: %s", e)
+            return None
+        if self._reloads_seen == request - 1:  # no other request in between: done here already
+            self._reloads_seen = request
+        log.info("rules reload asked of every partition's leader (request %d)", request)
+        return request
 
     def _reload_status(self, status: dict[str, Any]) -> None:
         """Leave the outcome where ``gateway rules reload`` looks for it."""

@@ -13,7 +13,10 @@
   (:func:`partition_of_request`): a ticket's (``/tickets/<id>/…``, ``/service/tickets/<id>/…``)
   and an alarm's (``/alarms/<id>/…``) is their id mod P (ids carry their partition); a new
   ticket's is its device's site's; everything else (sign-in, accounts, maintenance,
-  inventory, rules, outbox) goes to partition 0's leader. The leader's address is the
+  inventory, rules, outbox) goes to partition 0's leader (the other partitions' leaders
+  follow its maintenance windows, devices and rules reloads from the store within ~2 s,
+  see :mod:`gateway.app`; this API's own devices follow the store's inventory version,
+  checked every :data:`INVENTORY_REFRESH` seconds). The leader's address is the
   ``url`` of the lease row ``partition/<p>``, which the child writes (it runs its API on
   ``[api]`` host, an ephemeral port). No leader for that partition right now: 503 with
   ``Retry-After`` and nothing was sent.
@@ -40,9 +43,10 @@ __all__ = ["INVENTORY_REFRESH", "PARTITION_HEADER", "PartitionRouter", "partitio
 
 log = logging.getLogger("gateway.api")
 
-#: Seconds between two readings of the devices by a supervisor's API (devices added through
-#: the API show on its board and in /sites within this time).
-INVENTORY_REFRESH = 30.0
+#: Seconds between two checks of the store's inventory version by a supervisor's API; the
+#: devices are read again only when it moved (devices changed through the API show on its
+#: board and in /sites within this time).
+INVENTORY_REFRESH = 2.0
 #: On a forwarded change's answer: the partition it was sent to.
 PARTITION_HEADER = "x-gateway-partition"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -198,16 +202,25 @@ class PartitionedApi:
         policies = build_policies(cfg)
         calendars = default_calendars([str(cfg.resolve_path(d)) for d in cfg.calendars.holiday_dirs])
         # The devices (the config's and the store's, which partition 0's leader changes
-        # through the API) read again every INVENTORY_REFRESH seconds, off the event loop.
-        current = [Inventory(inventory_devices(cfg, store), cfg.inventory.default_policy)]
+        # through the API) read again, off the event loop, when the store's inventory version
+        # moved (checked every INVENTORY_REFRESH seconds; read before the devices it counts).
+        from gateway.store import INVENTORY_VERSION
+
+        def read() -> tuple[int, Inventory]:
+            version = store.counter(INVENTORY_VERSION)
+            return version, Inventory(inventory_devices(cfg, store), cfg.inventory.default_policy)
+
+        seen, first = read()
+        current = [first]
         inventory = LiveRef(lambda: current[0])
 
         async def refresh() -> None:
+            nonlocal seen
             while True:
                 await asyncio.sleep(INVENTORY_REFRESH)  # why: the refresh period
                 try:
-                    current[0] = await asyncio.to_thread(
-                        lambda: Inventory(inventory_devices(cfg, store), cfg.inventory.default_policy))
+                    if await asyncio.to_thread(store.counter, INVENTORY_VERSION) != seen:
+                        seen, current[0] = await asyncio.to_thread(read)
                 except Exception as e:  # noqa: BLE001 - the database may be away: keep the last one
                     log.warning("partitioned API: devices not re-read: %s", e)
 

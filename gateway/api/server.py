@@ -233,7 +233,8 @@ def close_context(ctx: ApiContext) -> None:
 def api_context(gw: Any) -> ApiContext:
     """The change bus and the ApiContext of a started gateway; the bus listens to its pipeline.
 
-    Optional parts are taken from the gateway when it has them: ``reload`` (coroutine),
+    Optional parts are taken from the gateway when it has them: ``reload`` (coroutine;
+    ``api_reload`` if it has one),
     ``maintenance_hooks`` (:class:`~gateway.api.deps.MaintenanceHooks`), ``outbox``
     (worker; failed messages are handled through the store's outbox methods),
     ``watchdog``.
@@ -268,7 +269,8 @@ def api_context(gw: Any) -> ApiContext:
         config=cfg,
         clock=clock,
         bus=bus,
-        reload=getattr(gw, "reload", None),
+        # A partitioned central's child also asks every other partition's leader to reload.
+        reload=getattr(gw, "api_reload", None) or getattr(gw, "reload", None),
         maintenance=getattr(gw, "maintenance_hooks", None),
         outbox=outbox,
         watchdog=getattr(gw, "watchdog", None),

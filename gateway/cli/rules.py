@@ -515,6 +515,10 @@ def cmd_rules_reload(args: argparse.Namespace) -> int:
         f"{status.get('policies')} policies, {status.get('devices')} devices, "
         f"{status.get('maintenance')} maintenance windows"
     )
+    parts = status.get("partitions")
+    if isinstance(parts, dict) and parts.get("requested") == "all":
+        print(f"asked of every partition's leader ({parts.get('count')} partitions; each reloads within "
+              f"{parts.get('others_within_s')} s and logs a rejection itself)")
     return 0
 
 

@@ -27,7 +27,7 @@ from gateway.core.devicebook import (
 )
 from gateway.core.inventory import Inventory
 from gateway.model import Device
-from gateway.store import DeviceChange, Store, StoreReader
+from gateway.store import INVENTORY_VERSION, DeviceChange, Store, StoreReader
 
 __all__ = ["DeviceRegistry", "InventoryRejected", "inventory_devices", "stored_devices"]
 
@@ -72,7 +72,8 @@ class DeviceRegistry:
         cfg: returns the live config (a reload replaces it).
         store: where devices are kept.
         live: returns the live inventory.
-        swap: installs a new inventory in the running gateway (through its single writer).
+        swap: installs a new inventory in the running gateway (through its single writer),
+            with the store's inventory version it was read at.
         clock: time of the changes.
     """
 
@@ -81,7 +82,7 @@ class DeviceRegistry:
         cfg: Callable[[], Config],
         store: Store,
         live: Callable[[], Inventory],
-        swap: Callable[[Inventory], Awaitable[None]],
+        swap: Callable[[Inventory, int], Awaitable[None]],
         clock: Any,
     ) -> None:
         self._cfg = cfg
@@ -191,8 +192,13 @@ class DeviceRegistry:
 
     async def _rebuild(self) -> None:
         cfg = self._cfg()
-        devices = await asyncio.to_thread(inventory_devices, cfg, self._store)
-        await self._swap(Inventory(devices, cfg.inventory.default_policy))
+
+        def read() -> tuple[int, list[Device]]:
+            version = self._store.counter(INVENTORY_VERSION)  # before the devices it counts
+            return version, inventory_devices(cfg, self._store)
+
+        version, devices = await asyncio.to_thread(read)
+        await self._swap(Inventory(devices, cfg.inventory.default_policy), version)
 
 
 def _looks_like_address(key: str) -> bool:

@@ -24,7 +24,9 @@ from gateway.core.tickets import Ticket, TimelineEntry
 from gateway.model import OutboxMessage
 
 __all__ = [
+    "INVENTORY_VERSION",
     "OUTBOX_STATES",
+    "RULES_RELOADS",
     "BatchWrite",
     "DeviceChange",
     "ForwardQueue",
@@ -40,6 +42,13 @@ __all__ = [
 #: delivery in flight; ``delivered`` and ``discarded`` are final; ``failed`` is parked until an
 #: operator retries (back to ``pending``) or discards it.
 OUTBOX_STATES = ("pending", "sending", "delivered", "failed", "discarded")
+
+#: Counters (:meth:`StoreReader.counter`) that processes sharing a store watch to follow each
+#: other's changes without re-reading everything (a partitioned central's leaders, docs/scaling.md):
+#: bumped by every :meth:`Store.save_devices`, in its transaction;
+INVENTORY_VERSION = "inventory.version"
+#: bumped once per rules reload asked for through the API (:meth:`Store.bump_counter`).
+RULES_RELOADS = "rules.reloads"
 
 
 #: A message to write with its batch: the decision core's :class:`~gateway.model.OutboxMessage`.
@@ -228,6 +237,11 @@ class StoreReader(Protocol):
 
     def get_meta(self, key: str) -> str | None:
         """A value committed through ``BatchWrite.meta``, or ``None``."""
+        ...
+
+    def counter(self, key: str) -> int:
+        """A counter's value (:data:`INVENTORY_VERSION`, :data:`RULES_RELOADS`); 0 if it was
+        never bumped. One primary-key lookup: cheap enough to poll every few seconds."""
         ...
 
     def list_maintenance(self, ending_after: float | None = None) -> list[dict[str, Any]]:
@@ -455,7 +469,15 @@ class Store(StoreReader, Protocol):
     def save_devices(self, changes: Sequence[DeviceChange], actor: str, at: float) -> None:
         """Apply inventory changes in ONE transaction (all or none): rows are inserted or
         replaced by id, removals deleted (a missing id is not an error), and each change is
-        recorded in the change log with ``actor`` and ``at``."""
+        recorded in the change log with ``actor`` and ``at``; the counter
+        :data:`INVENTORY_VERSION` goes up by one in the same transaction (an empty list
+        writes nothing)."""
+        ...
+
+    def bump_counter(self, key: str) -> int:
+        """Add one to a counter (see :meth:`StoreReader.counter`) in its own transaction and
+        return its new value. Concurrent bumps are serialised: each returns a different value
+        and none is lost."""
         ...
 
     # -- outbox (worker) ----------------------------------------------------------------

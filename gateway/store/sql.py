@@ -31,7 +31,7 @@ from gateway import failpoints
 from gateway.core.alarms import Alarm
 from gateway.core.tickets import Ticket
 from gateway.model import FaultLevel
-from gateway.store import BatchWrite, DeviceChange, OutboxEntry, TimelineRow
+from gateway.store import INVENTORY_VERSION, BatchWrite, DeviceChange, OutboxEntry, TimelineRow
 
 __all__ = ["Dialect", "Row", "SqlStore", "Tx", "filters", "to_json"]
 
@@ -358,6 +358,13 @@ class SqlStore:
     def get_meta(self, key: str) -> str | None:
         rows = self._rows("SELECT value FROM meta WHERE key=?", (key,))
         return str(rows[0][0]) if rows else None
+
+    def counter(self, key: str) -> int:
+        value = self.get_meta(key)
+        return int(value) if value else 0
+
+    def bump_counter(self, key: str) -> int:
+        return self._write(lambda db: _bump(db, key), "bumping a counter failed: ")
 
     def list_maintenance(self, ending_after: float | None = None) -> list[dict[str, Any]]:
         if ending_after is None:
@@ -699,6 +706,7 @@ class SqlStore:
                 "INSERT INTO device_changes(device,action,at,actor,data) VALUES(?,?,?,?,?)",
                 [(c["device"], c["action"], at, actor, to_json(c["data"])) for c in changes],
             )
+            _bump(db, INVENTORY_VERSION)  # what the other processes on this store watch
 
         self._write(write, "saving devices failed: ")
 
@@ -722,6 +730,17 @@ class SqlStore:
     def remote_links(self, connector: str) -> dict[str, int]:
         rows = self._rows("SELECT remote_id, ticket_id FROM helpdesk_links WHERE connector=?", (connector,))
         return {str(r[0]): int(r[1]) for r in rows}
+
+
+def _bump(db: Tx, key: str) -> int:
+    """Add one to the counter ``key`` in the meta table, inside ``db``'s transaction. The
+    upsert locks the row: a concurrent bump waits for this one and counts on from it."""
+    rows = db.execute(
+        "INSERT INTO meta(key,value) VALUES(?, '1') ON CONFLICT(key) DO UPDATE SET "
+        "value = CAST(CAST(meta.value AS INTEGER) + 1 AS TEXT) RETURNING value",
+        (key,),
+    ).fetchall()
+    return int(rows[0][0])
 
 
 def filters(pairs: tuple[tuple[str, Sequence[Any] | None], ...], before: int | None = None) -> tuple[str, list[Any]]:

@@ -66,10 +66,11 @@ def location(tmp_path: Path) -> Iterator[str]:
 class Central:
     """One central instance (the partition supervisor) with its board and API."""
 
-    def __init__(self, tmp: Path, name: str, location: str, js_url: str, P: int) -> None:
+    def __init__(self, tmp: Path, name: str, location: str, js_url: str, P: int, **sections: Any) -> None:
         self.name = name
         SITES = _sites(P)
         self.port = _free_tcp()
+        policies = {"fast": {"customer": "Acme Mining", "levels": {"3": {"response": "1h"}}}}
         cfg = base_config(
             tmp / name,
             store={"backend": "postgresql", "dsn": pg_dsn(), "schema": pg_schema(location)},
@@ -78,12 +79,13 @@ class Central:
                      "edge_interval": "60s"},
             api={"enabled": True, "host": "127.0.0.1", "port": self.port,
                  "tokens": [{"token": TOKEN, "role": "operator", "name": "noc-desk"}]},
-            policies={"fast": {"customer": "Acme Mining", "levels": {"3": {"response": "1h"}}}},
+            policies=sections.pop("policies", policies),
             inventory={"default_policy": "fast"},
             devices=[d for s in SITES for d in (
                 {"id": f"edge-{s}", "class": "gateway.edge", "site": s, "policy": "fast"},
                 {"id": f"sw-{s}", "class": "network.switch", "site": s, "policy": "fast"},
             )],
+            **sections,
         )
         cfg["gateway"]["instance"] = "noc"
         self.cfg = write_config(tmp / f"{name}.toml", cfg)
@@ -141,19 +143,24 @@ def _rows(location: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 async def _publish(url: str, P: int) -> None:
-    """Each site's edge forwards one link-down of its switch, and the first site's edge
-    sends its heartbeat with a backlog of 7 queued events."""
+    """Each site's edge forwards one link-down of its switch."""
+    await _forward(url, P, [(site, f"sw-{site}", "IF-MIB::linkDown", "network.switch") for site in _sites(P)])
+
+
+async def _forward(url: str, P: int, events: list[tuple[str, str, str, str]]) -> None:
+    """Each (site, device, event name, class): the site's edge forwards that trap once."""
     import nats
 
     nc = await nats.connect(url)
     js = nc.jetstream()
     try:
-        for site in _sites(P):
-            body = {"ts": time.time(), "source": "snmp", "device": f"sw-{site}", "name": "IF-MIB::linkDown",
+        for site, device, name, cls in events:
+            body = {"ts": time.time(), "source": "snmp", "device": device, "name": name,
                     "attrs": {"ifIndex": 1, "ifDescr": "eth1"}, "peer": "127.0.0.1", "site": site,
-                    "edge": f"edge-{site}", "class": "network.switch"}
+                    "edge": f"edge-{site}", "class": cls}
+            msg_id = f"edge-{site}/1" if name == "IF-MIB::linkDown" else f"edge-{site}/{device}/{name}"
             await js.publish(f"gw.ev.{partition_of(site, P)}.{site}", json.dumps(body).encode(), timeout=10,
-                             headers={"Nats-Msg-Id": f"edge-{site}/1"})
+                             headers={"Nats-Msg-Id": msg_id})
     finally:
         await nc.close()
 
@@ -299,5 +306,79 @@ def test_a_window_made_through_the_api_suppresses_in_every_partition(
         wait_until(lambda: a.text().count("reloaded: ") >= before + P, 30)
         assert "reload: passed to 2 partition children" in a.text()
         assert a.proc.poll() is None
+    finally:
+        a.stop()
+
+
+_PROBE_PACK = """
+[pack]
+name = "probe"
+version = "1"
+
+[[rules]]
+id = "probe-failed"
+event = "TEST-MIB::probeFailed"
+level = 3
+key = "{device}/probe"
+title = "Probe failed on {device}"
+"""
+
+
+def test_devices_and_rules_reloads_made_through_the_api_reach_every_partition(
+    tmp_path: Path, jetstream: JetStreamServer, location: str
+) -> None:
+    """A device added through the supervisor's API is written by partition 0's leader; the
+    supervisor's board and the leader of the other partition take it from the store within
+    seconds, so a trap for it at a site of that partition is decided under the device's
+    own contract. A rules reload through the API is carried out by every partition's
+    leader: a bad pack is rejected by each (one line each, old rules kept), a good one
+    classifies an event no rule classified before, at the sites of both partitions."""
+    P = 2
+    s0, s1 = _sites(P)
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    a = Central(tmp_path, "A", location, jetstream.url, P, rules={"packs": ["network"], "dirs": [str(packs)]},
+                policies={"fast": {"customer": "Acme Mining", "levels": {"3": {"response": "1h"}}},
+                          "gold": {"customer": "Gold Fields", "levels": {"3": {"response": "4h"}}}})
+    try:
+        wait_until(lambda: len(_holders(location)) == P, 60)
+        wait_until(lambda: _stream_ready(jetstream.url), 20)
+        new = f"rtr-{s1}"
+        r = a.http.put(f"/api/v1/devices/{new}", headers=AUTH,
+                       json={"class": "network.router", "site": s1, "policy": "gold"})
+        assert r.status_code == 200 and r.headers.get("x-gateway-partition") == "0", r.text
+        # The supervisor's own read model (its board, /devices) sees it within seconds ...
+        wait_until(lambda: a.http.get(f"/api/v1/devices/{new}", headers=AUTH).status_code == 200, 15)
+        # ... and so does the leader of the partition of its site: a trap for it there is
+        # decided under its own contract (unknown to that leader, the default one).
+        wait_until(lambda: "partition 1: devices followed from the store" in a.text(), 20)
+        asyncio.run(_forward(jetstream.url, P, [(s1, new, "IF-MIB::linkDown", "network.router")]))
+        wait_until(lambda: len(_rows(location, "SELECT 1 FROM alarms")) == 1, 30)  # its ticket in the same commit
+        tickets = _rows(location, "SELECT device, policy, id %% 2 FROM tickets")
+        assert tickets == [(new, "gold", 1)], tickets
+
+        # A bad pack: partition 0's leader rejects it (422) and asks the others anyway; each
+        # logs why in one line and keeps the rules it has.
+        (packs / "probe.toml").write_text(_PROBE_PACK.replace("level = 3", "level = 9"))
+        rejected = a.text().count("reload rejected")
+        r = a.http.post("/api/v1/rules/reload", headers=AUTH)
+        assert r.status_code == 422 and r.headers.get("x-gateway-partition") == "0", r.text
+        wait_until(lambda: a.text().count("reload rejected") >= rejected + P, 20)
+        # A good one: asked of every partition, carried out by every partition's leader.
+        (packs / "probe.toml").write_text(_PROBE_PACK)
+        reloaded = a.text().count("reloaded: ")
+        r = a.http.post("/api/v1/rules/reload", headers=AUTH)
+        assert r.status_code == 200, r.text
+        asked = r.json()["result"]["partitions"]
+        assert asked["requested"] == "all" and asked["count"] == P and asked["reloaded_here"] == 0, asked
+        wait_until(lambda: a.text().count("reloaded: ") >= reloaded + P, 20)
+
+        asyncio.run(_forward(jetstream.url, P, [(s0, f"sw-{s0}", "TEST-MIB::probeFailed", "network.switch"),
+                                                (s1, new, "TEST-MIB::probeFailed", "network.router")]))
+        probes = "SELECT device, id FROM alarms WHERE rule = 'probe-failed'"
+        wait_until(lambda: len(_rows(location, probes)) == P, 30)
+        assert {d: aid % P for d, aid in _rows(location, probes)} == {f"sw-{s0}": 0, new: 1}
+        log = a.text()
+        assert log.count("reload rejected") == rejected + P and "Traceback" not in log
     finally:
         a.stop()

@@ -15,7 +15,7 @@ from gateway import failpoints
 from gateway.core.tickets import TimelineEntry
 from gateway.errors import StoreError
 from gateway.model import FaultLevel
-from gateway.store import BatchWrite, OutboxRow, Store, StoreReader
+from gateway.store import INVENTORY_VERSION, RULES_RELOADS, BatchWrite, OutboxRow, Store, StoreReader
 from gateway.store.migrations.sqlite import LATEST
 from tests.store_contract import samples as s
 from tests.store_contract.backends import Backend
@@ -544,6 +544,48 @@ def test_devices_are_saved_replaced_removed_and_their_changes_logged(store: Stor
     assert store.device_changes("b")[0]["data"] is None
     store.save_devices([], "x", T0)  # nothing to do, nothing logged
     assert len(store.device_changes()) == 5
+
+
+def test_every_device_save_bumps_the_inventory_version_in_its_transaction(
+    store: Store, open_store: Callable[..., Store]
+) -> None:
+    """What the other leaders of a partitioned central poll: one cheap read that moves with
+    every saved change, and only then (a failed or empty save leaves it)."""
+    other = open_store()  # another process on the same store
+    assert other.counter(INVENTORY_VERSION) == 0  # never bumped
+    store.save_devices([{"device": "a", "action": "add", "data": _row("a")}], "li", T0)
+    assert other.counter(INVENTORY_VERSION) == 1
+    store.save_devices([{"device": "a", "action": "update", "data": _row("a", name="core")},
+                        {"device": "b", "action": "add", "data": _row("b")}], "li", T0 + 1)
+    assert other.counter(INVENTORY_VERSION) == 2  # one per save, not per device
+    store.save_devices([], "li", T0 + 2)
+    bad: dict[str, Any] = {"device": None, "action": "add", "data": _row("x")}
+    with pytest.raises(StoreError):
+        store.save_devices([bad], "li", T0 + 3)  # type: ignore[list-item]
+    assert other.counter(INVENTORY_VERSION) == 2
+    store.save_devices([{"device": "b", "action": "remove", "data": None}], "li", T0 + 4)
+    assert other.counter(INVENTORY_VERSION) == 3
+    assert other.counter(RULES_RELOADS) == 0  # counters are independent
+
+
+def test_concurrent_counter_bumps_are_each_counted(store: Store, open_store: Callable[..., Store]) -> None:
+    stores = [store, open_store(), open_store()]
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def bump(st: Store) -> None:
+        for _ in range(20):
+            v = st.bump_counter(RULES_RELOADS)
+            with lock:
+                got.append(v)
+
+    threads = [threading.Thread(target=bump, args=(st,)) for st in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 61))  # each bump its own value, none lost
+    assert store.counter(RULES_RELOADS) == 60 and store.counter(INVENTORY_VERSION) == 0
 
 
 def test_a_device_save_that_fails_changes_nothing(store: Store) -> None:

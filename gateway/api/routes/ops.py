@@ -45,7 +45,8 @@ def _add_rules(router: APIRouter, ctx: ApiContext, auth: Auth) -> None:
 
     @router.post("/rules/reload", responses=HOOK_ERRORS, tags=["rules"])
     async def reload_rules(p: Operator) -> dict[str, Any]:
-        """Reload the rule packs (as SIGHUP does); the old rules stay if the new ones are invalid."""
+        """Reload the rule packs (as SIGHUP does); the old rules stay if the new ones are invalid.
+        On a partitioned central it is asked of every partition's leader (``result.partitions``)."""
         if ctx.reload is None:
             raise not_available("rules reload")
         try:
