@@ -799,6 +799,13 @@ class Gateway:
     def _load_for_reload(self) -> tuple[Config, Any, dict[str, Any], Inventory, list[Window], int]:
         source = Path(self.cfg.source)
         cfg = load_config(source) if source.is_file() else self.cfg
+        if self.partition is not None and cfg is not self.cfg:
+            # What the supervisor set for this child (gateway.cli.main._partition_child) is
+            # not in the file: keep it, so a reload does not read it as a change.
+            cfg.gateway.data_dir = self.cfg.gateway.data_dir
+            cfg.api.port = self.cfg.api.port
+            cfg.adapters = self.cfg.adapters
+            cfg.ha.name = self.cfg.ha.name
         if cfg.forward.mode == "edge":
             from gateway.rulebook import with_central_rules
 
