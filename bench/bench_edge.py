@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import socket
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -154,6 +155,11 @@ async def main() -> None:
             best_s = min(r[0] / r[1] for r in rows)
             best_e = min(r[2] / r[3] for r in rows)
             print(f"best: standalone {1e6 * best_s:.1f} µs/trap, edge {1e6 * best_e:.1f} µs/trap, ratio {best_e / best_s:.2f}")
+            med_s = statistics.median(r[0] / r[1] for r in rows)
+            med_e = statistics.median(r[2] / r[3] for r in rows)
+            paired = statistics.median((r[2] / r[3]) / (r[0] / r[1]) for r in rows)
+            print(f"median: standalone {1e6 * med_s:.1f} µs/trap, edge {1e6 * med_e:.1f} µs/trap, ratio {med_e / med_s:.2f}; "
+                  f"median of the rounds' ratios {paired:.2f}")
             js.kill()
         finally:
             js.kill()
