@@ -182,8 +182,11 @@ class SqlStore:
         if limit <= 0:
             return
         # seqs are never reused: the span from the oldest to the newest row bounds the count
-        # (two ends of the primary key, not a scan of a long backlog on every commit).
-        lo, hi = db.execute("SELECT MIN(seq), MAX(seq) FROM forward_queue").fetchall()[0]
+        # (two ends of the primary key, not a scan of a long backlog on every commit). Two
+        # subqueries: SQLite reads MIN and MAX off the key only when each stands alone
+        # (``SELECT MIN(seq), MAX(seq)`` scans the whole queue).
+        lo, hi = db.execute("SELECT (SELECT MIN(seq) FROM forward_queue), "
+                            "(SELECT MAX(seq) FROM forward_queue)").fetchall()[0]
         if lo is None or int(hi) - int(lo) + 1 <= limit:
             return
         over = int(db.execute("SELECT COUNT(*) FROM forward_queue").fetchall()[0][0]) - limit
