@@ -226,12 +226,6 @@ class Gateway:
             self._stack.push_async_callback(self.timeseries.stop)
             self.pipeline.telemetry = self.timeseries.offer_event
             self.pipeline.listeners.append(self.timeseries.on_commit)
-        if self.partition is not None:
-            # The supervisors' boards show every partition: tell them what each commit
-            # changed (gateway.runtime.storefeed); stops after the pipeline drained.
-            from gateway.runtime.storefeed import tell_readers
-
-            self._stack.callback(tell_readers(self.pipeline, self.store.conninfo))  # type: ignore[attr-defined]
         self._start_liveness()
         await self.pipeline.start()
         self._stack.push_async_callback(self.pipeline.stop)

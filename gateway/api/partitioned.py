@@ -6,9 +6,6 @@
   PostgreSQL store, for every site of every partition: the read-only API of an HA standby
   (:mod:`gateway.api.readonly`), with ``GET /api/v1/sites`` added (each site's edge link
   state and buffered backlog, from the edges' heartbeats, :mod:`gateway.forward.sites`).
-  The change stream (``/events/stream``) is live for all partitions: every partition's
-  writer says what it committed with ``NOTIFY`` and the supervisor listens
-  (:mod:`gateway.runtime.storefeed`).
 * **Changes** go to the child that leads the partition they belong to, forwarded with the
   caller's credentials exactly as a standby forwards to its leader
   (:func:`gateway.api.standby.standby_app`): the child authenticates, validates and applies
@@ -175,7 +172,7 @@ class PartitionedApi:
         """Serve on ``[api]`` host and port; ``mine()``: the partitions this instance leads."""
         import asyncio
 
-        from gateway.api.readonly import attach_store_feed, readonly_app
+        from gateway.api.readonly import readonly_app
         from gateway.api.routes.common import OPEN_ALARM
         from gateway.api.routes.sites import EDGE_CLASS, site_rows
         from gateway.api.server import LiveRef, bind_api, serve
@@ -257,9 +254,6 @@ class PartitionedApi:
 
         reads = readonly_app(cfg, store, inventory, policies, calendars, clock, retry_after=cfg.ha.lease / 2,
                              sites=sites)
-        # The board's change stream: live from every partition's writer (LISTEN/NOTIFY).
-        feed = attach_store_feed(reads, store, inventory, calendars, clock)
-        self._closers.append(lambda: asyncio.to_thread(feed.close))
         leases = [Lease(store.conninfo, me, cfg.ha.lease, name=partition_lease(p)) for p in range(parts)]
         for lease in leases:
             self._closers.append(lambda lease=lease: asyncio.to_thread(lease.close))  # type: ignore[misc]

@@ -10,9 +10,7 @@ Every change answers 503 ``no_leader`` with ``Retry-After`` before anything is w
 the store is not fenced for this instance, and only the leader's single writer acts. The
 change stream says ``hello`` (the board reloads its snapshot) and ends after
 :data:`STREAM_REFRESH` seconds, so a board reconnects, reloads, and reaches the leader
-again as soon as one leads — unless :func:`attach_store_feed` feeds it from the writers'
-``NOTIFY`` (a partitioned central's supervisor, whose writers are all in other processes):
-then it stays open and live while the feed listens.
+again as soon as one leads.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from gateway.api.render import alarm_out, ticket_out
 from gateway.runtime.bus import ChangeBus, Subscription
 from gateway.runtime.pipeline import PipelineStats
 
-__all__ = ["OPEN_ALARMS_TTL", "STREAM_REFRESH", "attach_store_feed", "readonly_app"]
+__all__ = ["OPEN_ALARMS_TTL", "STREAM_REFRESH", "readonly_app"]
 
 #: Seconds a standby reuses the open alarms it read from the store (the board's device panel).
 OPEN_ALARMS_TTL = 2.0
@@ -74,54 +72,34 @@ class _StoreBook:
 
 
 class _RefreshingBus(ChangeBus):
-    """The read-only API's change bus: fed by a :class:`~gateway.runtime.storefeed.StoreFeed`
-    when one listens (``live()``); while none does, each subscription ends after
-    ``refresh`` seconds (the board reconnects and reloads its snapshot)."""
+    """A change bus nobody publishes to; each subscription ends after ``refresh`` seconds."""
 
     def __init__(self, refresh: float, **kw: Any) -> None:
         super().__init__(**kw)
         self._refresh = refresh
-        self.live: Callable[[], bool] = lambda: False
 
     def subscribe(self, maxsize: int | None = None, types: Any = None) -> Subscription:
         sub = super().subscribe(maxsize, types)
-        return _Ending(sub, time.monotonic() + self._refresh, self)  # type: ignore[return-value]
+        return _Ending(sub, time.monotonic() + self._refresh)  # type: ignore[return-value]
 
 
 class _Ending:
-    """A subscription that reports its end (``closed``) at ``deadline`` unless the bus is
-    live then."""
+    """A subscription that reports its end (``closed``) at ``deadline``."""
 
-    def __init__(self, sub: Subscription, deadline: float, bus: _RefreshingBus) -> None:
+    def __init__(self, sub: Subscription, deadline: float) -> None:
         self._sub = sub
         self._deadline = deadline
-        self._bus = bus
         self.id = sub.id
-
-    def _left(self) -> float | None:
-        """Seconds until the end; ``None``: no end while the feed is live."""
-        return None if self._bus.live() else self._deadline - time.monotonic()
 
     @property
     def closed(self) -> bool:
-        left = self._left()
-        return self._sub.closed or (left is not None and left <= 0)
+        return self._sub.closed or time.monotonic() >= self._deadline
 
     async def get(self, timeout: float | None = None) -> Any:
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            left = self._left()
-            if left is not None and left <= 0:
-                return None
-            wait = 1.0 if left is None else left  # live: look at the feed again every second
-            if end is not None:
-                rest = end - time.monotonic()
-                if rest <= 0:
-                    return None
-                wait = min(wait, rest)
-            msg = await self._sub.get(wait)
-            if msg is not None or self._sub.closed:
-                return msg
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            return None
+        return await self._sub.get(left if timeout is None else min(timeout, left))
 
     def close(self) -> None:
         self._sub.close()
@@ -143,27 +121,4 @@ def readonly_app(
         policies=policies, calendars=calendars, adapters=[], config=config, clock=clock, bus=bus,
         sites=sites,
     )
-    app = create_app(ctx)
-    app.state.change_bus = bus
-    return app
-
-
-def attach_store_feed(app: FastAPI, store: Any, inventory: Any, calendars: Mapping[str, Any], clock: Any) -> Any:
-    """Feed the read-only ``app``'s change stream from the writers' ``NOTIFY`` (a started
-    :class:`~gateway.runtime.storefeed.StoreFeed` on ``store``'s database; ``close()`` it).
-    Rows are read back from ``store`` and rendered as the writer's bus renders them."""
-    from gateway.runtime.storefeed import StoreFeed
-
-    def load_alarm(alarm_id: int) -> dict[str, Any] | None:
-        a = store.get_alarm(alarm_id)
-        return alarm_out(a, inventory) if a is not None else None
-
-    def load_ticket(ticket_id: int) -> dict[str, Any] | None:
-        t = store.get_ticket(ticket_id)
-        return ticket_out(t, calendars, clock.now()) if t is not None else None
-
-    bus = app.state.change_bus
-    feed = StoreFeed(store.conninfo, bus, load_alarm, load_ticket)
-    bus.live = lambda: feed.live
-    feed.start()
-    return feed
+    return create_app(ctx)

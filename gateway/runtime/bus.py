@@ -22,8 +22,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.core.views import alarm_view, ticket_view
-from gateway.runtime.storefeed import sla_message
+from gateway.core.views import alarm_view, iso, ticket_view
 
 __all__ = ["BusStats", "ChangeBus", "Subscription"]
 
@@ -204,15 +203,20 @@ class ChangeBus:
             self.publish("ticket", self.render_ticket(t))
         for ch in changes:
             if isinstance(ch, tuple) and len(ch) == 2 and hasattr(ch[1], "fraction"):
-                self.publish(*sla_message(*ch))
-
-    def restart(self) -> None:
-        """End every open subscription (``closed`` with ``{"reload": true}``) and stay open:
-        the clients reconnect and reload a snapshot (what a feed that lost its source and
-        found it again may have missed)."""
-        for sub in list(self._subs.values()):
-            sub._end("closed", {"reload": True})
-        self._subs.clear()
+                t, notice = ch
+                kind = "sla.breach" if notice.fraction >= 1.0 else "sla.warning"
+                self.publish(
+                    kind,
+                    {
+                        "ticket_id": t.id,
+                        "clock": notice.kind,
+                        "fraction": notice.fraction,
+                        "at": iso(notice.at),
+                        "level": int(t.level),
+                        "device": t.device,
+                        "title": t.title,
+                    },
+                )
 
     def close(self) -> None:
         """End every subscription (each receives a ``closed`` message); later ones end at once."""

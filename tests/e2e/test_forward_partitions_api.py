@@ -273,37 +273,6 @@ def test_either_instance_reads_all_partitions_and_forwards_changes_to_the_owner(
         a.stop()
 
 
-class _Stream:
-    """``/api/v1/events/stream`` read by a thread, as a board reads it."""
-
-    def __init__(self, c: Central) -> None:
-        import threading
-
-        self.events: list[str] = []
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self.ended = False
-        self._client = httpx.Client(base_url=str(c.http.base_url), timeout=httpx.Timeout(20, read=None))
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            with self._client.stream("GET", "/api/v1/events/stream", headers=AUTH) as r:
-                kind = ""
-                for line in r.iter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                        self.events.append(kind)
-                    elif line.startswith("data: ") and kind not in ("", "hello"):
-                        self.messages.append((kind, json.loads(line[6:])))
-        except httpx.HTTPError:
-            pass
-        self.ended = True
-
-    def close(self) -> None:
-        self._client.close()
-
-
 def _lead(location: str, p: int) -> str:
     return str(_rows(location, "SELECT holder FROM gateway_lease WHERE name = %s", f"partition/{p}")[0][0])
 
@@ -325,22 +294,9 @@ def test_a_window_made_through_the_api_suppresses_in_every_partition(
         assert r.status_code == 201, r.text
         assert r.headers.get("x-gateway-partition") == "0"
         wait_until(lambda: "maintenance windows followed from the store: 1" in a.text(), 20)
-        # A board's change stream on the supervisor: one connection, live for both partitions.
-        stream = _Stream(a)
-        wait_until(lambda: stream.events[:1] == ["hello"], 10)
-        time.sleep(6)  # why: longer than the 5 s a stream lasted when nothing fed it
         asyncio.run(_publish(jetstream.url, P))
         wait_until(lambda: len(_rows(location, "SELECT 1 FROM alarms")) == P, 30)
         wait_until(lambda: len(_ids(a)) == 1, 30)
-        tid = _ids(a)[0]
-
-        def streamed() -> set[tuple[str, str]]:
-            return {(k, str(d.get("device"))) for k, d in stream.messages if k in ("alarm", "ticket")}
-
-        wait_until(lambda: {("alarm", f"sw-{s0}"), ("alarm", f"sw-{s1}"), ("ticket", f"sw-{s0}")} <= streamed(), 20)
-        assert stream.events.count("hello") == 1 and not stream.ended, stream.events  # the same connection
-        assert any(k == "ticket" and d["id"] == tid for k, d in stream.messages)
-        stream.close()
         assert [t["site"] for t in a.http.get("/api/v1/tickets", headers=AUTH).json()] == [s0]
         states = dict(_rows(location, "SELECT device, state FROM alarms"))
         assert states == {f"sw-{s0}": "active", f"sw-{s1}": "suppressed"}, states
