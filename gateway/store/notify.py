@@ -127,7 +127,7 @@ class ChangeNotifier:
         #: Counters: batches queued, notifications sent, batches dropped (queue full or
         #: the database failed), database failures.
         self.queued = self.sent = self.dropped = self.failures = 0
-        self._q: queue.Queue[Changes | None] = queue.Queue(maxsize)
+        self._q: queue.Queue[tuple[list[Any], list[Any], list[Any]] | None] = queue.Queue(maxsize)
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._failing = False
@@ -150,12 +150,12 @@ class ChangeNotifier:
             self._conn = None
 
     def on_commit(self, alarms: list[Any], tickets: list[Any], changes: list[Any]) -> None:
-        """A ``pipeline.listeners`` entry: runs in the writer task, so it only queues ids."""
-        c = _changes_of(alarms, tickets, changes)
-        if not (c.alarms or c.tickets or c.notices):
+        """A ``pipeline.listeners`` entry: runs in the writer task, so it only queues (copies
+        of) the lists; the ids are taken in the notifier's thread (an id never changes)."""
+        if not (alarms or tickets or changes):
             return
         try:
-            self._q.put_nowait(c)
+            self._q.put_nowait((list(alarms), list(tickets), list(changes)))
             self.queued += 1
         except queue.Full:
             self.dropped += 1
@@ -165,7 +165,7 @@ class ChangeNotifier:
             first = self._q.get()
             if first is None:
                 return
-            got = [first]
+            got = [_changes_of(*first)]
             while len(got) < 100:  # what else waits goes in the same round trip
                 try:
                     more = self._q.get_nowait()
@@ -174,7 +174,7 @@ class ChangeNotifier:
                 if more is None:
                     yield got
                     return
-                got.append(more)
+                got.append(_changes_of(*more))
             yield got
 
     def _run(self) -> None:
@@ -188,6 +188,8 @@ class ChangeNotifier:
     def send(self, batch: list[Changes]) -> bool:
         """Notify ``batch`` (in this thread); False (batch dropped, one log line) on failure."""
         payloads = [p for c in batch for p in encode(c)]
+        if not payloads:  # only changes that are not SLA notices: nothing for the readers
+            return True
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5)
@@ -258,10 +260,10 @@ class ChangeListener:
                     self.connects += 1
                     self.listening = True
                     wait = self.backoff[0]
+                    self.on_state(True)
                     if said:
                         log.info("change feed: listening again")
                     said = False
-                    self.on_state(True)
                     while not self._stop.is_set():
                         for n in conn.notifies(timeout=0.5):
                             self.heard += 1

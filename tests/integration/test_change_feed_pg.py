@@ -15,7 +15,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from gateway.store.notify import PAYLOAD_MAX, ChangeListener, ChangeNotifier, Changes, channel_of, decode, encode
+from gateway.store.notify import (
+    PAYLOAD_MAX,
+    ChangeListener,
+    ChangeNotifier,
+    Changes,
+    channel_of,
+    decode,
+    encode,
+)
 from tests.helpers import wait_until
 from tests.store_contract.backends import POSTGRESQL, pg_dsn
 
