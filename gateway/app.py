@@ -227,6 +227,7 @@ class Gateway:
             self.pipeline.telemetry = self.timeseries.offer_event
             self.pipeline.listeners.append(self.timeseries.on_commit)
         self._start_liveness()
+        self._start_notifier()
         await self.pipeline.start()
         self._stack.push_async_callback(self.pipeline.stop)
         if self.partition in (None, 0):  # store-wide duties: partition 0's leader only
@@ -514,10 +515,26 @@ class Gateway:
         finally:
             if standby is not None:
                 app, server, task = standby
+                reads.state.feed.close()  # its live streams end (they would hold the server up)
+                await asyncio.to_thread(reads.state.feed.stop_listening)
                 server.should_exit = True
                 await task
                 await app.state.close()
         await self.ha.start()
+
+    def _start_notifier(self) -> None:
+        """On PostgreSQL, each commit is told to the store's readers (a standby's or a
+        partitioned central's board): :class:`gateway.store.notify.ChangeNotifier`."""
+        from gateway.store.postgresql import PostgresStore
+
+        if not isinstance(self.store, PostgresStore):
+            return
+        from gateway.store.notify import ChangeNotifier, channel_of
+
+        notifier = self.notifier = ChangeNotifier(self.store.conninfo, channel_of(self.store.schema))
+        notifier.start()
+        self._stack.callback(notifier.stop)  # runs after the pipeline drained: the last batches are told too
+        self.pipeline.listeners.append(notifier.on_commit)
 
     async def _swap_inventory(self, inventory: Inventory, version: int | None = None) -> None:
         """Install an inventory changed through the API between two batches: unknown senders

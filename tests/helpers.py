@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import http.client
 import inspect
+import json
+import socket
+import threading
 import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"
@@ -135,3 +141,57 @@ async def committed(pipeline: Any, timeout: float = 15.0) -> None:
     it, and its future resolves only after the batch it ran in has committed: a positive
     marker, so a test can then assert what did *not* happen without sleeping."""
     await asyncio.wait_for(pipeline.execute(lambda now: None), timeout)
+
+
+class SseReader:
+    """A client on a gateway's ``/api/v1/events/stream`` (``base``: its URL), read by a
+    thread; entering waits for ``hello``, leaving shuts the socket (which wakes the reader
+    at once). ``got``: (event, data) in order; ``ids``: the message ids; ``ended``: the
+    stream ended (by the server, or the test)."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        u = urlsplit(base)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self.headers = {**headers, "Accept": "text/event-stream"}
+        self.ended = False
+        self.got: list[tuple[str, Any]] = []
+        self.ids: list[int] = []
+        self._sock: socket.socket | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+
+    def __enter__(self) -> SseReader:
+        self._thread.start()
+        wait_until(lambda: any(e == "hello" for e, _ in self.got) or self.ended, 10)
+        assert not self.ended, "the stream ended before its hello"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(5)
+
+    def _read(self) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.request("GET", "/api/v1/events/stream", headers=self.headers)
+            self._sock = conn.sock
+            r = conn.getresponse()
+            assert r.status == 200, r.status
+            ev = ""
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("id: "):
+                    self.ids.append(int(line[4:]))
+                elif line.startswith("event: "):
+                    ev = line[7:]
+                elif line.startswith("data: "):
+                    self.got.append((ev, json.loads(line[6:])))
+        except (OSError, http.client.HTTPException, ValueError):
+            pass  # closed by the test
+        finally:
+            conn.close()
+            self.ended = True
+
+    def tickets(self) -> set[tuple[int, str]]:
+        return {(d["id"], d["status"]) for e, d in list(self.got) if e == "ticket"}

@@ -6,6 +6,8 @@
   PostgreSQL store, for every site of every partition: the read-only API of an HA standby
   (:mod:`gateway.api.readonly`), with ``GET /api/v1/sites`` added (each site's edge link
   state and buffered backlog, from the edges' heartbeats, :mod:`gateway.forward.sites`).
+  The change stream is live for every partition: each child notifies what it
+  committed and the read-only app listens (see :mod:`gateway.api.readonly`).
 * **Changes** go to the child that leads the partition they belong to, forwarded with the
   caller's credentials exactly as a standby forwards to its leader
   (:func:`gateway.api.standby.standby_app`): the child authenticates, validates and applies
@@ -254,6 +256,8 @@ class PartitionedApi:
 
         reads = readonly_app(cfg, store, inventory, policies, calendars, clock, retry_after=cfg.ha.lease / 2,
                              sites=sites)
+        feed = reads.state.feed  # the board's live stream: the children's commits, heard from the store
+        self._closers.append(lambda: asyncio.to_thread(feed.stop_listening))
         leases = [Lease(store.conninfo, me, cfg.ha.lease, name=partition_lease(p)) for p in range(parts)]
         for lease in leases:
             self._closers.append(lambda lease=lease: asyncio.to_thread(lease.close))  # type: ignore[misc]
@@ -275,6 +279,7 @@ class PartitionedApi:
         server, task = await serve(app, cfg.api.host, cfg.api.port, sock=sock, limits=cfg.api)  # type: ignore[arg-type]
 
         async def stop_server() -> None:
+            feed.close()  # the live streams end (else the server would wait for them)
             server.should_exit = True
             await task
 

@@ -218,6 +218,13 @@ class ChangeBus:
                     },
                 )
 
+    def end_streams(self, reason: str) -> None:
+        """End every current subscription with a ``closed`` message, the bus staying open:
+        clients reconnect, get ``hello`` and reload their snapshot."""
+        for sub in list(self._subs.values()):
+            sub._end("closed", {"reason": reason})
+        self._subs.clear()
+
     def close(self) -> None:
         """End every subscription (each receives a ``closed`` message); later ones end at once."""
         self._closed = True

@@ -197,6 +197,14 @@ class StoreReader(Protocol):
         """One alarm (``Alarm.to_dict()``), or ``None``."""
         ...
 
+    def alarms_by_id(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The alarms of ``ids`` that exist (as :meth:`get_alarm`), in id order."""
+        ...
+
+    def tickets_by_id(self, ids: Sequence[int]) -> list[Ticket]:
+        """The tickets of ``ids`` that exist (as :meth:`load_ticket`), in id order."""
+        ...
+
     def list_tickets(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Tickets (``Ticket.to_dict()``), all or in one ``status``, newest first."""
         ...

@@ -295,6 +295,26 @@ class SqlStore:
         rows = self._rows("SELECT * FROM alarms WHERE id=?", (alarm_id,))
         return self._alarm(rows[0]).to_dict() if rows else None
 
+    def alarms_by_id(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The alarms of ``ids`` that exist, as :meth:`get_alarm` gives them, in id order."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            out += [self._alarm(r).to_dict()
+                    for r in self._rows(f"SELECT * FROM alarms WHERE id IN ({marks}) ORDER BY id", part)]
+        return out
+
+    def tickets_by_id(self, ids: Sequence[int]) -> list[Ticket]:
+        """The tickets of ``ids`` that exist (as :meth:`load_ticket` gives them), in id order."""
+        out: list[Ticket] = []
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            marks = ",".join("?" * len(part))
+            out += [Ticket.from_dict(self._data(r))
+                    for r in self._rows(f"SELECT data FROM tickets WHERE id IN ({marks}) ORDER BY id", part)]
+        return out
+
     def list_tickets(self, status: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         if status:
             rows = self._rows("SELECT data FROM tickets WHERE status=? ORDER BY id DESC LIMIT ?", (status, limit))

@@ -1,7 +1,8 @@
 """The board and API of a partitioned central (P = 2 and 3, two instances sharing the
 partitions): either instance lists the tickets of every partition; an ack sent to one
 instance for a ticket whose partition the other leads is forwarded to that partition's
-child and applied once; while the owning partition has no reachable leader a change is
+child and applied once, and shows on the first instance's change stream as the child's own
+stream shows it (live, same stream); while the owning partition has no reachable leader a change is
 answered 503 with ``Retry-After`` and nothing is written, and once another instance
 leads it the same change goes through; ``/api/v1/sites`` shows each site's link state and
 the backlog its edge's heartbeat reports.
@@ -32,7 +33,7 @@ import pytest
 
 from gateway.forward.config import partition_of
 from tests.fixtures.natsjs import JetStreamServer
-from tests.helpers import ROOT, base_config, wait_until, write_config
+from tests.helpers import ROOT, SseReader, base_config, wait_until, write_config
 from tests.store_contract.backends import POSTGRESQL, pg_dsn, pg_schema
 
 LEASE = 2.0
@@ -221,11 +222,34 @@ def test_either_instance_reads_all_partitions_and_forwards_changes_to_the_owner(
         assert board.status_code == 200 and len(board.json()["tickets"]) == P, board.text
         assert b.http.get("/api/v1/tickets", headers={}).status_code == 401  # authentication as anywhere
 
-        # An ack sent to A for the ticket of the partition B leads: B's child applies it, once.
+        # An ack sent to A for the ticket of the partition B leads: B's child applies it, once;
+        # A's change stream (the board's) shows it live, as a new ticket made there, on the
+        # same stream (no second hello: no reconnect).
         owner = _holders(location)
         tid = next(i for i in ids if owner[i % P] == "B")
-        r = a.http.post(f"/api/v1/tickets/{tid}/acknowledge", headers=AUTH, json={"note": "seen at the NOC"})
-        assert r.status_code == 200, r.text
+        site_b = next(s for s in SITES if owner[partition_of(s, P)] == "B")
+        child = str(_rows(location, "SELECT url FROM gateway_lease WHERE name = %s",
+                          f"partition/{partition_of(site_b, P)}")[0][0])
+        with SseReader(f"http://127.0.0.1:{a.port}", AUTH) as events, SseReader(child, AUTH) as leader:
+            r = a.http.post(f"/api/v1/tickets/{tid}/acknowledge", headers=AUTH, json={"note": "seen at the NOC"})
+            assert r.status_code == 200, r.text
+            made = a.http.post("/api/v1/tickets", headers=AUTH, json={
+                "device": f"sw-{site_b}", "level": 3, "title": "fan noise", "reported_by": "caller", "channel": "phone"})
+            assert made.status_code == 201 and made.headers["x-gateway-partition"] == str(partition_of(site_b, P))
+            new = made.json()["id"]
+            wait_until(lambda: {(tid, "acknowledged"), (new, "open")} <= events.tickets(), 15)
+            assert [e for e, _ in events.got].count("hello") == 1, events.got
+            assert events.ids == sorted(events.ids) and len(set(events.ids)) == len(events.ids), events.ids
+            # rendered as the leader's own stream renders it
+            wait_until(lambda: (new, "open") in leader.tickets(), 15)
+            mine = next(d for e, d in events.got if e == "ticket" and d["id"] == new)
+            theirs = next(d for e, d in leader.got if e == "ticket" and d["id"] == new)
+            def fixed(t: dict[str, Any]) -> dict[str, Any]:  # without what depends on the moment of rendering
+                return {**{k: v for k, v in t.items() if k != "snapshot_at"},
+                        "clocks": [(c["kind"], c["target_seconds"], c["started_at"]) for c in t["clocks"]]}
+
+            assert fixed(mine) == fixed(theirs) and mine["title"] == "fan noise" and mine["device"] == f"sw-{site_b}"
+        ids.append(new)
         assert r.json()["status"] == "acknowledged" and r.headers["x-gateway-partition"] == str(tid % P)
         detail = a.http.get(f"/api/v1/tickets/{tid}", headers=AUTH).json()
         assert [e["kind"] for e in detail["timeline"]].count("acknowledge") == 1, detail["timeline"]

@@ -45,7 +45,7 @@ class Instance:
         adapters = extra.pop("adapters", None)
         cfg = base_config(tmp / name, snmp_port=self.port, store={
             "backend": "postgresql", "dsn": dsn or pg_dsn(), "schema": pg_schema(location)},
-            ha={"enabled": True, "lease": f"{lease}s", "name": name}, **more, **extra)
+            ha={"enabled": True, "lease": f"{lease}s", "name": name, **extra.pop("ha", {})}, **more, **extra)
         if adapters:  # beside the SNMP listener
             cfg["adapters"] = {**cfg["adapters"], **adapters}
         if instance:

@@ -162,6 +162,9 @@ def test_alarms_upsert_and_reload_with_behaviour_state(store: Store) -> None:
     assert store.get_alarm(1) == newer.to_dict()
     assert store.get_alarm(3) == s.alarm(3, state="cleared", cleared_at=T0 + 9).to_dict()
     assert store.get_alarm(99) is None
+    by_id = store.alarms_by_id([3, 99, 1])  # what the change feed's readers use
+    assert by_id == [store.get_alarm(1), store.get_alarm(3)]
+    assert store.alarms_by_id([]) == []
     assert [a["id"] for a in store.list_alarms()] == [3, 2, 1]
     assert [a["id"] for a in store.list_alarms(state="cleared")] == [3]
     assert [a["id"] for a in store.list_alarms(limit=2)] == [3, 2]
@@ -198,6 +201,7 @@ def test_tickets_upsert_and_reload_with_their_clocks(store: Store) -> None:
     assert loaded[0].clocks[1].provisional and loaded[0].clocks[0].warned == [0.5]
     assert store.load_ticket(3) == closed  # a reopen reads a closed ticket back
     assert store.load_ticket(99) is None
+    assert store.tickets_by_id([3, 99, 1]) == [s.ticket(1), closed]
     assert store.get_ticket(3) == closed.to_dict()
     assert store.get_ticket(99) is None
     assert [t["id"] for t in store.list_tickets()] == [3, 2, 1]
