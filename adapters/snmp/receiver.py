@@ -212,7 +212,8 @@ class SnmpAdapter:
         self.storm = StormGuard(config.storm, config.name) if config.storm.enabled else None
         self.repeats: RepeatCache | None = RepeatCache()
         # INFORM retransmissions (same peer, request-id and varbinds) within INFORM_TTL are one
-        # notification: recorded once, answered every time. Touched on the loop thread only.
+        # notification: recorded once, answered every time. Kept by the loop thread; the
+        # writer thread only marks an entry answered ([1] = True) after its commit.
         self._informs: OrderedDict[Any, list[Any]] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -469,7 +470,7 @@ class SnmpAdapter:
             group.append((respond, entry, key))
         if not events:
             return
-        taken = sink.submit_many(events, functools.partial(self._inform_acks, group), keys)
+        taken = sink.submit_many(events, functools.partial(self._inform_acks, group), keys, in_writer=True)
         if taken < len(events):
             for _respond, _entry, key in group[taken:]:
                 seen.pop(key, None)
@@ -477,7 +478,10 @@ class SnmpAdapter:
             self.counters.inc("shed", len(events) - taken)  # no response: the senders will retry
 
     def _inform_acks(self, group: list[tuple[Callable[[], bytes], list[Any], Any]], ok: bool) -> None:
-        """Answer the INFORMs of one group once their commit is done."""
+        """Answer the INFORMs of one group once their commit is done — in the sink's writer
+        thread, right after the commit. Each entry is marked answered before its answer is
+        sent: a retransmission the loop sees before the mark waits for this answer, one it
+        sees after is answered again (a duplicate answer is harmless, a missing one is not)."""
         if not ok:
             return
         send = self._send
