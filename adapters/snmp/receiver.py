@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -215,6 +215,10 @@ class SnmpAdapter:
         # notification: recorded once, answered every time. Kept by the loop thread; the
         # writer thread only marks an entry answered ([1] = True) after its commit.
         self._informs: OrderedDict[Any, list[Any]] = OrderedDict()
+        # Hand-over from the receiver thread: reads queue here, and the loop is woken only
+        # when no drain is scheduled yet (one wake-up for every read that arrived meanwhile).
+        self._handoff: deque[tuple[list[Event], list[tuple[Event, Callable[[], bytes], Any, Any]]]] = deque()
+        self._drain_scheduled = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self, sink: EventSink) -> None:
@@ -274,7 +278,8 @@ class SnmpAdapter:
         handle = self._handle
         dontwait = socket.MSG_DONTWAIT
         loop = self._loop
-        deliver = self._deliver
+        drain = self._drain
+        handoff = self._handoff
         stop = self._stop
         while not stop.is_set():
             try:
@@ -298,10 +303,15 @@ class SnmpAdapter:
                     break
                 handle(data, peer, now, plain, informs)
             if plain or informs:
-                try:
-                    loop.call_soon_threadsafe(deliver, plain, informs)
-                except RuntimeError:  # loop closed during shutdown
-                    break
+                handoff.append((plain, informs))
+                if not self._drain_scheduled:
+                    # The flag is cleared by the loop before it empties the queue: a read
+                    # queued after the clear is seen by this drain or schedules the next one.
+                    self._drain_scheduled = True
+                    try:
+                        loop.call_soon_threadsafe(drain)
+                    except RuntimeError:  # loop closed during shutdown
+                        break
 
     def _allowed(self, ip: str) -> bool:
         return _in_nets(ip, self._nets, self._allowed_cache)
@@ -427,6 +437,19 @@ class SnmpAdapter:
             plain.append(ev)
 
     # -- on the event loop ---------------------------------------------------------------
+    def _drain(self) -> None:
+        """Deliver every read the receiver queued since the last drain, as one."""
+        self._drain_scheduled = False
+        handoff = self._handoff
+        if not handoff:
+            return
+        plain, informs = handoff.popleft()
+        while handoff:
+            p, i = handoff.popleft()
+            plain += p
+            informs += i
+        self._deliver(plain, informs)
+
     def _deliver(self, plain: list[Event], informs: list[tuple[Event, Callable[[], bytes], Any, Any]]) -> None:
         sink = self._sink
         assert sink is not None
