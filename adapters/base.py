@@ -55,10 +55,19 @@ class EventSink(Protocol):
         ...
 
     def submit_many(
-        self, events: Sequence[Event], on_commit: CommitCallback, keys: Sequence[str | None] | None = None
+        self,
+        events: Sequence[Event],
+        on_commit: CommitCallback,
+        keys: Sequence[str | None] | None = None,
+        *,
+        in_writer: bool = False,
     ) -> int:
         """Enqueue several events and call ``on_commit`` ONCE, after the store transaction
         holding the last of them has committed (a batch of QoS 1 messages acknowledged together).
+
+        ``in_writer``: call it in the sink's writer thread right after the commit instead of
+        on the event loop (sooner, and the loop does not pay for it): then ``on_commit`` must
+        be thread-safe, quick, and must not touch the event loop (SNMP answers INFORMs so).
 
         ``keys`` (one per event, as ``submit``'s ``key``): an event whose key was committed
         before is not processed again; the group's ``on_commit`` still runs.

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -212,8 +212,13 @@ class SnmpAdapter:
         self.storm = StormGuard(config.storm, config.name) if config.storm.enabled else None
         self.repeats: RepeatCache | None = RepeatCache()
         # INFORM retransmissions (same peer, request-id and varbinds) within INFORM_TTL are one
-        # notification: recorded once, answered every time. Touched on the loop thread only.
+        # notification: recorded once, answered every time. Kept by the loop thread; the
+        # writer thread only marks an entry answered ([1] = True) after its commit.
         self._informs: OrderedDict[Any, list[Any]] = OrderedDict()
+        # Hand-over from the receiver thread: reads queue here, and the loop is woken only
+        # when no drain is scheduled yet (one wake-up for every read that arrived meanwhile).
+        self._handoff: deque[tuple[list[Event], list[tuple[Event, Callable[[], bytes], Any, Any]]]] = deque()
+        self._drain_scheduled = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self, sink: EventSink) -> None:
@@ -273,7 +278,8 @@ class SnmpAdapter:
         handle = self._handle
         dontwait = socket.MSG_DONTWAIT
         loop = self._loop
-        deliver = self._deliver
+        drain = self._drain
+        handoff = self._handoff
         stop = self._stop
         while not stop.is_set():
             try:
@@ -297,10 +303,15 @@ class SnmpAdapter:
                     break
                 handle(data, peer, now, plain, informs)
             if plain or informs:
-                try:
-                    loop.call_soon_threadsafe(deliver, plain, informs)
-                except RuntimeError:  # loop closed during shutdown
-                    break
+                handoff.append((plain, informs))
+                if not self._drain_scheduled:
+                    # The flag is cleared by the loop before it empties the queue: a read
+                    # queued after the clear is seen by this drain or schedules the next one.
+                    self._drain_scheduled = True
+                    try:
+                        loop.call_soon_threadsafe(drain)
+                    except RuntimeError:  # loop closed during shutdown
+                        break
 
     def _allowed(self, ip: str) -> bool:
         return _in_nets(ip, self._nets, self._allowed_cache)
@@ -426,6 +437,19 @@ class SnmpAdapter:
             plain.append(ev)
 
     # -- on the event loop ---------------------------------------------------------------
+    def _drain(self) -> None:
+        """Deliver every read the receiver queued since the last drain, as one."""
+        self._drain_scheduled = False
+        handoff = self._handoff
+        if not handoff:
+            return
+        plain, informs = handoff.popleft()
+        while handoff:
+            p, i = handoff.popleft()
+            plain += p
+            informs += i
+        self._deliver(plain, informs)
+
     def _deliver(self, plain: list[Event], informs: list[tuple[Event, Callable[[], bytes], Any, Any]]) -> None:
         sink = self._sink
         assert sink is not None
@@ -469,7 +493,7 @@ class SnmpAdapter:
             group.append((respond, entry, key))
         if not events:
             return
-        taken = sink.submit_many(events, functools.partial(self._inform_acks, group), keys)
+        taken = sink.submit_many(events, functools.partial(self._inform_acks, group), keys, in_writer=True)
         if taken < len(events):
             for _respond, _entry, key in group[taken:]:
                 seen.pop(key, None)
@@ -477,7 +501,10 @@ class SnmpAdapter:
             self.counters.inc("shed", len(events) - taken)  # no response: the senders will retry
 
     def _inform_acks(self, group: list[tuple[Callable[[], bytes], list[Any], Any]], ok: bool) -> None:
-        """Answer the INFORMs of one group once their commit is done."""
+        """Answer the INFORMs of one group once their commit is done — in the sink's writer
+        thread, right after the commit. Each entry is marked answered before its answer is
+        sent: a retransmission the loop sees before the mark waits for this answer, one it
+        sees after is answered again (a duplicate answer is harmless, a missing one is not)."""
         if not ok:
             return
         send = self._send

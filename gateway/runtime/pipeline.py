@@ -92,12 +92,14 @@ class _Keyed:
 
 class _Barrier:
     """Queued after a group of events: its callback runs once the batch holding it (and so
-    every event queued before it) has committed."""
+    every event queued before it) has committed — in the writer thread right after the
+    commit when ``in_writer`` (see ``Pipeline.submit_many``), else on the event loop."""
 
-    __slots__ = ("on_commit",)
+    __slots__ = ("in_writer", "on_commit")
 
-    def __init__(self, on_commit: CommitCallback) -> None:
+    def __init__(self, on_commit: CommitCallback, in_writer: bool = False) -> None:
         self.on_commit = on_commit
+        self.in_writer = in_writer
 
 
 class _Cmd:
@@ -249,8 +251,17 @@ class Pipeline:
         return True
 
     def submit_many(
-        self, events: Sequence[Event], on_commit: CommitCallback, keys: Sequence[str | None] | None = None
+        self,
+        events: Sequence[Event],
+        on_commit: CommitCallback,
+        keys: Sequence[str | None] | None = None,
+        *,
+        in_writer: bool = False,
     ) -> int:
+        """See ``EventSink.submit_many``. With ``in_writer``, ``on_commit(True)`` runs in the
+        store's writer thread right after the transaction commits, before the event loop
+        hears of it (an INFORM's answer leaves without a hop back to the loop): it must be
+        thread-safe, quick, and must not touch the event loop."""
         n = len(events)
         self.stats.received += n
         q = self._q
@@ -262,7 +273,7 @@ class Pipeline:
                 q.extend(events if k == n else events[:k])
             else:
                 q.extend(map(_Keyed, events[:k], keys[:k]))
-            q.append(_Barrier(on_commit))  # FIFO: committed after all of them, never shed
+            q.append(_Barrier(on_commit, in_writer))  # FIFO: committed after all of them, never shed
             self._signal()
         return k
 
@@ -356,6 +367,7 @@ class Pipeline:
         # barriers); events and commands go to the decider in their queue order.
         work: list[Event | Command] = []
         callbacks: list[CommitCallback] = []
+        in_writer: list[CommitCallback] = []
         new_keys: list[tuple[str, float]] = []
         cmds: list[_Cmd] = []
         barriers = 0
@@ -385,7 +397,7 @@ class Pipeline:
                     new_keys.append((key, now))
                 put(item.event)
             elif type(item) is _Barrier:
-                callbacks.append(item.on_commit)
+                (in_writer if item.in_writer else callbacks).append(item.on_commit)
                 barriers += 1
             else:
                 cmds.append(item)
@@ -410,7 +422,7 @@ class Pipeline:
         if fw is not None:
             batch.forward = fw.take()
             batch.forward_limit = fw.limit
-        await self._commit(batch)
+        await self._commit(batch, in_writer)
         if fw is not None and batch.forward:
             fw.committed()
         if callbacks and failpoints.ARMED:
@@ -455,8 +467,12 @@ class Pipeline:
                 s.latency_buckets[b] += 1
                 break
 
-    async def _commit(self, batch: BatchWrite) -> None:
+    async def _commit(self, batch: BatchWrite, in_writer: list[CommitCallback] | None = None) -> None:
+        """Commit ``batch`` in the writer thread (retried until it succeeds), then run the
+        ``in_writer`` commit callbacks there, right after the commit."""
         if not batch:
+            if in_writer:
+                _call_back(in_writer)
             return
         loop = asyncio.get_running_loop()
         delay = _RETRY_MIN
@@ -464,7 +480,7 @@ class Pipeline:
             while self.paused_commit:  # noqa: ASYNC110 - a test seam, polled: no event to set in production
                 await asyncio.sleep(0.02)
             try:
-                await loop.run_in_executor(self._exec, self.store.commit, batch)
+                await loop.run_in_executor(self._exec, self._write, batch, in_writer)
                 if not self.healthy:
                     log.warning("store recovered; commits succeed again")
                 self.healthy = True
@@ -478,3 +494,20 @@ class Pipeline:
                 self.last_error = str(e)
                 await asyncio.sleep(delay)
                 delay = min(_RETRY_MAX, delay * 2)
+
+    def _write(self, batch: BatchWrite, in_writer: list[CommitCallback] | None) -> None:
+        """In the writer thread: the transaction, then the callbacks that run right after it."""
+        self.store.commit(batch)
+        if in_writer:
+            _call_back(in_writer)
+
+
+def _call_back(callbacks: list[CommitCallback]) -> None:
+    """``cb(True)`` for each commit callback, after the failpoint of that moment."""
+    if failpoints.ARMED:
+        failpoints.hit("before_commit_callbacks")
+    for cb in callbacks:
+        try:
+            cb(True)
+        except Exception:
+            log.exception("commit callback failed")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
@@ -33,9 +33,73 @@ from gateway.core.tickets import Ticket
 from gateway.model import FaultLevel
 from gateway.store import INVENTORY_VERSION, BatchWrite, DeviceChange, OutboxEntry, TimelineRow
 
-__all__ = ["Dialect", "Row", "SqlStore", "Tx", "filters", "to_json"]
+__all__ = ["Dialect", "Row", "SqlStore", "Tx", "filters", "pack_keys", "to_json", "unpack_keys"]
 
 _T = TypeVar("_T")
+
+#: Delivery keys one ``delivery_keys`` row holds at most (see :func:`pack_keys`): ≈ 60 bytes
+#: each keeps a row within SQLite's in-page payload and far below PostgreSQL's btree limit.
+KEYS_PER_ROW = 16
+
+
+def pack_keys(keys: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The ``delivery_keys`` rows for a batch's keys: the keys of one time go into rows of
+    up to :data:`KEYS_PER_ROW`, so a batch of INFORMs writes one row (one B-tree leaf), not
+    one per INFORM (each a random leaf: a page written to the WAL per key).
+
+    A row holding several keys starts with a line break and lists them one a line, each
+    escaped (``\\`` → ``\\\\``, line break → ``\\n``); a lone key without a line break
+    is stored as itself (as before this format, so rows written earlier read the same; a
+    key is never written alone when it holds a line break, so a leading one marks a list)."""
+    rows: list[tuple[str, float]] = []
+    by_time: dict[float, list[str]] = {}
+    for key, at in keys:
+        by_time.setdefault(at, []).append(key)
+    for at, ks in by_time.items():
+        if len(ks) == 1 and "\n" not in ks[0]:
+            rows.append((ks[0], at))
+            continue
+        esc = [_escape(k) if ("\\" in k or "\n" in k) else k for k in ks]
+        for i in range(0, len(esc), KEYS_PER_ROW):
+            rows.append(("\n" + "\n".join(esc[i:i + KEYS_PER_ROW]), at))
+    return rows
+
+
+def unpack_keys(rows: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+    """The (key, time) pairs of ``delivery_keys`` rows read oldest first (see
+    :func:`pack_keys`), each key once with its latest time, oldest first (a key moved to
+    the end when seen again keeps the order, as the rows come oldest first)."""
+    latest: dict[str, float] = {}
+    for key, at in rows:
+        if key.startswith("\n"):
+            for k in key[1:].split("\n"):
+                k = _unescape(k) if "\\" in k else k
+                latest.pop(k, None)
+                latest[k] = at
+        else:
+            latest.pop(key, None)
+            latest[key] = at
+    return list(latest.items())
+
+
+def _escape(key: str) -> str:
+    return key.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _unescape(key: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(key)
+    while i < n:
+        ch = key[i]
+        if ch == "\\" and i + 1 < n:
+            nxt = key[i + 1]
+            out.append("\n" if nxt == "n" else nxt)
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
 
 #: A result row: ``r[0]`` and ``r["column"]`` both work (``sqlite3.Row`` or the PostgreSQL
 #: backend's row type).
@@ -161,7 +225,7 @@ class SqlStore:
             if batch.delivery_keys:
                 db.executemany(
                     "INSERT INTO delivery_keys(key,at) VALUES(?,?) ON CONFLICT(key) DO UPDATE SET at=excluded.at",
-                    batch.delivery_keys,
+                    pack_keys(batch.delivery_keys),
                 )
                 if batch.forget_keys_before is not None:
                     db.execute("DELETE FROM delivery_keys WHERE at < ?", (batch.forget_keys_before,))
@@ -269,7 +333,7 @@ class SqlStore:
 
     def load_delivery_keys(self, since: float) -> list[tuple[str, float]]:
         rows = self._rows("SELECT key, at FROM delivery_keys WHERE at >= ? ORDER BY at", (since,))
-        return [(str(r["key"]), float(r["at"])) for r in rows]
+        return unpack_keys((str(r["key"]), float(r["at"])) for r in rows)
 
     def list_alarms(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         if state:

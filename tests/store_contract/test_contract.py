@@ -292,6 +292,23 @@ def test_delivery_keys_are_loaded_by_cutoff_and_forgotten_before_one(store: Stor
     assert store.load_delivery_keys(0.0) == [("c", T0 + 20), ("d", T0 + 30), ("a", T0 + 40)]
 
 
+def test_a_batch_of_delivery_keys_reads_back_key_by_key(store: Store) -> None:
+    """A batch's keys of one time share rows (``sql.pack_keys``); each still loads, is
+    forgotten and takes a new time on its own — odd characters included."""
+    odd = ["", "line\nbreak", "\nleading", "back\\slash\\n", "\\", "x" * 300]
+    first = [f"snmp-inform:snmp:{i:032x}" for i in range(40)] + odd
+    store.commit(BatchWrite(delivery_keys=[(k, T0) for k in first]))
+    assert store.load_delivery_keys(0.0) == [(k, T0) for k in first]
+    again = [first[3], "line\nbreak", "new"]
+    store.commit(BatchWrite(delivery_keys=[(k, T0 + 10) for k in again]))
+    expected = [(k, T0) for k in first if k not in again] + [(k, T0 + 10) for k in again]
+    assert sorted(store.load_delivery_keys(0.0)) == sorted(expected)
+    assert [at for _, at in store.load_delivery_keys(0.0)] == sorted(at for _, at in expected)  # oldest first
+    assert sorted(store.load_delivery_keys(T0 + 5)) == sorted((k, T0 + 10) for k in again)
+    store.commit(BatchWrite(delivery_keys=[("later", T0 + 20)], forget_keys_before=T0 + 5))
+    assert sorted(store.load_delivery_keys(0.0)) == sorted([(k, T0 + 10) for k in again] + [("later", T0 + 20)])
+
+
 # -- outbox ----------------------------------------------------------------------------------
 def _outbox(store: Store, *rows: tuple[str, int, str]) -> None:
     store.commit(BatchWrite(outbox=[OutboxRow(c, t, f"{c}-{t}-{kind}", kind, {"kind": kind, "n": [1, {"x": "ü"}]})
