@@ -655,19 +655,21 @@ class MqttAdapter:
         decode = self._decode
         manual = self._manual_ack
         link = self._link
+        now = self._clock.now()  # one receive time for one read
         events: list[Event] = []
         mids: list[int] = []  # per event: the packet id awaiting our PUBACK, or 0
         for topic, payload, qos, mid, retain, _dup in pubs:
             if topic.startswith(_SYS_PREFIX):
                 self._on_sys(topic.decode("utf-8", "replace"), payload, retain)
                 continue
-            event = decode(topic, payload, qos > 0, mid, retain)
+            event = decode(topic, payload, qos > 0, mid, retain, now, False)
             if qos and not manual and link is not None:
                 link.ack(mid)  # acknowledged on receipt (ack_after_commit = false)
             if event is not None:
                 events.append(event)
                 mids.append(mid if qos and manual else 0)
         if events:
+            self._inc("accepted", len(events))
             self._hand_over(events, mids)
 
     def _hand_over(self, events: list[Event], mids: list[int]) -> None:
@@ -751,13 +753,24 @@ class MqttAdapter:
 
         loop.call_later(_RESUME_POLL_S, check)
 
-    def _decode(self, topic: str | bytes, payload: bytes, qos1: bool, mid: int, retain: bool) -> Event | None:
-        """Decode one message; a rejected or ignored one is counted (and, ``qos1``,
-        acknowledged at once: a poison message must not come back forever)."""
+    def _decode(
+        self,
+        topic: str | bytes,
+        payload: bytes,
+        qos1: bool,
+        mid: int,
+        retain: bool,
+        now: float | None = None,
+        count: bool = True,
+    ) -> Event | None:
+        """Decode one message received at ``now`` (default: the clock's now); a rejected or
+        ignored one is counted (and, ``qos1``, acknowledged at once: a poison message must
+        not come back forever); an accepted one too unless ``count`` is false (the caller
+        counts a read's at once)."""
         decoder = self._decoder
         assert decoder is not None
         try:
-            event = decoder.decode(topic, payload, self._clock.now(), retain)
+            event = decoder.decode(topic, payload, self._clock.now() if now is None else now, retain)
         except Ignored as ign:
             self._inc(f"ignored.{ign.reason}")
         except Rejected as rej:
@@ -775,7 +788,8 @@ class MqttAdapter:
             self._inc("rejected.internal")
             log.exception("mqtt %s: internal error decoding %r", self.name, topic)
         else:
-            self._inc("accepted")
+            if count:
+                self._inc("accepted")
             if event.name == LOST:
                 self._inc("lost_signals")
             return event

@@ -44,6 +44,15 @@ def test_mypy_strict_passes() -> None:
     assert "Success" in r.stdout
 
 
+def test_mypy_keeps_events_immutable() -> None:
+    """``Event`` is a plain slotted class at run time (``gateway.model.value``: a frozen
+    dataclass costs a microsecond per event); the type checker is what keeps it a value."""
+    snippet = "from gateway.model import Event\ne = Event(0.0, 's', 'd', 'n')\ne.ts = 1.0\n"
+    r = _run(_tool("mypy"), "--config-file=", "--strict", "--no-incremental", "-c", snippet)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert 'Property "ts" defined in "Event" is read-only' in r.stdout, r.stdout
+
+
 def test_ruff_passes() -> None:
     r = _run(_tool("ruff"), "check", "--no-cache", ".")
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]

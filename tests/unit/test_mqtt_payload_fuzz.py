@@ -3,6 +3,7 @@ scalars or raises Rejected/Ignored with a documented reason, never anything else
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from adapters.mqtt import Ignored, MqttConfig, PayloadDecoder, Rejected
 from gateway.model import Event
-from tests.mqtt_payloads import IGNORED, REJECTED, payloads
+from tests.mqtt_payloads import IGNORED, REJECTED, json_values, payloads
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 SUBS = [
@@ -140,3 +141,84 @@ def test_the_json_shortcut_reads_as_json_decoder_decode(text: str) -> None:
 
     text = text.strip()
     assert _outcome(dec._json_document, text) == _outcome(dec._JSON.decode, text)
+
+
+# -- orjson reads the payload, json (the standard library) is the reference -------------------
+
+_number_texts = st.from_regex(r"\A-?(0|[1-9][0-9]{0,40})(\.[0-9]{1,25})?([eE][+-]?[0-9]{1,3})?\Z")
+
+
+def _strict(v: Any) -> Any:
+    """A value in a form where 1, 1.0 and True differ, as do 0.0 and -0.0, and dict order counts."""
+    if isinstance(v, dict):
+        return ("dict", [(k, _strict(x)) for k, x in v.items()])
+    if isinstance(v, list):
+        return ("list", [_strict(x) for x in v])
+    if isinstance(v, float):
+        return ("float", v.hex())
+    return (type(v).__name__, v)
+
+
+def _reference_document(body: bytes) -> tuple[Any, bool]:
+    from adapters.mqtt import decode as dec
+
+    return dec._json_document(body.decode()), False
+
+
+def _decoded(dec: PayloadDecoder, topic: str, payload: bytes) -> Any:
+    try:
+        ev = dec.decode(topic, payload, NOW, False)
+    except (Rejected, Ignored) as e:
+        return (type(e).__name__, e.reason, getattr(e, "detail", ""))
+    return ("event", ev.ts, ev.device, ev.name, _strict(dict(ev.attrs)))
+
+
+_payload_texts = st.one_of(
+    payloads(),
+    st.builds('{{"v": {}, "w": {{"x": {}}}}}'.format, _number_texts, _number_texts).map(str.encode),
+    st.sampled_from([b'{"v": 123456789012345678901234567890}', b'{"v": -9223372036854775809}',
+                     b'{"v": 18446744073709551615}', b'{"a": {"b": 99999999999999999999}}',
+                     b'{"v": "\\ud800"}', b'{"v": 1.5, "v": 2}', b'{"v": 1e308, "w": 1e309}',
+                     b'{"v": 9.3e18}', b'{"v": "a\\u0000b"}']),
+)
+
+
+@given(payload=_payload_texts, topic=st.sampled_from(["s/hq/d/pump-7/hb", "x/known/status", "lwt/known"]))
+@settings(max_examples=800, deadline=None)
+def test_payloads_read_by_orjson_decode_as_with_the_json_reference(payload: bytes, topic: str) -> None:
+    """orjson reads payloads on the hot path; the standard library's ``json`` stays the
+    reference: every payload gives the same event (values, their types, field order) or the
+    same rejection as the decoder reading it with ``json`` alone. Big integers, which orjson
+    turns into floats, must come out as the reference's ints."""
+    from unittest import mock
+
+    from adapters.mqtt import decode as dec
+
+    for d in DECODERS:
+        got = _decoded(d, topic, payload)
+        with mock.patch.object(dec, "_document", _reference_document):
+            want = _decoded(d, topic, payload)
+        assert got == want, payload
+
+
+@given(text=st.one_of(_number_texts, json_values.map(json.dumps)))
+@settings(max_examples=600, deadline=None)
+def test_where_orjson_reads_a_text_it_reads_it_as_json_does(text: str) -> None:
+    """Value for value (ints, floats to the bit, strings, order) wherever orjson accepts a text
+    — except integer literals beyond 64 bits, which the decoder sends back to ``json``."""
+    import orjson
+
+    try:
+        fast = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return
+    if _strict(fast) != _strict(json.loads(text)):
+        assert _has_big_float(fast), text
+
+
+def _has_big_float(v: Any) -> bool:
+    if isinstance(v, dict):
+        return any(_has_big_float(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_has_big_float(x) for x in v)
+    return isinstance(v, float) and abs(v) >= 2.0**63
