@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
+import orjson
+
 from gateway import failpoints
 from gateway.core.alarms import Alarm
 from gateway.core.tickets import Ticket
@@ -136,12 +138,23 @@ class Dialect:
         return f"json_extract({column},'$.{field}')"
 
 
-#: One encoder for every row (``json.dumps`` with options builds a new one on each call).
+#: The reference encoder (``json.dumps`` with options builds a new one on each call).
 _ENCODE = json.JSONEncoder(default=str, separators=(",", ":"), ensure_ascii=False).encode
+#: orjson with what it would do differently handed to ``default`` as ``json`` does: dataclasses
+#: and datetimes become ``str(v)``, not objects and ISO text.
+_FAST_OPTS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def to_json(v: Any) -> str:
-    return _ENCODE(v)
+    """A row's JSON document: orjson (a fifth of the cost; an alarm row is written per trap
+    of a storm), ``json`` for what orjson refuses (non-text keys, integers beyond 64 bits,
+    lone surrogates). The same document as ``json``'s, read back (tested), except that a
+    non-finite float is ``null`` — ``json``'s ``NaN`` is no JSON, which PostgreSQL's
+    ``::json`` refuses."""
+    try:
+        return orjson.dumps(v, default=str, option=_FAST_OPTS).decode()
+    except TypeError:
+        return _ENCODE(v)
 
 
 #: A ticket's owner or team ('' when it has none) as a filterable expression.
