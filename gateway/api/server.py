@@ -253,7 +253,7 @@ def api_context(gw: Any) -> ApiContext:
     ):
         outbox = StoreOutbox(gw.store, getattr(gw, "outbox", None))
     components = {}
-    for name in ("watchdog", "outbox", "timeseries", "ha"):
+    for name in ("watchdog", "outbox", "timeseries", "ha", "notifier"):
         comp = getattr(gw, name, None)
         if comp is not None and getattr(comp, "stats", None) is not None:
             components[name] = comp

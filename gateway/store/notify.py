@@ -132,6 +132,13 @@ class ChangeNotifier:
         self._conn: psycopg.Connection[Any] | None = None
         self._failing = False
 
+    def stats(self) -> dict[str, int]:
+        """For ``/metrics`` (``gateway_component_stat{component="notifier"}``): a dropped
+        batch is a change the standby's or the other partitions' boards learn only at
+        their next full read."""
+        return {"queued": self.queued, "sent": self.sent, "dropped": self.dropped, "failures": self.failures,
+                "waiting": self._q.qsize()}
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="change-notifier", daemon=True)
         self._thread.start()

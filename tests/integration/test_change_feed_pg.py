@@ -133,3 +133,39 @@ def test_a_notifier_without_its_database_drops_counts_and_recovers(store: Any, c
     assert bad.send([Changes([3])]) and bad.sent == 1
     notifier.stop()
     bad.stop()
+
+
+async def test_the_notifiers_counters_are_in_metrics(tmp_path: Path) -> None:
+    """A gateway on PostgreSQL tells its commits through the notifier; ``/metrics`` shows
+    what it sent and what it dropped (a drop is a change the other boards learn late)."""
+    import re
+    import time
+
+    import httpx
+
+    from gateway.app import Gateway
+    from gateway.model import Event
+    from tests.fixtures.api import OP, api_config
+    from tests.helpers import committed, eventually
+    from tests.store_contract.backends import pg_schema
+
+    loc = POSTGRESQL.location(tmp_path)
+    cfg = api_config(tmp_path, 0)
+    cfg.store.backend, cfg.store.dsn, cfg.store.db_schema = "postgresql", pg_dsn(), pg_schema(loc)
+    try:
+        async with Gateway(cfg) as gw:
+            assert gw.api is not None
+            assert gw.pipeline.offer(Event(time.time(), "test", "sw-1", "IF-MIB::linkDown", {"ifIndex": 1}))
+            await committed(gw.pipeline)
+
+            async def sent() -> int:
+                async with httpx.AsyncClient(base_url=gw.api.url, timeout=10) as http:  # type: ignore[union-attr]
+                    text = (await http.get("/metrics", headers=OP)).text
+                m = re.search(r'gateway_component_stat\{component="notifier",name="sent"\} (\S+)', text)
+                assert m is not None, text[-2000:]
+                assert re.search(r'gateway_component_stat\{component="notifier",name="dropped"\} 0\.0', text)
+                return int(float(m.group(1)))
+
+            assert await eventually(sent, timeout=10, what="the notifier sent nothing") >= 1
+    finally:
+        POSTGRESQL.drop(loc)
