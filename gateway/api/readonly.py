@@ -144,6 +144,8 @@ class _LiveBus(ChangeBus):
     def _set_live(self, up: bool) -> None:
         self.live = up
         self.end_streams("change feed listening" if up else "change feed lost")
+        if up:  # from here on a new stream carries every commit (one opened before has just ended)
+            log.info("change feed: streams live")
 
     def _heard(self, c: Changes) -> None:  # the listener's thread: the reads happen here
         if not self.subscribers or self._loop is None:

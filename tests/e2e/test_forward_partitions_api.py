@@ -230,6 +230,8 @@ def test_either_instance_reads_all_partitions_and_forwards_changes_to_the_owner(
         site_b = next(s for s in SITES if owner[partition_of(s, P)] == "B")
         child = str(_rows(location, "SELECT url FROM gateway_lease WHERE name = %s",
                           f"partition/{partition_of(site_b, P)}")[0][0])
+        # A's stream is live once its loop has heard the LISTEN (a stream opened before is ended).
+        wait_until(lambda: "change feed: streams live" in a.text(), 30)
         with SseReader(f"http://127.0.0.1:{a.port}", AUTH) as events, SseReader(child, AUTH) as leader:
             r = a.http.post(f"/api/v1/tickets/{tid}/acknowledge", headers=AUTH, json={"note": "seen at the NOC"})
             assert r.status_code == 200, r.text

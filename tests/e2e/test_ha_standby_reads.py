@@ -147,6 +147,8 @@ def test_the_standby_stream_carries_the_leaders_changes_live_and_survives_a_lost
         b = Instance(tmp_path, "gw-b", location, lease=LEASE, extra=_api(pb))
         wait_until(lambda: "standby: gw-a holds the leader lease" in b.text(), 60)  # type: ignore[union-attr]
         wait_until(lambda: len(_listening(location)) == 1, 30)
+        # Live once the loop has heard it (a stream opened between LISTEN and that is ended).
+        wait_until(lambda: "change feed: streams live" in b.text(), 30)  # type: ignore[union-attr]
         with SseReader(f"http://127.0.0.1:{pb}", auth) as events:
             first = report("fan noise")
             assert sa.post(f"/api/v1/tickets/{first}/acknowledge", json={"note": "on it"}).status_code == 200
@@ -158,6 +160,7 @@ def test_the_standby_stream_carries_the_leaders_changes_live_and_survives_a_lost
                 admin.execute("SELECT pg_terminate_backend(%s)", (_listening(location)[0],))
             wait_until(lambda: events.ended, 15)  # the stream ends: the board reloads
         wait_until(lambda: "change feed: listening again" in b.text(), 30)  # type: ignore[union-attr]
+        wait_until(lambda: b.text().count("change feed: streams live") == 2, 30)  # type: ignore[union-attr]
         assert b.text().count("change feed: not listening") == 1
         with SseReader(f"http://127.0.0.1:{pb}", auth) as again:
             second = report("door open")
