@@ -81,16 +81,39 @@ class RepeatCache:
     """``rest`` bytes → (event name, attributes after sysUpTime, device named in the trap or
     ``None``). Bounded: when full it is emptied and refills from live traffic."""
 
-    def __init__(self, max_entries: int = 4096, max_key: int = 1024) -> None:
+    def __init__(self, max_entries: int = 4096, max_key: int = 1024, idle_after: int = 4096,
+                 rest_for: int = 16384) -> None:
         self.max_entries = max_entries
         self.max_key = max_key
         self._memo: dict[bytes, tuple[str, dict[str, Any], str | None]] = {}
         self.hits = 0
+        #: Traffic in which nothing repeats (every trap different) pays for the split and the
+        #: memo entry and never gains: after ``idle_after`` lookups in a row without a hit the
+        #: cache rests for ``rest_for`` packets (:meth:`awake` says False), then tries again.
+        self.idle_after = idle_after
+        self.rest_for = rest_for
+        self.resting = 0
+        self.rests = 0
+        self._misses = 0
+
+    def awake(self) -> bool:
+        """Whether to try the fast path for this packet (False while resting; counts down)."""
+        if self.resting:
+            self.resting -= 1
+            return False
+        return True
 
     def get(self, rest: bytes) -> tuple[str, dict[str, Any], str | None] | None:
         hit = self._memo.get(rest)
         if hit is not None:
             self.hits += 1
+            self._misses = 0
+        else:
+            self._misses += 1
+            if self._misses >= self.idle_after:
+                self._misses = 0
+                self.resting = self.rest_for
+                self.rests += 1
         return hit
 
     def put(self, rest: bytes, name: str, attrs: dict[str, Any], device: str | None) -> None:

@@ -358,7 +358,7 @@ class SnmpAdapter:
             self._reject("source_not_allowed", peer_ip)
             return
         repeats = self.repeats
-        split = split_v2c_trap(data) if repeats is not None and not self.config.v3_only else None
+        split = split_v2c_trap(data) if repeats is not None and not self.config.v3_only and repeats.awake() else None
         if split is not None:
             hit = repeats.get(split[2])  # type: ignore[union-attr]
             if hit is not None and split[0] in self._communities and (

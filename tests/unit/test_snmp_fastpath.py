@@ -136,3 +136,22 @@ def test_repeat_from_an_untrusted_peer_does_not_inherit_the_relay_named_device()
     got = _run(a, [(pkt, "10.0.0.9"), (pkt, "10.0.0.66"), (pkt, "10.0.0.9")])
     assert [g[0][0] for g in got] == ["192.0.2.7", "10.0.0.66", "192.0.2.7"]
     assert a.counters["untrusted.trap_address_untrusted"] == 1
+
+
+def test_the_cache_rests_while_nothing_repeats_and_wakes_again() -> None:
+    """All-distinct traffic gains nothing from the repeat cache and pays for each split and
+    entry: after ``idle_after`` misses in a row it rests for ``rest_for`` packets (full decode,
+    same events), then serves repeats again."""
+    a, slow = _adapter(True), _adapter(False)
+    assert a.repeats is not None
+    a.repeats.idle_after, a.repeats.rest_for = 50, 20
+    distinct = [(_trap(10_000 + i, 1 + i % 4, b"eth%d" % i, req=i + 1), "10.0.0.1") for i in range(50)]
+    assert _run(a, distinct) == _run(slow, distinct)
+    assert a.repeats.rests == 1 and a.repeats.resting == 20
+    stored = len(a.repeats)
+    again = [(_trap(7, 2, b"eth2", req=900 + i), "10.0.0.1") for i in range(25)]  # one trap, 25 times
+    assert _run(a, again) == _run(slow, again)
+    # 20 decoded in full while resting (nothing looked up, nothing stored), then one miss
+    # that stores it, then hits.
+    assert a.repeats.resting == 0 and len(a.repeats) == stored + 1 and a.repeats.hits == 4
+    assert dict(a.counters) == dict(slow.counters)
