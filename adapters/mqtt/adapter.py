@@ -617,9 +617,10 @@ class MqttAdapter:
             self._on_sys(topic, bytes(payload), message.retain)
             return
         qos1 = message.qos > 0 and ack
-        event = self._decode(topic, bytes(payload), qos1, message.mid, message.retain)
+        event = self._decode(topic, bytes(payload), qos1, message.mid, message.retain, self._clock.now())
         if event is None:
             return
+        self._inc("accepted")
         if qos1 and self._manual_ack:
             self._submit(event, message.mid)
         elif not self._sink.offer(event):  # type: ignore[union-attr]
@@ -662,7 +663,7 @@ class MqttAdapter:
             if topic.startswith(_SYS_PREFIX):
                 self._on_sys(topic.decode("utf-8", "replace"), payload, retain)
                 continue
-            event = decode(topic, payload, qos > 0, mid, retain, now, False)
+            event = decode(topic, payload, qos > 0, mid, retain, now)
             if qos and not manual and link is not None:
                 link.ack(mid)  # acknowledged on receipt (ack_after_commit = false)
             if event is not None:
@@ -753,24 +754,14 @@ class MqttAdapter:
 
         loop.call_later(_RESUME_POLL_S, check)
 
-    def _decode(
-        self,
-        topic: str | bytes,
-        payload: bytes,
-        qos1: bool,
-        mid: int,
-        retain: bool,
-        now: float | None = None,
-        count: bool = True,
-    ) -> Event | None:
-        """Decode one message received at ``now`` (default: the clock's now); a rejected or
-        ignored one is counted (and, ``qos1``, acknowledged at once: a poison message must
-        not come back forever); an accepted one too unless ``count`` is false (the caller
-        counts a read's at once)."""
+    def _decode(self, topic: str | bytes, payload: bytes, qos1: bool, mid: int, retain: bool, now: float) -> Event | None:
+        """Decode one message received at ``now``; a rejected or ignored one is counted (and,
+        ``qos1``, acknowledged at once: a poison message must not come back forever). The
+        caller counts the accepted ones (the ``wire`` client a read's at once)."""
         decoder = self._decoder
         assert decoder is not None
         try:
-            event = decoder.decode(topic, payload, self._clock.now() if now is None else now, retain)
+            event = decoder.decode(topic, payload, now, retain)
         except Ignored as ign:
             self._inc(f"ignored.{ign.reason}")
         except Rejected as rej:
@@ -788,8 +779,6 @@ class MqttAdapter:
             self._inc("rejected.internal")
             log.exception("mqtt %s: internal error decoding %r", self.name, topic)
         else:
-            if count:
-                self._inc("accepted")
             if event.name == LOST:
                 self._inc("lost_signals")
             return event
