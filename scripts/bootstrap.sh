@@ -20,7 +20,12 @@ fi
 
 # Reinstall when the project's metadata changed since the last install.
 _stamp="$_root/.venv/.installed-$1"
-if [ ! -f "$_stamp" ] || [ "$_root/pyproject.toml" -nt "$_stamp" ]; then
+if [ ! -f "$_stamp" ] || [ "$_root/pyproject.toml" -nt "$_stamp" ] || [ "$_root/adapters/snmp/_cber.c" -nt "$_stamp" ]; then
+  # The SNMP decoder's compiled loop needs a C compiler; without one the install still
+  # succeeds and the receiver runs its Python loop (slower, same results).
+  if ! command -v cc >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-dev >/dev/null || true
+  fi
   "$_root/.venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null 2>&1 || true
   _target="$_root"
   [ "$1" = test ] && _target="$_root[test]"

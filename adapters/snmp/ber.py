@@ -138,6 +138,16 @@ _ZERO_ERRORS = b"\x02\x01\x00\x02\x01\x00"
 _OID_CACHE: dict[bytes, str] = {}
 _OID_ENC_CACHE: dict[str, bytes] = {}
 
+try:  # built from _cber.c at install time where a C compiler is present (pyproject.toml)
+    from adapters.snmp import _cber
+except ImportError:  # pragma: no cover - no compiler at install time: the Python loop below
+    _cvarbinds = None
+else:
+    _cvarbinds = _cber.varbinds
+
+#: Which VarBindList decoder this process runs: "compiled" or "python".
+DECODER = "compiled" if _cvarbinds is not None else "python"
+
 
 class IpAddress(str):
     """A decoded IpAddress value: a dotted-quad ``str`` that remembers its wire type, so a
@@ -310,7 +320,19 @@ def _ip(data: bytes, start: int, end: int, what: str) -> str:
 
 
 def _decode_varbinds(data: bytes, pos: int, end: int, v2: bool) -> list[tuple[str, object]]:
-    # The hot loop. TLV headers are parsed inline, short form first, and header
+    """The VarBindList content ``data[pos:end]`` as ``(oid, value)`` pairs: the compiled
+    decoder's answer when it has one, else :func:`_varbinds_py`'s (which also explains
+    any error: the compiled one only tells valid from invalid)."""
+    if _cvarbinds is not None:
+        out = _cvarbinds(data, pos, end, v2, _OID_CACHE, OID_CACHE_MAX, IpAddress)
+        if out is not None:
+            return out
+    return _varbinds_py(data, pos, end, v2)
+
+
+def _varbinds_py(data: bytes, pos: int, end: int, v2: bool) -> list[tuple[str, object]]:
+    # The reference for the compiled decoder (adapters/snmp/_cber.c), and the hot loop
+    # where it is not built. TLV headers are parsed inline, short form first, and header
     # octets are read without bounds checks: a read past ``end`` only ever yields a
     # content end past ``end``, which the checks below reject, and a read past the
     # datagram raises IndexError, turned into "truncated" by the caller.
