@@ -245,9 +245,14 @@ class SnmpAdapter:
         self.address = sock.getsockname()[:2]
         self._sock = sock
         log.info(
-            "%s: listening for traps on udp://%s:%d (receive buffer %d bytes granted, %d asked)",
-            self.name, self.address[0], self.address[1], self.granted_rcvbuf, self.config.receive_buffer,
+            "%s: listening for traps on udp://%s:%d (receive buffer %d bytes granted, %d asked; %s BER decoder)",
+            self.name, self.address[0], self.address[1], self.granted_rcvbuf, self.config.receive_buffer, ber.DECODER,
         )
+        if ber.DECODER != "compiled":
+            log.warning(
+                "%s: the compiled BER decoder is not built (no C compiler when the gateway was installed); "
+                "the Python one decodes the same, with more CPU per trap", self.name,
+            )
         self._thread = threading.Thread(target=self._recv_loop, name=f"snmp-{self.name}", daemon=True)
         self._thread.start()
 
