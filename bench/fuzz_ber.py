@@ -1,6 +1,8 @@
 """Coverage-guided fuzzing of the SNMP BER decoder (``adapters/snmp/ber.py``) with atheris.
 
-Every datagram goes through ``peek_version`` and ``decode`` as the trap receiver does.
+Every datagram goes through ``peek_version`` and ``decode`` as the trap receiver does, and
+(where the compiled VarBindList loop is built) through ``decode`` with the Python loop too:
+both must give the same message or the same reason.
 Only ``DecodeError`` with one of the documented reason labels may escape; anything else
 (or an unknown label) is a crash that libFuzzer reports with the input that caused it.
 An accepted INFORM must also yield a Response that decodes again (the receiver sends it).
@@ -45,15 +47,36 @@ REASONS = frozenset(
 )
 
 
+def _python_loop(data: bytes) -> object:
+    """``decode`` with the VarBindList loop in Python (the compiled loop's reference)."""
+    saved, ber._cvarbinds = ber._cvarbinds, None
+    try:
+        return ber.decode(data)
+    except DecodeError as e:
+        return e.reason
+    finally:
+        ber._cvarbinds = saved
+
+
 def test_one_input(data: bytes) -> None:
-    """One datagram: decoded, or refused with a documented DecodeError."""
+    """One datagram: decoded, or refused with a documented DecodeError, the same with the
+    compiled VarBindList loop as with the Python one."""
+    reference = _python_loop(data) if ber._cvarbinds is not None else None
     try:
         ber.peek_version(data)
+    except DecodeError as e:
+        if e.reason not in REASONS:
+            raise AssertionError(f"undocumented reason {e.reason!r}") from e
+    try:
         msg = ber.decode(data)
     except DecodeError as e:
         if e.reason not in REASONS:
             raise AssertionError(f"undocumented reason {e.reason!r}") from e
+        if reference is not None and reference != e.reason:
+            raise AssertionError(f"compiled loop: {e.reason!r}, Python loop: {reference!r}") from e
         return
+    if reference is not None and reference != msg:
+        raise AssertionError(f"compiled loop: {msg!r}, Python loop: {reference!r}")
     if msg.pdu_type == PDU_INFORM:
         ber.decode(ber.encode_response(msg))
 

@@ -3,8 +3,12 @@ leak check after every test."""
 
 from __future__ import annotations
 
+import asyncio
+import faulthandler
 import gc
 import os
+import sys
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -18,6 +22,41 @@ pytest_plugins = [
     "tests.fixtures.notify_peers",
     "tests.fixtures.natsjs",
 ]
+
+
+#: A test still running after this many seconds has its threads' and asyncio tasks' stacks
+#: written to stderr; pytest-timeout (``timeout`` in pyproject.toml) fails it later. A hang then
+#: names where it waits, and the rest of the run goes on.
+HANG_DUMP_S = 240.0
+
+
+def _dump_stacks(name: str) -> None:
+    out = sys.__stderr__
+    if out is None:
+        return
+    print(f"\n=== {name} still running after {HANG_DUMP_S:.0f} s: threads and asyncio tasks ===",
+          file=out, flush=True)
+    faulthandler.dump_traceback(file=out, all_threads=True)
+    # The test's loop runs in the main thread; found by looking (diagnostics only).
+    loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
+    for loop in loops:
+        for task in list(asyncio.all_tasks(loop)):
+            print(f"--- {task!r}", file=out)
+            task.print_stack(limit=12, file=out)
+    out.flush()
+
+
+@pytest.fixture(autouse=True)
+def _hang_dump(request: pytest.FixtureRequest) -> Iterator[None]:
+    done = threading.Event()
+
+    def watch() -> None:
+        if not done.wait(HANG_DUMP_S):
+            _dump_stacks(request.node.nodeid)
+
+    threading.Thread(target=watch, name="hang-dump", daemon=True).start()
+    yield
+    done.set()
 
 
 def _open_fds() -> int | None:

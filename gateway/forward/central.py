@@ -15,7 +15,6 @@ and takes the heartbeats of that partition's edges only.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from nats.js.errors import BadRequestError
 from adapters.base import CommitCallback
 from gateway.clock import Clock
 from gateway.forward.config import ForwardConfig
-from gateway.forward.connect import connect, shut_down
+from gateway.forward.connect import CLOSE_WAIT_S, close_within, connect, shut_down
 from gateway.model import Event
 
 __all__ = ["CentralConsumer", "Sink"]
@@ -100,8 +99,7 @@ class CentralConsumer:
                     log.warning("%s: cannot reach JetStream (%s); retrying in %.1f s", self.name,
                                 e or type(e).__name__, delay)
                     if self._nc is not None:
-                        with contextlib.suppress(Exception):
-                            await self._nc.close()
+                        await close_within(self._nc, CLOSE_WAIT_S)
                         self._nc = None
                     await asyncio.sleep(delay)  # why: backoff between connection attempts
                     delay = min(5.0, delay * 2)

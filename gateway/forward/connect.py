@@ -15,7 +15,7 @@ from nats.aio.client import Client
 
 from gateway.forward.config import ForwardConfig
 
-__all__ = ["connect", "shut_down"]
+__all__ = ["CLOSE_WAIT_S", "close_within", "connect", "shut_down"]
 
 log = logging.getLogger("gateway.forward")
 
@@ -69,5 +69,25 @@ async def shut_down(tasks: list[asyncio.Task[None]], nc: Any) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await t
     if nc is not None:
-        with contextlib.suppress(Exception):
-            await nc.close()
+        await close_within(nc, CLOSE_WAIT_S)
+
+
+#: How long a stop waits for the NATS connection to flush and close before dropping it.
+CLOSE_WAIT_S = 5.0
+
+
+async def close_within(nc: Any, timeout: float) -> None:
+    """Close ``nc``; on a link that stopped carrying data (a WAN path that black-holes instead
+    of resetting) nats-py's ``close()`` waits for its unsent data for ever, so after ``timeout``
+    the socket is dropped. Nothing is lost: what was not acknowledged is sent again later."""
+    try:
+        await asyncio.wait_for(nc.close(), timeout)
+    except TimeoutError:
+        log.warning("JetStream link: the connection did not close within %.0f s (the link carries "
+                    "nothing); dropped it", timeout)
+        # nats-py has no abort(); its TCP transport keeps the asyncio stream in _io_writer.
+        writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+        if writer is not None:
+            writer.transport.abort()
+    except Exception as e:  # noqa: BLE001 - closing a broken connection: nothing left to do
+        log.debug("closing the JetStream connection: %s", e)

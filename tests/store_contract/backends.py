@@ -167,7 +167,21 @@ def _pg_drop(location: str) -> None:
     schema = pg_schema(location)
     assert schema.startswith("t_")
     with psycopg.connect(pg_dsn(), autocommit=True) as db:
-        db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        # A session still holding a lock in the schema (a connection the test leaked) would
+        # make DROP wait for ever: wait a while, then name it, end it and fail the test.
+        db.execute("SET lock_timeout = '30s'")
+        try:
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        except psycopg.errors.LockNotAvailable:
+            held = db.execute(
+                "SELECT pid, application_name, state, left(query, 120) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid IN "
+                "(SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s)", (schema,)).fetchall()
+            for pid, *_ in held:
+                db.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            raise AssertionError(f"sessions still held locks in {schema} after the test: {held}") from None
 
 
 POSTGRESQL = Backend(
